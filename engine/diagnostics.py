@@ -8,6 +8,7 @@ text (with the source line and a caret), as JSON for tools, or later as an HTML 
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -136,7 +137,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def suggestion_hint(word: str, candidates: Sequence[str] | Iterable[str], what: Text) -> Text:
-    """"did you mean 'x'?" when a candidate is close, else the list of valid ``what``."""
+    """ "did you mean 'x'?" when a candidate is close, else the list of valid ``what``."""
     pool = sorted(set(candidates))
     best = did_you_mean(word, pool)
     if best is not None:
@@ -172,10 +173,17 @@ def render_text(
             out.append(f"  {n:>{width}} | {src.rstrip()}")
         src = lines[d.line - 1] if d.line <= len(lines) else ""
         caret_col = max(1, d.col)
-        pad = "".join("\t" if ch == "\t" else " " for ch in src[: caret_col - 1])
+        pad = "".join(_pad(ch) for ch in src[: caret_col - 1])
         carets = "^" + "~" * max(0, min(d.width, max(1, len(src) - caret_col + 1)) - 1)
         out.append(f"  {' ' * width} | {pad}{carets}")
     return "\n".join(out)
+
+
+def _pad(ch: str) -> str:
+    """Blank of the same display width as ``ch`` (CJK characters take two cells)."""
+    if ch == "\t":
+        return "\t"
+    return "  " if unicodedata.east_asian_width(ch) in ("W", "F") else " "
 
 
 def summary(diagnostics: Sequence[Diagnostic], lang: Lang = "en") -> str:

@@ -125,41 +125,52 @@ def dates(desc: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- app.yaml
 
+
 def _env_ref(desc: str) -> dict[str, Any]:
-    return text(desc + " — the NAME of an environment variable, never the secret itself",
-                pattern=r"^[A-Z][A-Z0-9_]*$")
+    return text(
+        desc + " — the NAME of an environment variable, never the secret itself",
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+    )
 
 
 def _connector() -> dict[str, Any]:
     operation = obj(
         "One operation of an HTTP connector.",
         {
-            "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       "description": "HTTP method"},
-            "path": text("Path appended to the base URL; {name} placeholders are filled "
-                         "from the step's `with:` values", pattern=r"^/"),
+            "method": {
+                "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+                "description": "HTTP method",
+            },
+            "path": text(
+                "Path appended to the base URL; {name} placeholders are filled "
+                "from the step's `with:` values",
+                pattern=r"^/",
+            ),
             "description": text("What the operation does"),
         },
         required=("method", "path"),
     )
     return obj(
-        "An outside system the flows talk to. URLs and secrets come from environment "
-        "variables.",
+        "An outside system the flows talk to. URLs and secrets come from environment variables.",
         {
-            "type": {"enum": ["http", "dingtalk", "wecom", "email", "webhook"],
-                     "description": "Kind of connector"},
+            "type": {
+                "enum": ["http", "dingtalk", "wecom", "email", "webhook"],
+                "description": "Kind of connector",
+            },
             "title": text("Human-readable name"),
             "base_url_env": _env_ref("Variable holding the base URL (http connectors)"),
-            "base_url_default": text("Base URL used when the variable is not set "
-                                     "(for local mock servers only)", pattern=r"^https?://"),
+            "base_url_default": text(
+                "Base URL used when the variable is not set (for local mock servers only)",
+                pattern=r"^https?://",
+            ),
             "url_env": _env_ref("Variable holding the webhook URL (dingtalk, wecom, webhook)"),
             "token_env": _env_ref("Variable holding a bearer token or robot secret"),
             "smtp_url_env": _env_ref("Variable holding the SMTP URL (email)"),
             "sender": text("Sender address for email", format="email"),
-            "timeout": number("Seconds before a request is abandoned", exclusiveMinimum=0,
-                              maximum=120),
-            "retries": integer("How many times a failed call is retried", minimum=0,
-                               maximum=50),
+            "timeout": number(
+                "Seconds before a request is abandoned", exclusiveMinimum=0, maximum=120
+            ),
+            "retries": integer("How many times a failed call is retried", minimum=0, maximum=50),
             "operations": ident_map("Named operations (http connectors)", operation),
         },
         required=("type",),
@@ -170,11 +181,14 @@ def app_schema() -> dict[str, Any]:
     calendar_obj = obj(
         "Working-day calendar with overrides.",
         {
-            "base": {"enum": ["cn", "weekends"],
-                     "description": "cn: Chinese statutory holidays and make-up workdays; "
-                                    "weekends: Monday to Friday"},
-            "holidays": dates("Extra days off (YYYY-MM-DD); any date here makes its year "
-                              "known to the calendar"),
+            "base": {
+                "enum": ["cn", "weekends"],
+                "description": "cn: Chinese statutory holidays and make-up workdays; "
+                "weekends: Monday to Friday",
+            },
+            "holidays": dates(
+                "Extra days off (YYYY-MM-DD); any date here makes its year known to the calendar"
+            ),
             "workdays": dates("Extra working days such as make-up Saturdays (YYYY-MM-DD)"),
         },
         required=("base",),
@@ -196,27 +210,30 @@ def app_schema() -> dict[str, Any]:
             {
                 "name": ident("Machine name of the app"),
                 "title": text("Title shown in pages", minLength=1),
-                "version": text("Version of this configuration, e.g. \"1.2\""),
+                "version": text('Version of this configuration, e.g. "1.2"'),
                 "description": text("What the app is for"),
-                "locale": {"enum": ["zh-CN", "en"], "description": "Language of pages and "
-                           "messages"},
+                "locale": {
+                    "enum": ["zh-CN", "en"],
+                    "description": "Language of pages and messages",
+                },
                 "timezone": text("IANA time zone, e.g. Asia/Shanghai"),
                 "calendar": {
-                    "description": "Working days: `cn`, `weekends`, or a mapping with "
-                                   "overrides",
+                    "description": "Working days: `cn`, `weekends`, or a mapping with overrides",
                     "anyOf": [{"enum": ["cn", "weekends"]}, calendar_obj],
                 },
                 "business_hours": {
                     "type": "array",
-                    "description": "Working hours of a working day, e.g. [\"08:30-12:00\", "
-                                   "\"13:00-17:30\"]",
+                    "description": 'Working hours of a working day, e.g. ["08:30-12:00", '
+                    '"13:00-17:30"]',
                     "items": {"type": "string", "pattern": HOURS_PATTERN},
                     "minItems": 1,
                 },
                 "roles": ident_map("Roles people can hold", role, min_props=1),
-                "people": text("Org chart file under the app folder (CSV or YAML) with "
-                               "user, name, roles, manager, phone, chat ids",
-                               pattern=r"\.(csv|ya?ml)$"),
+                "people": text(
+                    "Org chart file under the app folder (CSV or YAML) with "
+                    "user, name, roles, manager, phone, chat ids",
+                    pattern=r"\.(csv|ya?ml)$",
+                ),
                 "database": text("Default database URL (SEAMLINE_DB or --db override it)"),
                 "connectors": ident_map("Outside systems the flows talk to", _connector()),
             },
@@ -233,8 +250,7 @@ _COMMON_FIELD: dict[str, Any] = {
     "help": text("Help text shown under the input"),
     "required": boolean("A value must be given"),
     "readonly": boolean("Nobody edits it in pages or the API"),
-    "editable_by": names("Roles that may edit the field (default: anyone who may edit "
-                         "the record)"),
+    "editable_by": names("Roles that may edit the field (default: anyone who may edit the record)"),
     "editable_in": names("States in which the field may be edited"),
     "renamed_from": ident("The field's previous name, so deploy renames the column"),
 }
@@ -248,10 +264,14 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
         "items": {
             "anyOf": [
                 {"type": "string", "minLength": 1},
-                obj("A choice with a label", {
-                    "value": text("Stored value", minLength=1),
-                    "label": text("Name shown to people"),
-                }, required=("value",)),
+                obj(
+                    "A choice with a label",
+                    {
+                        "value": text("Stored value", minLength=1),
+                        "label": text("Name shown to people"),
+                    },
+                    required=("value",),
+                ),
             ]
         },
     }
@@ -317,14 +337,18 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
             "result": {"enum": list(COMPUTED_RESULTS), "description": "Type of the result"},
         },
         "autonumber": {
-            "format": text("Pattern with {yyyy}, {yy}, {mm}, {dd} and {seq:N}, "
-                           "e.g. SO-{yyyy}{mm}-{seq:5}", pattern=r"\{seq(:\d+)?\}"),
+            "format": text(
+                "Pattern with {yyyy}, {yy}, {mm}, {dd} and {seq:N}, e.g. SO-{yyyy}{mm}-{seq:5}",
+                pattern=r"\{seq(:\d+)?\}",
+            ),
         },
         "table": {
-            "fields": ident_map("Columns of the child table", {"$ref": "#/definitions/child_field"},
-                                min_props=1),
-            "append_only": boolean("Rows can be added but never edited or deleted "
-                                   "(e.g. a communication log)"),
+            "fields": ident_map(
+                "Columns of the child table", {"$ref": "#/definitions/child_field"}, min_props=1
+            ),
+            "append_only": boolean(
+                "Rows can be added but never edited or deleted (e.g. a communication log)"
+            ),
             "min_rows": integer("Fewest rows", minimum=0),
             "max_rows": integer("Most rows", minimum=1, maximum=10000),
         },
@@ -350,20 +374,25 @@ def _field_schema(child: bool) -> dict[str, Any]:
     types = CHILD_FIELD_TYPES if child else FIELD_TYPES
     branches = []
     for kind in types:
-        branches.append({
-            "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
-            "then": {
-                "properties": _field_props(kind, child),
-                "additionalProperties": False,
-                "required": ["type", "label", *_REQUIRED_BY_TYPE.get(kind, ())],
-            },
-        })
+        branches.append(
+            {
+                "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                "then": {
+                    "properties": _field_props(kind, child),
+                    "additionalProperties": False,
+                    "required": ["type", "label", *_REQUIRED_BY_TYPE.get(kind, ())],
+                },
+            }
+        )
     return {
         "type": "object",
         "description": "A field: its type, label and the rules of its type",
         "required": ["type", "label"],
-        "properties": {"type": _COMMON_FIELD["type"] if not child
-                       else {"enum": list(CHILD_FIELD_TYPES), "description": "Kind of value"}},
+        "properties": {
+            "type": _COMMON_FIELD["type"]
+            if not child
+            else {"enum": list(CHILD_FIELD_TYPES), "description": "Kind of value"}
+        },
         "allOf": branches,
     }
 
@@ -392,10 +421,10 @@ def form_schema() -> dict[str, Any]:
                 "description": text("What the form is for"),
                 "title_field": ident("Field that names a record in lists and ref pickers"),
                 "list_columns": names("Fields shown as columns in the record list"),
-                "fields": ident_map("Fields in display order", {"$ref": "#/definitions/field"},
-                                    min_props=1),
-                "rules": {"type": "array", "description": "Rules across fields",
-                          "items": rule},
+                "fields": ident_map(
+                    "Fields in display order", {"$ref": "#/definitions/field"}, min_props=1
+                ),
+                "rules": {"type": "array", "description": "Rules across fields", "items": rule},
             },
             required=("title", "fields"),
         ),
@@ -404,11 +433,12 @@ def form_schema() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- flows
 
+
 def _event() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "What starts it: exactly one of created, updated, field_changed, "
-                       "state_entered, transition, schedule",
+        "state_entered, transition, schedule",
         "minProperties": 1,
         "maxProperties": 1,
         "additionalProperties": False,
@@ -418,8 +448,10 @@ def _event() -> dict[str, Any]:
             "field_changed": one_or_many("When one of these fields changes"),
             "state_entered": one_or_many("When the record enters one of these states"),
             "transition": one_or_many("When one of these transitions is fired"),
-            "schedule": text("Cron expression (minute hour day month weekday) in the app's "
-                             "time zone", pattern=r"^\S+( \S+){4}$"),
+            "schedule": text(
+                "Cron expression (minute hour day month weekday) in the app's time zone",
+                pattern=r"^\S+( \S+){4}$",
+            ),
         },
     }
 
@@ -434,8 +466,10 @@ def _who() -> dict[str, Any]:
         "properties": {
             "role": ident("Everyone holding this role"),
             "person": text("One person (user name from the org chart)", minLength=1),
-            "manager_of": {"enum": ["owner", "submitter"],
-                           "description": "The manager of the record's owner or submitter"},
+            "manager_of": {
+                "enum": ["owner", "submitter"],
+                "description": "The manager of the record's owner or submitter",
+            },
             "field": ident("The person named in this field of the record"),
         },
     }
@@ -446,32 +480,52 @@ def _steps_schema() -> dict[str, Any]:
         "id": ident("Name for the step; its results are `steps.<id>.<name>`"),
         "when": expr("Run the step only when this is true"),
     }
-    call = obj("Call an operation of a connector", {
-        "connector": ident("Connector from app.yaml"),
-        "operation": ident("Operation of that connector"),
-        "with": ident_map("Values sent, by name", expr("Value")),
-        "keep": ident_map("Values kept from the answer, as dotted paths into its JSON",
-                          text("Dotted path", minLength=1)),
-        "pending_state": ident("State the record waits in while the system does not "
-                               "answer; retried until it does"),
-    }, required=("connector", "operation"))
-    notify = obj("Send a message from a template", {
-        "via": ident("Connector that delivers it (dingtalk, wecom, email, webhook)"),
-        "to": {"type": "array", "description": "Recipients", "items": _who(), "minItems": 1},
-        "template": text("Template file under templates/", minLength=1),
-        "todo": boolean("Create a to-do (DingTalk) instead of a plain message"),
-    }, required=("via", "to", "template"))
-    create = obj("Create a record of another form", {
-        "form": ident("Form of the new record"),
-        "values": ident_map("Field values", expr("Value")),
-    }, required=("form", "values"))
-    wait = obj("Wait before the next step (durable: survives restarts)", {
-        "minutes": number("Calendar minutes", exclusiveMinimum=0),
-        "hours": number("Calendar hours", exclusiveMinimum=0),
-        "days": number("Calendar days", exclusiveMinimum=0),
-        "business_hours": number("Business hours (app calendar)", exclusiveMinimum=0),
-        "workdays": integer("Working days (app calendar)", minimum=1),
-    }, minProperties=1, maxProperties=1)
+    call = obj(
+        "Call an operation of a connector",
+        {
+            "connector": ident("Connector from app.yaml"),
+            "operation": ident("Operation of that connector"),
+            "with": ident_map("Values sent, by name", expr("Value")),
+            "keep": ident_map(
+                "Values kept from the answer, as dotted paths into its JSON",
+                text("Dotted path", minLength=1),
+            ),
+            "pending_state": ident(
+                "State the record waits in while the system does not answer; retried until it does"
+            ),
+        },
+        required=("connector", "operation"),
+    )
+    notify = obj(
+        "Send a message from a template",
+        {
+            "via": ident("Connector that delivers it (dingtalk, wecom, email, webhook)"),
+            "to": {"type": "array", "description": "Recipients", "items": _who(), "minItems": 1},
+            "template": text("Template file under templates/", minLength=1),
+            "todo": boolean("Create a to-do (DingTalk) instead of a plain message"),
+        },
+        required=("via", "to", "template"),
+    )
+    create = obj(
+        "Create a record of another form",
+        {
+            "form": ident("Form of the new record"),
+            "values": ident_map("Field values", expr("Value")),
+        },
+        required=("form", "values"),
+    )
+    wait = obj(
+        "Wait before the next step (durable: survives restarts)",
+        {
+            "minutes": number("Calendar minutes", exclusiveMinimum=0),
+            "hours": number("Calendar hours", exclusiveMinimum=0),
+            "days": number("Calendar days", exclusiveMinimum=0),
+            "business_hours": number("Business hours (app calendar)", exclusiveMinimum=0),
+            "workdays": integer("Working days (app calendar)", minimum=1),
+        },
+        minProperties=1,
+        maxProperties=1,
+    )
     actions = {
         "call": call,
         "if": expr("Condition choosing `then` or `else`"),
@@ -489,45 +543,61 @@ def _steps_schema() -> dict[str, Any]:
             props["then"] = {"$ref": "#/definitions/steps"}
             props["else"] = {"$ref": "#/definitions/steps"}
             required.append("then")
-        step_branches.append({
-            "if": {"required": [action]},
-            "then": {"properties": props, "additionalProperties": False,
-                     "required": required},
-        })
+        step_branches.append(
+            {
+                "if": {"required": [action]},
+                "then": {"properties": props, "additionalProperties": False, "required": required},
+            }
+        )
     step = {
         "type": "object",
         "description": "One step: call, if, set, create, notify, transition or wait",
         "anyOf": [{"required": [a]} for a in actions],
         "allOf": step_branches,
     }
-    return {"type": "array", "description": "Steps run in order", "items": step,
-            "minItems": 1}
+    return {"type": "array", "description": "Steps run in order", "items": step, "minItems": 1}
 
 
 def flow_schema() -> dict[str, Any]:
-    state = obj("A state of the record", {
-        "label": text("Name shown to people", minLength=1),
-        "initial": boolean("New records start here (exactly one state)"),
-        "final": boolean("Nothing leaves this state"),
-        "editable": boolean("Records in this state may be edited (default: true for the "
-                            "initial state, false otherwise)"),
-        "color": {"enum": ["grey", "blue", "green", "amber", "red"],
-                  "description": "Colour of the state badge"},
-    }, required=("label",))
-    transition = obj("A move between states, shown as a button", {
-        "label": text("Button text", minLength=1),
-        "from": one_or_many("State(s) it leaves from"),
-        "to": ident("State it goes to"),
-        "roles": names("Roles that may fire it (default: anyone who may edit the record)"),
-        "guard": expr("Must be true for the transition to be allowed"),
-        "guard_message": text("Message shown when the guard is false"),
-        "require": names("Fields that must be filled before it may fire"),
-    }, required=("label", "from", "to"))
-    automation = obj("When something happens, run steps", {
-        "on": _event(),
-        "when": expr("Run only when this is true"),
-        "steps": {"$ref": "#/definitions/steps"},
-    }, required=("on", "steps"))
+    state = obj(
+        "A state of the record",
+        {
+            "label": text("Name shown to people", minLength=1),
+            "initial": boolean("New records start here (exactly one state)"),
+            "final": boolean("Nothing leaves this state"),
+            "editable": boolean(
+                "Records in this state may be edited (default: true for the "
+                "initial state, false otherwise)"
+            ),
+            "color": {
+                "enum": ["grey", "blue", "green", "amber", "red"],
+                "description": "Colour of the state badge",
+            },
+        },
+        required=("label",),
+    )
+    transition = obj(
+        "A move between states, shown as a button",
+        {
+            "label": text("Button text", minLength=1),
+            "from": one_or_many("State(s) it leaves from"),
+            "to": ident("State it goes to"),
+            "roles": names("Roles that may fire it (default: anyone who may edit the record)"),
+            "guard": expr("Must be true for the transition to be allowed"),
+            "guard_message": text("Message shown when the guard is false"),
+            "require": names("Fields that must be filled before it may fire"),
+        },
+        required=("label", "from", "to"),
+    )
+    automation = obj(
+        "When something happens, run steps",
+        {
+            "on": _event(),
+            "when": expr("Run only when this is true"),
+            "steps": {"$ref": "#/definitions/steps"},
+        },
+        required=("on", "steps"),
+    )
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "flow.schema.json",
@@ -549,45 +619,70 @@ def flow_schema() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- approvals
 
+
 def approval_schema() -> dict[str, Any]:
-    sla = obj("How long a step may wait, and what happens then", {
-        "business_hours": number("Business hours before escalation", exclusiveMinimum=0),
-        "escalate_to": {"enum": ["manager", "none"],
-                        "description": "Who gets it when the time is up"},
-        "max_escalations": integer("How far up the chain it may go", minimum=0, maximum=10),
-        "remind_before_hours": number("Reminder this many business hours before the "
-                                      "deadline", exclusiveMinimum=0),
-    }, required=("business_hours",))
+    sla = obj(
+        "How long a step may wait, and what happens then",
+        {
+            "business_hours": number("Business hours before escalation", exclusiveMinimum=0),
+            "escalate_to": {
+                "enum": ["manager", "none"],
+                "description": "Who gets it when the time is up",
+            },
+            "max_escalations": integer("How far up the chain it may go", minimum=0, maximum=10),
+            "remind_before_hours": number(
+                "Reminder this many business hours before the deadline", exclusiveMinimum=0
+            ),
+        },
+        required=("business_hours",),
+    )
     who_list = {"type": "array", "description": "Approvers", "items": _who(), "minItems": 1}
     step_common = {
         "name": ident("Name of the step"),
         "label": text("Name shown to people"),
         "sla": sla,
     }
-    n_of = obj("At least n of these approve", {
-        "n": integer("How many approvals are needed", minimum=1),
-        "of": who_list,
-    }, required=("n", "of"))
+    n_of = obj(
+        "At least n of these approve",
+        {
+            "n": integer("How many approvals are needed", minimum=1),
+            "of": who_list,
+        },
+        required=("n", "of"),
+    )
     kinds = {"approver": _who(), "any_of": who_list, "all_of": who_list, "n_of": n_of}
     step = {
         "type": "object",
         "description": "A step: approver (one), any_of, all_of (countersign) or n_of",
         "anyOf": [{"required": [k]} for k in kinds],
         "allOf": [
-            {"if": {"required": [k]},
-             "then": {"properties": {**step_common, k: v}, "additionalProperties": False,
-                      "required": ["name", k]}}
+            {
+                "if": {"required": [k]},
+                "then": {
+                    "properties": {**step_common, k: v},
+                    "additionalProperties": False,
+                    "required": ["name", k],
+                },
+            }
             for k, v in kinds.items()
         ],
     }
-    route = obj("A route: when it matches, its steps run in order", {
-        "name": ident("Name of the route (config tests expect it)"),
-        "label": text("Name shown to people"),
-        "when": expr("The route is taken when this is true (first match wins)"),
-        "default": boolean("Taken when no other route matches; must be last"),
-        "steps": {"type": "array", "description": "Approval steps in order", "items": step,
-                  "minItems": 1},
-    }, required=("name", "steps"))
+    route = obj(
+        "A route: when it matches, its steps run in order",
+        {
+            "name": ident("Name of the route (config tests expect it)"),
+            "label": text("Name shown to people"),
+            "when": expr("The route is taken when this is true (first match wins)"),
+            "default": boolean("Taken when no other route matches; must be last"),
+            "steps": {
+                "type": "array",
+                "description": "Approval steps in order",
+                "items": step,
+                "minItems": 1,
+            },
+        },
+        required=("name", "steps"),
+    )
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "approval.schema.json",
@@ -602,13 +697,20 @@ def approval_schema() -> dict[str, Any]:
                 "on_rejected": ident("Transition fired when someone rejects"),
                 "on_returned": ident("Transition fired when someone returns it for changes"),
                 "sla": sla,
-                "if_record_changes": {"enum": ["restart", "lock"],
-                                      "description": "While approving: restart approvals "
-                                                     "when the record changes, or lock it"},
-                "allow_self_approval": boolean("Whether the submitter may approve their own "
-                                               "record (default false)"),
-                "routes": {"type": "array", "description": "Routes in order; first match "
-                           "wins", "items": route, "minItems": 1},
+                "if_record_changes": {
+                    "enum": ["restart", "lock"],
+                    "description": "While approving: restart approvals "
+                    "when the record changes, or lock it",
+                },
+                "allow_self_approval": boolean(
+                    "Whether the submitter may approve their own record (default false)"
+                ),
+                "routes": {
+                    "type": "array",
+                    "description": "Routes in order; first match wins",
+                    "items": route,
+                    "minItems": 1,
+                },
             },
             required=("form", "start", "on_approved", "on_rejected", "routes"),
         ),
@@ -617,75 +719,116 @@ def approval_schema() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- dashboards
 
+
 def dashboard_schema() -> dict[str, Any]:
     endpoint = _event()
-    kpi = obj("A key figure with traffic-light thresholds", {
-        "title": text("Name shown to people", minLength=1),
-        "form": ident("Records measured"),
-        "measure": {"enum": ["count", "rate", "sum", "avg", "median_hours",
-                             "percentile_hours"],
-                    "description": "count/sum/avg of records, rate of records matching "
-                                   "`numerator`, or median/percentile hours between two events"},
-        "where": expr("Only records for which this is true"),
-        "numerator": expr("For rate: records counted in the numerator"),
-        "field": ident("For sum/avg: the field summed"),
-        "from": endpoint,
-        "to": endpoint,
-        "percentile": number("For percentile_hours, e.g. 90", exclusiveMinimum=0,
-                             exclusiveMaximum=100),
-        "window": text("Time window: today, 7d, 30d, this_month, all", pattern=r"^(today|"
-                       r"all|this_month|\d+d)$"),
-        "unit": text("Unit shown after the value"),
-        "green": text("Green when the value meets this, e.g. '<= 2'",
-                      pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"),
-        "amber": text("Amber when the value meets this (otherwise red)",
-                      pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"),
-        "trend": {"enum": ["day", "week", "month"], "description": "Bucket of the trend"},
-    }, required=("title", "form", "measure"))
+    kpi = obj(
+        "A key figure with traffic-light thresholds",
+        {
+            "title": text("Name shown to people", minLength=1),
+            "form": ident("Records measured"),
+            "measure": {
+                "enum": ["count", "rate", "sum", "avg", "median_hours", "percentile_hours"],
+                "description": "count/sum/avg of records, rate of records matching "
+                "`numerator`, or median/percentile hours between two events",
+            },
+            "where": expr("Only records for which this is true"),
+            "numerator": expr("For rate: records counted in the numerator"),
+            "field": ident("For sum/avg: the field summed"),
+            "from": endpoint,
+            "to": endpoint,
+            "percentile": number(
+                "For percentile_hours, e.g. 90", exclusiveMinimum=0, exclusiveMaximum=100
+            ),
+            "window": text(
+                "Time window: today, 7d, 30d, this_month, all",
+                pattern=r"^(today|"
+                r"all|this_month|\d+d)$",
+            ),
+            "unit": text("Unit shown after the value"),
+            "green": text(
+                "Green when the value meets this, e.g. '<= 2'",
+                pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$",
+            ),
+            "amber": text(
+                "Amber when the value meets this (otherwise red)",
+                pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$",
+            ),
+            "trend": {"enum": ["day", "week", "month"], "description": "Bucket of the trend"},
+        },
+        required=("title", "form", "measure"),
+    )
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "dashboard.schema.json",
         "title": "Seamline dashboard (dashboards/*.yaml)",
-        **obj("A dashboard of KPIs.", {
-            "title": text("Title of the dashboard", minLength=1),
-            "description": text("What it shows"),
-            "roles": names("Roles that may see it (default: everyone signed in)"),
-            "kpis": ident_map("KPIs in display order", kpi, min_props=1),
-        }, required=("title", "kpis")),
+        **obj(
+            "A dashboard of KPIs.",
+            {
+                "title": text("Title of the dashboard", minLength=1),
+                "description": text("What it shows"),
+                "roles": names("Roles that may see it (default: everyone signed in)"),
+                "kpis": ident_map("KPIs in display order", kpi, min_props=1),
+            },
+            required=("title", "kpis"),
+        ),
     }
 
 
 # --------------------------------------------------------------------------- config tests
 
+
 def test_schema() -> dict[str, Any]:
-    expect = obj("What should happen", {
-        "valid": boolean("The record passes every field check and rule"),
-        "errors": {"type": "array", "description": "Fields expected to be refused",
-                   "items": ident("Field name")},
-        "values": {"type": "object", "description": "Computed values expected, by field"},
-        "route": ident("Approval route expected"),
-        "transition": ident("Transition expected to be allowed"),
-        "refused_transition": ident("Transition expected to be refused"),
-    }, minProperties=1)
-    case = obj("One example and what it should give", {
-        "name": text("What the case shows", minLength=1),
-        "form": ident("Form of the example record"),
-        "today": text("Date the case runs on (YYYY-MM-DD)", pattern=DATE_PATTERN),
-        "state": ident("State the record is in"),
-        "given": {"type": "object", "description": "Field values; a ref field takes a "
-                  "mapping of the referenced record's fields"},
-        "as_role": ident("Role of the person acting"),
-        "expect": expect,
-    }, required=("name", "form", "given", "expect"))
+    expect = obj(
+        "What should happen",
+        {
+            "valid": boolean("The record passes every field check and rule"),
+            "errors": {
+                "type": "array",
+                "description": "Fields expected to be refused",
+                "items": ident("Field name"),
+            },
+            "values": {"type": "object", "description": "Computed values expected, by field"},
+            "route": ident("Approval route expected"),
+            "transition": ident("Transition expected to be allowed"),
+            "refused_transition": ident("Transition expected to be refused"),
+        },
+        minProperties=1,
+    )
+    case = obj(
+        "One example and what it should give",
+        {
+            "name": text("What the case shows", minLength=1),
+            "form": ident("Form of the example record"),
+            "today": text("Date the case runs on (YYYY-MM-DD)", pattern=DATE_PATTERN),
+            "state": ident("State the record is in"),
+            "given": {
+                "type": "object",
+                "description": "Field values; a ref field takes a "
+                "mapping of the referenced record's fields",
+            },
+            "as_role": ident("Role of the person acting"),
+            "expect": expect,
+        },
+        required=("name", "form", "given", "expect"),
+    )
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "test.schema.json",
         "title": "Seamline config tests (tests/*.yaml)",
-        **obj("Examples that prove the rules and routes.", {
-            "description": text("What these tests cover"),
-            "cases": {"type": "array", "description": "The examples", "items": case,
-                      "minItems": 1},
-        }, required=("cases",)),
+        **obj(
+            "Examples that prove the rules and routes.",
+            {
+                "description": text("What these tests cover"),
+                "cases": {
+                    "type": "array",
+                    "description": "The examples",
+                    "items": case,
+                    "minItems": 1,
+                },
+            },
+            required=("cases",),
+        ),
     }
 
 

@@ -1,0 +1,136 @@
+"""Shared helpers of the compile stage: reporting at YAML positions, compiling expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.diagnostics import Diagnostics, Mark, suggestion_hint
+from engine.expressions import CompiledExpr, ExpressionError, Scope, compile_expression
+from engine.i18n import Text
+from engine.loader import LoadedYaml, YamlPath
+from engine.workspace import Workspace
+
+
+@dataclass
+class CompileContext:
+    ws: Workspace
+    diags: Diagnostics
+    roles: frozenset[str] = frozenset()
+    people: frozenset[str] = frozenset()
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ reporting
+    def error(
+        self,
+        doc: LoadedYaml,
+        path: YamlPath,
+        code: str,
+        message: Text,
+        hint: Text | None = None,
+        *,
+        key: bool = False,
+    ) -> None:
+        mark = doc.key_mark(path) if key else doc.mark(path)
+        width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
+        self.diags.error(doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80))
+
+    def warning(
+        self,
+        doc: LoadedYaml,
+        path: YamlPath,
+        code: str,
+        message: Text,
+        hint: Text | None = None,
+        *,
+        key: bool = False,
+    ) -> None:
+        mark = doc.key_mark(path) if key else doc.mark(path)
+        width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
+        self.diags.warning(
+            doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80)
+        )
+
+    def unknown(
+        self,
+        doc: LoadedYaml,
+        path: YamlPath,
+        name: str,
+        candidates: Iterable[str],
+        what: Text,
+        code: str,
+    ) -> None:
+        """``name`` (the value at ``path``) names something that does not exist."""
+        self.error(
+            doc,
+            path,
+            code,
+            Text(f"unknown {what.en} '{name}'", f"未知的{what.zh} '{name}'"),
+            suggestion_hint(name, list(candidates), what),
+        )
+
+    def check_names(
+        self, doc: LoadedYaml, path: YamlPath, candidates: Iterable[str], what: Text, code: str
+    ) -> None:
+        """Every name in the list (or the single name) at ``path`` must be a candidate."""
+        value = doc.get(path)
+        pool = set(candidates)
+        items = (
+            [(path, value)]
+            if isinstance(value, str)
+            else [((*path, i), v) for i, v in enumerate(value or [])]
+        )
+        for p, name in items:
+            if name not in pool:
+                self.unknown(doc, p, name, pool, what, code)
+
+    def check_roles(self, doc: LoadedYaml, path: YamlPath) -> None:
+        self.check_names(doc, path, self.roles, Text("role", "角色"), "unknown-role")
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, doc: LoadedYaml, path: YamlPath, scope: Scope) -> CompiledExpr | None:
+        source = doc.get(path)
+        if not isinstance(source, str):
+            return None
+        try:
+            compiled = compile_expression(source, scope)
+        except ExpressionError as exc:
+            self._expr_diag(doc, path, source, exc, "error")
+            return None
+        for warning in compiled.warnings:
+            self._expr_diag(doc, path, source, warning, "warning")
+        return compiled
+
+    def _expr_diag(
+        self, doc: LoadedYaml, path: YamlPath, source: str, exc: Any, severity: str
+    ) -> None:
+        mark = expression_mark(doc, path, source, exc.line, exc.col)
+        width = max(1, (exc.end_col - exc.col) if getattr(exc, "end_col", None) else 1)
+        add = self.diags.error if severity == "error" else self.diags.warning
+        add(doc.path, mark, exc.code, exc.message, exc.hint, yaml_path=path, width=width)
+
+
+def expression_mark(doc: LoadedYaml, path: YamlPath, source: str, line: int, col: int) -> Mark:
+    """The file position of (``line``, ``col``) inside the expression at ``path``.
+
+    ``line`` is 1-based and ``col`` 0-based within the expression text, as Python's parser
+    reports them.
+    """
+    start = doc.mark(path)
+    style = doc.styles.get(tuple(path))
+    lines = doc.source.text.splitlines()
+    if style in ("|", ">"):
+        physical = start.line + line  # block content starts on the line after | or >
+        if physical - 1 < len(lines):
+            text = lines[physical - 1]
+            indent = len(text) - len(text.lstrip(" "))
+            return Mark(physical, indent + col + 1)
+        return start
+    quote = 1 if style in ("'", '"') else 0
+    if line == 1:
+        physical_line = lines[start.line - 1] if start.line - 1 < len(lines) else ""
+        column = start.col + quote + col
+        if column <= len(physical_line) + 1:
+            return Mark(start.line, column)
+    return start

@@ -1,0 +1,486 @@
+"""Compile flows: state machines (states, transitions, reachability) and automations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.compile.context import CompileContext
+from engine.compile.scopes import ScopeBuilder
+from engine.expressions import NameInfo
+from engine.i18n import Text
+from engine.loader import LoadedYaml, YamlPath
+from engine.spec import (
+    AutomationSpec,
+    EventSpec,
+    StateMachineSpec,
+    StateSpec,
+    StepSpec,
+    TransitionSpec,
+    WhoSpec,
+    frozen_map,
+)
+
+STATE = Text("state", "状态")
+TRANSITION = Text("transition", "流转")
+FIELD = Text("field", "字段")
+FORM = Text("form", "表单")
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def machine_docs(
+    ctx: CompileContext, docs: list[LoadedYaml], forms: set[str]
+) -> dict[str, LoadedYaml]:
+    """The one flow file per form that defines its states."""
+    out: dict[str, LoadedYaml] = {}
+    for doc in docs:
+        form = doc.data["form"]
+        if form not in forms:
+            ctx.unknown(doc, ("form",), form, forms, FORM, "unknown-form")
+            continue
+        if "states" not in doc.data:
+            if "transitions" in doc.data:
+                ctx.error(
+                    doc,
+                    ("transitions",),
+                    "no-states",
+                    Text("transitions without states", "有流转但没有定义状态"),
+                    Text("add states: to this file", "请在此文件中添加 states:"),
+                    key=True,
+                )
+            continue
+        if form in out:
+            ctx.error(
+                doc,
+                ("states",),
+                "duplicate-machine",
+                Text(
+                    f"form '{form}' already has states in {out[form].path}",
+                    f"表单 '{form}' 已在 {out[form].path} 中定义了状态",
+                ),
+                Text("keep one state machine per form", "每个表单只能有一套状态"),
+                key=True,
+            )
+            continue
+        out[form] = doc
+    return out
+
+
+def compile_machine(
+    ctx: CompileContext, doc: LoadedYaml, scopes: ScopeBuilder, fields: list[str]
+) -> StateMachineSpec | None:
+    data = doc.data
+    form = data["form"]
+    raw_states: dict[str, Any] = data["states"]
+    initials = [n for n, s in raw_states.items() if s.get("initial")]
+    if len(initials) != 1:
+        ctx.error(
+            doc,
+            ("states",),
+            "initial-state",
+            Text(
+                f"{len(initials)} states are marked initial; exactly one must be",
+                f"有 {len(initials)} 个状态标为 initial；必须恰好一个",
+            ),
+            Text(
+                "mark the state new records start in with 'initial: true'",
+                "请给新记录的起始状态加上 'initial: true'",
+            ),
+            key=True,
+        )
+        return None
+    initial = initials[0]
+    states = tuple(
+        StateSpec(
+            n,
+            s["label"],
+            n == initial,
+            bool(s.get("final")),
+            bool(s.get("editable", n == initial)),
+            s.get("color", "grey"),
+        )
+        for n, s in raw_states.items()
+    )
+    scope = scopes.form_scope(form)
+    transitions = []
+    for tname, raw in (data.get("transitions") or {}).items():
+        path: YamlPath = ("transitions", tname)
+        ctx.check_names(doc, (*path, "from"), raw_states, STATE, "unknown-state")
+        ctx.check_names(doc, (*path, "to"), raw_states, STATE, "unknown-state")
+        if "roles" in raw:
+            ctx.check_roles(doc, (*path, "roles"))
+        if "require" in raw:
+            ctx.check_names(doc, (*path, "require"), fields, FIELD, "unknown-field")
+        guard = ctx.expr(doc, (*path, "guard"), scope) if "guard" in raw else None
+        for source in as_list(raw["from"]):
+            if raw_states.get(source, {}).get("final"):
+                ctx.error(
+                    doc,
+                    (*path, "from"),
+                    "leaves-final",
+                    Text(
+                        f"'{source}' is final; nothing may leave it",
+                        f"'{source}' 是终止状态，不能再流转出去",
+                    ),
+                    Text(
+                        "remove 'final: true' from that state or this transition",
+                        "请去掉该状态的 'final: true' 或删除此流转",
+                    ),
+                )
+        transitions.append(
+            TransitionSpec(
+                tname,
+                raw["label"],
+                tuple(as_list(raw["from"])),
+                raw["to"],
+                tuple(raw.get("roles") or ()),
+                guard,
+                raw.get("guard_message"),
+                tuple(raw.get("require") or ()),
+            )
+        )
+    _check_reachability(ctx, doc, initial, raw_states, transitions)
+    return StateMachineSpec(form, states, tuple(transitions), initial)
+
+
+def _check_reachability(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    initial: str,
+    raw_states: dict[str, Any],
+    transitions: list[TransitionSpec],
+) -> None:
+    reached = {initial}
+    frontier = [initial]
+    while frontier:
+        current = frontier.pop()
+        for t in transitions:
+            if current in t.sources and t.target not in reached:
+                reached.add(t.target)
+                frontier.append(t.target)
+    for name, raw in raw_states.items():
+        if name not in reached:
+            ctx.warning(
+                doc,
+                ("states", name),
+                "unreachable-state",
+                Text(
+                    f"state '{name}' can never be reached from '{initial}'",
+                    f"从 '{initial}' 出发永远到不了状态 '{name}'",
+                ),
+                Text(
+                    "add a transition into it, or remove it", "请添加一个流转进入该状态，或删除它"
+                ),
+                key=True,
+            )
+        elif not raw.get("final") and not any(name in t.sources for t in transitions):
+            ctx.warning(
+                doc,
+                ("states", name),
+                "dead-end-state",
+                Text(
+                    f"state '{name}' has no way out and is not final",
+                    f"状态 '{name}' 没有出口，也不是终止状态",
+                ),
+                Text(
+                    "add a transition out of it, or mark it 'final: true'",
+                    "请添加流出的流转，或标记为 'final: true'",
+                ),
+                key=True,
+            )
+
+
+# ---------------------------------------------------------------------- automations
+
+
+def compile_event(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    machine: StateMachineSpec | None,
+    fields: list[str],
+) -> EventSpec | None:
+    raw: dict[str, Any] = doc.get(path)
+    kind, value = next(iter(raw.items()))
+    if kind in ("state_entered", "transition"):
+        if machine is None:
+            ctx.error(
+                doc,
+                (*path, kind),
+                "no-states",
+                Text("the form has no states", "该表单没有定义状态"),
+                Text("define states for it in a flows/ file", "请在 flows/ 文件中为它定义状态"),
+            )
+            return None
+        pool = (
+            [s.name for s in machine.states]
+            if kind == "state_entered"
+            else [t.name for t in machine.transitions]
+        )
+        ctx.check_names(
+            doc,
+            (*path, kind),
+            pool,
+            STATE if kind == "state_entered" else TRANSITION,
+            f"unknown-{'state' if kind == 'state_entered' else 'transition'}",
+        )
+        return EventSpec(kind, tuple(as_list(value)))
+    if kind == "field_changed":
+        ctx.check_names(doc, (*path, kind), fields, FIELD, "unknown-field")
+        return EventSpec(kind, tuple(as_list(value)))
+    if kind == "schedule":
+        return EventSpec(kind, cron=value)
+    if value is not True:
+        ctx.error(
+            doc,
+            (*path, kind),
+            "bad-value",
+            Text(f"'{kind}' takes true", f"'{kind}' 的值应为 true"),
+            Text(f"write '{kind}: true'", f"请写 '{kind}: true'"),
+        )
+        return None
+    return EventSpec(kind)
+
+
+def compile_automations(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    scopes: ScopeBuilder,
+    machine: StateMachineSpec | None,
+    form_fields: dict[str, list[str]],
+    connectors: dict[str, Any],
+    templates: list[Path],
+) -> list[AutomationSpec]:
+    form = doc.data["form"]
+    if form not in form_fields:
+        return []
+    out = []
+    for name, raw in (doc.data.get("automations") or {}).items():
+        path: YamlPath = ("automations", name)
+        on = compile_event(ctx, doc, (*path, "on"), machine, form_fields[form])
+        base = scopes.form_scope(form)
+        when = ctx.expr(doc, (*path, "when"), base) if "when" in raw else None
+        walker = _StepCompiler(ctx, doc, scopes, form, machine, form_fields, connectors, templates)
+        steps = walker.steps((*path, "steps"))
+        if on is not None and steps is not None:
+            out.append(AutomationSpec(name, form, on, steps, when, doc.path))
+    return out
+
+
+class _StepCompiler:
+    def __init__(
+        self,
+        ctx: CompileContext,
+        doc: LoadedYaml,
+        scopes: ScopeBuilder,
+        form: str,
+        machine: StateMachineSpec | None,
+        form_fields: dict[str, list[str]],
+        connectors: dict[str, Any],
+        templates: list[Path],
+    ) -> None:
+        self.ctx, self.doc, self.scopes, self.form = ctx, doc, scopes, form
+        self.machine, self.form_fields = machine, form_fields
+        self.connectors, self.templates = connectors, templates
+        self.step_ids: list[str] = []
+        self.ok = True
+
+    def scope(self) -> Any:
+        steps = NameInfo(
+            "record", "any", fields={i: NameInfo("record", "any", open=True) for i in self.step_ids}
+        )
+        return self.scopes.form_scope(self.form, {"steps": steps})
+
+    def expr(self, path: YamlPath) -> Any:
+        compiled = self.ctx.expr(self.doc, path, self.scope())
+        if compiled is None:
+            self.ok = False
+        return compiled
+
+    def steps(self, path: YamlPath) -> tuple[StepSpec, ...] | None:
+        out = [self.step((*path, i), raw) for i, raw in enumerate(self.doc.get(path))]
+        return tuple(s for s in out if s is not None) if self.ok else None
+
+    def step(self, path: YamlPath, raw: dict[str, Any]) -> StepSpec | None:
+        ctx, doc = self.ctx, self.doc
+        when = self.expr((*path, "when")) if "when" in raw else None
+        step_id = raw.get("id")
+        if step_id in self.step_ids:
+            ctx.error(
+                doc,
+                (*path, "id"),
+                "duplicate-name",
+                Text(f"two steps have the id '{step_id}'", f"有两个步骤的 id 都是 '{step_id}'"),
+                Text("give each step its own id", "每个步骤请用不同的 id"),
+            )
+        spec: StepSpec | None = None
+        if "call" in raw:
+            spec = self.call(path, raw["call"], step_id, when)
+        elif "if" in raw:
+            cond = self.expr((*path, "if"))
+            then = self.steps((*path, "then"))
+            other = self.steps((*path, "else")) if "else" in raw else ()
+            spec = StepSpec(
+                "if", step_id, when, condition=cond, then=then or (), otherwise=other or ()
+            )
+        elif "set" in raw:
+            fields = self.form_fields[self.form]
+            values = {}
+            for fname in raw["set"]:
+                if fname not in fields:
+                    ctx.unknown(doc, (*path, "set", fname), fname, fields, FIELD, "unknown-field", key=True)
+                values[fname] = self.expr((*path, "set", fname))
+            spec = StepSpec("set", step_id, when, values=frozen_map(values))
+        elif "create" in raw:
+            target = raw["create"]["form"]
+            values = {}
+            if target not in self.form_fields:
+                ctx.unknown(
+                    doc, (*path, "create", "form"), target, self.form_fields, FORM, "unknown-form"
+                )
+            for fname in raw["create"]["values"]:
+                if target in self.form_fields and fname not in self.form_fields[target]:
+                    ctx.unknown(
+                        doc,
+                        (*path, "create", "values", fname),
+                        fname,
+                        self.form_fields[target],
+                        FIELD,
+                        "unknown-field",
+                        key=True,
+                    )
+                values[fname] = self.expr((*path, "create", "values", fname))
+            spec = StepSpec("create", step_id, when, form=target, values=frozen_map(values))
+        elif "notify" in raw:
+            spec = self.notify(path, raw["notify"], step_id, when)
+        elif "transition" in raw:
+            names = [t.name for t in self.machine.transitions] if self.machine else []
+            ctx.check_names(doc, (*path, "transition"), names, TRANSITION, "unknown-transition")
+            spec = StepSpec("transition", step_id, when, transition=raw["transition"])
+        elif "wait" in raw:
+            unit, amount = next(iter(raw["wait"].items()))
+            spec = StepSpec("wait", step_id, when, wait_unit=unit, wait_amount=amount)
+        if step_id:
+            self.step_ids.append(step_id)
+        return spec
+
+    def call(self, path: YamlPath, raw: dict[str, Any], step_id: str | None, when: Any) -> StepSpec:
+        ctx, doc = self.ctx, self.doc
+        connector = self.connectors.get(raw["connector"])
+        if connector is None:
+            ctx.unknown(
+                doc,
+                (*path, "call", "connector"),
+                raw["connector"],
+                self.connectors,
+                Text("connector", "连接器"),
+                "unknown-connector",
+            )
+        elif raw["operation"] not in (connector.get("operations") or {}):
+            ctx.unknown(
+                doc,
+                (*path, "call", "operation"),
+                raw["operation"],
+                connector.get("operations") or {},
+                Text("operation", "操作"),
+                "unknown-operation",
+            )
+        if "pending_state" in raw:
+            states = [s.name for s in self.machine.states] if self.machine else []
+            ctx.check_names(doc, (*path, "call", "pending_state"), states, STATE, "unknown-state")
+        values = {n: self.expr((*path, "call", "with", n)) for n in raw.get("with") or {}}
+        return StepSpec(
+            "call",
+            step_id,
+            when,
+            connector=raw["connector"],
+            operation=raw["operation"],
+            with_values=frozen_map(values),
+            keep=frozen_map(raw.get("keep") or {}),
+            pending_state=raw.get("pending_state"),
+        )
+
+    def notify(
+        self, path: YamlPath, raw: dict[str, Any], step_id: str | None, when: Any
+    ) -> StepSpec:
+        ctx, doc = self.ctx, self.doc
+        connector = self.connectors.get(raw["via"])
+        if connector is None:
+            ctx.unknown(
+                doc,
+                (*path, "notify", "via"),
+                raw["via"],
+                self.connectors,
+                Text("connector", "连接器"),
+                "unknown-connector",
+            )
+        elif connector.get("type") == "http":
+            ctx.error(
+                doc,
+                (*path, "notify", "via"),
+                "bad-connector",
+                Text(
+                    f"'{raw['via']}' is an http connector and cannot send messages",
+                    f"'{raw['via']}' 是 http 连接器，不能发送消息",
+                ),
+                Text(
+                    "use a dingtalk, wecom, email or webhook connector",
+                    "请使用 dingtalk、wecom、email 或 webhook 连接器",
+                ),
+            )
+        to = check_who_list(ctx, doc, (*path, "notify", "to"), self.form_fields[self.form])
+        check_template(ctx, doc, (*path, "notify", "template"), self.templates)
+        return StepSpec(
+            "notify",
+            step_id,
+            when,
+            via=raw["via"],
+            to=to,
+            template=raw["template"],
+            todo=bool(raw.get("todo", False)),
+        )
+
+
+def check_who_list(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str]
+) -> tuple[WhoSpec, ...]:
+    out = []
+    for i, who in enumerate(doc.get(path) or []):
+        out.append(check_who(ctx, doc, (*path, i), who, fields))
+    return tuple(out)
+
+
+def check_who(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, who: dict[str, str], fields: list[str]
+) -> WhoSpec:
+    kind, value = next(iter(who.items()))
+    if kind == "role":
+        ctx.check_roles(doc, (*path, "role"))
+    elif kind == "person" and ctx.people and value not in ctx.people:
+        ctx.unknown(
+            doc, (*path, "person"), value, ctx.people, Text("person", "人员"), "unknown-person"
+        )
+    elif kind == "field":
+        ctx.check_names(doc, (*path, "field"), fields, FIELD, "unknown-field")
+    return WhoSpec(kind, value)  # type: ignore[arg-type]
+
+
+def check_template(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, template_dirs: list[Path]
+) -> None:
+    name = doc.get(path)
+    if any((d / name).is_file() for d in template_dirs):
+        return
+    existing = sorted(
+        {
+            str(p.relative_to(d))
+            for d in template_dirs
+            if d.is_dir()
+            for p in d.rglob("*")
+            if p.is_file()
+        }
+    )
+    ctx.unknown(doc, path, name, existing, Text("template", "模板"), "missing-template")

@@ -1,0 +1,173 @@
+"""Static analysis of route conditions: routes that can never match, or are shadowed.
+
+A condition that is a conjunction (``and``) of simple comparisons between a field path and
+constants is turned into a box of per-field constraints. An empty box never matches; a box
+inside an earlier route's box is never reached (first match wins). Anything fancier
+(``or``, function calls) is left alone rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+Path = str
+
+
+@dataclass
+class Constraint:
+    """What one field path may be: a set of allowed values and/or a numeric interval."""
+
+    allowed: frozenset[Any] | None = None
+    excluded: frozenset[Any] = frozenset()
+    lo: float = -math.inf
+    lo_open: bool = False
+    hi: float = math.inf
+    hi_open: bool = False
+
+    def empty(self, options: tuple[str, ...] | None) -> bool:
+        if self.lo > self.hi or (self.lo == self.hi and (self.lo_open or self.hi_open)):
+            return True
+        if self.allowed is not None:
+            values = {v for v in self.allowed if v not in self.excluded and self.admits(v)}
+            if options is not None:
+                values = {v for v in values if v in options}
+            return not values
+        return False
+
+    def admits(self, value: Any) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return True
+        if value < self.lo or (value == self.lo and self.lo_open):
+            return False
+        return not (value > self.hi or (value == self.hi and self.hi_open))
+
+    def within(self, other: Constraint) -> bool:
+        """Every value this admits is admitted by ``other``."""
+        if other.allowed is not None:
+            if self.allowed is None:
+                return False
+            if not {v for v in self.allowed if v not in self.excluded} <= other.allowed:
+                return False
+        if other.excluded and not (
+            self.allowed is not None and not (self.allowed & other.excluded)
+        ) and not other.excluded <= self.excluded:
+            return False
+        lo_ok = self.lo > other.lo or (self.lo == other.lo and (self.lo_open or not other.lo_open))
+        hi_ok = self.hi < other.hi or (self.hi == other.hi and (self.hi_open or not other.hi_open))
+        if self.allowed is not None and all(
+            isinstance(v, str) for v in self.allowed
+        ) and other.lo == -math.inf and other.hi == math.inf:
+            return True
+        return lo_ok and hi_ok
+
+
+@dataclass
+class Box:
+    """A conjunction of constraints, one per field path."""
+
+    parts: dict[Path, Constraint] = field(default_factory=dict)
+    never: bool = False
+
+    def get(self, path: Path) -> Constraint:
+        return self.parts.setdefault(path, Constraint())
+
+    def empty(self, options: dict[Path, tuple[str, ...] | None]) -> bool:
+        return self.never or any(c.empty(options.get(p)) for p, c in self.parts.items())
+
+    def within(self, other: Box) -> bool:
+        """Every record matching this box matches ``other``."""
+        if other.never:
+            return False
+        return all(p in self.parts and self.parts[p].within(c) for p, c in other.parts.items())
+
+
+def _path(node: ast.AST) -> Path | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _path(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _const(node: ast.AST) -> tuple[bool, Any]:
+    if isinstance(node, ast.Constant):
+        return True, node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        ok, value = _const(node.operand)
+        if ok and isinstance(value, int | float):
+            return True, -value
+    return False, None
+
+
+_FLIP = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE,
+         ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
+
+
+def box_of(tree: ast.Expression | None) -> Box | None:
+    """The box of a condition, or None when it is not a simple conjunction."""
+    box = Box()
+    if tree is None:
+        return box
+    return box if _add(box, tree.body) else None
+
+
+def _add(box: Box, node: ast.AST) -> bool:
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        return all(_add(box, v) for v in node.values)
+    ok, value = _const(node)
+    if ok:
+        if not value:
+            box.never = True
+        return True
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left, op, right = node.left, node.ops[0], node.comparators[0]
+        path = _path(left)
+        if path is None:
+            path = _path(right)
+            if path is None or type(op) not in _FLIP:
+                return False
+            left, right, op = right, left, _FLIP[type(op)]()
+        if isinstance(op, ast.In | ast.NotIn):
+            if not isinstance(right, ast.Tuple | ast.List):
+                return False
+            consts = [_const(e) for e in right.elts]
+            if not all(ok for ok, _ in consts):
+                return False
+            values = frozenset(v for _, v in consts)
+            c = box.get(path)
+            if isinstance(op, ast.In):
+                c.allowed = values if c.allowed is None else c.allowed & values
+            else:
+                c.excluded = c.excluded | values
+            return True
+        ok, value = _const(right)
+        if not ok:
+            return False
+        return _compare(box.get(path), op, value)
+    return False
+
+
+def _compare(c: Constraint, op: ast.cmpop, value: Any) -> bool:
+    if isinstance(op, ast.Eq):
+        c.allowed = frozenset([value]) if c.allowed is None else c.allowed & {value}
+        return True
+    if isinstance(op, ast.NotEq):
+        c.excluded = c.excluded | {value}
+        return True
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    if isinstance(op, ast.Gt | ast.GtE):
+        open_ = isinstance(op, ast.Gt)
+        if value > c.lo or (value == c.lo and open_):
+            c.lo, c.lo_open = value, open_
+        return True
+    if isinstance(op, ast.Lt | ast.LtE):
+        open_ = isinstance(op, ast.Lt)
+        if value < c.hi or (value == c.hi and open_):
+            c.hi, c.hi_open = value, open_
+        return True
+    return False

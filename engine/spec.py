@@ -1,0 +1,342 @@
+"""The compiled App: one immutable object every run-time part reads.
+
+Specs hold definitions only, never run state. Expressions are already parsed and checked
+(:class:`~engine.expressions.CompiledExpr`); references are resolved to names that exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from engine.calendar import CalendarSpec
+
+if TYPE_CHECKING:
+    from engine.expressions import CompiledExpr
+
+
+def frozen_map(items: dict[str, Any] | None = None) -> MappingProxyType[str, Any]:
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    type: str
+    label: str
+    help: str | None = None
+    required: bool = False
+    readonly: bool = False
+    editable_by: tuple[str, ...] = ()
+    editable_in: tuple[str, ...] = ()
+    renamed_from: str | None = None
+    options: tuple[OptionSpec, ...] = ()
+    min: Any = None
+    max: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    pattern_message: str | None = None
+    scale: int | None = None
+    currency: str | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    default: Any = None
+    default_expr: CompiledExpr | None = None
+    ref_form: str | None = None
+    accept: tuple[str, ...] = ()
+    max_size_mb: float | None = None
+    max_files: int | None = None
+    expr: CompiledExpr | None = None
+    result: str | None = None
+    format: str | None = None
+    children: tuple[FieldSpec, ...] = ()
+    append_only: bool = False
+    min_rows: int | None = None
+    max_rows: int | None = None
+
+    @property
+    def option_values(self) -> tuple[str, ...]:
+        return tuple(o.value for o in self.options)
+
+    @property
+    def value_type(self) -> str:
+        """The type of the stored value (a computed field stores its result type)."""
+        return self.result if self.type == "computed" and self.result else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    name: str
+    check: CompiledExpr
+    message: str
+    field: str | None = None
+    when: CompiledExpr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FormSpec:
+    name: str
+    title: str
+    fields: tuple[FieldSpec, ...]
+    rules: tuple[RuleSpec, ...] = ()
+    description: str | None = None
+    title_field: str | None = None
+    list_columns: tuple[str, ...] = ()
+    by_name: MappingProxyType[str, FieldSpec] = field(default_factory=frozen_map)
+
+    def field(self, name: str) -> FieldSpec:
+        return self.by_name[name]
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpec:
+    name: str
+    label: str
+    initial: bool = False
+    final: bool = False
+    editable: bool = False
+    color: str = "grey"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionSpec:
+    name: str
+    label: str
+    sources: tuple[str, ...]
+    target: str
+    roles: tuple[str, ...] = ()
+    guard: CompiledExpr | None = None
+    guard_message: str | None = None
+    require: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateMachineSpec:
+    form: str
+    states: tuple[StateSpec, ...]
+    transitions: tuple[TransitionSpec, ...]
+    initial: str
+
+    def state(self, name: str) -> StateSpec:
+        return next(s for s in self.states if s.name == name)
+
+
+EventKind = Literal[
+    "created", "updated", "field_changed", "state_entered", "transition", "schedule"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    kind: EventKind
+    names: tuple[str, ...] = ()
+    cron: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhoSpec:
+    kind: Literal["role", "person", "manager_of", "field"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One automation step. ``action`` says which of the optional parts is set."""
+
+    action: Literal["call", "if", "set", "create", "notify", "transition", "wait"]
+    id: str | None = None
+    when: CompiledExpr | None = None
+    connector: str | None = None
+    operation: str | None = None
+    with_values: MappingProxyType[str, CompiledExpr] = field(default_factory=frozen_map)
+    keep: MappingProxyType[str, str] = field(default_factory=frozen_map)
+    pending_state: str | None = None
+    condition: CompiledExpr | None = None
+    then: tuple[StepSpec, ...] = ()
+    otherwise: tuple[StepSpec, ...] = ()
+    values: MappingProxyType[str, CompiledExpr] = field(default_factory=frozen_map)
+    form: str | None = None
+    via: str | None = None
+    to: tuple[WhoSpec, ...] = ()
+    template: str | None = None
+    todo: bool = False
+    transition: str | None = None
+    wait_unit: str | None = None
+    wait_amount: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationSpec:
+    name: str
+    form: str
+    on: EventSpec
+    steps: tuple[StepSpec, ...]
+    when: CompiledExpr | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlaSpec:
+    business_hours: float
+    escalate_to: str = "manager"
+    max_escalations: int = 3
+    remind_before_hours: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalStepSpec:
+    name: str
+    kind: Literal["approver", "any_of", "all_of", "n_of"]
+    approvers: tuple[WhoSpec, ...]
+    needed: int
+    label: str | None = None
+    sla: SlaSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    name: str
+    steps: tuple[ApprovalStepSpec, ...]
+    when: CompiledExpr | None = None
+    default: bool = False
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSpec:
+    name: str
+    form: str
+    start: EventSpec
+    on_approved: str
+    on_rejected: str
+    routes: tuple[RouteSpec, ...]
+    on_returned: str | None = None
+    sla: SlaSpec | None = None
+    if_record_changes: str = "lock"
+    allow_self_approval: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSpec:
+    op: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSpec:
+    name: str
+    title: str
+    form: str
+    measure: str
+    where: CompiledExpr | None = None
+    numerator: CompiledExpr | None = None
+    field: str | None = None
+    start: EventSpec | None = None
+    end: EventSpec | None = None
+    percentile: float | None = None
+    window: str = "all"
+    unit: str = ""
+    green: ThresholdSpec | None = None
+    amber: ThresholdSpec | None = None
+    trend: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSpec:
+    name: str
+    title: str
+    kpis: tuple[KpiSpec, ...]
+    roles: tuple[str, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigTestSpec:
+    name: str
+    form: str
+    given: MappingProxyType[str, Any]
+    expect: MappingProxyType[str, Any]
+    today: str | None = None
+    state: str | None = None
+    as_role: str | None = None
+    source: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSpec:
+    name: str
+    label: str
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSpec:
+    user: str
+    name: str
+    roles: tuple[str, ...]
+    manager: str | None = None
+    department: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    dingtalk_id: str | None = None
+    wecom_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    name: str
+    method: str
+    path: str
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    name: str
+    type: str
+    title: str | None = None
+    base_url_env: str | None = None
+    base_url_default: str | None = None
+    url_env: str | None = None
+    token_env: str | None = None
+    smtp_url_env: str | None = None
+    sender: str | None = None
+    timeout: float = 10.0
+    retries: int = 5
+    operations: MappingProxyType[str, OperationSpec] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """The whole compiled configuration."""
+
+    name: str
+    title: str
+    version: str
+    locale: str
+    timezone: str
+    calendar: CalendarSpec
+    business_hours: tuple[tuple[time, time], ...]
+    roles: MappingProxyType[str, RoleSpec]
+    people: MappingProxyType[str, PersonSpec]
+    connectors: MappingProxyType[str, ConnectorSpec]
+    forms: MappingProxyType[str, FormSpec]
+    state_machines: MappingProxyType[str, StateMachineSpec]
+    automations: tuple[AutomationSpec, ...]
+    approvals: MappingProxyType[str, ApprovalSpec]
+    dashboards: MappingProxyType[str, DashboardSpec]
+    tests: tuple[ConfigTestSpec, ...]
+    database: str | None
+    root: str
+    content_hash: str
+    description: str | None = None
