@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,17 @@ def validate(ctx: click.Context, fmt: str) -> None:
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("schemas"), show_default=True, help="Folder to write into.")
-def schema(out_dir: Path) -> None:
+@click.option("--docs", "docs_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the Markdown YAML reference to this file.")
+def schema(out_dir: Path, docs_file: Path | None) -> None:
     """Write the JSON Schemas (draft-07) of every kind of file, for editors."""
+    from engine.schema_docs import render_reference
     from engine.schemas import KINDS, schema_file_name, schema_json
 
+    if docs_file is not None:
+        docs_file.parent.mkdir(parents=True, exist_ok=True)
+        docs_file.write_text(render_reference(), encoding="utf-8")
+        click.echo(str(docs_file))
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind in KINDS:
         target = out_dir / schema_file_name(kind)
@@ -147,6 +155,8 @@ def _show(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, Decimal):
+        return str(value)
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):

@@ -320,8 +320,9 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
             ),
         )
         return None
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
     except _RefusedNode as exc:
         diags.error(
@@ -354,7 +355,8 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
         )
         return None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     out = LoadedYaml(source, None)
     if node is None:
         out.data = {}
