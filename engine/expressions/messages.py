@@ -24,7 +24,10 @@ def describe(value: object) -> Text:
     """A short bilingual description of a run-time value, e.g. ``'abc' (text)``."""
     if value is None:
         return Text("nothing (blank)", "空值")
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        shown = "…"
     if len(shown) > 40:
         shown = shown[:37] + "…"
     kind = _kind(value)

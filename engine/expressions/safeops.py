@@ -66,7 +66,7 @@ def limited_mult(a: Any, b: Any) -> Any:
         return a * b
     if ta is int and tb is int:
         if a.bit_length() + b.bit_length() > MAX_INT_BITS + 1:
-            raise NumberTooHigh(f"Sorry! I don't want to evaluate a product that large ({a} * …)")
+            raise NumberTooHigh("Sorry! I don't want to evaluate a product that large.")
         return a * b
     if isinstance(a, _SEQUENCES):
         _check_repeat(a, b)
@@ -91,6 +91,8 @@ def _check_repeat(seq: list[Any] | tuple[Any, ...], times: Any) -> None:
 
 
 def limited_power(a: Any, b: Any) -> Any:
+    if abs(a) > MAX_POWER or abs(b) > MAX_POWER:  # as safe_power, without printing a or b
+        raise NumberTooHigh("Sorry! I don't want to evaluate a power that large.")
     # (bit_length(a) - 1) * b is a lower bound of the size of a ** b in bits
     if (
         type(a) is int
@@ -98,5 +100,5 @@ def limited_power(a: Any, b: Any) -> Any:
         and 1 < b <= MAX_POWER
         and (abs(a).bit_length() - 1) * b > MAX_INT_BITS
     ):
-        raise NumberTooHigh(f"Sorry! I don't want to evaluate {a} ** {b}")
+        raise NumberTooHigh("Sorry! I don't want to evaluate a power that large.")
     return safe_power(a, b)
