@@ -540,8 +540,10 @@ def _steps_schema() -> dict[str, Any]:
         props = {**common, action: spec}
         required = [action]
         if action == "if":
-            props["then"] = {"$ref": "#/definitions/steps"}
-            props["else"] = {"$ref": "#/definitions/steps"}
+            props["then"] = {"$ref": "#/definitions/steps",
+                             "description": "Steps run when the condition is true"}
+            props["else"] = {"$ref": "#/definitions/steps",
+                             "description": "Steps run when the condition is false"}
             required.append("then")
         step_branches.append(
             {
@@ -594,7 +596,7 @@ def flow_schema() -> dict[str, Any]:
         {
             "on": _event(),
             "when": expr("Run only when this is true"),
-            "steps": {"$ref": "#/definitions/steps"},
+            "steps": {"$ref": "#/definitions/steps", "description": "Steps run in order"},
         },
         required=("on", "steps"),
     )
