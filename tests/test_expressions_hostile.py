@@ -159,7 +159,9 @@ def test_no_attribute_access_on_runtime_objects() -> None:
     class Sneaky:
         secret = "s"
 
-    compiled = compile_expression("customer.secret", Scope({"customer": NameInfo.record(open=True)}))
+    compiled = compile_expression(
+        "customer.secret", Scope({"customer": NameInfo.record(open=True)})
+    )
     with pytest.raises(EvaluationError) as info:
         compiled({"customer": Sneaky()}, ENV)
     assert info.value.code == "expr-not-a-record"
@@ -207,9 +209,9 @@ def _compound(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
             lambda t: f"({t[0]} {t[1]} {t[2]})"
         ),
         st.tuples(children, st.integers(-2, 3)).map(lambda t: f"({t[0]} ** {_int_literal(t[1])})"),
-        st.tuples(
-            children, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), children
-        ).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(children, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), children).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         st.tuples(children, children, children).map(lambda t: f"({t[0]} < {t[1]} <= {t[2]})"),
         st.tuples(children, st.sampled_from(["in", "not in"]), leaves, leaves).map(
             lambda t: f"({t[0]} {t[1]} [{t[2]}, {t[3]}])"
@@ -228,7 +230,9 @@ def _compound(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         children.map(lambda c: f"len({c})"),
         children.map(lambda c: f"abs({c})"),
         children.map(lambda c: f"round({c})"),
-        st.tuples(children, st.integers(-2, 2)).map(lambda t: f"round({t[0]}, {_int_literal(t[1])})"),
+        st.tuples(children, st.integers(-2, 2)).map(
+            lambda t: f"round({t[0]}, {_int_literal(t[1])})"
+        ),
         pair.map(lambda t: f"contains({t[0]}, {t[1]})"),
         st.tuples(leaves, leaves).map(lambda t: f"[{t[0]}, {t[1]}]"),
         st.tuples(leaves, leaves).map(lambda t: f"({t[0]}, {t[1]})"),
