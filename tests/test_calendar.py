@@ -232,3 +232,13 @@ def test_other_bad_specs_raise() -> None:
 def test_adjacent_windows_are_allowed() -> None:
     cal = WorkCalendar(CalendarSpec(business_hours=((time(9), time(12)), (time(12), time(17)))))
     assert cal.business_hours_between(datetime(2026, 3, 2), datetime(2026, 3, 3)) == 8
+
+
+def test_cn_tables_agree_with_chinese_calendar_on_every_known_day() -> None:
+    import chinese_calendar
+
+    cal = WorkCalendar(CalendarSpec(base="cn"))
+    day, last = min(chinese_calendar.holidays), date(max(chinese_calendar.holidays).year, 12, 31)
+    while day <= last:
+        assert cal.is_workday(day) == chinese_calendar.is_workday(day), day
+        day += timedelta(days=1)

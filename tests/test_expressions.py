@@ -598,10 +598,10 @@ def test_function_values(source: str, expected: Any) -> None:
 
 def test_calendar_functions_use_the_env_calendar() -> None:
     calendar = FakeCalendar(holidays=frozenset({date(2026, 10, 1), date(2026, 10, 2)}))
-    e = {"calendar": calendar}
-    assert run("add_workdays(date(2026, 9, 30), 3)", **e) == date(2026, 10, 7)
-    assert run("workdays_between(date(2026, 9, 30), date(2026, 10, 7))", **e) == 3
-    assert run("business_hours_between(now(), datetime(2026, 10, 9, 9))", **e) == 8.0
+    c = calendar
+    assert run("add_workdays(date(2026, 9, 30), 3)", calendar=c) == date(2026, 10, 7)
+    assert run("workdays_between(date(2026, 9, 30), date(2026, 10, 7))", calendar=c) == 3
+    assert run("business_hours_between(now(), datetime(2026, 10, 9, 9))", calendar=c) == 8.0
     assert [name for name, _ in calendar.calls] == [
         "add_workdays",
         "workdays_between",
@@ -609,7 +609,7 @@ def test_calendar_functions_use_the_env_calendar() -> None:
     ]
     start, end = calendar.calls[-1][1]
     assert start.tzinfo is not None and end == datetime(2026, 10, 9, 9, tzinfo=SHANGHAI)
-    assert run("add_workdays(desired_date, 3)", {"desired_date": None}, **e) is None
+    assert run("add_workdays(desired_date, 3)", {"desired_date": None}, calendar=c) is None
 
 
 def test_calendar_functions_without_a_calendar() -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-import simpleeval
+import simpleeval  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -85,10 +85,10 @@ def literal_value(node: ast.AST) -> Any:
         isinstance(node, ast.UnaryOp)
         and isinstance(node.op, ast.USub | ast.UAdd)
         and isinstance(node.operand, ast.Constant)
-        and type(node.operand.value) in (int, float)
+        and isinstance(node.operand.value, int | float)
     ):
-        value = node.operand.value
-        return -value if isinstance(node.op, ast.USub) else value
+        number: int | float = node.operand.value
+        return -number if isinstance(node.op, ast.USub) else number
     if isinstance(node, ast.List):
         return [literal_value(elt) for elt in node.elts]
     if isinstance(node, ast.Tuple):

@@ -54,32 +54,36 @@ class Checked:
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-_SYNTAX_MESSAGES: tuple[tuple[str, Text], ...] = (
-    ("invalid syntax. Perhaps you forgot a comma?", Text("", "语法错误，是不是漏了逗号？")),
-    ("was never closed", Text("", "{token} 没有对应的右括号")),
-    ("unmatched", Text("", "多了一个 {token}，找不到对应的左括号")),
-    ("does not match opening parenthesis", Text("", "左右括号不匹配")),
-    ("unterminated string literal", Text("", "文本缺少结尾的引号")),
-    ("unterminated triple-quoted string", Text("", "文本缺少结尾的三引号")),
-    ("leading zeros in decimal integer", Text("", "整数不能以 0 开头（例如把 09 写成 9）")),
-    ("invalid decimal literal", Text("", "数字的写法不正确")),
-    ("expected 'else' after 'if' expression", Text("", "if 表达式缺少 else 部分")),
-    ("cannot assign", Text("", "表达式中不能赋值；比较请用 ==")),
-    ("invalid character", Text("", "包含无法识别的字符（是不是用了中文标点？）")),
-    ("invalid non-printable character", Text("", "包含不可见的特殊字符")),
+# Python's parser message (a fragment of it) → the Chinese wording.
+_SYNTAX_MESSAGES: tuple[tuple[str, str], ...] = (
+    ("invalid syntax. Perhaps you forgot a comma?", "语法错误，是不是漏了逗号？"),
+    ("was never closed", "{token} 没有对应的右括号"),
+    ("unmatched", "多了一个 {token}，找不到对应的左括号"),
+    ("does not match opening parenthesis", "左右括号不匹配"),
+    ("unterminated string literal", "文本缺少结尾的引号"),
+    ("unterminated triple-quoted string", "文本缺少结尾的三引号"),
+    ("leading zeros in decimal integer", "整数不能以 0 开头（例如把 09 写成 9）"),
+    ("invalid decimal literal", "数字的写法不正确"),
+    ("expected 'else' after 'if' expression", "if 表达式缺少 else 部分"),
+    ("cannot assign", "表达式中不能赋值；比较请用 =="),
+    ("invalid character", "包含无法识别的字符（是不是用了中文标点？）"),
+    ("invalid non-printable character", "包含不可见的特殊字符"),
 )
 
 
 def _syntax_text(msg: str) -> Text:
-    for needle, text in _SYNTAX_MESSAGES:
+    for needle, zh in _SYNTAX_MESSAGES:
         if needle in msg:
             token = re.search(r"'[^']*'", msg)
-            zh = text.zh.format(token=token.group(0) if token else "")
-            return Text(f"syntax error: {msg}", zh)
+            return Text(f"syntax error: {msg}", zh.format(token=token.group(0) if token else ""))
     return Text(f"syntax error: {msg}", "语法错误，这里的写法无法识别")
 
 
+_STRING_LITERAL = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
 def _syntax_hint(source: str, line_text: str, col: int) -> Text | None:
+    source = _STRING_LITERAL.sub("''", source)  # an '=' inside text is not a mistake
     if "===" in source or "!==" in source:
         return Text("use == and != (there is no === or !==)", "请用 == 和 !=（没有 === 或 !==）")
     if "&&" in source:
@@ -125,9 +129,9 @@ def _check_brackets(source: str) -> None:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type != tokenize.OP:
                 continue
-            if tok.string in "([{":
+            if tok.string in ("(", "[", "{"):
                 depth += 1
-            elif tok.string in ")]}":
+            elif tok.string in (")", "]", "}"):
                 depth -= 1
                 if depth < 0:
                     line, col = tok.start

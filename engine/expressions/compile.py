@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simpleeval import IterableTooLong, NumberTooHigh
+from simpleeval import IterableTooLong, NumberTooHigh  # type: ignore[import-untyped]
 
 from engine.i18n import Text
 
@@ -428,10 +428,14 @@ class _Builder:
 
 
 def _int_index(node: ast.expr) -> int:
-    if isinstance(node, ast.Constant):
-        return int(node.value)
-    assert isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
-    return -int(node.operand.value)
+    """The index the checker accepted: an int constant, possibly negated."""
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+        sign = -1
+    else:
+        sign = 1
+    assert isinstance(node, ast.Constant) and type(node.value) is int
+    return sign * node.value
 
 
 def _path_fn(name: str, path: tuple[str | int, ...]) -> _Node:

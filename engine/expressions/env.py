@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from engine.calendar import WorkCalendar
@@ -30,6 +30,12 @@ class EvalEnv:
     calendar: WorkCalendar | None = None
     now: Callable[[], datetime] = system_now
     timezone: str = "Asia/Shanghai"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
 
     @property
     def tz(self) -> tzinfo:

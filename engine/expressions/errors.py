@@ -11,7 +11,7 @@ character offsets on that line, so the caller can add the expression's own place
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from engine.i18n import Text
 
@@ -47,6 +47,9 @@ class ExpressionError(Exception):
             text += f" — {self.hint.en}"
         return text
 
+    def __reduce__(self) -> tuple[Any, ...]:  # keep every field when pickled
+        return (type(self), (self.code, self.message), dict(self.__dict__))
+
 
 @dataclass(frozen=True, slots=True)
 class ExpressionWarning:
@@ -79,6 +82,9 @@ class EvaluationError(Exception):
         self.message = message
         self.source = source
         self.hint = hint
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, self.message, self.source, self.hint))
 
     def __str__(self) -> str:
         if self.source:

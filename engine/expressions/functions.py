@@ -145,6 +145,13 @@ def _to_date(fname: str, value: Any) -> dt.date:
     raise _type_error(fname, _A_DATE, value)
 
 
+def _local_date(fname: str, value: Any, env: EvalEnv) -> dt.date:
+    """Like :func:`_to_date`, but an aware datetime is first moved to ``env.timezone``."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(env.tz).date()
+    return _to_date(fname, value)
+
+
 def _to_datetime(fname: str, value: Any, env: EvalEnv) -> dt.datetime:
     """An aware datetime; dates are midnight and naive times are local to ``env.timezone``."""
     if isinstance(value, dt.datetime):
@@ -240,11 +247,12 @@ def fn_datetime(env: EvalEnv, *args: Any) -> dt.datetime | None:
         if value is None or value == "":
             return None
         return _to_datetime("datetime", value, env)
-    parts = [_whole("datetime", a) for a in args]
+    parts = [_whole("datetime", a) for a in args] + [0] * (6 - len(args))
     try:
-        return dt.datetime(*parts, tzinfo=env.tz)  # type: ignore[misc]
+        y, mo, d, h, mi, sec = parts
+        return dt.datetime(y, mo, d, h, mi, sec, tzinfo=env.tz)
     except (ValueError, OverflowError):
-        shown = ", ".join(str(p) for p in parts)
+        shown = ", ".join(str(p) for p in parts[: len(args)])
         raise _fail(
             "expr-bad-date",
             "datetime({args}) is not a valid date-time",
@@ -278,7 +286,7 @@ def fn_add_workdays(env: EvalEnv, d: Any, n: Any) -> dt.date | None:
             n=count,
             max=MAX_WORKDAYS,
         )
-    day = _to_date("add_workdays", d)
+    day = _local_date("add_workdays", d, env)
     result: dt.date = _calendar("add_workdays", env).add_workdays(day, count)
     return result
 
@@ -286,7 +294,8 @@ def fn_add_workdays(env: EvalEnv, d: Any, n: Any) -> dt.date | None:
 def fn_workdays_between(env: EvalEnv, a: Any, b: Any) -> int | None:
     if a is None or b is None:
         return None
-    first, last = _to_date("workdays_between", a), _to_date("workdays_between", b)
+    first = _local_date("workdays_between", a, env)
+    last = _local_date("workdays_between", b, env)
     _check_span("workdays_between", first, last)
     result: int = _calendar("workdays_between", env).workdays_between(first, last)
     return result
