@@ -40,8 +40,10 @@ def main() -> None:
     print(f"runs per command: {runs} (median wall time of fresh processes)")
     print(f"{'python -c pass':<46} {bare * 1000:8.1f} ms")
     print(f"{'python importing yaml/jsonschema/click/cc/se':<46} {libs * 1000:8.1f} ms")
-    print(f"{'seamline validate (manufacturing pack)':<46} {validate * 1000:8.1f} ms"
-          f"   {validate / bare:5.1f}x bare python, {validate / libs:4.2f}x library imports")
+    print(
+        f"{'seamline validate (manufacturing pack)':<46} {validate * 1000:8.1f} ms"
+        f"   {validate / bare:5.1f}x bare python, {validate / libs:4.2f}x library imports"
+    )
     print(f"target < 1000 ms: {'met' if validate < 1.0 else 'NOT met'}")
 
 

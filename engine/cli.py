@@ -35,11 +35,20 @@ def _app_locale(app_dir: Path) -> str | None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--app", "app_dir", default=DEFAULT_APP, show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="App folder holding app.yaml.")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
-              help="Language of messages (default: SEAMLINE_LANG, then the app's locale).")
+@click.option(
+    "--app",
+    "app_dir",
+    default=DEFAULT_APP,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="App folder holding app.yaml.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default=None,
+    help="Language of messages (default: SEAMLINE_LANG, then the app's locale).",
+)
 @click.pass_context
 def main(ctx: click.Context, app_dir: Path, lang: str | None) -> None:
     """Seamline: forms, rules, flows, approvals and dashboards from YAML."""
@@ -49,8 +58,14 @@ def main(ctx: click.Context, app_dir: Path, lang: str | None) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text for people, json for tools.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools.",
+)
 @click.pass_context
 def validate(ctx: click.Context, fmt: str) -> None:
     """Check every file of the app; exit 0 when there are no errors, 1 otherwise."""
@@ -63,10 +78,16 @@ def validate(ctx: click.Context, fmt: str) -> None:
     items = result.diagnostics.sorted()
     failed = result.diagnostics.has_errors()
     if fmt == "json":
-        click.echo(json.dumps({
-            "ok": not failed,
-            "diagnostics": [d.to_json(lang) for d in items],
-        }, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "diagnostics": [d.to_json(lang) for d in items],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         if items:
             click.echo(render_text(items, result.workspace.sources, lang), err=failed)
@@ -76,21 +97,36 @@ def validate(ctx: click.Context, fmt: str) -> None:
             assert app is not None
             forms = len(app.forms)
             if lang == "zh":
-                click.echo(f"✓ {app.title}：{forms} 个表单，{len(app.approvals)} 个审批，"
-                           f"{len(app.dashboards)} 个看板 — {stream_summary}")
+                click.echo(
+                    f"✓ {app.title}：{forms} 个表单，{len(app.approvals)} 个审批，"
+                    f"{len(app.dashboards)} 个看板 — {stream_summary}"
+                )
             else:
-                click.echo(f"✓ {app.title}: {forms} forms, {len(app.approvals)} approvals, "
-                           f"{len(app.dashboards)} dashboards — {stream_summary}")
+                click.echo(
+                    f"✓ {app.title}: {forms} forms, {len(app.approvals)} approvals, "
+                    f"{len(app.dashboards)} dashboards — {stream_summary}"
+                )
         else:
             click.echo(stream_summary, err=True)
     sys.exit(1 if failed else 0)
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("schemas"), show_default=True, help="Folder to write into.")
-@click.option("--docs", "docs_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Also write the Markdown YAML reference to this file.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option(
+    "--docs",
+    "docs_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the Markdown YAML reference to this file.",
+)
 def schema(out_dir: Path, docs_file: Path | None) -> None:
     """Write the JSON Schemas (draft-07) of every kind of file, for editors."""
     from engine.schema_docs import render_reference
@@ -110,12 +146,18 @@ def schema(out_dir: Path, docs_file: Path | None) -> None:
 @main.command(name="eval")
 @click.argument("expression")
 @click.option("--form", "form_name", default=None, help="Check names against this form.")
-@click.option("--values", "values_json", default=None,
-              help="Field values as JSON, e.g. '{\"quantity\": 5}'.")
+@click.option(
+    "--values", "values_json", default=None, help="Field values as JSON, e.g. '{\"quantity\": 5}'."
+)
 @click.option("--today", "today", default=None, help="Pretend today is YYYY-MM-DD.")
 @click.pass_context
-def eval_command(ctx: click.Context, expression: str, form_name: str | None,
-                 values_json: str | None, today: str | None) -> None:
+def eval_command(
+    ctx: click.Context,
+    expression: str,
+    form_name: str | None,
+    values_json: str | None,
+    today: str | None,
+) -> None:
     """Try an expression before putting it in a rule: prints its value or what is wrong."""
     from engine.compile import compile_app
     from engine.diagnostics import render_text, summary
@@ -128,8 +170,12 @@ def eval_command(ctx: click.Context, expression: str, form_name: str | None,
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, lang), err=True)
         click.echo(summary(items, lang), err=True)
-        click.echo("the app has errors; fix them first (seamline validate)"
-                   if lang == "en" else "应用配置有错误，请先修正（seamline validate）", err=True)
+        click.echo(
+            "the app has errors; fix them first (seamline validate)"
+            if lang == "en"
+            else "应用配置有错误，请先修正（seamline validate）",
+            err=True,
+        )
         sys.exit(1)
     try:
         values = json.loads(values_json) if values_json else {}

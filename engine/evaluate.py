@@ -31,8 +31,9 @@ from engine.spec import App
 class EvalFailure(Exception):
     """The expression could not be compiled or evaluated; ``render`` explains it."""
 
-    def __init__(self, source: str, message: Text, hint: Text | None = None,
-                 col: int | None = None) -> None:
+    def __init__(
+        self, source: str, message: Text, hint: Text | None = None, col: int | None = None
+    ) -> None:
         super().__init__(message.en)
         self.source, self.message, self.hint, self.col = source, message, hint, col
 
@@ -62,47 +63,63 @@ class AppRuntime:
             warnings.append(w.message)
 
         states = {f: tuple(s.name for s in m.states) for f, m in app.state_machines.items()}
-        return cls(app, warnings, WorkCalendar(app.calendar, on_unknown=collect),
-                   ScopeBuilder(shapes_from_specs(app.forms), states))
+        return cls(
+            app,
+            warnings,
+            WorkCalendar(app.calendar, on_unknown=collect),
+            ScopeBuilder(shapes_from_specs(app.forms), states),
+        )
 
     def env(self, today: str | None = None) -> EvalEnv:
         if today is None:
             return EvalEnv(calendar=self.calendar, timezone=self.app.timezone)
-        fixed = datetime.combine(date.fromisoformat(today), time(9, 0),
-                                 tzinfo=ZoneInfo(self.app.timezone))
+        fixed = datetime.combine(
+            date.fromisoformat(today), time(9, 0), tzinfo=ZoneInfo(self.app.timezone)
+        )
         return EvalEnv(calendar=self.calendar, now=lambda: fixed, timezone=self.app.timezone)
 
 
-def coerce_values(shapes: Mapping[str, Mapping[str, FieldShape]], form: str,
-                  values: Mapping[str, Any]) -> dict[str, Any]:
+def coerce_values(
+    shapes: Mapping[str, Mapping[str, FieldShape]],
+    form: str,
+    values: Mapping[str, Any],
+    tz: str = "Asia/Shanghai",
+) -> dict[str, Any]:
     """JSON values → Python values of the form's field types (unknown names are kept)."""
     fields = shapes.get(form, {})
     out: dict[str, Any] = {}
     for name, value in values.items():
         shape = fields.get(name)
-        out[name] = _coerce(shapes, shape, value) if shape is not None else value
+        out[name] = _coerce(shapes, shape, value, tz) if shape is not None else value
     return out
 
 
-def _coerce(shapes: Mapping[str, Mapping[str, FieldShape]], shape: FieldShape,
-            value: Any) -> Any:
+def _coerce(
+    shapes: Mapping[str, Mapping[str, FieldShape]], shape: FieldShape, value: Any, tz: str
+) -> Any:
     if value is None:
         return None
     try:
         if shape.type == "date" and isinstance(value, str):
             return date.fromisoformat(value)
         if shape.type == "datetime" and isinstance(value, str):
-            return datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
+            # Naive times are wall-clock times in the app's zone, like now() and datetime().
+            return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
         if shape.type in ("decimal", "money") and isinstance(value, int | float | str):
             return Decimal(str(value))
     except (ValueError, InvalidOperation):
         return value
     if shape.type == "ref" and isinstance(value, Mapping) and shape.ref_form:
-        return coerce_values(shapes, shape.ref_form, value)
+        return coerce_values(shapes, shape.ref_form, value, tz)
     if shape.type == "table" and isinstance(value, list):
         return [
-            {k: _coerce(shapes, shape.children[k], v) if k in shape.children else v
-             for k, v in row.items()} if isinstance(row, Mapping) else row
+            {
+                k: _coerce(shapes, shape.children[k], v, tz) if k in shape.children else v
+                for k, v in row.items()
+            }
+            if isinstance(row, Mapping)
+            else row
             for row in value
         ]
     return value
@@ -111,8 +128,11 @@ def _coerce(shapes: Mapping[str, Mapping[str, FieldShape]], shape: FieldShape,
 def compile_for(runtime: AppRuntime, source: str, form: str | None) -> CompiledExpr:
     app = runtime.app
     if form is not None and form not in app.forms:
-        raise EvalFailure(source, Text(f"unknown form '{form}'", f"未知的表单 '{form}'"),
-                          suggestion_hint(form, app.forms, Text("forms", "表单")))
+        raise EvalFailure(
+            source,
+            Text(f"unknown form '{form}'", f"未知的表单 '{form}'"),
+            suggestion_hint(form, app.forms, Text("forms", "表单")),
+        )
     scope = runtime.scopes.form_scope(form) if form else EMPTY_SCOPE
     try:
         return compile_expression(source, scope)
@@ -121,12 +141,17 @@ def compile_for(runtime: AppRuntime, source: str, form: str | None) -> CompiledE
         raise EvalFailure(source, exc.message, exc.hint, col) from None
 
 
-def run_expression(app: App, source: str, form: str | None, values: Mapping[str, Any],
-                   today: str | None = None) -> tuple[Any, list[Text]]:
+def run_expression(
+    app: App, source: str, form: str | None, values: Mapping[str, Any], today: str | None = None
+) -> tuple[Any, list[Text]]:
     """Compile and evaluate once; returns the value and any calendar warnings."""
     runtime = AppRuntime.of(app)
     compiled = compile_for(runtime, source, form)
-    typed = coerce_values(shapes_from_specs(app.forms), form, values) if form else dict(values)
+    typed = (
+        coerce_values(shapes_from_specs(app.forms), form, values, app.timezone)
+        if form
+        else dict(values)
+    )
     try:
         value = compiled(typed, runtime.env(today))
     except EvaluationError as exc:

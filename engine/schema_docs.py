@@ -32,8 +32,13 @@ def _type_of(schema: dict[str, Any]) -> str:
         return f"list of {_type_of(schema.get('items', {}))}"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         return "mapping of name → " + _type_of(schema["additionalProperties"])
-    return {"string": "text", "integer": "whole number", "number": "number",
-            "boolean": "true/false", "object": "mapping"}.get(kind, kind or "any")
+    return {
+        "string": "text",
+        "integer": "whole number",
+        "number": "number",
+        "boolean": "true/false",
+        "object": "mapping",
+    }.get(kind, kind or "any")
 
 
 def walk(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, bool]]:
@@ -47,8 +52,9 @@ def walk(schema: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str, 
     for branch in schema.get("allOf", ()):
         then = branch.get("then")
         if then:
-            cond = branch["if"].get("properties", {}).get("type", {}).get("const") or \
-                next(iter(branch["if"].get("required", [""])))
+            cond = branch["if"].get("properties", {}).get("type", {}).get("const") or next(
+                iter(branch["if"].get("required", [""]))
+            )
             for row in walk(then, prefix):
                 if row[0] != f"{prefix}type":
                     rows.append((row[0], row[1], f"({cond}) {row[2]}", row[3]))
@@ -97,8 +103,15 @@ def render_reference() -> str:
         for key, typ, desc, req in walk(schema):
             out.append(f"| `{key}` | {typ} | {'yes' if req else ''} | {desc} |")
         for name, definition in defs.items():
-            out += ["", f"### {name}", "", definition.get("description", ""), "",
-                    "| key | type | required | meaning |", "|---|---|---|---|"]
+            out += [
+                "",
+                f"### {name}",
+                "",
+                definition.get("description", ""),
+                "",
+                "| key | type | required | meaning |",
+                "|---|---|---|---|",
+            ]
             for key, typ, desc, req in walk(definition):
                 out.append(f"| `{key}` | {typ} | {'yes' if req else ''} | {desc} |")
         out.append("")

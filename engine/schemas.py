@@ -540,10 +540,14 @@ def _steps_schema() -> dict[str, Any]:
         props = {**common, action: spec}
         required = [action]
         if action == "if":
-            props["then"] = {"$ref": "#/definitions/steps",
-                             "description": "Steps run when the condition is true"}
-            props["else"] = {"$ref": "#/definitions/steps",
-                             "description": "Steps run when the condition is false"}
+            props["then"] = {
+                "$ref": "#/definitions/steps",
+                "description": "Steps run when the condition is true",
+            }
+            props["else"] = {
+                "$ref": "#/definitions/steps",
+                "description": "Steps run when the condition is false",
+            }
             required.append("then")
         step_branches.append(
             {

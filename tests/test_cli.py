@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.schema_docs import render_reference
-from engine.schemas import KINDS, schema_file_name, schema_json, schema_for
+from engine.schemas import KINDS, schema_file_name, schema_for, schema_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "manufacturing_pack"
@@ -43,8 +43,9 @@ def test_validate_reports_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_validate_json_format(tmp_path: Path) -> None:
-    (tmp_path / "app.yaml").write_text("name: x\ntitle: X\nroles: {a: {label: A}}\nlocale: zh-CN\n"
-                                       "timezone: 1\n")
+    (tmp_path / "app.yaml").write_text(
+        "name: x\ntitle: X\nroles: {a: {label: A}}\nlocale: zh-CN\ntimezone: 1\n"
+    )
     code, out, _ = run("--app", str(tmp_path), "validate", "--format", "json")
     assert code == 1
     report = json.loads(out)
@@ -60,40 +61,71 @@ def test_eval_prints_the_calendar_example() -> None:
 
 
 def test_eval_with_form_and_values() -> None:
-    code, out, _ = run("--app", str(PACK), "eval", "quantity * product.unit_price", "--form",
-                       "order", "--values", '{"quantity": 3, "product": {"unit_price": 12.5}}')
+    code, out, _ = run(
+        "--app",
+        str(PACK),
+        "eval",
+        "quantity * product.unit_price",
+        "--form",
+        "order",
+        "--values",
+        '{"quantity": 3, "product": {"unit_price": 12.5}}',
+    )
     assert (code, out.strip()) == (0, "37.5")
 
 
 def test_eval_rule_with_fixed_today() -> None:
-    code, out, _ = run("--app", str(PACK), "eval", "desired_date >= add_workdays(today(), 3)",
-                       "--form", "order", "--values", '{"desired_date": "2026-10-09"}',
-                       "--today", "2026-09-30")
+    code, out, _ = run(
+        "--app",
+        str(PACK),
+        "eval",
+        "desired_date >= add_workdays(today(), 3)",
+        "--form",
+        "order",
+        "--values",
+        '{"desired_date": "2026-10-09"}',
+        "--today",
+        "2026-09-30",
+    )
     assert (code, out.strip()) == (0, "false")
 
 
 def test_eval_reports_unknown_field_with_caret() -> None:
-    code, _, err = run("--app", str(PACK), "--lang", "en", "eval",
-                       "quantity * product.unit_prise", "--form", "order")
+    code, _, err = run(
+        "--app",
+        str(PACK),
+        "--lang",
+        "en",
+        "eval",
+        "quantity * product.unit_prise",
+        "--form",
+        "order",
+    )
     assert code == 1
     assert "did you mean 'unit_price'" in err
     lines = err.splitlines()
     caret = next(i for i, line in enumerate(lines) if line.strip() == "^")
-    assert lines[caret].index("^") == lines[caret - 1].index("unit_prise") - 1 or \
-        lines[caret].index("^") == lines[caret - 1].index(".unit_prise")
+    assert lines[caret].index("^") == lines[caret - 1].index("unit_prise") - 1 or lines[
+        caret
+    ].index("^") == lines[caret - 1].index(".unit_prise")
 
 
 def test_eval_warns_about_unknown_calendar_year() -> None:
-    code, out, err = run("--app", str(PACK), "--lang", "en", "eval",
-                         "add_workdays(date(2027, 3, 1), 3)")
+    code, out, err = run(
+        "--app", str(PACK), "--lang", "en", "eval", "add_workdays(date(2027, 3, 1), 3)"
+    )
     assert code == 0
     assert out.strip() == "2027-03-04"
     assert "2027" in err and "outside the working-day calendar" in err
 
 
 def test_eval_refuses_hostile_input() -> None:
-    for hostile in ("__import__('os').system('true')", "().__class__.__bases__", "9**9**9",
-                    "'a' * 10**9"):
+    for hostile in (
+        "__import__('os').system('true')",
+        "().__class__.__bases__",
+        "9**9**9",
+        "'a' * 10**9",
+    ):
         code, out, err = run("--app", str(PACK), "eval", hostile)
         assert code == 1, (hostile, out)
         assert "Traceback" not in err
@@ -111,9 +143,11 @@ def test_shipped_schemas_and_reference_are_current() -> None:
     for folder in (STARTER / "schemas", PACK / "schemas"):
         for kind in KINDS:
             assert (folder / schema_file_name(kind)).read_text() == schema_json(kind), (
-                f"{folder} is stale: run seamline schema --out {folder}")
+                f"{folder} is stale: run seamline schema --out {folder}"
+            )
     assert (ROOT / "docs" / "yaml-reference.md").read_text() == render_reference(), (
-        "docs/yaml-reference.md is stale: run seamline schema --docs docs/yaml-reference.md")
+        "docs/yaml-reference.md is stale: run seamline schema --docs docs/yaml-reference.md"
+    )
 
 
 def _undocumented(schema: object, path: str = "") -> list[str]:
@@ -140,8 +174,12 @@ def test_every_schema_object_is_closed() -> None:
     def walk(node: object) -> list[str]:
         bad = []
         if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node \
-                    and "additionalProperties" not in node and "allOf" not in node:
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and "allOf" not in node
+            ):
                 bad.append(str(sorted(node["properties"]))[:80])
             for key, value in node.items():
                 if key not in ("if",):
@@ -158,6 +196,9 @@ def test_every_schema_object_is_closed() -> None:
 def test_console_script_runs_as_a_process() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "engine.cli", "--app", str(PACK), "validate"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr

@@ -46,8 +46,15 @@ def test_yaml11_booleans_stay_text_and_are_remembered() -> None:
 
 def test_core_schema_scalars() -> None:
     doc, _ = load("a: 010\nb: 2026-10-01\nc: ~\nd: 1.5\ne: '7'\nf: 0x1F\ng: 1:30\n")
-    assert doc.data == {"a": 10, "b": "2026-10-01", "c": None, "d": 1.5, "e": "7", "f": 31,
-                        "g": "1:30"}
+    assert doc.data == {
+        "a": 10,
+        "b": "2026-10-01",
+        "c": None,
+        "d": 1.5,
+        "e": "7",
+        "f": 31,
+        "g": "1:30",
+    }
 
 
 def test_alias_and_anchor_are_refused() -> None:
@@ -74,7 +81,7 @@ def test_syntax_error_has_position_and_context_lines() -> None:
     text = "title: x\nfields:\n  a: 1\n b: 2\n"
     doc, diags = load(text)
     assert doc is None
-    line, col, code = only(diags)
+    line, _col, code = only(diags)
     assert (line, code) == (4, "yaml-syntax")
     rendered = render_text(diags.items, {"f.yaml": text})
     assert "  2 | fields:" in rendered and "  4 |  b: 2" in rendered and "^" in rendered

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from engine.compile import compile_app
 
 PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
-SEED_FILES = sorted(
-    str(p.relative_to(PACK)) for p in PACK.rglob("*.yaml") if "schemas" not in p.parts
-) + ["data/people.csv"]
+SEED_FILES = [
+    *sorted(str(p.relative_to(PACK)) for p in PACK.rglob("*.yaml") if "schemas" not in p.parts),
+    "data/people.csv",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,11 @@ def mutate(text: str, data: st.DataObject) -> str:
         if not lines:
             break
         i = data.draw(st.integers(0, len(lines) - 1))
-        op = data.draw(st.sampled_from(
-            ["delete", "duplicate", "indent", "dedent", "junk", "swap", "truncate", "replace"]))
+        op = data.draw(
+            st.sampled_from(
+                ["delete", "duplicate", "indent", "dedent", "junk", "swap", "truncate", "replace"]
+            )
+        )
         if op == "delete":
             del lines[i]
         elif op == "duplicate":
@@ -51,17 +55,38 @@ def mutate(text: str, data: st.DataObject) -> str:
         elif op == "truncate":
             lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))]
         elif op == "replace":
-            word = data.draw(st.sampled_from(
-                ["true", "no", "[]", "{}", "''", "~", "-1", "1e309", "x" * 50, "&a", "*a",
-                 "!!binary", "'unterminated", "\"a\\q\"", "@", "`", "%"]))
+            word = data.draw(
+                st.sampled_from(
+                    [
+                        "true",
+                        "no",
+                        "[]",
+                        "{}",
+                        "''",
+                        "~",
+                        "-1",
+                        "1e309",
+                        "x" * 50,
+                        "&a",
+                        "*a",
+                        "!!binary",
+                        "'unterminated",
+                        '"a\\q"',
+                        "@",
+                        "`",
+                        "%",
+                    ]
+                )
+            )
             if ":" in lines[i]:
                 key = lines[i].split(":", 1)[0]
                 lines[i] = f"{key}: {word}"
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_mutated_pack_never_raises(workspace: Path, data: st.DataObject) -> None:
     rel = data.draw(st.sampled_from(SEED_FILES))
@@ -79,10 +104,13 @@ def test_mutated_pack_never_raises(workspace: Path, data: st.DataObject) -> None
         target.write_text(original, encoding="utf-8")
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(max_size=300), kind=st.sampled_from(["forms/x.yaml", "flows/x.yaml",
-                                                          "approvals/x.yaml", "app.yaml"]))
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(max_size=300),
+    kind=st.sampled_from(["forms/x.yaml", "flows/x.yaml", "approvals/x.yaml", "app.yaml"]),
+)
 def test_random_text_never_raises(workspace: Path, text: str, kind: str) -> None:
     target = workspace / kind
     original = target.read_text(encoding="utf-8") if target.exists() else None

@@ -38,13 +38,16 @@ def approval(routes: str) -> str:
     )
 
 
-DEFAULT_ROUTE = "  - name: fallback\n    default: true\n    steps:\n" \
+DEFAULT_ROUTE = (
+    "  - name: fallback\n    default: true\n    steps:\n"
     "      - {name: s1, approver: {role: boss}}\n"
+)
 
 
 def test_clean_app_has_no_diagnostics(make_app) -> None:
-    result = make_app({"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER,
-                       "flows/order.yaml": FLOW})
+    result = make_app(
+        {"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER, "flows/order.yaml": FLOW}
+    )
     assert codes(result) == []
     assert result.ok and result.app is not None
     assert [f.name for f in result.app.forms["order"].fields] == ["customer", "qty", "kind"]
@@ -63,14 +66,18 @@ def test_duplicate_key(make_app) -> None:
 
 
 def test_unknown_field_type_with_suggestion(make_app) -> None:
-    result = make_app({"forms/order.yaml": "title: Order\nfields:\n  qty: {type: integr, label: Q}\n"})
+    result = make_app(
+        {"forms/order.yaml": "title: Order\nfields:\n  qty: {type: integr, label: Q}\n"}
+    )
     assert codes(result) == [("order.yaml", 3, 15, "bad-value")]
     hint = result.diagnostics.items[0].hint
     assert hint is not None and "integer" in hint.en
 
 
 def test_unknown_key_did_you_mean(make_app) -> None:
-    result = make_app({"forms/order.yaml": "title: Order\nfields:\n  qty: {type: integer, lable: Q}\n"})
+    result = make_app(
+        {"forms/order.yaml": "title: Order\nfields:\n  qty: {type: integer, lable: Q}\n"}
+    )
     assert ("order.yaml", 3, 24, "unknown-key") in codes(result)
     d = next(d for d in result.diagnostics.items if d.code == "unknown-key")
     assert d.hint is not None and "'label'" in d.hint.en
@@ -90,7 +97,7 @@ def test_rule_naming_missing_field_with_did_you_mean(make_app) -> None:
 
 
 def test_expression_unknown_name_points_inside_expression(make_app) -> None:
-    text = FORM_OK + "rules:\n  - name: r\n    check: \"qty > 0 and quantty < 5\"\n    message: m\n"
+    text = FORM_OK + 'rules:\n  - name: r\n    check: "qty > 0 and quantty < 5"\n    message: m\n'
     result = make_app({"forms/order.yaml": text, "forms/customer.yaml": CUSTOMER})
     # the expression starts at col 13 (after the quote); "quantty" is 12 characters in
     assert codes(result) == [("order.yaml", 8, 25, "expr-unknown-name")]
@@ -115,7 +122,7 @@ def test_expression_through_ref_checks_subfield(make_app) -> None:
 
 def test_hostile_expression_is_refused(make_app) -> None:
     for hostile in ("().__class__", "__import__('os')", "(lambda: 1)()", "[x for x in 'ab']"):
-        text = FORM_OK + f"rules:\n  - name: r\n    check: \"{hostile}\"\n    message: m\n"
+        text = FORM_OK + f'rules:\n  - name: r\n    check: "{hostile}"\n    message: m\n'
         result = make_app({"forms/order.yaml": text, "forms/customer.yaml": CUSTOMER})
         [(_, line, _, code)] = codes(result)
         assert line == 8
@@ -127,22 +134,36 @@ def test_missing_template(make_app) -> None:
         "automations:\n  tell:\n    on: {state_entered: done}\n    steps:\n"
         "      - notify: {via: chat, to: [{role: clerk}], template: messages/gone.txt}\n"
     )
-    app = "name: t\ntitle: T\nroles:\n  clerk: {label: C}\n  boss: {label: B}\n" \
+    app = (
+        "name: t\ntitle: T\nroles:\n  clerk: {label: C}\n  boss: {label: B}\n"
         "connectors:\n  chat: {type: wecom, url_env: CHAT_URL}\n"
-    result = make_app({"app.yaml": app, "forms/order.yaml": FORM_OK,
-                       "forms/customer.yaml": CUSTOMER, "flows/order.yaml": flow,
-                       "templates/messages/done.txt": "done"})
+    )
+    result = make_app(
+        {
+            "app.yaml": app,
+            "forms/order.yaml": FORM_OK,
+            "forms/customer.yaml": CUSTOMER,
+            "flows/order.yaml": flow,
+            "templates/messages/done.txt": "done",
+        }
+    )
     assert codes(result) == [("order.yaml", 15, 60, "missing-template")]
     assert "messages/done.txt" in result.diagnostics.items[0].hint.en
 
 
 def test_route_that_can_never_match(make_app) -> None:
     routes = (
-        "  - name: impossible\n    when: \"qty > 10 and qty < 5\"\n    steps:\n"
+        '  - name: impossible\n    when: "qty > 10 and qty < 5"\n    steps:\n'
         "      - {name: s1, approver: {role: boss}}\n" + DEFAULT_ROUTE
     )
-    result = make_app({"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER,
-                       "flows/order.yaml": FLOW, "approvals/order.yaml": approval(routes)})
+    result = make_app(
+        {
+            "forms/order.yaml": FORM_OK,
+            "forms/customer.yaml": CUSTOMER,
+            "flows/order.yaml": FLOW,
+            "approvals/order.yaml": approval(routes),
+        }
+    )
     assert codes(result) == [("order.yaml", 7, 11, "route-never-matches")]
 
 
@@ -151,8 +172,14 @@ def test_route_on_missing_option_never_matches(make_app) -> None:
         "  - name: urgent\n    when: \"kind == 'urgent'\"\n    steps:\n"
         "      - {name: s1, approver: {role: boss}}\n" + DEFAULT_ROUTE
     )
-    result = make_app({"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER,
-                       "flows/order.yaml": FLOW, "approvals/order.yaml": approval(routes)})
+    result = make_app(
+        {
+            "forms/order.yaml": FORM_OK,
+            "forms/customer.yaml": CUSTOMER,
+            "flows/order.yaml": FLOW,
+            "approvals/order.yaml": approval(routes),
+        }
+    )
     found = codes(result)
     assert ("order.yaml", 7, 11, "route-never-matches") in found
     assert any(c[3] == "expr-unknown-option" for c in found)
@@ -160,13 +187,19 @@ def test_route_on_missing_option_never_matches(make_app) -> None:
 
 def test_shadowed_route_and_missing_default(make_app) -> None:
     routes = (
-        "  - name: big\n    when: \"qty >= 100\"\n    steps:\n"
+        '  - name: big\n    when: "qty >= 100"\n    steps:\n'
         "      - {name: s1, approver: {role: boss}}\n"
         "  - name: huge\n    when: \"qty >= 1000 and kind == 'rush'\"\n    steps:\n"
         "      - {name: s1, approver: {role: boss}}\n"
     )
-    result = make_app({"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER,
-                       "flows/order.yaml": FLOW, "approvals/order.yaml": approval(routes)})
+    result = make_app(
+        {
+            "forms/order.yaml": FORM_OK,
+            "forms/customer.yaml": CUSTOMER,
+            "flows/order.yaml": FLOW,
+            "approvals/order.yaml": approval(routes),
+        }
+    )
     assert codes(result) == [
         ("order.yaml", 5, 1, "no-default-route"),
         ("order.yaml", 11, 11, "unreachable-route"),
@@ -175,10 +208,13 @@ def test_shadowed_route_and_missing_default(make_app) -> None:
 
 def test_unknown_state_role_and_unreachable_state(make_app) -> None:
     flow = FLOW.replace("to: done}", "to: dnoe}").replace("roles: [clerk]", "roles: [clerc]")
-    flow = flow.replace("  rejected: {label: Rejected, final: true}\n",
-                        "  rejected: {label: Rejected, final: true}\n  limbo: {label: L}\n")
-    result = make_app({"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER,
-                       "flows/order.yaml": flow})
+    flow = flow.replace(
+        "  rejected: {label: Rejected, final: true}\n",
+        "  rejected: {label: Rejected, final: true}\n  limbo: {label: L}\n",
+    )
+    result = make_app(
+        {"forms/order.yaml": FORM_OK, "forms/customer.yaml": CUSTOMER, "flows/order.yaml": flow}
+    )
     found = codes(result)
     assert ("order.yaml", 7, 3, "unreachable-state") in found
     assert ("order.yaml", 9, 61, "unknown-role") in found
@@ -191,8 +227,10 @@ def test_unknown_state_role_and_unreachable_state(make_app) -> None:
 def test_yaml11_boolean_where_text_is_meant_is_reported(make_app) -> None:
     text = "title: T\nfields:\n  ok: {type: select, label: OK, options: [yes, no]}\n"
     result = make_app({"forms/order.yaml": text})
-    assert codes(result) == [("order.yaml", 3, 43, "yaml11-boolean"),
-                             ("order.yaml", 3, 48, "yaml11-boolean")]
+    assert codes(result) == [
+        ("order.yaml", 3, 43, "yaml11-boolean"),
+        ("order.yaml", 3, 48, "yaml11-boolean"),
+    ]
     assert all(d.severity == "warning" for d in result.diagnostics.items)
 
 
@@ -214,16 +252,18 @@ def test_people_file_checks(make_app) -> None:
 
 
 def test_all_problems_reported_at_once_sorted(make_app) -> None:
-    result = make_app({
-        "forms/b.yaml": "title: B\nfields:\n  x: {type: strng, label: X}\n",
-        "forms/a.yaml": "title: A\nfields:\n  r: {type: ref, label: R, form: nope}\n",
-    })
+    result = make_app(
+        {
+            "forms/b.yaml": "title: B\nfields:\n  x: {type: strng, label: X}\n",
+            "forms/a.yaml": "title: A\nfields:\n  r: {type: ref, label: R, form: nope}\n",
+        }
+    )
     found = codes(result)
     assert [c[0] for c in found] == ["a.yaml", "b.yaml"]
 
 
 def test_stray_folder_is_reported(make_app) -> None:
     result = make_app({"form/x.yaml": "title: X\n"})
-    [(name, _, _, code)] = codes(result)
+    [(_name, _, _, code)] = codes(result)
     assert code == "stray-folder"
     assert "forms" in result.diagnostics.items[0].hint.en

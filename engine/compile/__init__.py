@@ -75,8 +75,11 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     # Forms that failed their schema still exist as names, so references to them are not
     # reported twice.
     all_forms = set(form_docs) | broken_forms
-    machines_src = machine_docs(ctx, [d for d in flow_docs if d.data["form"] in form_docs
-                                      or d.data["form"] not in broken_forms], all_forms)
+    machines_src = machine_docs(
+        ctx,
+        [d for d in flow_docs if d.data["form"] in form_docs or d.data["form"] not in broken_forms],
+        all_forms,
+    )
     states = {f: tuple(d.data["states"]) for f, d in machines_src.items()}
     scopes = ScopeBuilder(shapes_from_raw(raw_fields), states)
     machines = {}
@@ -89,23 +92,33 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     templates = template_dirs(ws.root)
     automations = []
     for doc in flow_docs:
-        automations.extend(compile_automations(ctx, doc, scopes, machines.get(doc.data["form"]),
-                                               form_fields, raw_connectors, templates))
+        automations.extend(
+            compile_automations(
+                ctx,
+                doc,
+                scopes,
+                machines.get(doc.data["form"]),
+                form_fields,
+                raw_connectors,
+                templates,
+            )
+        )
     approvals = {}
     for doc in _clean("approval", ws.of_kind("approval"), diags):
         approval = compile_approval(ctx, doc, scopes, machines, form_fields)
         if approval is not None:
             approvals[approval.name] = approval
     field_types = {
-        n: {f: (r.get("result") if r.get("type") == "computed" else r.get("type"))
-            for f, r in fields.items()}
+        n: {
+            f: (r.get("result") if r.get("type") == "computed" else r.get("type"))
+            for f, r in fields.items()
+        }
         for n, fields in raw_fields.items()
     }
     dashboards = {}
     for doc in _clean("dashboard", ws.of_kind("dashboard"), diags):
         name = ws.name_of(doc)
-        dashboard = compile_dashboard(ctx, doc, name, scopes, machines, form_fields,
-                                      field_types)
+        dashboard = compile_dashboard(ctx, doc, name, scopes, machines, form_fields, field_types)
         if dashboard is not None:
             dashboards[name] = dashboard
     ref_targets = {

@@ -16,9 +16,13 @@ from engine.spec import ApprovalSpec, ApprovalStepSpec, RouteSpec, SlaSpec, Stat
 FORM = Text("form", "表单")
 
 
-def compile_approval(ctx: CompileContext, doc: LoadedYaml, scopes: ScopeBuilder,
-                     machines: dict[str, StateMachineSpec],
-                     form_fields: dict[str, list[str]]) -> ApprovalSpec | None:
+def compile_approval(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    scopes: ScopeBuilder,
+    machines: dict[str, StateMachineSpec],
+    form_fields: dict[str, list[str]],
+) -> ApprovalSpec | None:
     data = doc.data
     form = data["form"]
     if form not in form_fields:
@@ -26,11 +30,19 @@ def compile_approval(ctx: CompileContext, doc: LoadedYaml, scopes: ScopeBuilder,
         return None
     machine = machines.get(form)
     if machine is None:
-        ctx.error(doc, ("form",), "no-states",
-                  Text(f"form '{form}' has no states to move on approval",
-                       f"表单 '{form}' 没有定义状态，审批结果无法推进"),
-                  Text("define its states and transitions in a flows/ file",
-                       "请在 flows/ 文件中定义它的状态和流转"))
+        ctx.error(
+            doc,
+            ("form",),
+            "no-states",
+            Text(
+                f"form '{form}' has no states to move on approval",
+                f"表单 '{form}' 没有定义状态，审批结果无法推进",
+            ),
+            Text(
+                "define its states and transitions in a flows/ file",
+                "请在 flows/ 文件中定义它的状态和流转",
+            ),
+        )
         return None
     fields = form_fields[form]
     start = compile_event(ctx, doc, ("start",), machine, fields)
@@ -59,12 +71,17 @@ def compile_approval(ctx: CompileContext, doc: LoadedYaml, scopes: ScopeBuilder,
 def _sla(raw: dict[str, Any] | None) -> SlaSpec | None:
     if raw is None:
         return None
-    return SlaSpec(raw["business_hours"], raw.get("escalate_to", "manager"),
-                   raw.get("max_escalations", 3), raw.get("remind_before_hours"))
+    return SlaSpec(
+        raw["business_hours"],
+        raw.get("escalate_to", "manager"),
+        raw.get("max_escalations", 3),
+        raw.get("remind_before_hours"),
+    )
 
 
-def _compile_routes(ctx: CompileContext, doc: LoadedYaml, scope: Any,
-                    fields: list[str]) -> tuple[RouteSpec, ...] | None:
+def _compile_routes(
+    ctx: CompileContext, doc: LoadedYaml, scope: Any, fields: list[str]
+) -> tuple[RouteSpec, ...] | None:
     raw_routes = doc.data["routes"]
     options = {n: i.options for n, i in _flat_options(scope.names).items()}
     routes: list[RouteSpec] = []
@@ -76,27 +93,49 @@ def _compile_routes(ctx: CompileContext, doc: LoadedYaml, scope: Any,
         path: YamlPath = ("routes", i)
         name = raw["name"]
         if name in names:
-            ctx.error(doc, (*path, "name"), "duplicate-name",
-                      Text(f"two routes are named '{name}'", f"有两条路线都叫 '{name}'"),
-                      Text("give each route its own name", "每条路线请用不同的名称"))
+            ctx.error(
+                doc,
+                (*path, "name"),
+                "duplicate-name",
+                Text(f"two routes are named '{name}'", f"有两条路线都叫 '{name}'"),
+                Text("give each route its own name", "每条路线请用不同的名称"),
+            )
         names.add(name)
         is_default = bool(raw.get("default"))
         if "when" not in raw and not is_default:
-            ctx.error(doc, path, "route-no-condition",
-                      Text(f"route '{name}' has neither 'when' nor 'default: true'",
-                           f"路线 '{name}' 既没有 'when' 也没有 'default: true'"),
-                      Text("add when: <condition>, or mark the catch-all route default: true",
-                           "请添加 when: 条件，或把兜底路线标为 default: true"))
+            ctx.error(
+                doc,
+                path,
+                "route-no-condition",
+                Text(
+                    f"route '{name}' has neither 'when' nor 'default: true'",
+                    f"路线 '{name}' 既没有 'when' 也没有 'default: true'",
+                ),
+                Text(
+                    "add when: <condition>, or mark the catch-all route default: true",
+                    "请添加 when: 条件，或把兜底路线标为 default: true",
+                ),
+            )
         if is_default and "when" in raw:
-            ctx.error(doc, (*path, "when"), "route-default-when",
-                      Text("a default route takes no 'when'", "默认路线不能有 'when'"),
-                      Text("remove 'when' or 'default'", "请删除 'when' 或 'default'"),
-                      key=True)
+            ctx.error(
+                doc,
+                (*path, "when"),
+                "route-default-when",
+                Text("a default route takes no 'when'", "默认路线不能有 'when'"),
+                Text("remove 'when' or 'default'", "请删除 'when' 或 'default'"),
+                key=True,
+            )
         if default_at is not None:
-            ctx.error(doc, (*path, "name"), "unreachable-route",
-                      Text(f"route '{name}' comes after the default route and can never be "
-                           "taken", f"路线 '{name}' 位于默认路线之后，永远不会被选中"),
-                      Text("move the default route to the end", "请把默认路线移到最后"))
+            ctx.error(
+                doc,
+                (*path, "name"),
+                "unreachable-route",
+                Text(
+                    f"route '{name}' comes after the default route and can never be taken",
+                    f"路线 '{name}' 位于默认路线之后，永远不会被选中",
+                ),
+                Text("move the default route to the end", "请把默认路线移到最后"),
+            )
         when = ctx.expr(doc, (*path, "when"), scope) if "when" in raw else None
         if "when" in raw and when is None:
             ok = False
@@ -105,32 +144,57 @@ def _compile_routes(ctx: CompileContext, doc: LoadedYaml, scope: Any,
         if when is not None:
             box = box_of(when.tree)
             if box is not None and box.empty(options):
-                ctx.error(doc, (*path, "when"), "route-never-matches",
-                          Text(f"route '{name}' can never match: its condition is "
-                               "impossible", f"路线 '{name}' 永远不会匹配：条件不可能成立"),
-                          Text("check the values and comparisons in 'when' (a select field "
-                               "compared to a value that is not one of its options?)",
-                               "请检查 'when' 中的取值和比较（是否把下拉字段和不存在的选项比较？）"))
+                ctx.error(
+                    doc,
+                    (*path, "when"),
+                    "route-never-matches",
+                    Text(
+                        f"route '{name}' can never match: its condition is impossible",
+                        f"路线 '{name}' 永远不会匹配：条件不可能成立",
+                    ),
+                    Text(
+                        "check the values and comparisons in 'when' (a select field "
+                        "compared to a value that is not one of its options?)",
+                        "请检查 'when' 中的取值和比较（是否把下拉字段和不存在的选项比较？）",
+                    ),
+                )
             elif box is not None:
                 for earlier, earlier_box in boxes:
                     if box.within(earlier_box):
-                        ctx.error(doc, (*path, "when"), "unreachable-route",
-                                  Text(f"route '{name}' is never reached: every record it "
-                                       f"matches is taken by route '{earlier}' first",
-                                       f"路线 '{name}' 永远不会被选中：它匹配的记录都会先被"
-                                       f"路线 '{earlier}' 选走"),
-                                  Text("reorder the routes or narrow the earlier one",
-                                       "请调整路线顺序，或缩小前面那条路线的条件"))
+                        ctx.error(
+                            doc,
+                            (*path, "when"),
+                            "unreachable-route",
+                            Text(
+                                f"route '{name}' is never reached: every record it "
+                                f"matches is taken by route '{earlier}' first",
+                                f"路线 '{name}' 永远不会被选中：它匹配的记录都会先被"
+                                f"路线 '{earlier}' 选走",
+                            ),
+                            Text(
+                                "reorder the routes or narrow the earlier one",
+                                "请调整路线顺序，或缩小前面那条路线的条件",
+                            ),
+                        )
                         break
                 boxes.append((name, box))
         steps = _compile_steps(ctx, doc, (*path, "steps"), fields)
         routes.append(RouteSpec(name, steps, when, is_default, raw.get("label")))
     if default_at is None:
-        ctx.error(doc, ("routes",), "no-default-route",
-                  Text("no default route: a record that matches no route would wait forever",
-                       "没有默认路线：不匹配任何路线的记录将永远无人审批"),
-                  Text("end the list with a route marked 'default: true'",
-                       "请在最后添加一条 'default: true' 的路线"), key=True)
+        ctx.error(
+            doc,
+            ("routes",),
+            "no-default-route",
+            Text(
+                "no default route: a record that matches no route would wait forever",
+                "没有默认路线：不匹配任何路线的记录将永远无人审批",
+            ),
+            Text(
+                "end the list with a route marked 'default: true'",
+                "请在最后添加一条 'default: true' 的路线",
+            ),
+            key=True,
+        )
     return tuple(routes) if ok else None
 
 
@@ -145,17 +209,21 @@ def _flat_options(names: Any, prefix: str = "", depth: int = 0) -> dict[str, Any
     return out
 
 
-def _compile_steps(ctx: CompileContext, doc: LoadedYaml, path: YamlPath,
-                   fields: list[str]) -> tuple[ApprovalStepSpec, ...]:
+def _compile_steps(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str]
+) -> tuple[ApprovalStepSpec, ...]:
     steps = []
     seen: set[str] = set()
     for i, raw in enumerate(doc.get(path)):
         spath = (*path, i)
         if raw["name"] in seen:
-            ctx.error(doc, (*spath, "name"), "duplicate-name",
-                      Text(f"two steps are named '{raw['name']}'",
-                           f"有两个步骤都叫 '{raw['name']}'"),
-                      Text("give each step its own name", "每个步骤请用不同的名称"))
+            ctx.error(
+                doc,
+                (*spath, "name"),
+                "duplicate-name",
+                Text(f"two steps are named '{raw['name']}'", f"有两个步骤都叫 '{raw['name']}'"),
+                Text("give each step its own name", "每个步骤请用不同的名称"),
+            )
         seen.add(raw["name"])
         if "approver" in raw:
             kind, approvers = "approver", check_who_list_single(ctx, doc, spath, fields)
@@ -165,21 +233,36 @@ def _compile_steps(ctx: CompileContext, doc: LoadedYaml, path: YamlPath,
             approvers = check_who_list(ctx, doc, (*spath, "n_of", "of"), fields)
             needed = raw["n_of"]["n"]
             if needed > len(approvers):
-                ctx.error(doc, (*spath, "n_of", "n"), "bad-range",
-                          Text(f"needs {needed} approvals from {len(approvers)} approvers",
-                               f"需要 {needed} 个同意，但只有 {len(approvers)} 个审批人"),
-                          Text("lower n or add approvers", "请减小 n 或增加审批人"))
+                ctx.error(
+                    doc,
+                    (*spath, "n_of", "n"),
+                    "bad-range",
+                    Text(
+                        f"needs {needed} approvals from {len(approvers)} approvers",
+                        f"需要 {needed} 个同意，但只有 {len(approvers)} 个审批人",
+                    ),
+                    Text("lower n or add approvers", "请减小 n 或增加审批人"),
+                )
         else:
             kind = "all_of" if "all_of" in raw else "any_of"
             approvers = check_who_list(ctx, doc, (*spath, kind), fields)
             needed = len(approvers) if kind == "all_of" else 1
-        steps.append(ApprovalStepSpec(raw["name"], kind, approvers, needed,  # type: ignore[arg-type]
-                                      raw.get("label"), _sla(raw.get("sla"))))
+        steps.append(
+            ApprovalStepSpec(
+                raw["name"],
+                kind,
+                approvers,
+                needed,  # type: ignore[arg-type]
+                raw.get("label"),
+                _sla(raw.get("sla")),
+            )
+        )
     return tuple(steps)
 
 
-def check_who_list_single(ctx: CompileContext, doc: LoadedYaml, spath: YamlPath,
-                          fields: list[str]) -> tuple[Any, ...]:
+def check_who_list_single(
+    ctx: CompileContext, doc: LoadedYaml, spath: YamlPath, fields: list[str]
+) -> tuple[Any, ...]:
     from engine.compile.flows import check_who
 
     return (check_who(ctx, doc, (*spath, "approver"), doc.get((*spath, "approver")), fields),)

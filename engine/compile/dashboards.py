@@ -34,13 +34,18 @@ def _threshold(raw: str | None) -> ThresholdSpec | None:
     if raw is None:
         return None
     op = raw[:2] if raw[:2] in ("<=", ">=") else raw[:1]
-    return ThresholdSpec(op, float(raw[len(op):].strip()))
+    return ThresholdSpec(op, float(raw[len(op) :].strip()))
 
 
-def compile_dashboard(ctx: CompileContext, doc: LoadedYaml, name: str, scopes: ScopeBuilder,
-                      machines: dict[str, StateMachineSpec],
-                      form_fields: dict[str, list[str]],
-                      field_types: dict[str, dict[str, str]]) -> DashboardSpec | None:
+def compile_dashboard(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    name: str,
+    scopes: ScopeBuilder,
+    machines: dict[str, StateMachineSpec],
+    form_fields: dict[str, list[str]],
+    field_types: dict[str, dict[str, str]],
+) -> DashboardSpec | None:
     data = doc.data
     if "roles" in data:
         ctx.check_roles(doc, ("roles",))
@@ -56,44 +61,80 @@ def compile_dashboard(ctx: CompileContext, doc: LoadedYaml, name: str, scopes: S
         for key in _NEEDS.get(raw["measure"], ()):
             if key not in raw:
                 ok = False
-                ctx.error(doc, (*path, "measure"), "missing-key",
-                          Text(f"measure '{raw['measure']}' needs '{key}'",
-                               f"度量 '{raw['measure']}' 需要 '{key}'"),
-                          Text(f"add '{key}: …' to this KPI", f"请为此指标添加 '{key}: …'"))
+                ctx.error(
+                    doc,
+                    (*path, "measure"),
+                    "missing-key",
+                    Text(
+                        f"measure '{raw['measure']}' needs '{key}'",
+                        f"度量 '{raw['measure']}' 需要 '{key}'",
+                    ),
+                    Text(f"add '{key}: …' to this KPI", f"请为此指标添加 '{key}: …'"),
+                )
         if "field" in raw:
             ctx.check_names(doc, (*path, "field"), form_fields[form], FIELD, "unknown-field")
             ftype = field_types[form].get(raw["field"])
             if ftype is not None and ftype not in _NUMERIC:
-                ctx.error(doc, (*path, "field"), "not-numeric",
-                          Text(f"'{raw['field']}' is not a number field",
-                               f"'{raw['field']}' 不是数值字段"),
-                          Text("sum and avg need an integer, decimal or money field",
-                               "sum 和 avg 需要整数、小数或金额字段"))
+                ctx.error(
+                    doc,
+                    (*path, "field"),
+                    "not-numeric",
+                    Text(
+                        f"'{raw['field']}' is not a number field", f"'{raw['field']}' 不是数值字段"
+                    ),
+                    Text(
+                        "sum and avg need an integer, decimal or money field",
+                        "sum 和 avg 需要整数、小数或金额字段",
+                    ),
+                )
         scope = scopes.form_scope(form)
         where = ctx.expr(doc, (*path, "where"), scope) if "where" in raw else None
         numerator = ctx.expr(doc, (*path, "numerator"), scope) if "numerator" in raw else None
         machine = machines.get(form)
-        start = compile_event(ctx, doc, (*path, "from"), machine, form_fields[form]) \
-            if "from" in raw else None
-        end = compile_event(ctx, doc, (*path, "to"), machine, form_fields[form]) \
-            if "to" in raw else None
-        kpis.append(KpiSpec(
-            name=kname, title=raw["title"], form=form, measure=raw["measure"], where=where,
-            numerator=numerator, field=raw.get("field"), start=start, end=end,
-            percentile=raw.get("percentile"), window=raw.get("window", "all"),
-            unit=raw.get("unit", ""), green=_threshold(raw.get("green")),
-            amber=_threshold(raw.get("amber")), trend=raw.get("trend"),
-        ))
+        start = (
+            compile_event(ctx, doc, (*path, "from"), machine, form_fields[form])
+            if "from" in raw
+            else None
+        )
+        end = (
+            compile_event(ctx, doc, (*path, "to"), machine, form_fields[form])
+            if "to" in raw
+            else None
+        )
+        kpis.append(
+            KpiSpec(
+                name=kname,
+                title=raw["title"],
+                form=form,
+                measure=raw["measure"],
+                where=where,
+                numerator=numerator,
+                field=raw.get("field"),
+                start=start,
+                end=end,
+                percentile=raw.get("percentile"),
+                window=raw.get("window", "all"),
+                unit=raw.get("unit", ""),
+                green=_threshold(raw.get("green")),
+                amber=_threshold(raw.get("amber")),
+                trend=raw.get("trend"),
+            )
+        )
     if not ok:
         return None
-    return DashboardSpec(name, data["title"], tuple(kpis), tuple(data.get("roles") or ()),
-                         data.get("description"))
+    return DashboardSpec(
+        name, data["title"], tuple(kpis), tuple(data.get("roles") or ()), data.get("description")
+    )
 
 
-def compile_tests(ctx: CompileContext, doc: LoadedYaml, form_fields: dict[str, list[str]],
-                  ref_targets: dict[str, dict[str, str]],
-                  machines: dict[str, StateMachineSpec],
-                  approvals: dict[str, ApprovalSpec]) -> list[ConfigTestSpec]:
+def compile_tests(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    form_fields: dict[str, list[str]],
+    ref_targets: dict[str, dict[str, str]],
+    machines: dict[str, StateMachineSpec],
+    approvals: dict[str, ApprovalSpec],
+) -> list[ConfigTestSpec]:
     out = []
     for i, raw in enumerate(doc.data["cases"]):
         path: YamlPath = ("cases", i)
@@ -105,41 +146,76 @@ def compile_tests(ctx: CompileContext, doc: LoadedYaml, form_fields: dict[str, l
         expect: dict[str, Any] = raw["expect"]
         for j, fname in enumerate(expect.get("errors") or []):
             if fname not in form_fields[form]:
-                ctx.unknown(doc, (*path, "expect", "errors", j), fname, form_fields[form],
-                            FIELD, "unknown-field")
+                ctx.unknown(
+                    doc,
+                    (*path, "expect", "errors", j),
+                    fname,
+                    form_fields[form],
+                    FIELD,
+                    "unknown-field",
+                )
         for fname in expect.get("values") or {}:
             if fname not in form_fields[form]:
-                ctx.unknown(doc, (*path, "expect", "values", fname), fname, form_fields[form],
-                            FIELD, "unknown-field", key=True)
+                ctx.unknown(
+                    doc,
+                    (*path, "expect", "values", fname),
+                    fname,
+                    form_fields[form],
+                    FIELD,
+                    "unknown-field",
+                    key=True,
+                )
         if "route" in expect:
             routes = [r.name for a in approvals.values() if a.form == form for r in a.routes]
-            ctx.check_names(doc, (*path, "expect", "route"), routes, Text("route", "路线"),
-                            "unknown-route")
+            ctx.check_names(
+                doc, (*path, "expect", "route"), routes, Text("route", "路线"), "unknown-route"
+            )
         machine = machines.get(form)
         for key in ("transition", "refused_transition"):
             if key in expect:
                 names = [t.name for t in machine.transitions] if machine else []
-                ctx.check_names(doc, (*path, "expect", key), names, Text("transition", "流转"),
-                                "unknown-transition")
+                ctx.check_names(
+                    doc,
+                    (*path, "expect", key),
+                    names,
+                    Text("transition", "流转"),
+                    "unknown-transition",
+                )
         if "state" in raw:
             states = [s.name for s in machine.states] if machine else []
-            ctx.check_names(doc, (*path, "state"), states, Text("state", "状态"),
-                            "unknown-state")
+            ctx.check_names(doc, (*path, "state"), states, Text("state", "状态"), "unknown-state")
         if "as_role" in raw:
             ctx.check_roles(doc, (*path, "as_role"))
-        out.append(ConfigTestSpec(raw["name"], form, frozen_map(raw["given"]),
-                                  frozen_map(expect), raw.get("today"), raw.get("state"),
-                                  raw.get("as_role"), doc.path, doc.mark(path).line))
+        out.append(
+            ConfigTestSpec(
+                raw["name"],
+                form,
+                frozen_map(raw["given"]),
+                frozen_map(expect),
+                raw.get("today"),
+                raw.get("state"),
+                raw.get("as_role"),
+                doc.path,
+                doc.mark(path).line,
+            )
+        )
     return out
 
 
-def _check_given(ctx: CompileContext, doc: LoadedYaml, path: YamlPath, form: str,
-                 form_fields: dict[str, list[str]],
-                 ref_targets: dict[str, dict[str, str]]) -> None:
+def _check_given(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    form: str,
+    form_fields: dict[str, list[str]],
+    ref_targets: dict[str, dict[str, str]],
+) -> None:
     given = doc.get(path) or {}
     for fname, value in given.items():
         if fname not in form_fields[form]:
-            ctx.unknown(doc, (*path, fname), fname, form_fields[form], FIELD, "unknown-field", key=True)
+            ctx.unknown(
+                doc, (*path, fname), fname, form_fields[form], FIELD, "unknown-field", key=True
+            )
             continue
         target = ref_targets[form].get(fname)
         if target is not None and isinstance(value, dict) and target in form_fields:

@@ -331,7 +331,9 @@ class _StepCompiler:
             values = {}
             for fname in raw["set"]:
                 if fname not in fields:
-                    ctx.unknown(doc, (*path, "set", fname), fname, fields, FIELD, "unknown-field", key=True)
+                    ctx.unknown(
+                        doc, (*path, "set", fname), fname, fields, FIELD, "unknown-field", key=True
+                    )
                 values[fname] = self.expr((*path, "set", fname))
             spec = StepSpec("set", step_id, when, values=frozen_map(values))
         elif "create" in raw:

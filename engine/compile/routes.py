@@ -51,15 +51,20 @@ class Constraint:
                 return False
             if not {v for v in self.allowed if v not in self.excluded} <= other.allowed:
                 return False
-        if other.excluded and not (
-            self.allowed is not None and not (self.allowed & other.excluded)
-        ) and not other.excluded <= self.excluded:
+        if (
+            other.excluded
+            and not (self.allowed is not None and not (self.allowed & other.excluded))
+            and not other.excluded <= self.excluded
+        ):
             return False
         lo_ok = self.lo > other.lo or (self.lo == other.lo and (self.lo_open or not other.lo_open))
         hi_ok = self.hi < other.hi or (self.hi == other.hi and (self.hi_open or not other.hi_open))
-        if self.allowed is not None and all(
-            isinstance(v, str) for v in self.allowed
-        ) and other.lo == -math.inf and other.hi == math.inf:
+        if (
+            self.allowed is not None
+            and all(isinstance(v, str) for v in self.allowed)
+            and other.lo == -math.inf
+            and other.hi == math.inf
+        ):
             return True
         return lo_ok and hi_ok
 
@@ -103,8 +108,14 @@ def _const(node: ast.AST) -> tuple[bool, Any]:
     return False, None
 
 
-_FLIP = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE,
-         ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
+_FLIP = {
+    ast.Lt: ast.Gt,
+    ast.Gt: ast.Lt,
+    ast.LtE: ast.GtE,
+    ast.GtE: ast.LtE,
+    ast.Eq: ast.Eq,
+    ast.NotEq: ast.NotEq,
+}
 
 
 def box_of(tree: ast.Expression | None) -> Box | None:

@@ -58,8 +58,9 @@ def shapes_from_specs(forms: Mapping[str, FormSpec]) -> dict[str, dict[str, Fiel
 class ScopeBuilder:
     """Makes :class:`Scope` objects for forms from their field shapes and states."""
 
-    def __init__(self, forms: Mapping[str, Mapping[str, FieldShape]],
-                 states: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self, forms: Mapping[str, Mapping[str, FieldShape]], states: Mapping[str, tuple[str, ...]]
+    ) -> None:
         self.forms = forms
         self.states = states
         self._cache: dict[tuple[str, int], dict[str, NameInfo]] = {}
@@ -68,8 +69,10 @@ class ScopeBuilder:
         key = (form, depth)
         if key in self._cache:
             return self._cache[key]
-        out = {name: self.field_info(shape, depth)
-               for name, shape in (self.forms.get(form) or {}).items()}
+        out = {
+            name: self.field_info(shape, depth)
+            for name, shape in (self.forms.get(form) or {}).items()
+        }
         out["id"] = NameInfo("value", "integer")
         out["state"] = NameInfo("value", "select", options=self.states.get(form) or None)
         out["created_at"] = NameInfo("value", "datetime")

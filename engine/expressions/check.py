@@ -408,7 +408,7 @@ class _Checker:
     def visit_Constant(self, node: ast.Constant, depth: int) -> None:
         value = node.value
         if not isinstance(value, _CONSTANT_TYPES):
-            what = Text("this kind of constant", "这种常量")
+            what = Text("constants like this", "这种常量")
             if isinstance(value, bytes):
                 what = Text("bytes literals", "字节串")
             elif isinstance(value, complex):
