@@ -267,3 +267,25 @@ def test_stray_folder_is_reported(make_app) -> None:
     [(_name, _, _, code)] = codes(result)
     assert code == "stray-folder"
     assert "forms" in result.diagnostics.items[0].hint.en
+
+
+def test_unknown_field_as_a_key_points_at_the_key(make_app) -> None:
+    flow = FLOW + (
+        "automations:\n  fix:\n    on: {created: true}\n    steps:\n      - set: {qtty: '1'}\n"
+    )
+    tests = (
+        "cases:\n  - name: c\n    form: order\n    given: {kind: rush, customer: {teir: A}}\n"
+        "    expect: {valid: true}\n"
+    )
+    result = make_app(
+        {
+            "forms/order.yaml": FORM_OK,
+            "forms/customer.yaml": CUSTOMER,
+            "flows/order.yaml": flow,
+            "tests/t.yaml": tests,
+        }
+    )
+    assert codes(result) == [
+        ("order.yaml", 15, 15, "unknown-field"),
+        ("t.yaml", 4, 36, "unknown-field"),
+    ]

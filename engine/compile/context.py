@@ -60,14 +60,17 @@ class CompileContext:
         candidates: Iterable[str],
         what: Text,
         code: str,
+        *,
+        key: bool = False,
     ) -> None:
-        """``name`` (the value at ``path``) names something that does not exist."""
+        """``name`` (the value at ``path``, or with ``key`` the key) does not exist."""
         self.error(
             doc,
             path,
             code,
             Text(f"unknown {what.en} '{name}'", f"未知的{what.zh} '{name}'"),
             suggestion_hint(name, list(candidates), what),
+            key=key,
         )
 
     def check_names(
