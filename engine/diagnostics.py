@@ -74,8 +74,9 @@ class Diagnostics:
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.items.extend(diagnostics)
 
-    def error(
+    def report(
         self,
+        severity: Severity,
         path: str,
         mark: Mark,
         code: str,
@@ -86,8 +87,19 @@ class Diagnostics:
         width: int = 1,
     ) -> None:
         self.items.append(
-            Diagnostic(path, mark.line, mark.col, "error", code, message, hint, yaml_path, width)
+            Diagnostic(path, mark.line, mark.col, severity, code, message, hint, yaml_path, width)
         )
+
+    def error(
+        self,
+        path: str,
+        mark: Mark,
+        code: str,
+        message: Text,
+        hint: Text | None = None,
+        **where: Any,
+    ) -> None:
+        self.report("error", path, mark, code, message, hint, **where)
 
     def warning(
         self,
@@ -96,13 +108,9 @@ class Diagnostics:
         code: str,
         message: Text,
         hint: Text | None = None,
-        *,
-        yaml_path: tuple[str | int, ...] = (),
-        width: int = 1,
+        **where: Any,
     ) -> None:
-        self.items.append(
-            Diagnostic(path, mark.line, mark.col, "warning", code, message, hint, yaml_path, width)
-        )
+        self.report("warning", path, mark, code, message, hint, **where)
 
     @property
     def errors(self) -> list[Diagnostic]:

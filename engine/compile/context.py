@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.diagnostics import Diagnostics, Mark, suggestion_hint
+from engine.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
 from engine.expressions import CompiledExpr, ExpressionError, Scope, compile_expression
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
@@ -22,6 +22,24 @@ class CompileContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reporting
+    def report(
+        self,
+        severity: Severity,
+        doc: LoadedYaml,
+        path: YamlPath,
+        code: str,
+        message: Text,
+        hint: Text | None = None,
+        *,
+        key: bool = False,
+    ) -> None:
+        """Report at the value at ``path`` (or at its key with ``key``), underlining it."""
+        mark = doc.key_mark(path) if key else doc.mark(path)
+        width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
+        self.diags.report(
+            severity, doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80)
+        )
+
     def error(
         self,
         doc: LoadedYaml,
@@ -32,9 +50,7 @@ class CompileContext:
         *,
         key: bool = False,
     ) -> None:
-        mark = doc.key_mark(path) if key else doc.mark(path)
-        width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
-        self.diags.error(doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80))
+        self.report("error", doc, path, code, message, hint, key=key)
 
     def warning(
         self,
@@ -46,11 +62,7 @@ class CompileContext:
         *,
         key: bool = False,
     ) -> None:
-        mark = doc.key_mark(path) if key else doc.mark(path)
-        width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
-        self.diags.warning(
-            doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80)
-        )
+        self.report("warning", doc, path, code, message, hint, key=key)
 
     def unknown(
         self,
@@ -106,12 +118,13 @@ class CompileContext:
         return compiled
 
     def _expr_diag(
-        self, doc: LoadedYaml, path: YamlPath, source: str, exc: Any, severity: str
+        self, doc: LoadedYaml, path: YamlPath, source: str, exc: Any, severity: Severity
     ) -> None:
         mark = expression_mark(doc, path, source, exc.line, exc.col)
         width = max(1, (exc.end_col - exc.col) if getattr(exc, "end_col", None) else 1)
-        add = self.diags.error if severity == "error" else self.diags.warning
-        add(doc.path, mark, exc.code, exc.message, exc.hint, yaml_path=path, width=width)
+        self.diags.report(
+            severity, doc.path, mark, exc.code, exc.message, exc.hint, yaml_path=path, width=width
+        )
 
 
 def expression_mark(doc: LoadedYaml, path: YamlPath, source: str, line: int, col: int) -> Mark:
