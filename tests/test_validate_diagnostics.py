@@ -289,3 +289,13 @@ def test_unknown_field_as_a_key_points_at_the_key(make_app) -> None:
         ("order.yaml", 15, 15, "unknown-field"),
         ("t.yaml", 4, 36, "unknown-field"),
     ]
+
+
+def test_duplicate_names_are_reported(make_app) -> None:
+    text = FORM_OK + (
+        "rules:\n  - {name: r, check: 'qty > 0', message: m}\n"
+        "  - {name: r, check: 'qty < 9', message: m}\n"
+    )
+    result = make_app({"forms/order.yaml": text, "forms/customer.yaml": CUSTOMER})
+    assert codes(result) == [("order.yaml", 8, 12, "duplicate-name")]
+    assert "two rules are named 'r'" in result.diagnostics.items[0].message.en

@@ -92,15 +92,7 @@ def _compile_routes(
     for i, raw in enumerate(raw_routes):
         path: YamlPath = ("routes", i)
         name = raw["name"]
-        if name in names:
-            ctx.error(
-                doc,
-                (*path, "name"),
-                "duplicate-name",
-                Text(f"two routes are named '{name}'", f"有两条路线都叫 '{name}'"),
-                Text("give each route its own name", "每条路线请用不同的名称"),
-            )
-        names.add(name)
+        ctx.check_unique(doc, (*path, "name"), names, Text("routes", "路线"))
         is_default = bool(raw.get("default"))
         if "when" not in raw and not is_default:
             ctx.error(
@@ -216,15 +208,7 @@ def _compile_steps(
     seen: set[str] = set()
     for i, raw in enumerate(doc.get(path)):
         spath = (*path, i)
-        if raw["name"] in seen:
-            ctx.error(
-                doc,
-                (*spath, "name"),
-                "duplicate-name",
-                Text(f"two steps are named '{raw['name']}'", f"有两个步骤都叫 '{raw['name']}'"),
-                Text("give each step its own name", "每个步骤请用不同的名称"),
-            )
-        seen.add(raw["name"])
+        ctx.check_unique(doc, (*spath, "name"), seen, Text("steps", "步骤"))
         if "approver" in raw:
             kind, approvers = "approver", check_who_list_single(ctx, doc, spath, fields)
             needed = 1

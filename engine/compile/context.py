@@ -100,6 +100,19 @@ class CompileContext:
             if name not in pool:
                 self.unknown(doc, p, name, pool, what, code)
 
+    def check_unique(self, doc: LoadedYaml, path: YamlPath, seen: set[str], what: Text) -> None:
+        """The name at ``path`` must not be in ``seen`` (it is added to it)."""
+        name = doc.get(path)
+        if name in seen:
+            self.error(
+                doc,
+                path,
+                "duplicate-name",
+                Text(f"two {what.en} are named '{name}'", f"有两个{what.zh}都叫 '{name}'"),
+                Text("give each its own name", "请分别使用不同的名称"),
+            )
+        seen.add(name)
+
     def check_roles(self, doc: LoadedYaml, path: YamlPath) -> None:
         self.check_names(doc, path, self.roles, Text("role", "角色"), "unknown-role")
 

@@ -285,7 +285,8 @@ class _StepCompiler:
         self.ctx, self.doc, self.scopes, self.form = ctx, doc, scopes, form
         self.machine, self.form_fields = machine, form_fields
         self.connectors, self.templates = connectors, templates
-        self.step_ids: list[str] = []
+        self.step_ids: list[str] = []  # ids of steps already compiled: in scope
+        self.seen_ids: set[str] = set()
         self.ok = True
 
     def scope(self) -> Any:
@@ -308,14 +309,8 @@ class _StepCompiler:
         ctx, doc = self.ctx, self.doc
         when = self.expr((*path, "when")) if "when" in raw else None
         step_id = raw.get("id")
-        if step_id in self.step_ids:
-            ctx.error(
-                doc,
-                (*path, "id"),
-                "duplicate-name",
-                Text(f"two steps have the id '{step_id}'", f"有两个步骤的 id 都是 '{step_id}'"),
-                Text("give each step its own id", "每个步骤请用不同的 id"),
-            )
+        if step_id:
+            ctx.check_unique(doc, (*path, "id"), self.seen_ids, Text("steps", "步骤"))
         spec: StepSpec | None = None
         if "call" in raw:
             spec = self.call(path, raw["call"], step_id, when)

@@ -72,15 +72,7 @@ def _compile_form(
     seen_rules: set[str] = set()
     for i, raw in enumerate(data.get("rules") or []):
         path = ("rules", i)
-        if raw["name"] in seen_rules:
-            ctx.error(
-                doc,
-                (*path, "name"),
-                "duplicate-name",
-                Text(f"two rules are named '{raw['name']}'", f"有两条规则都叫 '{raw['name']}'"),
-                Text("give each rule its own name", "每条规则请用不同的名称"),
-            )
-        seen_rules.add(raw["name"])
+        ctx.check_unique(doc, (*path, "name"), seen_rules, Text("rules", "规则"))
         if "field" in raw:
             ctx.check_names(doc, (*path, "field"), field_names, FIELD, "unknown-field")
         check = ctx.expr(doc, (*path, "check"), scope)
