@@ -1,0 +1,156 @@
+"""The hash-chained event log.
+
+Every create, field change, child row, transition, flow step, notification and approval
+decision is one row of ``sl_events``. Each row carries the hash of the previous one
+(``prev_hash``) and its own ``hash`` = SHA-256 over a canonical encoding of its content and
+``prev_hash``; ``sl_chain_head`` holds the last id and hash, so deleting the newest rows is
+caught too. Appends are serialised: a row lock on the chain head on PostgreSQL (any number
+of processes), the database write lock (``BEGIN IMMEDIATE``) on SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = ["GENESIS", "ChainReport", "EventIn", "append_events", "canonical", "verify_chain"]
+
+GENESIS = "0" * 64
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _utc_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in an event")
+
+
+def canonical(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, UTF-8 text, dates and decimals as text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_default)
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def event_hash(prev_hash: str, event_id: int, at: datetime, actor: str, form: str,
+               record_id: int | None, kind: str, payload: str) -> str:
+    body = canonical([event_id, _utc_text(at), actor, form, record_id, kind, payload, prev_hash])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """An event to append."""
+
+    actor: str
+    form: str
+    record_id: int | None
+    kind: str
+    payload: Mapping[str, Any]
+
+
+def _events(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    return metadata.tables["sl_events"], metadata.tables["sl_chain_head"]
+
+
+def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
+    query = sa.select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+
+            conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS)
+                         .on_conflict_do_nothing())
+        else:
+            conn.execute(head.insert().values(id=1, last_id=0, last_hash=GENESIS))
+        row = conn.execute(query).first()
+        assert row is not None
+    return int(row.last_id), str(row.last_hash)
+
+
+def append_events(conn: sa.Connection, metadata: sa.MetaData, events: Iterable[EventIn],
+                  at: datetime | None = None) -> list[int]:
+    """Append ``events`` in order inside the caller's transaction; returns their ids."""
+    items = list(events)
+    if not items:
+        return []
+    table, head = _events(metadata)
+    last_id, last_hash = _lock_head(conn, head)
+    moment = at or datetime.now(UTC)
+    rows = []
+    for item in items:
+        last_id += 1
+        payload = canonical(item.payload)
+        digest = event_hash(last_hash, last_id, moment, item.actor, item.form, item.record_id,
+                            item.kind, payload)
+        rows.append({"id": last_id, "at": moment, "actor": item.actor, "form": item.form,
+                     "record_id": item.record_id, "kind": item.kind, "payload": payload,
+                     "prev_hash": last_hash, "hash": digest})
+        last_hash = digest
+    conn.execute(table.insert(), rows)
+    conn.execute(head.update().where(head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
+    return [r["id"] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(conn: sa.Connection, metadata: sa.MetaData, batch: int = 5000) -> ChainReport:
+    """Walk the whole chain; name the first event that does not fit."""
+    table, head = _events(metadata)
+    expected_prev, expected_id, checked = GENESIS, 1, 0
+    after = 0
+    while True:
+        rows = conn.execute(
+            sa.select(table).where(table.c.id > after).order_by(table.c.id).limit(batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.id != expected_id:
+                return ChainReport(False, checked, expected_id,
+                                   f"event {expected_id} is missing (next is {row.id})")
+            if row.prev_hash != expected_prev:
+                return ChainReport(False, checked, row.id,
+                                   "prev_hash does not match the previous event's hash")
+            digest = event_hash(row.prev_hash, row.id, row.at, row.actor, row.form,
+                                row.record_id, row.kind, row.payload)
+            if digest != row.hash:
+                return ChainReport(False, checked, row.id, "content does not match its hash")
+            expected_prev, expected_id = row.hash, row.id + 1
+            checked += 1
+        after = rows[-1].id
+    top = conn.execute(sa.select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)).first()
+    if top is None:
+        if checked:
+            return ChainReport(False, checked, None, "the chain head is missing")
+        return ChainReport(True, 0)
+    if top.last_id != expected_id - 1 or top.last_hash != expected_prev:
+        return ChainReport(False, checked, expected_id,
+                           f"events after {expected_id - 1} were removed (head says {top.last_id})")
+    return ChainReport(True, checked)

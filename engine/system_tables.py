@@ -1,0 +1,79 @@
+"""The engine's own tables: event log, chain head, counters, deployments, people, tokens, files."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+
+def add_system_tables(metadata: sa.MetaData) -> None:
+    """Define the system tables on ``metadata`` (every app has them)."""
+    sa.Table(
+        "sl_events", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("at", TS, nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("form", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.Index("ix_sl_events_record", "form", "record_id", "id"),
+        sa.Index("ix_sl_events_kind_at", "kind", "at"),
+    )
+    sa.Table(
+        "sl_chain_head", metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("last_id", sa.BigInteger, nullable=False),
+        sa.Column("last_hash", sa.String(64), nullable=False),
+    )
+    sa.Table(
+        "sl_counters", metadata,
+        sa.Column("series", sa.String(200), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+    )
+    sa.Table(
+        "sl_deployments", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("app", sa.String(64), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("content_hash", sa.String(64), nullable=False, index=True),
+        sa.Column("bundle", JSON, nullable=False),
+        sa.Column("deployed_at", TS, nullable=False),
+        sa.Column("deployed_by", sa.String(64), nullable=False),
+        sa.Column("steps", JSON, nullable=False),
+    )
+    sa.Table(
+        "sl_users", metadata,
+        sa.Column("username", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("password_hash", sa.String(200), nullable=True),
+        sa.Column("roles", JSON, nullable=False),
+        sa.Column("manager", sa.String(64), nullable=True),
+        sa.Column("active", sa.Boolean, nullable=False, default=True),
+        sa.Column("from_org_chart", sa.Boolean, nullable=False, default=False),
+    )
+    sa.Table(
+        "sl_tokens", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("username", sa.String(64), sa.ForeignKey("sl_users.username"), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("label", sa.String(200), nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    )
+    sa.Table(
+        "sl_files", metadata,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("content_type", sa.String(100), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("uploaded_by", sa.String(64), nullable=False),
+        sa.Column("uploaded_at", TS, nullable=False),
+    )
