@@ -39,8 +39,9 @@ def _default(value: Any) -> Any:
 
 def canonical(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, UTF-8 text, dates and decimals as text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_default)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+    )
 
 
 def _utc_text(moment: datetime) -> str:
@@ -49,8 +50,16 @@ def _utc_text(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def event_hash(prev_hash: str, event_id: int, at: datetime, actor: str, form: str,
-               record_id: int | None, kind: str, payload: str) -> str:
+def event_hash(
+    prev_hash: str,
+    event_id: int,
+    at: datetime,
+    actor: str,
+    form: str,
+    record_id: int | None,
+    kind: str,
+    payload: str,
+) -> str:
     body = canonical([event_id, _utc_text(at), actor, form, record_id, kind, payload, prev_hash])
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
@@ -79,8 +88,9 @@ def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
 
-            conn.execute(insert(head).values(id=1, last_id=0, last_hash=GENESIS)
-                         .on_conflict_do_nothing())
+            conn.execute(
+                insert(head).values(id=1, last_id=0, last_hash=GENESIS).on_conflict_do_nothing()
+            )
         else:
             conn.execute(head.insert().values(id=1, last_id=0, last_hash=GENESIS))
         row = conn.execute(query).first()
@@ -88,8 +98,12 @@ def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
     return int(row.last_id), str(row.last_hash)
 
 
-def append_events(conn: sa.Connection, metadata: sa.MetaData, events: Iterable[EventIn],
-                  at: datetime | None = None) -> list[int]:
+def append_events(
+    conn: sa.Connection,
+    metadata: sa.MetaData,
+    events: Iterable[EventIn],
+    at: datetime | None = None,
+) -> list[int]:
     """Append ``events`` in order inside the caller's transaction; returns their ids."""
     items = list(events)
     if not items:
@@ -101,11 +115,22 @@ def append_events(conn: sa.Connection, metadata: sa.MetaData, events: Iterable[E
     for item in items:
         last_id += 1
         payload = canonical(item.payload)
-        digest = event_hash(last_hash, last_id, moment, item.actor, item.form, item.record_id,
-                            item.kind, payload)
-        rows.append({"id": last_id, "at": moment, "actor": item.actor, "form": item.form,
-                     "record_id": item.record_id, "kind": item.kind, "payload": payload,
-                     "prev_hash": last_hash, "hash": digest})
+        digest = event_hash(
+            last_hash, last_id, moment, item.actor, item.form, item.record_id, item.kind, payload
+        )
+        rows.append(
+            {
+                "id": last_id,
+                "at": moment,
+                "actor": item.actor,
+                "form": item.form,
+                "record_id": item.record_id,
+                "kind": item.kind,
+                "payload": payload,
+                "prev_hash": last_hash,
+                "hash": digest,
+            }
+        )
         last_hash = digest
     conn.execute(table.insert(), rows)
     conn.execute(head.update().where(head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
@@ -133,13 +158,26 @@ def verify_chain(conn: sa.Connection, metadata: sa.MetaData, batch: int = 5000) 
             break
         for row in rows:
             if row.id != expected_id:
-                return ChainReport(False, checked, expected_id,
-                                   f"event {expected_id} is missing (next is {row.id})")
+                return ChainReport(
+                    False,
+                    checked,
+                    expected_id,
+                    f"event {expected_id} is missing (next is {row.id})",
+                )
             if row.prev_hash != expected_prev:
-                return ChainReport(False, checked, row.id,
-                                   "prev_hash does not match the previous event's hash")
-            digest = event_hash(row.prev_hash, row.id, row.at, row.actor, row.form,
-                                row.record_id, row.kind, row.payload)
+                return ChainReport(
+                    False, checked, row.id, "prev_hash does not match the previous event's hash"
+                )
+            digest = event_hash(
+                row.prev_hash,
+                row.id,
+                row.at,
+                row.actor,
+                row.form,
+                row.record_id,
+                row.kind,
+                row.payload,
+            )
             if digest != row.hash:
                 return ChainReport(False, checked, row.id, "content does not match its hash")
             expected_prev, expected_id = row.hash, row.id + 1
@@ -151,6 +189,10 @@ def verify_chain(conn: sa.Connection, metadata: sa.MetaData, batch: int = 5000) 
             return ChainReport(False, checked, None, "the chain head is missing")
         return ChainReport(True, 0)
     if top.last_id != expected_id - 1 or top.last_hash != expected_prev:
-        return ChainReport(False, checked, expected_id,
-                           f"events after {expected_id - 1} were removed (head says {top.last_id})")
+        return ChainReport(
+            False,
+            checked,
+            expected_id,
+            f"events after {expected_id - 1} were removed (head says {top.last_id})",
+        )
     return ChainReport(True, checked)

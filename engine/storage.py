@@ -18,8 +18,9 @@ from sqlalchemy.engine import Engine
 __all__ = ["create_db_engine", "database_url", "is_postgres", "is_sqlite"]
 
 
-def database_url(app_root: str | Path, explicit: str | None = None,
-                 configured: str | None = None) -> str:
+def database_url(
+    app_root: str | Path, explicit: str | None = None, configured: str | None = None
+) -> str:
     if explicit:
         return explicit
     env = os.environ.get("SEAMLINE_DB")

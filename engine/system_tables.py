@@ -12,7 +12,8 @@ TS = sa.DateTime(timezone=True)
 def add_system_tables(metadata: sa.MetaData) -> None:
     """Define the system tables on ``metadata`` (every app has them)."""
     sa.Table(
-        "sl_events", metadata,
+        "sl_events",
+        metadata,
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("at", TS, nullable=False),
         sa.Column("actor", sa.String(64), nullable=False),
@@ -26,18 +27,21 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Index("ix_sl_events_kind_at", "kind", "at"),
     )
     sa.Table(
-        "sl_chain_head", metadata,
+        "sl_chain_head",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("last_id", sa.BigInteger, nullable=False),
         sa.Column("last_hash", sa.String(64), nullable=False),
     )
     sa.Table(
-        "sl_counters", metadata,
+        "sl_counters",
+        metadata,
         sa.Column("series", sa.String(200), primary_key=True),
         sa.Column("value", sa.BigInteger, nullable=False),
     )
     sa.Table(
-        "sl_deployments", metadata,
+        "sl_deployments",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("app", sa.String(64), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),
@@ -48,7 +52,8 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("steps", JSON, nullable=False),
     )
     sa.Table(
-        "sl_users", metadata,
+        "sl_users",
+        metadata,
         sa.Column("username", sa.String(64), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("password_hash", sa.String(200), nullable=True),
@@ -58,7 +63,8 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("from_org_chart", sa.Boolean, nullable=False, default=False),
     )
     sa.Table(
-        "sl_tokens", metadata,
+        "sl_tokens",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("username", sa.String(64), sa.ForeignKey("sl_users.username"), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
@@ -67,7 +73,8 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("revoked", sa.Boolean, nullable=False, default=False),
     )
     sa.Table(
-        "sl_files", metadata,
+        "sl_files",
+        metadata,
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),

@@ -57,18 +57,26 @@ def column_type(field: FieldSpec) -> sa.types.TypeEngine:
     return sa.Text()
 
 
-def _field_columns(form: FormSpec | None, fields: tuple[FieldSpec, ...],
-                   table: str) -> list[sa.SchemaItem]:
+def _field_columns(
+    form: FormSpec | None, fields: tuple[FieldSpec, ...], table: str
+) -> list[sa.SchemaItem]:
     items: list[sa.SchemaItem] = []
     for field in fields:
         if field.type == "table":
             continue
         if field.type == "ref":
             assert field.ref_form is not None
-            items.append(sa.Column(
-                field.name, _ID,
-                sa.ForeignKey(f"{table_name(field.ref_form)}.id", name=f"fk_{table}_{field.name}"),
-                nullable=True, index=True))
+            items.append(
+                sa.Column(
+                    field.name,
+                    _ID,
+                    sa.ForeignKey(
+                        f"{table_name(field.ref_form)}.id", name=f"fk_{table}_{field.name}"
+                    ),
+                    nullable=True,
+                    index=True,
+                )
+            )
         elif field.type == "autonumber":
             items.append(sa.Column(field.name, column_type(field), nullable=True, unique=True))
         else:
@@ -84,7 +92,8 @@ def build_metadata(app: App) -> sa.MetaData:
     for form in app.forms.values():
         name = table_name(form.name)
         sa.Table(
-            name, metadata,
+            name,
+            metadata,
             sa.Column("id", _ID, primary_key=True, autoincrement=True),
             sa.Column("state", sa.String(64), nullable=True, index=True),
             sa.Column("version", sa.Integer, nullable=False, default=1),
@@ -97,12 +106,18 @@ def build_metadata(app: App) -> sa.MetaData:
         for child in (f for f in form.fields if f.type == "table"):
             cname = child_table_name(form.name, child.name)
             sa.Table(
-                cname, metadata,
+                cname,
+                metadata,
                 sa.Column("id", _ID, primary_key=True, autoincrement=True),
-                sa.Column("parent_id", _ID,
-                          sa.ForeignKey(f"{table_name(form.name)}.id", ondelete="CASCADE",
-                                        name=f"fk_{cname}_parent"),
-                          nullable=False, index=True),
+                sa.Column(
+                    "parent_id",
+                    _ID,
+                    sa.ForeignKey(
+                        f"{table_name(form.name)}.id", ondelete="CASCADE", name=f"fk_{cname}_parent"
+                    ),
+                    nullable=False,
+                    index=True,
+                ),
                 sa.Column("position", sa.Integer, nullable=False),
                 sa.Column("created_at", TS, nullable=False),
                 sa.Column("created_by", sa.String(64), nullable=False),

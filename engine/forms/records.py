@@ -1,0 +1,789 @@
+"""The records service: create, update, read and list records of any form, with every check
+from the YAML, the change history written to the hash-chained event log in the same
+transaction, and nothing form-specific in the code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.evaluate import AppRuntime
+from engine.events import EventIn, append_events
+from engine.expressions import EvalEnv, EvaluationError
+from engine.forms.autonumber import next_number
+from engine.forms.tables import build_metadata, child_table_name, table_name
+from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
+from engine.i18n import Lang, Text, lang_from_locale
+from engine.spec import App, FieldSpec, FormSpec
+
+__all__ = ["SYSTEM_ACTOR", "Actor", "NotFound", "Page", "RecordService"]
+
+SYSTEM_COLUMNS = ("id", "state", "version", "created_at", "updated_at", "created_by")
+
+
+class Actor(Protocol):
+    @property
+    def username(self) -> str: ...
+    @property
+    def roles(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class _System:
+    username: str = "system"
+    roles: frozenset[str] = frozenset({"*"})
+
+
+SYSTEM_ACTOR = _System()
+
+
+class NotFound(Exception):
+    def __init__(self, form: str, record_id: int | None = None) -> None:
+        super().__init__(f"{form} {record_id}")
+        self.form, self.record_id = form, record_id
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int | None = None
+
+
+@dataclass
+class _Draft:
+    """Values being saved, with the errors found so far."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)
+
+
+class RecordService:
+    """All record operations for one compiled App on one database."""
+
+    def __init__(
+        self,
+        app: App,
+        engine: Engine,
+        metadata: sa.MetaData | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.metadata = metadata if metadata is not None else build_metadata(app)
+        self.runtime = AppRuntime.of(app)
+        self.lang: Lang = lang_from_locale(app.locale)
+        self._now = now or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------ helpers
+    def form(self, name: str) -> FormSpec:
+        spec = self.app.forms.get(name)
+        if spec is None:
+            raise NotFound(name)
+        return spec
+
+    def table(self, form: str) -> sa.Table:
+        return self.metadata.tables[table_name(form)]
+
+    def child_table(self, form: str, child: str) -> sa.Table:
+        return self.metadata.tables[child_table_name(form, child)]
+
+    def env(self) -> EvalEnv:
+        return EvalEnv(calendar=self.runtime.calendar, now=self._now, timezone=self.app.timezone)
+
+    def initial_state(self, form: str) -> str | None:
+        machine = self.app.state_machines.get(form)
+        return machine.initial if machine else None
+
+    # ------------------------------------------------------------------ create
+    def create(self, form_name: str, data: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+        form = self.form(form_name)
+        state = self.initial_state(form_name)
+        with self.engine.begin() as conn:
+            draft = self._coerce(form, data, actor, state, creating=True)
+            self._defaults(form, draft)
+            self._required(form, draft, creating=True)
+            children = self._children_input(form, data, draft, actor, creating=True)
+            self._refs(conn, form, draft)
+            self._finish(conn, form, draft, state, None)
+            if draft.errors:
+                raise ValidationFailed(draft.errors)
+            now = self._now()
+            for f in form.fields:
+                if f.type == "autonumber" and f.format:
+                    draft.values[f.name] = next_number(
+                        conn, self.metadata, form.name, f, now, self.app.timezone
+                    )
+            row = {k: _store(v) for k, v in draft.values.items() if form.by_name[k].type != "table"}
+            row.update(
+                state=state, version=1, created_at=now, updated_at=now, created_by=actor.username
+            )
+            record_id = conn.execute(
+                self.table(form.name).insert().values(row)
+            ).inserted_primary_key[0]
+            events = [
+                EventIn(
+                    actor.username,
+                    form.name,
+                    record_id,
+                    "created",
+                    {
+                        "values": _plain(
+                            {
+                                k: v
+                                for k, v in row.items()
+                                if v is not None
+                                and k not in ("version", "created_at", "updated_at", "created_by")
+                            }
+                        )
+                    },
+                )
+            ]
+            for child, rows in children.items():
+                for row_values in rows:
+                    events.append(
+                        self._insert_child(conn, form, record_id, child, row_values, actor, now)
+                    )
+            append_events(conn, self.metadata, events, now)
+            return self._read(conn, form, record_id)
+
+    # ------------------------------------------------------------------ update
+    def update(
+        self,
+        form_name: str,
+        record_id: int,
+        data: Mapping[str, Any],
+        actor: Actor,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        form = self.form(form_name)
+        with self.engine.begin() as conn:
+            current = self._row(conn, form, record_id, lock=True)
+            if expected_version is not None and expected_version != current["version"]:
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            "version",
+                            "conflict",
+                            Text(
+                                "the record was changed by someone else; reload it and try again",
+                                "记录已被他人修改，请刷新后重试",
+                            ),
+                        )
+                    ],
+                    status=409,
+                )
+            draft = self._coerce(form, data, actor, current["state"], creating=False)
+            for f in form.fields:
+                if f.name not in draft.values and f.type != "table":
+                    draft.values[f.name] = current[f.name]
+            self._required(form, draft, creating=False)
+            children = self._children_input(form, data, draft, actor, creating=False)
+            self._refs(conn, form, draft)
+            self._finish(conn, form, draft, current["state"], record_id)
+            if draft.errors:
+                raise ValidationFailed(draft.errors)
+            changes = {
+                name: [current[name], value]
+                for name, value in draft.values.items()
+                if form.by_name[name].type != "table" and _differs(current[name], value)
+            }
+            now = self._now()
+            events: list[EventIn] = []
+            if changes:
+                conn.execute(
+                    self.table(form.name)
+                    .update()
+                    .where(self.table(form.name).c.id == record_id)
+                    .values(
+                        {
+                            **{k: _store(v[1]) for k, v in changes.items()},
+                            "version": current["version"] + 1,
+                            "updated_at": now,
+                        }
+                    )
+                )
+                events.append(
+                    EventIn(
+                        actor.username,
+                        form.name,
+                        record_id,
+                        "changed",
+                        {"changes": _plain(changes)},
+                    )
+                )
+            for child, rows in children.items():
+                table = self.child_table(form.name, child)
+                conn.execute(table.delete().where(table.c.parent_id == record_id))
+                for row_values in rows:
+                    events.append(
+                        self._insert_child(conn, form, record_id, child, row_values, actor, now)
+                    )
+            append_events(conn, self.metadata, events, now)
+            return self._read(conn, form, record_id)
+
+    # ------------------------------------------------------------------ child rows
+    def add_child_row(
+        self, form_name: str, record_id: int, child: str, data: Mapping[str, Any], actor: Actor
+    ) -> dict[str, Any]:
+        form = self.form(form_name)
+        spec = form.by_name.get(child)
+        if spec is None or spec.type != "table":
+            raise NotFound(f"{form_name}.{child}")
+        with self.engine.begin() as conn:
+            self._row(conn, form, record_id, lock=True)
+            values, errors = self._child_values(spec, data, actor)
+            if errors:
+                raise ValidationFailed(errors)
+            now = self._now()
+            event = self._insert_child(conn, form, record_id, child, values, actor, now)
+            append_events(conn, self.metadata, [event], now)
+            table = self.child_table(form.name, child)
+            row = conn.execute(sa.select(table).where(table.c.id == event.payload["row_id"])).one()
+            return _row_json(row._mapping)
+
+    def _insert_child(
+        self,
+        conn: sa.Connection,
+        form: FormSpec,
+        record_id: int,
+        child: str,
+        values: Mapping[str, Any],
+        actor: Actor,
+        now: datetime,
+    ) -> EventIn:
+        table = self.child_table(form.name, child)
+        position = (
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0)).where(
+                    table.c.parent_id == record_id
+                )
+            ).scalar_one()
+            + 1
+        )
+        row_id = conn.execute(
+            table.insert().values(
+                {
+                    **{k: _store(v) for k, v in values.items()},
+                    "parent_id": record_id,
+                    "position": position,
+                    "created_at": now,
+                    "created_by": actor.username,
+                }
+            )
+        ).inserted_primary_key[0]
+        return EventIn(
+            actor.username,
+            form.name,
+            record_id,
+            "child_added",
+            {"child": child, "row_id": row_id, "values": _plain(dict(values))},
+        )
+
+    def _child_values(
+        self, spec: FieldSpec, data: Any, actor: Actor
+    ) -> tuple[dict[str, Any], list[FieldError]]:
+        errors: list[FieldError] = []
+        values: dict[str, Any] = {}
+        if not isinstance(data, Mapping):
+            return {}, [
+                FieldError(
+                    spec.name,
+                    "type",
+                    Text(
+                        f"{spec.label}: each row must be an object",
+                        f"{spec.label}：每一行必须是对象",
+                    ),
+                )
+            ]
+        known = {c.name: c for c in spec.children}
+        for key in data:
+            if key not in known:
+                errors.append(
+                    FieldError(
+                        f"{spec.name}.{key}",
+                        "unknown_field",
+                        Text(f"unknown column '{key}'", f"未知的列 '{key}'"),
+                    )
+                )
+        for child in spec.children:
+            value, error = coerce_field(child, data.get(child.name), self.app.timezone)
+            if error:
+                errors.append(FieldError(f"{spec.name}.{child.name}", error.code, error.message))
+                continue
+            if value is None and child.default_expr is not None:
+                value = child.default_expr({}, self.env())
+            if value is None and child.default is not None:
+                value = child.default
+            if value is None and child.required:
+                errors.append(
+                    FieldError(
+                        f"{spec.name}.{child.name}",
+                        "required",
+                        Text(f"{child.label} is required", f"{child.label}为必填项"),
+                    )
+                )
+            values[child.name] = value
+        return values, errors
+
+    # ------------------------------------------------------------------ reading
+    def get(self, form_name: str, record_id: int) -> dict[str, Any]:
+        form = self.form(form_name)
+        with self.engine.connect() as conn:
+            return self._read(conn, form, record_id)
+
+    def _row(
+        self, conn: sa.Connection, form: FormSpec, record_id: int, lock: bool = False
+    ) -> dict[str, Any]:
+        table = self.table(form.name)
+        query = sa.select(table).where(table.c.id == record_id)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(form.name, record_id)
+        return _loaded(row._mapping)
+
+    def _read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
+        record = self._row(conn, form, record_id)
+        for spec in form.fields:
+            if spec.type == "table":
+                table = self.child_table(form.name, spec.name)
+                rows = conn.execute(
+                    sa.select(table)
+                    .where(table.c.parent_id == record_id)
+                    .order_by(table.c.position)
+                ).all()
+                record[spec.name] = [_row_json(r._mapping) for r in rows]
+        record["_titles"] = self._titles(conn, form, [record]).get(record_id, {})
+        return record
+
+    def _titles(
+        self, conn: sa.Connection, form: FormSpec, records: Sequence[Mapping[str, Any]]
+    ) -> dict[int, dict[str, str]]:
+        """For each record, the title of each record its refs point at."""
+        out: dict[int, dict[str, str]] = {r["id"]: {} for r in records}
+        for spec in form.fields:
+            if spec.type != "ref" or spec.ref_form is None:
+                continue
+            target = self.form(spec.ref_form)
+            ids = {r[spec.name] for r in records if r.get(spec.name) is not None}
+            if not ids:
+                continue
+            table = self.table(target.name)
+            title_col = table.c[target.title_field] if target.title_field else table.c.id
+            rows = conn.execute(sa.select(table.c.id, title_col).where(table.c.id.in_(ids)))
+            titles = {row[0]: str(row[1]) for row in rows}
+            for r in records:
+                if r.get(spec.name) in titles:
+                    out[r["id"]][spec.name] = titles[r[spec.name]]
+        return out
+
+    def list(
+        self,
+        form_name: str,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "-id",
+        limit: int = 50,
+        cursor: str | None = None,
+        q: str | None = None,
+    ) -> Page:
+        from engine.forms.listing import list_records
+
+        form = self.form(form_name)
+        with self.engine.connect() as conn:
+            rows, next_cursor = list_records(
+                conn, self, form, filters or {}, sort, limit, cursor, q
+            )
+            titles = self._titles(conn, form, rows)
+            for row in rows:
+                row["_titles"] = titles.get(row["id"], {})
+            return Page(rows, next_cursor)
+
+    def events(self, form_name: str, record_id: int) -> list[dict[str, Any]]:
+        form = self.form(form_name)
+        table = self.metadata.tables["sl_events"]
+        with self.engine.connect() as conn:
+            self._row(conn, form, record_id)
+            rows = conn.execute(
+                sa.select(table)
+                .where(table.c.form == form.name, table.c.record_id == record_id)
+                .order_by(table.c.id)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "at": r.at,
+                    "actor": r.actor,
+                    "kind": r.kind,
+                    "payload": json.loads(r.payload),
+                    "hash": r.hash,
+                }
+                for r in rows
+            ]
+
+    # ------------------------------------------------------------------ checks
+    def _coerce(
+        self,
+        form: FormSpec,
+        data: Mapping[str, Any],
+        actor: Actor,
+        state: str | None,
+        creating: bool,
+    ) -> _Draft:
+        draft = _Draft()
+        if not isinstance(data, Mapping):
+            draft.errors.append(
+                FieldError(
+                    None,
+                    "type",
+                    Text(
+                        "the body must be a JSON object of field values",
+                        "请求体必须是字段值组成的 JSON 对象",
+                    ),
+                )
+            )
+            return draft
+        for key in data:
+            if key in SYSTEM_COLUMNS or key.startswith("_"):
+                continue
+            if key not in form.by_name:
+                draft.errors.append(
+                    FieldError(
+                        key,
+                        "unknown_field",
+                        Text(
+                            f"'{key}' is not a field of {form.title}",
+                            f"'{key}' 不是{form.title}的字段",
+                        ),
+                    )
+                )
+        for spec in form.fields:
+            if spec.name not in data or spec.type == "table":
+                continue
+            raw = data[spec.name]
+            refusal = self.edit_refusal(spec, actor, state)
+            if refusal is not None:
+                if not (spec.readonly and creating and is_blank(raw)):
+                    draft.errors.append(refusal)
+                continue
+            value, error = coerce_field(spec, raw, self.app.timezone)
+            if error:
+                draft.errors.append(error)
+            else:
+                draft.values[spec.name] = value
+        return draft
+
+    def edit_refusal(self, spec: FieldSpec, actor: Actor, state: str | None) -> FieldError | None:
+        """Why ``actor`` may not set ``spec`` in ``state`` (None when they may)."""
+        if spec.readonly:
+            return FieldError(
+                spec.name,
+                "readonly",
+                Text(f"{spec.label} is filled in by the system", f"{spec.label}由系统自动填写"),
+            )
+        if "*" in actor.roles:
+            return None
+        if spec.editable_by and not (actor.roles & set(spec.editable_by)):
+            return FieldError(
+                spec.name,
+                "forbidden",
+                Text(
+                    f"{spec.label} may only be changed by: {', '.join(spec.editable_by)}",
+                    f"{spec.label}只能由以下角色修改：{'、'.join(self._role_labels(spec.editable_by))}",
+                ),
+            )
+        if state is not None:
+            if spec.editable_in:
+                if state not in spec.editable_in:
+                    return FieldError(
+                        spec.name,
+                        "locked",
+                        Text(
+                            f"{spec.label} cannot be changed in this state",
+                            f"当前状态下不能修改{spec.label}",
+                        ),
+                    )
+            elif not self._state_editable(state):
+                return FieldError(
+                    spec.name,
+                    "locked",
+                    Text(
+                        f"the record is locked in state '{state}'", f"记录在“{state}”状态下已锁定"
+                    ),
+                )
+        return None
+
+    def _state_editable(self, state: str) -> bool:
+        for machine in self.app.state_machines.values():
+            for s in machine.states:
+                if s.name == state:
+                    return s.editable
+        return True
+
+    def _role_labels(self, roles: Sequence[str]) -> list[str]:
+        return [self.app.roles[r].label if r in self.app.roles else r for r in roles]
+
+    def _defaults(self, form: FormSpec, draft: _Draft) -> None:
+        for spec in form.fields:
+            if spec.name in draft.values or spec.type in ("table", "computed", "autonumber"):
+                continue
+            if spec.default_expr is not None:
+                draft.values[spec.name] = spec.default_expr({}, self.env())
+            elif spec.default is not None:
+                draft.values[spec.name] = coerce_field(spec, spec.default, self.app.timezone)[0]
+            elif spec.type in ("multiselect", "files"):
+                draft.values[spec.name] = []
+
+    def _required(self, form: FormSpec, draft: _Draft, creating: bool) -> None:
+        failed = {e.field for e in draft.errors}
+        for spec in form.fields:
+            if (
+                spec.required
+                and spec.type not in ("table", "computed", "autonumber")
+                and spec.name not in failed
+                and is_blank(draft.values.get(spec.name))
+            ):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "required",
+                        Text(f"{spec.label} is required", f"{spec.label}为必填项"),
+                    )
+                )
+
+    def _children_input(
+        self, form: FormSpec, data: Mapping[str, Any], draft: _Draft, actor: Actor, creating: bool
+    ) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not isinstance(data, Mapping):
+            return out
+        for spec in form.fields:
+            if spec.type != "table" or spec.name not in data:
+                continue
+            rows = data[spec.name]
+            if spec.append_only and not creating:
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "append_only",
+                        Text(
+                            f"{spec.label} rows can only be added, never edited or removed",
+                            f"{spec.label}只能追加，不能修改或删除",
+                        ),
+                    )
+                )
+                continue
+            if not isinstance(rows, list):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "type",
+                        Text(f"{spec.label} must be a list of rows", f"{spec.label}必须是行的列表"),
+                    )
+                )
+                continue
+            if spec.max_rows is not None and len(rows) > spec.max_rows:
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "max_rows",
+                        Text(
+                            f"{spec.label}: at most {spec.max_rows} rows",
+                            f"{spec.label}：最多 {spec.max_rows} 行",
+                        ),
+                    )
+                )
+                continue
+            parsed = []
+            for row in rows:
+                values, errors = self._child_values(spec, row, actor)
+                draft.errors.extend(errors)
+                parsed.append(values)
+            out[spec.name] = parsed
+        for spec in form.fields:
+            if (
+                spec.type == "table"
+                and spec.min_rows
+                and len(out.get(spec.name, ())) < spec.min_rows
+                and creating
+            ):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "min_rows",
+                        Text(
+                            f"{spec.label}: at least {spec.min_rows} rows",
+                            f"{spec.label}：至少 {spec.min_rows} 行",
+                        ),
+                    )
+                )
+        return out
+
+    def _refs(self, conn: sa.Connection, form: FormSpec, draft: _Draft) -> None:
+        for spec in form.fields:
+            value = draft.values.get(spec.name)
+            if spec.type != "ref" or value is None or spec.ref_form is None:
+                continue
+            table = self.table(spec.ref_form)
+            if conn.execute(sa.select(table.c.id).where(table.c.id == value)).first() is None:
+                target = self.form(spec.ref_form)
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "not_found",
+                        Text(
+                            f"{spec.label}: there is no {target.title} with id {value}",
+                            f"{spec.label}：不存在编号为 {value} 的{target.title}",
+                        ),
+                    )
+                )
+
+    def context(
+        self,
+        conn: sa.Connection,
+        form: FormSpec,
+        values: Mapping[str, Any],
+        state: str | None,
+        record_id: int | None,
+    ) -> dict[str, Any]:
+        """The names an expression sees: the values, refs loaded one level deep, system fields."""
+        ctx = dict(values)
+        ctx.update(state=state, id=record_id)
+        for spec in form.fields:
+            ref_id = values.get(spec.name)
+            if spec.type == "ref" and ref_id is not None and spec.ref_form is not None:
+                table = self.table(spec.ref_form)
+                row = conn.execute(sa.select(table).where(table.c.id == ref_id)).first()
+                ctx[spec.name] = dict(row._mapping) if row is not None else None
+        return ctx
+
+    def _finish(
+        self,
+        conn: sa.Connection,
+        form: FormSpec,
+        draft: _Draft,
+        state: str | None,
+        record_id: int | None,
+    ) -> None:
+        """Computed fields, then the form's rules."""
+        ctx = self.context(conn, form, draft.values, state, record_id)
+        env = self.env()
+        computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
+        for _ in range(2):  # a computed field may use one defined after it
+            for spec in computed:
+                try:
+                    value = spec.expr(ctx, env)  # type: ignore[misc]
+                except EvaluationError:
+                    value = None
+                value = _as_result(spec, value)
+                draft.values[spec.name] = value
+                ctx[spec.name] = value
+        failed = {e.field for e in draft.errors}
+        for rule in form.rules:
+            used = {n.split(".")[0] for n in rule.check.names}
+            if rule.field in failed or used & failed:
+                continue
+            try:
+                if rule.when is not None and not rule.when(ctx, env):
+                    continue
+                ok = rule.check(ctx, env)
+            except EvaluationError as exc:
+                if any(ctx.get(n) is None for n in used):
+                    continue  # a blank value: 'required' speaks for it
+                draft.errors.append(FieldError(rule.field, "rule_error", exc.message))
+                continue
+            if not ok:
+                draft.errors.append(
+                    FieldError(rule.field, "rule", Text(rule.message, rule.message))
+                )
+
+
+def _as_result(spec: FieldSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if spec.result in ("money", "decimal"):
+            quant = Decimal(1).scaleb(-(spec.scale if spec.scale is not None else 2))
+            return Decimal(str(value)).quantize(quant)
+        if spec.result == "integer":
+            return int(value)
+        if spec.result == "text":
+            return str(value)
+        if spec.result == "boolean":
+            return bool(value)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return value
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, Decimal) or isinstance(new, Decimal):
+        try:
+            return (
+                Decimal(str(old)) != Decimal(str(new))
+                if old is not None and new is not None
+                else old is not new
+            )
+        except ArithmeticError:
+            return True
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return _utc(old) != _utc(new)
+    return bool(old != new)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy (dates and decimals as text) for event payloads."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _store(value: Any) -> Any:
+    """Datetimes are stored in UTC (SQLite keeps no zone; PostgreSQL timestamptz does)."""
+    return _utc(value) if isinstance(value, datetime) else value
+
+
+def _loaded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as read: naive datetimes (SQLite) are UTC."""
+    return {
+        k: (v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v)
+        for k, v in row.items()
+    }
+
+
+def _row_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return _loaded(row)
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(_plain(list(values))).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    if not isinstance(data, list):
+        raise ValueError("bad cursor")
+    return data
