@@ -84,3 +84,10 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("uploaded_by", sa.String(64), nullable=False),
         sa.Column("uploaded_at", TS, nullable=False),
     )
+
+
+def system_metadata() -> sa.MetaData:
+    """A MetaData holding only the system tables (the same in every configuration)."""
+    metadata = sa.MetaData()
+    add_system_tables(metadata)
+    return metadata

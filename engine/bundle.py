@@ -1,0 +1,48 @@
+"""A deployable bundle: the text files of an app folder, keyed by their path inside it.
+
+``seamline deploy`` stores the bundle in the database; every ``seamline serve`` compiles the
+newest bundle, so all web processes, on any machine, run the same configuration.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from engine.compile import CompileResult, compile_app
+
+TEXT_SUFFIXES = {".yaml", ".yml", ".csv", ".txt", ".md", ".html", ".j2", ".json"}
+SKIP_FOLDERS = {"schemas", ".git", "__pycache__"}
+MAX_BUNDLE_BYTES = 20_000_000
+
+
+def read_bundle(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    total = 0
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if (
+            not file.is_file()
+            or file.suffix not in TEXT_SUFFIXES
+            or SKIP_FOLDERS & set(rel.parts[:-1])
+        ):
+            continue
+        text = file.read_text(encoding="utf-8", errors="replace")
+        total += len(text)
+        if total > MAX_BUNDLE_BYTES:
+            raise ValueError(f"the app folder holds more than {MAX_BUNDLE_BYTES} bytes of text")
+        out[rel.as_posix()] = text
+    return out
+
+
+def compile_bundle(bundle: dict[str, str]) -> CompileResult:
+    """Compile a stored bundle (written to a temporary folder, then loaded as usual)."""
+    with tempfile.TemporaryDirectory(prefix="seamline-") as tmp:
+        root = Path(tmp)
+        for rel, text in bundle.items():
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root.resolve()):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return compile_app(root)

@@ -1,0 +1,1 @@
+"""Flows at run time: state machines, automations, connectors, outbox, timers, approvals."""

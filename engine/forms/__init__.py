@@ -1,0 +1,1 @@
+"""Records at run time: tables, validation, the records service, listing."""

@@ -1,0 +1,237 @@
+"""The JSON API under /api (DESIGN.md §5). Every handler checks the caller on the server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.forms.records import NotFound
+from engine.forms.validate import ValidationFailed
+from engine.i18n import Lang, lang_from_locale
+from engine.spec import App, FieldSpec, FormSpec
+from engine.views.jsonio import error, error_response, json_response, read_json
+from engine.views.live import LiveApp
+from engine.views.openapi import build_openapi
+from engine.views.security import check_csrf, current_user
+
+Handler = Callable[[Request], Awaitable[Response]]
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def live(request: Request) -> LiveApp:
+    """The configuration this request runs on (taken once, at its start)."""
+    current = request.scope.get("seamline.live")
+    if current is None:
+        current = request.app.state.deployments.current
+        request.scope["seamline.live"] = current
+    return current
+
+
+def lang_of(request: Request) -> Lang:
+    asked = request.headers.get("accept-language", "")
+    if asked:
+        return lang_from_locale(asked.split(",")[0])
+    return lang_from_locale(live(request).app.locale)
+
+
+def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
+    """Authenticate, check CSRF for cookie sessions, read the JSON body, run the (blocking)
+    handler in the thread pool, and turn known failures into 4xx answers."""
+
+    async def endpoint(request: Request) -> Response:
+        lang = lang_of(request)
+        user = await current_user(request)
+        if user is None:
+            return error(
+                401,
+                "unauthenticated",
+                "sign in or send a Bearer token",
+                "请先登录或提供 Bearer 令牌",
+                lang,
+            )
+        if request.method in UNSAFE and not check_csrf(
+            request, request.headers.get("x-csrf-token")
+        ):
+            return error(403, "csrf", "missing or wrong CSRF token", "缺少或错误的 CSRF 令牌", lang)
+        try:
+            data = await read_json(request) if request.method in ("POST", "PATCH") else None
+            return await run_in_threadpool(handler, request, user, data)
+        except ValidationFailed as failed:
+            return error_response(failed.errors, lang, failed.status)
+        except NotFound as missing:
+            return error(
+                404,
+                "not_found",
+                f"{missing.form} {missing.record_id or ''} not found",
+                f"找不到 {missing.form} {missing.record_id or ''}",
+                lang,
+            )
+
+    return endpoint
+
+
+def _record_id(request: Request) -> int:
+    raw = request.path_params["record_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(request.path_params["form"], None)
+    return int(raw)
+
+
+def field_json(spec: FieldSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": spec.name,
+        "type": spec.type,
+        "label": spec.label,
+        "required": spec.required,
+    }
+    if spec.options:
+        out["options"] = [{"value": o.value, "label": o.label} for o in spec.options]
+    if spec.min is not None:
+        out["min"] = spec.min
+    if spec.max is not None:
+        out["max"] = spec.max
+    if spec.ref_form:
+        out["ref"] = spec.ref_form
+    if spec.readonly:
+        out["readonly"] = True
+    if spec.help:
+        out["help"] = spec.help
+    if spec.type == "computed":
+        out["result"] = spec.result
+    if spec.max_length is not None:
+        out["max_length"] = spec.max_length
+    if spec.pattern:
+        out["pattern"] = spec.pattern
+    if spec.type == "files":
+        out.update(accept=list(spec.accept), max_size_mb=spec.max_size_mb, max_files=spec.max_files)
+    return out
+
+
+def form_json(app: App, form: FormSpec) -> dict[str, Any]:
+    machine = app.state_machines.get(form.name)
+    return {
+        "name": form.name,
+        "title": form.title,
+        "title_field": form.title_field,
+        "fields": [field_json(f) for f in form.fields if f.type != "table"],
+        "children": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "append_only": f.append_only,
+                "fields": [field_json(c) for c in f.children],
+            }
+            for f in form.fields
+            if f.type == "table"
+        ],
+        "states": [{"name": s.name, "label": s.label, "initial": s.initial} for s in machine.states]
+        if machine
+        else [],
+        "transitions": [
+            {"name": t.name, "label": t.label, "from": list(t.sources), "to": t.target}
+            for t in machine.transitions
+        ]
+        if machine
+        else [],
+    }
+
+
+async def health(request: Request) -> Response:
+    app = live(request).app
+    return json_response(
+        {"status": "ok", "app": app.name, "version": app.version, "content_hash": app.content_hash}
+    )
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(build_openapi(live(request).app))
+
+
+@guarded
+def list_forms(request: Request, user: Any, data: Any) -> Response:
+    app = live(request).app
+    return json_response([{"name": f.name, "title": f.title} for f in app.forms.values()])
+
+
+def _form(request: Request) -> FormSpec:
+    return live(request).records.form(request.path_params["form"])
+
+
+@guarded
+def describe_form(request: Request, user: Any, data: Any) -> Response:
+    return json_response(form_json(live(request).app, _form(request)))
+
+
+@guarded
+def list_records(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    params = dict(request.query_params)
+    sort = params.pop("sort", "-id")
+    cursor = params.pop("cursor", None)
+    q = params.pop("q", None)
+    try:
+        limit = int(params.pop("limit", "50"))
+    except ValueError:
+        limit = 50
+    page = live(request).records.list(
+        form.name, filters=params, sort=sort, limit=limit, cursor=cursor, q=q
+    )
+    return json_response({"items": page.items, "next_cursor": page.next_cursor})
+
+
+@guarded
+def create_record(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    record = live(request).records.create(form.name, data, user)
+    return json_response(record, 201)
+
+
+@guarded
+def get_record(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    return json_response(live(request).records.get(form.name, _record_id(request)))
+
+
+@guarded
+def update_record(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    version = request.headers.get("if-match")
+    expected = int(version.strip('"')) if version and version.strip('"').isdigit() else None
+    record = live(request).records.update(form.name, _record_id(request), data, user, expected)
+    return json_response(record)
+
+
+@guarded
+def record_events(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    return json_response(live(request).records.events(form.name, _record_id(request)))
+
+
+@guarded
+def add_child(request: Request, user: Any, data: Any) -> Response:
+    form = _form(request)
+    row = live(request).records.add_child_row(
+        form.name, _record_id(request), request.path_params["child"], data, user
+    )
+    return json_response(row, 201)
+
+
+def api_routes() -> list[Route]:
+    base = "/api/forms/{form}/records"
+    return [
+        Route("/api/health", health),
+        Route("/api/openapi.json", openapi),
+        Route("/api/forms", list_forms),
+        Route("/api/forms/{form}", describe_form),
+        Route(base, list_records, methods=["GET"]),
+        Route(base, create_record, methods=["POST"]),
+        Route(base + "/{record_id}", get_record, methods=["GET"]),
+        Route(base + "/{record_id}", update_record, methods=["PATCH"]),
+        Route(base + "/{record_id}/events", record_events, methods=["GET"]),
+        Route(base + "/{record_id}/children/{child}", add_child, methods=["POST"]),
+    ]

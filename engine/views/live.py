@@ -1,0 +1,95 @@
+"""The configuration a server runs: the newest deployment, switched without a restart.
+
+``LiveApp`` holds one compiled App with its tables and records service. ``Deployments``
+polls ``sl_deployments``; when a newer content hash appears it compiles that bundle and
+swaps the reference. A request takes the current ``LiveApp`` once at its start, so requests
+in flight finish on the version they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.bundle import compile_bundle
+from engine.forms.records import RecordService
+from engine.forms.tables import build_metadata
+from engine.spec import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    app: App
+    metadata: sa.MetaData
+    records: RecordService
+    bundle: dict[str, str]
+
+    @classmethod
+    def of(cls, app: App, engine: Engine, bundle: dict[str, str]) -> LiveApp:
+        metadata = build_metadata(app)
+        return cls(app, metadata, RecordService(app, engine, metadata), bundle)
+
+
+class Deployments:
+    """Keeps ``current`` on the newest deployed configuration."""
+
+    def __init__(self, engine: Engine, current: LiveApp, poll_seconds: float = 2.0) -> None:
+        self.engine = engine
+        self.current = current
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def newest_hash(self) -> str | None:
+        table = sa.table("sl_deployments", sa.column("id"), sa.column("content_hash"))
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(table.c.content_hash).order_by(table.c.id.desc()).limit(1)
+            ).scalar()
+
+    def refresh(self) -> bool:
+        """Switch to the newest deployment if it differs; True when switched."""
+        newest = self.newest_hash()
+        if newest is None or newest == self.current.app.content_hash:
+            return False
+        table = sa.table(
+            "sl_deployments", sa.column("id"), sa.column("bundle"), sa.column("content_hash")
+        )
+        with self.engine.connect() as conn:
+            bundle = conn.execute(
+                sa.select(table.c.bundle)
+                .where(table.c.content_hash == newest)
+                .order_by(table.c.id.desc())
+                .limit(1)
+            ).scalar_one()
+        result = compile_bundle(dict(bundle))
+        if result.app is None:
+            log.error(
+                "deployment %s does not compile; staying on %s",
+                newest,
+                self.current.app.content_hash,
+            )
+            return False
+        self.current = LiveApp.of(result.app, self.engine, dict(bundle))
+        log.info("switched to deployment %s (version %s)", newest, result.app.version)
+        return True
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # keep serving the current version whatever happens
+                    log.exception("could not check for a new deployment")
+
+        self._thread = threading.Thread(target=loop, name="seamline-deployments", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,274 @@
+"""OpenAPI 3.1 document generated from the compiled forms (cached per App)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.spec import App, FieldSpec, FormSpec
+
+_ERRORS = {"$ref": "#/components/schemas/Errors"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if isinstance(kind, list):
+        return {**schema, "type": [*kind, "null"]}
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def value_schema(spec: FieldSpec, output: bool) -> dict[str, Any]:
+    kind = spec.value_type
+    described: dict[str, Any] = {"description": spec.label}
+    if kind in ("text", "long_text", "phone", "email", "autonumber"):
+        schema: dict[str, Any] = {"type": "string"}
+        limit = spec.max_length or (255 if kind == "text" else None)
+        if limit and not output:
+            schema["maxLength"] = limit
+    elif kind == "select":
+        schema = (
+            {"type": "string", "enum": list(spec.option_values)}
+            if not output
+            else {"type": "string"}
+        )
+    elif kind == "multiselect":
+        schema = {
+            "type": "array",
+            "items": {"type": "string", "enum": list(spec.option_values)}
+            if not output
+            else {"type": "string"},
+        }
+    elif kind == "integer":
+        schema = {"type": "integer"}
+        if not output:
+            schema.update(
+                {k: v for k, v in (("minimum", spec.min), ("maximum", spec.max)) if v is not None}
+            )
+    elif kind in ("decimal", "money"):
+        schema = (
+            {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}
+            if output
+            else {"type": ["number", "string"]}
+        )
+    elif kind == "boolean":
+        schema = {"type": "boolean"}
+    elif kind == "date":
+        schema = {"type": "string", "format": "date"}
+    elif kind == "datetime":
+        schema = {"type": "string", "format": "date-time"}
+    elif kind == "ref":
+        schema = {"type": "integer", "minimum": 1}
+    elif kind == "files":
+        schema = {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+    else:
+        schema = {}
+    return _nullable({**schema, **described}) if schema else described
+
+
+def _row_schema(fields: tuple[FieldSpec, ...], output: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for spec in fields:
+        if spec.type == "table":
+            props[spec.name] = {
+                "type": "array",
+                "description": spec.label,
+                "items": _row_schema(spec.children, output),
+            }
+        elif output or not spec.readonly:
+            props[spec.name] = value_schema(spec, output)
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if output:
+        schema["required"] = [f.name for f in fields if f.type != "table"]
+    else:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _record_schema(form: FormSpec) -> dict[str, Any]:
+    schema = _row_schema(form.fields, output=True)
+    schema["properties"].update(
+        {
+            "id": {"type": "integer"},
+            "state": {"type": ["string", "null"]},
+            "version": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "created_by": {"type": "string"},
+            "_titles": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    )
+    schema["required"] = ["id", "version", "created_at", *schema["required"]]
+    return schema
+
+
+def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
+    errors = {"description": "refused", "content": {"application/json": {"schema": _ERRORS}}}
+    return {
+        status: {"description": "ok", "content": {"application/json": {"schema": schema}}},
+        "400": errors,
+        "401": errors,
+        "403": errors,
+        "404": errors,
+        "409": errors,
+        "413": errors,
+        "415": errors,
+        "422": errors,
+    }
+
+
+_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def build_openapi(app: App) -> dict[str, Any]:
+    """The document for ``app`` (built once per configuration)."""
+    if app.content_hash not in _CACHE:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[app.content_hash] = _build(app)
+    return _CACHE[app.content_hash]
+
+
+def _build(app: App) -> dict[str, Any]:
+    schemas: dict[str, Any] = {
+        "Errors": {
+            "type": "object",
+            "required": ["errors"],
+            "properties": {
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "code", "message"],
+                        "properties": {
+                            "field": {"type": ["string", "null"]},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/health": {
+            "get": {
+                "operationId": "health",
+                "security": [],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+        "/api/forms": {
+            "get": {
+                "operationId": "listForms",
+                "responses": _ok({"type": "array", "items": {"type": "object"}}),
+            }
+        },
+    }
+    id_param = {
+        "name": "record_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    for form in app.forms.values():
+        pascal = "".join(p.capitalize() for p in form.name.split("_"))
+        schemas[f"{pascal}Input"] = _row_schema(form.fields, output=False)
+        schemas[f"{pascal}Record"] = _record_schema(form)
+        record = {"$ref": f"#/components/schemas/{pascal}Record"}
+        body = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{pascal}Input"}}
+            },
+        }
+        base = f"/api/forms/{form.name}/records"
+        paths[f"/api/forms/{form.name}"] = {
+            "get": {"operationId": f"describe{pascal}", "responses": _ok({"type": "object"})}
+        }
+        paths[base] = {
+            "get": {
+                "operationId": f"list{pascal}",
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "sort", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": _ok(
+                    {
+                        "type": "object",
+                        "required": ["items", "next_cursor"],
+                        "properties": {
+                            "items": {"type": "array", "items": record},
+                            "next_cursor": {"type": ["string", "null"]},
+                        },
+                    }
+                ),
+            },
+            "post": {
+                "operationId": f"create{pascal}",
+                "requestBody": body,
+                "responses": _ok(record, "201"),
+            },
+        }
+        patch_body = {
+            "required": True,
+            "content": {"application/json": {"schema": {**schemas[f"{pascal}Input"]}}},
+        }
+        paths[base + "/{record_id}"] = {
+            "get": {
+                "operationId": f"get{pascal}",
+                "parameters": [id_param],
+                "responses": _ok(record),
+            },
+            "patch": {
+                "operationId": f"update{pascal}",
+                "parameters": [id_param],
+                "requestBody": patch_body,
+                "responses": _ok(record),
+            },
+        }
+        paths[base + "/{record_id}/events"] = {
+            "get": {
+                "operationId": f"events{pascal}",
+                "parameters": [id_param],
+                "responses": _ok({"type": "array", "items": {"type": "object"}}),
+            }
+        }
+        for child in (f for f in form.fields if f.type == "table"):
+            paths[f"{base}/{{record_id}}/children/{child.name}"] = {
+                "post": {
+                    "operationId": f"add{pascal}{''.join(p.capitalize() for p in child.name.split('_'))}",
+                    "parameters": [id_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _row_schema(child.children, output=False)
+                            }
+                        },
+                    },
+                    "responses": _ok({"type": "object"}, "201"),
+                }
+            }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": app.title,
+            "version": app.version,
+            "description": f"JSON API of {app.title} (Seamline)",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,48 @@
+"""Build a running API (TestClient) over a compiled app on a test database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
+
+from engine.auth import create_token, create_user, sync_org_chart
+from engine.compile import compile_app
+from engine.forms.tables import build_metadata
+from engine.spec import App
+from engine.storage import create_db_engine
+from engine.views.live import Deployments, LiveApp
+from engine.views.server import create_web_app
+
+PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
+
+
+@dataclass
+class Api:
+    app: App
+    engine: Engine
+    live: LiveApp
+
+    def client(self, username: str) -> TestClient:
+        with self.engine.begin() as conn:
+            token = create_token(conn, username)
+        web = create_web_app(self.engine, Deployments(self.engine, self.live))
+        return TestClient(
+            web, headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False
+        )
+
+    def add_user(self, username: str, *roles: str) -> None:
+        with self.engine.begin() as conn:
+            create_user(conn, username, roles, app=self.app)
+
+
+def start_api(db_url: str, root: Path = PACK) -> Api:
+    result = compile_app(root)
+    assert result.app is not None, result.diagnostics.sorted()
+    engine = create_db_engine(db_url)
+    build_metadata(result.app).create_all(engine)
+    with engine.begin() as conn:
+        sync_org_chart(conn, result.app)
+    return Api(result.app, engine, LiveApp.of(result.app, engine, {}))
