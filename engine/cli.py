@@ -49,12 +49,19 @@ def _app_locale(app_dir: Path) -> str | None:
     default=None,
     help="Language of messages (default: SEAMLINE_LANG, then the app's locale).",
 )
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="Database URL (default: SEAMLINE_DB, then app.yaml, then seamline.db in the app folder).",
+)
 @click.pass_context
-def main(ctx: click.Context, app_dir: Path, lang: str | None) -> None:
+def main(ctx: click.Context, app_dir: Path, lang: str | None, db_url: str | None) -> None:
     """Seamline: forms, rules, flows, approvals and dashboards from YAML."""
     ctx.ensure_object(dict)
     ctx.obj["app_dir"] = app_dir
     ctx.obj["lang"] = lang
+    ctx.obj["db_url"] = db_url
 
 
 @main.command()
@@ -208,6 +215,23 @@ def _show(value: Any) -> str:
     except (TypeError, ValueError):
         return repr(value)
 
+
+def _register() -> None:
+    """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from engine.cli_run import audit_group, export_command, import_command, serve_command
+    from engine.cli_users import token, user
+
+    for command in (serve_command, audit_group, import_command, export_command, user, token):
+        main.add_command(command)
+    try:
+        from engine.cli_deploy import deploy_command, plan_command
+    except ImportError:  # pragma: no cover - during development only
+        return
+    main.add_command(plan_command)
+    main.add_command(deploy_command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

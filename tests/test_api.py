@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-
 from apihelp import start_api
 
 FAR = (date.today() + timedelta(days=60)).isoformat()

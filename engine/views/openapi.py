@@ -122,6 +122,10 @@ def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
 _CACHE: dict[str, dict[str, Any]] = {}
 
 
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
 def build_openapi(app: App) -> dict[str, Any]:
     """The document for ``app`` (built once per configuration)."""
     if app.content_hash not in _CACHE:
@@ -174,7 +178,7 @@ def _build(app: App) -> dict[str, Any]:
         "schema": {"type": "integer", "minimum": 1},
     }
     for form in app.forms.values():
-        pascal = "".join(p.capitalize() for p in form.name.split("_"))
+        pascal = _pascal(form.name)
         schemas[f"{pascal}Input"] = _row_schema(form.fields, output=False)
         schemas[f"{pascal}Record"] = _record_schema(form)
         record = {"$ref": f"#/components/schemas/{pascal}Record"}
@@ -245,7 +249,7 @@ def _build(app: App) -> dict[str, Any]:
         for child in (f for f in form.fields if f.type == "table"):
             paths[f"{base}/{{record_id}}/children/{child.name}"] = {
                 "post": {
-                    "operationId": f"add{pascal}{''.join(p.capitalize() for p in child.name.split('_'))}",
+                    "operationId": f"add{pascal}{_pascal(child.name)}",
                     "parameters": [id_param],
                     "requestBody": {
                         "required": True,

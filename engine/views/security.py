@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -197,7 +197,7 @@ async def current_user(request: Request) -> User | None:
     """The signed-in user (Bearer token first, else the session), or None."""
     cached = getattr(request.state, "seamline_user", _UNSET)
     if cached is not _UNSET:
-        return cached  # type: ignore[return-value]
+        return cast(User | None, cached)
     user = await run_in_threadpool(_resolve, request)
     request.state.seamline_user = user
     return user

@@ -1,0 +1,217 @@
+"""Commands that run the app against its database: serve, audit verify, import, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.i18n import Lang
+
+
+def _lang(ctx: click.Context) -> Lang:
+    from engine.cli import _app_locale
+    from engine.cli import _lang as pick
+
+    return pick(ctx, _app_locale(ctx.obj["app_dir"]))
+
+
+def say(ctx: click.Context, en: str, zh: str, err: bool = False) -> None:
+    click.echo(zh if _lang(ctx) == "zh" else en, err=err)
+
+
+def open_app(ctx: click.Context) -> tuple[Any, Any]:
+    """Compile the app folder (exit 1 with the diagnostics when it has errors) and connect."""
+    from engine.compile import compile_app
+    from engine.diagnostics import render_text, summary
+    from engine.storage import create_db_engine, database_url
+
+    result = compile_app(ctx.obj["app_dir"])
+    if result.app is None:
+        items = result.diagnostics.sorted()
+        click.echo(render_text(items, result.workspace.sources, _lang(ctx)), err=True)
+        click.echo(summary(items, _lang(ctx)), err=True)
+        sys.exit(1)
+    url = database_url(result.app.root, ctx.obj.get("db_url"), result.app.database)
+    engine = create_db_engine(url)
+    ctx.call_on_close(engine.dispose)
+    return result, engine
+
+
+def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
+    """The newest deployment as a LiveApp; exit 1 when nothing was deployed yet."""
+    import sqlalchemy as sa
+
+    from engine.bundle import compile_bundle
+    from engine.views.live import LiveApp
+
+    table = sa.table(
+        "sl_deployments", sa.column("id"), sa.column("bundle"), sa.column("content_hash")
+    )
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(table.c.bundle, table.c.content_hash).order_by(table.c.id.desc()).limit(1)
+            ).first()
+    except sa.exc.DBAPIError:
+        row = None
+    if row is None:
+        say(
+            ctx,
+            "nothing is deployed in this database yet: run `seamline deploy` first",
+            "数据库中还没有部署：请先运行 `seamline deploy`",
+            err=True,
+        )
+        sys.exit(1)
+    if row.content_hash != result.app.content_hash:
+        say(
+            ctx,
+            "note: the app folder differs from the deployed version; serving the deployed "
+            "one (run `seamline deploy` to switch)",
+            "提示：应用目录与已部署的版本不同；当前按已部署版本运行（运行 `seamline deploy` 切换）",
+            err=True,
+        )
+    compiled = compile_bundle(dict(row.bundle))
+    if compiled.app is None:
+        say(ctx, "the deployed bundle does not compile", "已部署的配置无法编译", err=True)
+        sys.exit(1)
+    return LiveApp.of(compiled.app, engine, dict(row.bundle))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--poll", default=2.0, show_default=True, help="Seconds between checks for a newer deployment."
+)
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, poll: float) -> None:
+    """Serve the web app and API on the newest deployment (switches without a restart)."""
+    import uvicorn
+
+    from engine.auth import sync_org_chart
+    from engine.views.live import Deployments
+    from engine.views.server import create_web_app
+
+    result, engine = open_app(ctx)
+    current = deployed_live(ctx, result, engine)
+    with engine.begin() as conn:
+        sync_org_chart(conn, current.app)
+    deployments = Deployments(engine, current, poll_seconds=poll)
+    deployments.start()
+    web = create_web_app(engine, deployments, extra_routes=_page_routes())
+    say(
+        ctx,
+        f"serving {current.app.title} on http://{host}:{port}",
+        f"{current.app.title} 已启动：http://{host}:{port}",
+    )
+    uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+def _page_routes() -> list[Any]:
+    try:
+        from engine.views.pages import page_routes
+    except ImportError:
+        return []
+    return page_routes()
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Check the tamper-evident event log."""
+
+
+@audit_group.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Walk the hash chain; exit 1 and name the first bad event when it was tampered with."""
+    from engine.events import verify_chain
+    from engine.system_tables import system_metadata
+
+    _, engine = open_app(ctx)
+    with engine.connect() as conn:
+        report = verify_chain(conn, system_metadata())
+    if report.ok:
+        say(
+            ctx,
+            f"event chain intact: {report.checked} events checked",
+            f"事件链完整：已校验 {report.checked} 条事件",
+        )
+        return
+    say(
+        ctx,
+        f"event chain BROKEN at event {report.first_bad_id}: {report.reason} "
+        f"({report.checked} events before it are intact)",
+        f"事件链已被破坏，首个异常事件为 {report.first_bad_id}：{report.reason}"
+        f"（此前 {report.checked} 条完好）",
+        err=True,
+    )
+    sys.exit(1)
+
+
+class _CliActor:
+    username = "import"
+    roles = frozenset({"*"})
+
+
+@click.command("import")
+@click.argument("form")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def import_command(ctx: click.Context, form: str, file: Path) -> None:
+    """Import records from a CSV file (columns named by field name or label)."""
+    from rich.progress import Progress
+
+    from engine.forms.transfer import count_rows, import_csv
+    from engine.forms.validate import ValidationFailed
+
+    result, engine = open_app(ctx)
+    live = deployed_live(ctx, result, engine)
+    if form not in live.app.forms:
+        say(ctx, f"unknown form '{form}'", f"未知的表单 '{form}'", err=True)
+        sys.exit(1)
+    text = file.read_text(encoding="utf-8-sig")
+    lang = _lang(ctx)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"import {form}", total=count_rows(text))
+        try:
+            report = import_csv(
+                live.records, form, text, _CliActor(), lambda n: progress.advance(task, n)
+            )
+        except ValidationFailed as failed:
+            for e in failed.errors:
+                click.echo(f"{file}: {e.message(lang)}", err=True)
+            sys.exit(1)
+    for line, errors in report.failed[:50]:
+        for e in errors:
+            click.echo(f"{file}:{line}: {e.field}: {e.message(lang)}", err=True)
+    say(
+        ctx,
+        f"imported {report.created} records, {len(report.failed)} rows refused",
+        f"已导入 {report.created} 条记录，{len(report.failed)} 行被拒绝",
+    )
+    sys.exit(1 if report.failed else 0)
+
+
+@click.command("export")
+@click.argument("form")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_context
+def export_command(ctx: click.Context, form: str, out: Path | None) -> None:
+    """Export all records of FORM as CSV (to --out or standard output)."""
+    from engine.forms.transfer import export_csv
+
+    result, engine = open_app(ctx)
+    live = deployed_live(ctx, result, engine)
+    if form not in live.app.forms:
+        say(ctx, f"unknown form '{form}'", f"未知的表单 '{form}'", err=True)
+        sys.exit(1)
+    stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        for chunk in export_csv(live.records, form):
+            stream.write(chunk)
+    finally:
+        if out:
+            stream.close()
