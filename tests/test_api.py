@@ -210,3 +210,23 @@ def test_listing_filters_sort_paging_search(api) -> None:
     assert seen == ["C10000", "C10002", "C10004", "C10006"]
     found = client.get("/api/forms/customer/records?q=3号").json()["items"]
     assert [r["code"] for r in found] == ["C10003"]
+
+
+def test_created_record_equals_what_is_read_back(api) -> None:
+    client = api.client("li.sales")
+    customer, product = seed(client)
+    created = client.post(
+        "/api/forms/order/records",
+        json={
+            "customer": customer,
+            "product": product,
+            "quantity": 3,
+            "desired_date": FAR,
+            "order_type": "rush",
+            "special_process": ["激光打孔"],
+            "communication_log": [{"contact": "王经理", "conclusion": "确认", "todo": "寄样"}],
+        },
+    ).json()
+    assert created.get("errors") is None
+    read = client.get(f"/api/forms/order/records/{created['id']}").json()
+    assert read == created

@@ -83,6 +83,7 @@ class RecordService:
         self.runtime = AppRuntime.of(app)
         self.lang: Lang = lang_from_locale(app.locale)
         self._now = now or (lambda: datetime.now(UTC))
+        self._by_id: dict[str, sa.Select[Any]] = {}
 
     # ------------------------------------------------------------------ helpers
     def form(self, name: str) -> FormSpec:
@@ -113,8 +114,9 @@ class RecordService:
             self._defaults(form, draft)
             self._required(form, draft, creating=True)
             children = self._children_input(form, data, draft, actor, creating=True)
-            self._refs(conn, form, draft)
-            self._finish(conn, form, draft, state, None)
+            loaded = self.load_refs(conn, form, draft.values)
+            self._refs(form, draft, loaded)
+            self._finish(form, draft, state, None, loaded)
             if draft.errors:
                 raise ValidationFailed(draft.errors)
             now = self._now()
@@ -148,13 +150,35 @@ class RecordService:
                     },
                 )
             ]
+            record: dict[str, Any] = {
+                "id": record_id,
+                **{f.name: None for f in form.fields if f.type != "table"},
+                **row,
+            }
             for child, rows in children.items():
+                record[child] = []
                 for row_values in rows:
-                    events.append(
-                        self._insert_child(conn, form, record_id, child, row_values, actor, now)
+                    event, child_row = self._insert_child(
+                        conn, form, record_id, child, row_values, actor, now
                     )
+                    events.append(event)
+                    record[child].append(child_row)
+            for spec in form.fields:
+                if spec.type == "table":
+                    record.setdefault(spec.name, [])
             append_events(conn, self.metadata, events, now)
-            return self._read(conn, form, record_id)
+            record["_titles"] = self._titles_from(form, loaded)
+            return record
+
+    def _titles_from(
+        self, form: FormSpec, loaded: Mapping[str, dict[str, Any] | None]
+    ) -> dict[str, str]:
+        out = {}
+        for name, row in loaded.items():
+            target = self.form(form.by_name[name].ref_form or "")
+            if row is not None:
+                out[name] = str(row[target.title_field] if target.title_field else row["id"])
+        return out
 
     # ------------------------------------------------------------------ update
     def update(
@@ -188,8 +212,9 @@ class RecordService:
                     draft.values[f.name] = current[f.name]
             self._required(form, draft, creating=False)
             children = self._children_input(form, data, draft, actor, creating=False)
-            self._refs(conn, form, draft)
-            self._finish(conn, form, draft, current["state"], record_id)
+            loaded = self.load_refs(conn, form, draft.values)
+            self._refs(form, draft, loaded)
+            self._finish(form, draft, current["state"], record_id, loaded)
             if draft.errors:
                 raise ValidationFailed(draft.errors)
             changes = {
@@ -223,10 +248,29 @@ class RecordService:
                 )
             for child, rows in children.items():
                 table = self.child_table(form.name, child)
+                old = conn.execute(
+                    sa.select(table)
+                    .where(table.c.parent_id == record_id)
+                    .order_by(table.c.position)
+                ).all()
+                for gone in old:
+                    events.append(
+                        EventIn(
+                            actor.username,
+                            form.name,
+                            record_id,
+                            "child_removed",
+                            {
+                                "child": child,
+                                "row_id": gone.id,
+                                "values": _plain(_child_fields(gone._mapping)),
+                            },
+                        )
+                    )
                 conn.execute(table.delete().where(table.c.parent_id == record_id))
                 for row_values in rows:
                     events.append(
-                        self._insert_child(conn, form, record_id, child, row_values, actor, now)
+                        self._insert_child(conn, form, record_id, child, row_values, actor, now)[0]
                     )
             append_events(conn, self.metadata, events, now)
             return self._read(conn, form, record_id)
@@ -245,11 +289,9 @@ class RecordService:
             if errors:
                 raise ValidationFailed(errors)
             now = self._now()
-            event = self._insert_child(conn, form, record_id, child, values, actor, now)
+            event, row = self._insert_child(conn, form, record_id, child, values, actor, now)
             append_events(conn, self.metadata, [event], now)
-            table = self.child_table(form.name, child)
-            row = conn.execute(sa.select(table).where(table.c.id == event.payload["row_id"])).one()
-            return _row_json(row._mapping)
+            return row
 
     def _insert_child(
         self,
@@ -260,7 +302,8 @@ class RecordService:
         values: Mapping[str, Any],
         actor: Actor,
         now: datetime,
-    ) -> EventIn:
+    ) -> tuple[EventIn, dict[str, Any]]:
+        """Insert one child row; its event and the row as stored."""
         table = self.child_table(form.name, child)
         position = (
             conn.execute(
@@ -270,24 +313,22 @@ class RecordService:
             ).scalar_one()
             + 1
         )
-        row_id = conn.execute(
-            table.insert().values(
-                {
-                    **{k: _store(v) for k, v in values.items()},
-                    "parent_id": record_id,
-                    "position": position,
-                    "created_at": now,
-                    "created_by": actor.username,
-                }
-            )
-        ).inserted_primary_key[0]
-        return EventIn(
+        row = {
+            **{k: _store(v) for k, v in values.items()},
+            "parent_id": record_id,
+            "position": position,
+            "created_at": _utc(now),
+            "created_by": actor.username,
+        }
+        row_id = conn.execute(table.insert().values(row)).inserted_primary_key[0]
+        event = EventIn(
             actor.username,
             form.name,
             record_id,
             "child_added",
             {"child": child, "row_id": row_id, "values": _plain(dict(values))},
         )
+        return event, {"id": row_id, **row}
 
     def _child_values(
         self, spec: FieldSpec, data: Any, actor: Actor
@@ -630,54 +671,69 @@ class RecordService:
                 )
         return out
 
-    def _refs(self, conn: sa.Connection, form: FormSpec, draft: _Draft) -> None:
+    def by_id(self, form: str) -> sa.Select[Any]:
+        """``SELECT * FROM f_<form> WHERE id = :rid``, built once per form."""
+        stmt = self._by_id.get(form)
+        if stmt is None:
+            table = self.table(form)
+            stmt = self._by_id[form] = sa.select(table).where(table.c.id == sa.bindparam("rid"))
+        return stmt
+
+    def load_refs(
+        self, conn: sa.Connection, form: FormSpec, values: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any] | None]:
+        """The records the ref fields point at (None where the id does not exist)."""
+        loaded: dict[str, dict[str, Any] | None] = {}
         for spec in form.fields:
-            value = draft.values.get(spec.name)
-            if spec.type != "ref" or value is None or spec.ref_form is None:
+            ref_id = values.get(spec.name)
+            if spec.type == "ref" and ref_id is not None and spec.ref_form is not None:
+                row = conn.execute(self.by_id(spec.ref_form), {"rid": ref_id}).first()
+                loaded[spec.name] = _loaded(row._mapping) if row is not None else None
+        return loaded
+
+    def _refs(
+        self, form: FormSpec, draft: _Draft, loaded: Mapping[str, dict[str, Any] | None]
+    ) -> None:
+        for name, row in loaded.items():
+            if row is not None:
                 continue
-            table = self.table(spec.ref_form)
-            if conn.execute(sa.select(table.c.id).where(table.c.id == value)).first() is None:
-                target = self.form(spec.ref_form)
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "not_found",
-                        Text(
-                            f"{spec.label}: there is no {target.title} with id {value}",
-                            f"{spec.label}：不存在编号为 {value} 的{target.title}",
-                        ),
-                    )
+            spec = form.by_name[name]
+            target = self.form(spec.ref_form or "")
+            draft.errors.append(
+                FieldError(
+                    spec.name,
+                    "not_found",
+                    Text(
+                        f"{spec.label}: there is no {target.title} with id {draft.values[name]}",
+                        f"{spec.label}：不存在编号为 {draft.values[name]} 的{target.title}",
+                    ),
                 )
+            )
 
     def context(
         self,
-        conn: sa.Connection,
         form: FormSpec,
         values: Mapping[str, Any],
         state: str | None,
         record_id: int | None,
+        loaded: Mapping[str, dict[str, Any] | None],
     ) -> dict[str, Any]:
         """The names an expression sees: the values, refs loaded one level deep, system fields."""
         ctx = dict(values)
         ctx.update(state=state, id=record_id)
-        for spec in form.fields:
-            ref_id = values.get(spec.name)
-            if spec.type == "ref" and ref_id is not None and spec.ref_form is not None:
-                table = self.table(spec.ref_form)
-                row = conn.execute(sa.select(table).where(table.c.id == ref_id)).first()
-                ctx[spec.name] = dict(row._mapping) if row is not None else None
+        ctx.update(loaded)
         return ctx
 
     def _finish(
         self,
-        conn: sa.Connection,
         form: FormSpec,
         draft: _Draft,
         state: str | None,
         record_id: int | None,
+        loaded: Mapping[str, dict[str, Any] | None],
     ) -> None:
         """Computed fields, then the form's rules."""
-        ctx = self.context(conn, form, draft.values, state, record_id)
+        ctx = self.context(form, draft.values, state, record_id, loaded)
         env = self.env()
         computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
         for _ in range(2):  # a computed field may use one defined after it
@@ -772,6 +828,11 @@ def _loaded(row: Mapping[str, Any]) -> dict[str, Any]:
         k: (v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v)
         for k, v in row.items()
     }
+
+
+def _child_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    skip = ("id", "parent_id", "position", "created_at", "created_by")
+    return {k: v for k, v in row.items() if k not in skip}
 
 
 def _row_json(row: Mapping[str, Any]) -> dict[str, Any]:

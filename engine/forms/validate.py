@@ -117,7 +117,7 @@ def _convert(field: FieldSpec, raw: Any, tz: str) -> Any:
             raise _Bad(
                 "scale", f"allows at most {scale} decimal places", f"最多允许 {scale} 位小数"
             )
-        return value
+        return value.quantize(Decimal(1).scaleb(-scale))  # as the column stores it
     if kind == "boolean":
         if isinstance(raw, bool):
             return raw
