@@ -234,6 +234,7 @@ def create_user(
     check_username(username)
     chosen = check_roles(app, roles)
     password_hash = hash_password(password) if password is not None else None
+    display = name or username
     if _row(conn, username) is not None:
         raise AuthError(
             "user-exists",
@@ -244,7 +245,7 @@ def create_user(
         )
     values = {
         "username": username,
-        "name": name or username,
+        "name": display,
         "password_hash": password_hash,
         "roles": list(chosen),
         "manager": None,
@@ -252,11 +253,19 @@ def create_user(
         "from_org_chart": False,
     }
     conn.execute(_USERS.insert().values(**values))
-    _log(conn, actor, "user_created", {
-        "username": username, "name": values["name"], "roles": list(chosen),
-        "has_password": password_hash is not None, "from_org_chart": False,
-    })
-    return User(username, values["name"], frozenset(chosen), None, True)
+    _log(
+        conn,
+        actor,
+        "user_created",
+        {
+            "username": username,
+            "name": display,
+            "roles": list(chosen),
+            "has_password": password_hash is not None,
+            "from_org_chart": False,
+        },
+    )
+    return User(username, display, frozenset(chosen), None, True)
 
 
 def set_password(
@@ -347,14 +356,14 @@ def sync_org_chart(conn: sa.Connection, app: App, *, actor: str = "system") -> S
         }
         row = existing.get(person.user)
         if row is None:
-            conn.execute(_USERS.insert().values(username=person.user, password_hash=None,
-                                                **values))
+            conn.execute(_USERS.insert().values(username=person.user, password_hash=None, **values))
             created.append(person.user)
         elif _differs(row, values):
             conn.execute(_USERS.update().where(_USERS.c.username == person.user).values(**values))
             updated.append(person.user)
     gone = sorted(
-        name for name, row in existing.items()
+        name
+        for name, row in existing.items()
         if row.from_org_chart and row.active and name not in app.people
     )
     if gone:
@@ -374,19 +383,41 @@ def _differs(row: Any, values: dict[str, Any]) -> bool:
     return current != values
 
 
-def _log_sync(conn: sa.Connection, actor: str, app: App, created: list[str],
-              updated: list[str], gone: list[str]) -> None:
+def _log_sync(
+    conn: sa.Connection,
+    actor: str,
+    app: App,
+    created: list[str],
+    updated: list[str],
+    gone: list[str],
+) -> None:
     events = []
     for kind, names in (("user_created", created), ("user_updated", updated)):
         for username in names:
             person = app.people[username]
-            events.append(EventIn(actor, AUTH_FORM, None, kind, {
-                "username": username, "name": person.name, "roles": sorted(set(person.roles)),
-                "manager": person.manager, "from_org_chart": True,
-            }))
+            events.append(
+                EventIn(
+                    actor,
+                    AUTH_FORM,
+                    None,
+                    kind,
+                    {
+                        "username": username,
+                        "name": person.name,
+                        "roles": sorted(set(person.roles)),
+                        "manager": person.manager,
+                        "from_org_chart": True,
+                    },
+                )
+            )
     events += [
-        EventIn(actor, AUTH_FORM, None, "user_deactivated",
-                {"username": username, "reason": "left the org chart"})
+        EventIn(
+            actor,
+            AUTH_FORM,
+            None,
+            "user_deactivated",
+            {"username": username, "reason": "left the org chart"},
+        )
         for username in gone
     ]
     append_events(conn, _SYSTEM, events)
@@ -412,12 +443,18 @@ def create_token(
             Text(f"user '{username}' is deactivated", f"用户 '{username}' 已停用"),
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = conn.execute(
-        _TOKENS.insert().values(username=username, token_hash=_token_hash(token), label=label,
-                                created_at=datetime.now(UTC), revoked=False)
-    ).inserted_primary_key[0]
-    _log(conn, actor, "token_created", {"username": username, "token_id": token_id,
-                                        "label": label})
+    inserted = conn.execute(
+        _TOKENS.insert().values(
+            username=username,
+            token_hash=_token_hash(token),
+            label=label,
+            created_at=datetime.now(UTC),
+            revoked=False,
+        )
+    ).inserted_primary_key
+    assert inserted is not None
+    token_id = int(inserted[0])
+    _log(conn, actor, "token_created", {"username": username, "token_id": token_id, "label": label})
     return token
 
 
@@ -446,8 +483,7 @@ def revoke_token(conn: sa.Connection, token: str, *, actor: str = "system") -> b
 def revoke_token_id(conn: sa.Connection, token_id: int, *, actor: str = "system") -> bool:
     """Revoke by the id shown in :func:`list_tokens`; False when none was revoked."""
     row = conn.execute(
-        sa.select(_TOKENS.c.username).where(_TOKENS.c.id == token_id,
-                                            _TOKENS.c.revoked.is_(False))
+        sa.select(_TOKENS.c.username).where(_TOKENS.c.id == token_id, _TOKENS.c.revoked.is_(False))
     ).first()
     if row is None:
         return False

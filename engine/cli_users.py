@@ -42,7 +42,9 @@ def _sqlite_missing(url: str) -> bool:
     if not parsed.drivername.startswith("sqlite"):
         return False
     database = parsed.database
-    return bool(database) and database != ":memory:" and not Path(database).is_file()
+    if not database or database == ":memory:":
+        return False
+    return not Path(database).is_file()
 
 
 _NOT_DEPLOYED = Text(
@@ -61,8 +63,14 @@ def _load(ctx: click.Context) -> tuple[App, Lang]:
     if result.app is None or result.diagnostics.has_errors():
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, lang), err=True)
-        _fail(ctx, Text("the app has errors; fix them first (seamline validate)",
-                        "应用配置有错误，请先修正（seamline validate）"), lang)
+        _fail(
+            ctx,
+            Text(
+                "the app has errors; fix them first (seamline validate)",
+                "应用配置有错误，请先修正（seamline validate）",
+            ),
+            lang,
+        )
     return result.app, lang
 
 
@@ -76,8 +84,9 @@ def _errors(ctx: click.Context, lang: Lang) -> Iterator[None]:
     except AuthError as exc:
         _fail(ctx, exc.message, lang)
     except sa.exc.OperationalError as exc:
-        _fail(ctx, Text(f"cannot use the database: {exc.orig}",
-                        f"无法使用数据库：{exc.orig}"), lang)
+        _fail(
+            ctx, Text(f"cannot use the database: {exc.orig}", f"无法使用数据库：{exc.orig}"), lang
+        )
 
 
 @contextmanager
@@ -107,10 +116,14 @@ def _ask_password(ctx: click.Context, lang: Lang, given: str | None, from_stdin:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        _fail(ctx, Text(
-            "no terminal to ask for the password on: give --password-stdin (or --password)",
-            "无法在终端输入密码：请使用 --password-stdin（或 --password）",
-        ), lang)
+        _fail(
+            ctx,
+            Text(
+                "no terminal to ask for the password on: give --password-stdin (or --password)",
+                "无法在终端输入密码：请使用 --password-stdin（或 --password）",
+            ),
+            lang,
+        )
     return click.prompt(
         "Password" if lang == "en" else "密码",
         hide_input=True,
@@ -119,11 +132,16 @@ def _ask_password(ctx: click.Context, lang: Lang, given: str | None, from_stdin:
 
 
 _password_option = click.option(
-    "--password", default=None,
-    help="The password (visible in shell history; prefer the prompt or --password-stdin).")
+    "--password",
+    default=None,
+    help="The password (visible in shell history; prefer the prompt or --password-stdin).",
+)
 _stdin_option = click.option(
-    "--password-stdin", "password_stdin", is_flag=True,
-    help="Read the password from the first line of standard input.")
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input.",
+)
 
 
 @click.group()
@@ -139,9 +157,15 @@ def user() -> None:
 @_stdin_option
 @click.option("--no-password", is_flag=True, help="No password: this user signs in by token only.")
 @click.pass_context
-def create_user_command(ctx: click.Context, username: str, roles: tuple[str, ...],
-                        name: str | None, password: str | None, password_stdin: bool,
-                        no_password: bool) -> None:
+def create_user_command(
+    ctx: click.Context,
+    username: str,
+    roles: tuple[str, ...],
+    name: str | None,
+    password: str | None,
+    password_stdin: bool,
+    no_password: bool,
+) -> None:
     """Add a user who is not in the org chart."""
     from engine.auth import (
         check_password_rules,
@@ -152,8 +176,9 @@ def create_user_command(ctx: click.Context, username: str, roles: tuple[str, ...
     )
 
     if no_password and (password is not None or password_stdin):
-        _fail(ctx, Text("--no-password cannot go with a password",
-                        "--no-password 不能和密码一起使用"))
+        _fail(
+            ctx, Text("--no-password cannot go with a password", "--no-password 不能和密码一起使用")
+        )
     app, lang = _load(ctx)
     with _errors(ctx, lang):
         check_username(username)
@@ -182,8 +207,9 @@ def _exists(username: str) -> Text:
 @_password_option
 @_stdin_option
 @click.pass_context
-def set_password_command(ctx: click.Context, username: str, password: str | None,
-                         password_stdin: bool) -> None:
+def set_password_command(
+    ctx: click.Context, username: str, password: str | None, password_stdin: bool
+) -> None:
     """Set or change a user's password (signs them out of open sessions)."""
     from engine.auth import check_password_rules, get_user, set_password
 
@@ -230,8 +256,10 @@ def list_tokens_command(ctx: click.Context, username: str | None) -> None:
         infos = list_tokens(conn, username)
     for info in infos:
         state = ("revoked" if lang == "en" else "已吊销") if info.revoked else ""
-        click.echo(f"{info.id}\t{info.username}\t{info.label or ''}\t"
-                   f"{info.created_at:%Y-%m-%d %H:%M}\t{state}".rstrip())
+        click.echo(
+            f"{info.id}\t{info.username}\t{info.label or ''}\t"
+            f"{info.created_at:%Y-%m-%d %H:%M}\t{state}".rstrip()
+        )
 
 
 @token.command("revoke")
@@ -245,6 +273,9 @@ def revoke_token_command(ctx: click.Context, token_id: int) -> None:
     with _transaction(ctx, app, lang) as conn:
         done = revoke_token_id(conn, token_id, actor=ACTOR)
     if not done:
-        _fail(ctx, Text(f"no active token with id {token_id}", f"没有 id 为 {token_id} 的有效令牌"),
-              lang)
+        _fail(
+            ctx,
+            Text(f"no active token with id {token_id}", f"没有 id 为 {token_id} 的有效令牌"),
+            lang,
+        )
     click.echo("✓ revoked" if lang == "en" else "✓ 已吊销")

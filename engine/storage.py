@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["create_db_engine", "database_url", "is_postgres", "is_sqlite"]
+__all__ = ["create_db_engine", "database_url", "is_postgres", "is_sqlite", "reader"]
 
 
 def database_url(
@@ -64,4 +64,14 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no deadlock upgrading a read lock); readers,
+        # marked by reader(), start a plain deferred transaction and run beside writers (WAL).
+        if conn.get_execution_options().get("seamline_read"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine (same pool) for read-only work: no write lock on SQLite."""
+    return engine.execution_options(seamline_read=True)

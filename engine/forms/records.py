@@ -24,6 +24,7 @@ from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
 from engine.i18n import Lang, Text, lang_from_locale
 from engine.spec import App, FieldSpec, FormSpec
+from engine.storage import reader
 
 __all__ = ["SYSTEM_ACTOR", "Actor", "NotFound", "Page", "RecordService"]
 
@@ -84,6 +85,7 @@ class RecordService:
         self.lang: Lang = lang_from_locale(app.locale)
         self._now = now or (lambda: datetime.now(UTC))
         self._by_id: dict[str, sa.Select[Any]] = {}
+        self.reads = reader(engine)
 
     # ------------------------------------------------------------------ helpers
     def form(self, name: str) -> FormSpec:
@@ -379,7 +381,7 @@ class RecordService:
     # ------------------------------------------------------------------ reading
     def get(self, form_name: str, record_id: int) -> dict[str, Any]:
         form = self.form(form_name)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return self._read(conn, form, record_id)
 
     def _row(
@@ -442,7 +444,7 @@ class RecordService:
         from engine.forms.listing import list_records
 
         form = self.form(form_name)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows, next_cursor = list_records(
                 conn, self, form, filters or {}, sort, limit, cursor, q
             )
@@ -454,7 +456,7 @@ class RecordService:
     def events(self, form_name: str, record_id: int) -> list[dict[str, Any]]:
         form = self.form(form_name)
         table = self.metadata.tables["sl_events"]
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             self._row(conn, form, record_id)
             rows = conn.execute(
                 sa.select(table)

@@ -66,7 +66,7 @@ class _RefResolver:
             form = self.service.form(target)
             table = self.service.table(target)
             column = table.c[form.title_field] if form.title_field else table.c.id
-            with self.service.engine.connect() as conn:
+            with self.service.reads.connect() as conn:
                 rows = conn.execute(sa.select(column, table.c.id))
                 self.cache[target] = {str(title): rid for title, rid in rows}
         return self.cache[target].get(text.strip(), text)

@@ -19,6 +19,7 @@ from engine.bundle import compile_bundle
 from engine.forms.records import RecordService
 from engine.forms.tables import build_metadata
 from engine.spec import App
+from engine.storage import reader
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Deployments:
 
     def newest_hash(self) -> str | None:
         table = sa.table("sl_deployments", sa.column("id"), sa.column("content_hash"))
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             return conn.execute(
                 sa.select(table.c.content_hash).order_by(table.c.id.desc()).limit(1)
             ).scalar()
@@ -61,7 +62,7 @@ class Deployments:
         table = sa.table(
             "sl_deployments", sa.column("id"), sa.column("bundle"), sa.column("content_hash")
         )
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             bundle = conn.execute(
                 sa.select(table.c.bundle)
                 .where(table.c.content_hash == newest)

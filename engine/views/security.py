@@ -42,7 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from engine.auth import User, authenticate, session_stamp, user_for_session, user_for_token
-from engine.i18n import Lang, Text, default_lang
+from engine.i18n import Lang, Text, default_lang, lang_from_locale
+from engine.storage import reader
 
 __all__ = [
     "CSRF_FIELD",
@@ -96,6 +97,10 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def _lang(request: Request) -> Lang:
+    """Accept-Language first (as the JSON API does), then SEAMLINE_LANG / the app's locale."""
+    asked = request.headers.get("accept-language", "").split(",")[0].strip()
+    if asked:
+        return lang_from_locale(asked)
     app = getattr(request.app.state, "app", None)
     return default_lang(getattr(app, "locale", None))
 
@@ -173,7 +178,8 @@ def _bearer(request: Request) -> str | None:
 
 
 def _db(request: Request) -> Engine:
-    return request.app.state.db
+    """Read-only use of the app's engine (no write lock on SQLite)."""
+    return reader(request.app.state.db)
 
 
 def _resolve(request: Request) -> User | None:
