@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -99,9 +100,12 @@ async def upload(request: Request) -> Response:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "multipart/form-data":
         return error(
-            415, "content_type", "send the file as multipart/form-data",
-            "请以 multipart/form-data 上传文件", lang,
-        )  # fmt: skip
+            415,
+            "content_type",
+            "send the file as multipart/form-data",
+            "请以 multipart/form-data 上传文件",
+            lang,
+        )
     limit = max_bytes(spec)
     length = request.headers.get("content-length", "")
     too_large = error(
@@ -118,7 +122,7 @@ async def upload(request: Request) -> Response:
         part = await _read_upload(request, limit + MULTIPART_OVERHEAD)
     except _TooLarge:
         return too_large
-    except (MultiPartException, ValueError, KeyError):
+    except (HTTPException, MultiPartException, ValueError, KeyError):
         part = None
     if part is None:
         return error(

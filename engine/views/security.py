@@ -345,7 +345,7 @@ async def login(request: Request, username: str, password: str) -> User | None:
             ),
             {"Retry-After": str(wait)},
         )
-    user, stamp = await run_in_threadpool(_check_login, _db(request), username, password)
+    user, stamp = await run_in_threadpool(_check_login, request.app.state.db, username, password)
     if user is None:
         return None
     limiter.reset(key)
