@@ -25,23 +25,29 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from apihelp import start_api  # noqa: E402
+from apihelp import start_api
 
-from engine.events import EventIn, append_events  # noqa: E402
-from engine.forms.records import SYSTEM_ACTOR  # noqa: E402
-from engine.system_tables import system_metadata  # noqa: E402
+from engine.events import EventIn, append_events
+from engine.forms.records import SYSTEM_ACTOR
+from engine.system_tables import system_metadata
 
 _SERIAL = itertools.count()
 FAR = (date.today() + timedelta(days=60)).isoformat()
 
 
 def order_values(i: int, customer: int, product: int) -> dict[str, object]:
-    return {"customer": customer, "product": product, "quantity": 1 + i % 50,
-            "desired_date": FAR, "order_type": "normal"}
+    return {
+        "customer": customer,
+        "product": product,
+        "quantity": 1 + i % 50,
+        "desired_date": FAR,
+        "order_type": "normal",
+    }
 
 
-def hand_written(engine: sa.Engine, table: sa.Table, n: int, customer: int, product: int,
-                 price: Decimal) -> float:
+def hand_written(
+    engine: sa.Engine, table: sa.Table, n: int, customer: int, product: int, price: Decimal
+) -> float:
     """What a programmer would write by hand: insert the row and an audit event."""
     metadata = system_metadata()
     start = time.perf_counter()
@@ -49,14 +55,30 @@ def hand_written(engine: sa.Engine, table: sa.Table, n: int, customer: int, prod
         now = datetime.now(UTC)
         quantity = 1 + i % 50
         with engine.begin() as conn:
-            rid = conn.execute(table.insert().values(
-                state="draft", version=1, created_at=now, updated_at=now, created_by="bench",
-                order_no=f"HW-{next(_SERIAL):07d}", customer=customer, product=product, quantity=quantity,
-                desired_date=date.fromisoformat(FAR), order_type="normal",
-                amount=price * quantity, special_process=[], attachments=[],
-            )).inserted_primary_key[0]
-            append_events(conn, metadata, [EventIn("bench", "order", rid, "created",
-                                                   {"quantity": quantity})], now)
+            rid = conn.execute(
+                table.insert().values(
+                    state="draft",
+                    version=1,
+                    created_at=now,
+                    updated_at=now,
+                    created_by="bench",
+                    order_no=f"HW-{next(_SERIAL):07d}",
+                    customer=customer,
+                    product=product,
+                    quantity=quantity,
+                    desired_date=date.fromisoformat(FAR),
+                    order_type="normal",
+                    amount=price * quantity,
+                    special_process=[],
+                    attachments=[],
+                )
+            ).inserted_primary_key[0]
+            append_events(
+                conn,
+                metadata,
+                [EventIn("bench", "order", rid, "created", {"quantity": quantity})],
+                now,
+            )
     return n / (time.perf_counter() - start)
 
 
@@ -80,11 +102,24 @@ def fill(engine: sa.Engine, table: sa.Table, rows: int, customer: int, product: 
     batch = []
     with engine.begin() as conn:
         for i in range(rows):
-            batch.append({"state": "draft", "version": 1, "created_at": now, "updated_at": now,
-                          "created_by": "bench", "order_no": f"FILL-{i:08d}",
-                          "customer": customer, "product": product, "quantity": 1 + i % 50,
-                          "desired_date": date.fromisoformat(FAR), "order_type": "normal",
-                          "amount": Decimal(10), "special_process": [], "attachments": []})
+            batch.append(
+                {
+                    "state": "draft",
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                    "created_by": "bench",
+                    "order_no": f"FILL-{i:08d}",
+                    "customer": customer,
+                    "product": product,
+                    "quantity": 1 + i % 50,
+                    "desired_date": date.fromisoformat(FAR),
+                    "order_type": "normal",
+                    "amount": Decimal(10),
+                    "special_process": [],
+                    "attachments": [],
+                }
+            )
             if len(batch) == 5000:
                 conn.execute(table.insert(), batch)
                 batch = []
@@ -116,11 +151,14 @@ def main() -> None:
     url = args.db or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     api = start_api(url)
     records = api.live.records
-    customer = records.create("customer", {"code": "C00001", "name": "客户", "tier": "A"},
-                              SYSTEM_ACTOR)["id"]
-    product = records.create("product", {"code": "SD-100001", "name": "面套",
-                                         "unit_price": "12.50", "lead_days": 5},
-                             SYSTEM_ACTOR)["id"]
+    customer = records.create(
+        "customer", {"code": "C00001", "name": "客户", "tier": "A"}, SYSTEM_ACTOR
+    )["id"]
+    product = records.create(
+        "product",
+        {"code": "SD-100001", "name": "面套", "unit_price": "12.50", "lead_days": 5},
+        SYSTEM_ACTOR,
+    )["id"]
     table = api.live.metadata.tables["f_order"]
     client = api.client("li.sales")
     n = args.n
@@ -130,8 +168,9 @@ def main() -> None:
     through_api(client, 20, customer, product)
     rounds = {"hand": [], "service": [], "api": []}
     for _ in range(3):
-        rounds["hand"].append(hand_written(api.engine, table, n, customer, product,
-                                           Decimal("12.50")))
+        rounds["hand"].append(
+            hand_written(api.engine, table, n, customer, product, Decimal("12.50"))
+        )
         rounds["service"].append(through_service(api, n, customer, product))
         rounds["api"].append(through_api(client, n // 4, customer, product))
     hand = statistics.median(rounds["hand"])
@@ -139,17 +178,23 @@ def main() -> None:
     via_api = statistics.median(rounds["api"])
     print(f"database: {api.engine.dialect.name}; {n} orders per round, median of 3 rounds")
     print(f"  hand-written SQLAlchemy Core (row + chained event)  {hand:8.0f} orders/s  1.00x")
-    print(f"  records service (all checks, history, autonumber)  {service:8.0f} orders/s  "
-          f"{hand / service:.2f}x slower")
-    print(f"  HTTP API in-process (TestClient, one at a time)   {via_api:8.0f} orders/s  "
-          f"{hand / via_api:.2f}x slower")
+    print(
+        f"  records service (all checks, history, autonumber)  {service:8.0f} orders/s  "
+        f"{hand / service:.2f}x slower"
+    )
+    print(
+        f"  HTTP API in-process (TestClient, one at a time)   {via_api:8.0f} orders/s  "
+        f"{hand / via_api:.2f}x slower"
+    )
     with api.engine.connect() as conn:
         have = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
     if args.list_rows > have:
         fill(api.engine, table, args.list_rows - have, customer, product)
     p50, p95 = list_latency(client, 200)
-    print(f"  list page (50 rows, newest first, cursor) at {max(args.list_rows, have):,} orders: "
-          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p50 < 50 ms)")
+    print(
+        f"  list page (50 rows, newest first, cursor) at {max(args.list_rows, have):,} orders: "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p50 < 50 ms)"
+    )
     api.engine.dispose()
 
 

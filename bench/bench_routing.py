@@ -62,8 +62,10 @@ def main() -> None:
     ours = per_call(compiled)
     print("choose a route among 4 (median of 7 repeats, µs per order)")
     print(f"  hand-written if/elif   {base:7.3f} µs   1.0x")
-    print(f"  compiled routes        {ours:7.3f} µs   {ours / base:.1f}x hand-written, "
-          f"{8.6 / ours:.0f}x faster than zen-engine's 8.6 µs")
+    print(
+        f"  compiled routes        {ours:7.3f} µs   {ours / base:.1f}x hand-written, "
+        f"{8.6 / ours:.0f}x faster than zen-engine's 8.6 µs"
+    )
 
 
 if __name__ == "__main__":
