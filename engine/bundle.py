@@ -16,7 +16,9 @@ SKIP_FOLDERS = {"schemas", ".git", "__pycache__"}
 MAX_BUNDLE_BYTES = 20_000_000
 
 
-def read_bundle(root: Path) -> dict[str, str]:
+def read_bundle(root: Path, people: str | None = None) -> dict[str, str]:
+    """The configuration files and templates of ``root``; of ``data/`` only the org chart
+    (``people``) — sample data for import stays out of every deployment."""
     out: dict[str, str] = {}
     total = 0
     for file in sorted(root.rglob("*")):
@@ -25,6 +27,8 @@ def read_bundle(root: Path) -> dict[str, str]:
             not file.is_file()
             or file.suffix not in TEXT_SUFFIXES
             or SKIP_FOLDERS & set(rel.parts[:-1])
+            or (rel.parts[0] == "data" and rel.as_posix() != people)
+            or (len(rel.parts) == 1 and rel.name != "app.yaml")
         ):
             continue
         text = file.read_text(encoding="utf-8", errors="replace")

@@ -23,6 +23,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from engine.bundle import read_bundle
 from engine.events import EventIn, append_events
 from engine.forms.plan import (
     NUMBERS,
@@ -93,14 +94,10 @@ class DeployResult:
 
 
 def bundle_sources(workspace: Workspace) -> dict[str, str]:
-    """The workspace's source texts keyed by their path inside the app folder."""
-    root = Path(workspace.root).resolve()
-    out = {}
-    for shown, text in workspace.sources.items():
-        path = Path(shown).resolve()
-        key = path.relative_to(root).as_posix() if path.is_relative_to(root) else shown
-        out[key] = text
-    return dict(sorted(out.items()))
+    """What a deployment stores: the app folder's configuration files and templates, keyed by
+    their path inside it (see :func:`engine.bundle.read_bundle`)."""
+    people = workspace.app.data.get("people") if workspace.app is not None else None
+    return read_bundle(Path(workspace.root), people if isinstance(people, str) else None)
 
 
 def latest_deployment(conn: sa.Connection) -> sa.Row[Any] | None:
@@ -127,6 +124,9 @@ def _deploy_connection(engine: Engine) -> Iterator[sa.Connection]:
         finally:
             if sqlite:
                 raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                state = raw.execute("PRAGMA foreign_keys").fetchone()  # type: ignore[union-attr]
+                if not state or not state[0]:
+                    conn.invalidate()  # never hand a connection without foreign keys back
 
 
 def deploy(
@@ -174,16 +174,15 @@ def _record(
     append_events(conn, metadata, [EventIn(actor, "_app", None, "deploy", payload)], at=now)
 
 
-def _fresh(col: sa.Column[Any], *, unique: bool) -> sa.Column[Any]:
+def _fresh(
+    col: sa.Column[Any], *, unique: bool, keys: Sequence[sa.ForeignKey] | None = None
+) -> sa.Column[Any]:
     """A new Column like ``col`` (with its foreign keys; indexes are separate steps)."""
-    keys = [
-        sa.ForeignKey(fk.target_fullname, name=fk.name, ondelete=fk.ondelete)
-        for fk in col.foreign_keys
-    ]
+    chosen = list(col.foreign_keys) if keys is None else keys
     return sa.Column(
         col.name,
         col.type,
-        *keys,
+        *(sa.ForeignKey(k.target_fullname, name=k.name, ondelete=k.ondelete) for k in chosen),
         primary_key=col.primary_key,
         nullable=col.nullable,
         autoincrement=col.autoincrement,
@@ -201,6 +200,8 @@ class _Applier:
         self.sqlite = conn.dialect.name == "sqlite"
         self.op = Operations(MigrationContext.configure(conn))
         self.quote = conn.dialect.identifier_preparer.quote
+        self.tables = set(sa.inspect(conn).get_table_names())
+        self.later: list[tuple[str, str, sa.ForeignKey]] = []  # foreign keys within a cycle
 
     def apply(self, plan: Plan) -> None:
         for step in plan.steps:
@@ -216,6 +217,7 @@ class _Applier:
                         f"数据库拒绝了“{step.detail('zh')}”：{reason}；未做任何改动",
                     )
                 ) from exc
+        self._add_later_foreign_keys()
         if self.sqlite:
             for table in append_only_tables(self.app):  # batch copies drop triggers
                 self._append_only_guard(PlanStep("append_only_guard", table))
@@ -241,8 +243,28 @@ class _Applier:
             )
             for i in table.indexes
         ]
-        columns = [_fresh(col, unique=bool(col.unique)) for col in table.columns]
+        columns = []
+        for col in table.columns:
+            ready = [k for k in col.foreign_keys if self._can_refer(step.table, k)]
+            self.later += [(step.table, col.name, k) for k in col.foreign_keys if k not in ready]
+            columns.append(_fresh(col, unique=bool(col.unique), keys=ready))
         self.op.create_table(step.table, *columns, *indexes)
+        self.tables.add(step.table)
+
+    def _can_refer(self, table: str, key: sa.ForeignKey) -> bool:
+        """SQLite accepts a reference to a table not created yet; PostgreSQL does not."""
+        return self.sqlite or key.column.table.name in (*self.tables, table)
+
+    def _add_later_foreign_keys(self) -> None:
+        for table, column, key in self.later:
+            self.op.create_foreign_key(
+                str(key.name) if key.name else None,
+                table,
+                key.column.table.name,
+                [column],
+                [key.column.name],
+                ondelete=key.ondelete,
+            )
 
     def _rename_table(self, step: PlanStep) -> None:
         assert step.target is not None
@@ -307,7 +329,8 @@ class _Applier:
         where = at_risk(column, before, after)
         if where is None:
             return
-        col, update = sa.column(column), sa.table(table, sa.column(column)).update()
+        col: sa.ColumnClause[Any] = sa.column(column)
+        update = sa.table(table, sa.column(column)).update()
         if before.kind == after.kind == "string":
             shorter = sa.func.substr(col, 1, after.size)
             self.conn.execute(update.where(where).values({column: shorter}))

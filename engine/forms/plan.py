@@ -119,13 +119,13 @@ class Plan:
         head = Text(f"Plan for {name}:", f"{name} 的部署计划：")(lang)
         lines = [head, *(f"  {step.line(lang)}" for step in self.steps)]
         count, bad = len(self.steps), len(self.destructive)
-        tail = Text(
-            f"{count} step(s), {bad} destructive", f"共 {count} 步，其中 {bad} 步会丢失数据"
-        )
-        if bad:
-            tail += Text(
-                " (refused unless deploy --allow-destructive)",
-                "（除非使用 deploy --allow-destructive，否则拒绝执行）",
+        if not bad:
+            tail = Text(f"{count} step(s), none loses data", f"共 {count} 步，均不丢失数据")
+        else:
+            tail = Text(
+                f"{count} step(s), {bad} destructive: refused unless deploy --allow-destructive",
+                f"共 {count} 步，其中 {bad} 步会丢失数据：除非使用 deploy --allow-destructive，"
+                "否则拒绝执行",
             )
         lines.append(tail(lang))
         return "\n".join(lines)
@@ -201,7 +201,7 @@ _DECIMAL_TEXT = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$"
 def at_risk(column: str, old: Shape, new: Shape) -> sa.ColumnElement[bool] | None:
     """SQL condition true for values of ``column`` that would not fit ``new`` (None: all fit).
     ``regexp_match`` is ``~`` on PostgreSQL and SQLAlchemy's REGEXP function on SQLite."""
-    col = sa.column(column)
+    col: sa.ColumnClause[Any] = sa.column(column)
     if new.kind == "string":
         if new.size is None:
             return None
@@ -327,7 +327,7 @@ class _Differ:
                 )
 
     def creates(self) -> Iterator[PlanStep]:
-        for table in self.metadata.sorted_tables:
+        for table in creation_order(self.metadata):
             if table.name not in self.live_name:
                 self.new_tables.add(table.name)
                 t, n = table.name, len(table.columns)
@@ -336,7 +336,7 @@ class _Differ:
                 )
 
     def existing(self) -> list[sa.Table]:
-        return [t for t in self.metadata.sorted_tables if t.name not in self.new_tables]
+        return [t for t in creation_order(self.metadata) if t.name not in self.new_tables]
 
     def column_steps(self) -> Iterator[PlanStep]:
         renames = self.column_renames()
@@ -458,6 +458,13 @@ class _Differ:
                     f"allow UPDATE and DELETE on {t} again (no longer append-only)",
                     f"重新允许修改和删除 {t} 的行（不再是只增表）",
                 )
+
+
+def creation_order(metadata: sa.MetaData) -> list[sa.Table]:
+    """Tables, referenced ones first; forms that refer to each other do not stop it (the
+    foreign keys of such a cycle are added after the tables, see deploy)."""
+    pairs = sa.schema.sort_tables_and_constraints(metadata.tables.values())
+    return [table for table, _ in pairs if table is not None]
 
 
 def index_name(dialect: sa.Dialect, index: sa.Index) -> str:
