@@ -45,16 +45,12 @@ def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
     import sqlalchemy as sa
 
     from engine.bundle import compile_bundle
+    from engine.forms.deploy import latest_deployment
     from engine.views.live import LiveApp
 
-    table = sa.table(
-        "sl_deployments", sa.column("id"), sa.column("bundle"), sa.column("content_hash")
-    )
     try:
         with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(table.c.bundle, table.c.content_hash).order_by(table.c.id.desc()).limit(1)
-            ).first()
+            row = latest_deployment(conn)
     except sa.exc.DBAPIError:
         row = None
     if row is None:

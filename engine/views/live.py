@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.bundle import compile_bundle
+from engine.forms.deploy import latest_deployment
 from engine.forms.records import RecordService
 from engine.forms.tables import build_metadata
 from engine.spec import App
@@ -47,28 +49,16 @@ class Deployments:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def newest_hash(self) -> str | None:
-        table = sa.table("sl_deployments", sa.column("id"), sa.column("content_hash"))
+    def newest(self) -> sa.Row[Any] | None:
         with reader(self.engine).connect() as conn:
-            return conn.execute(
-                sa.select(table.c.content_hash).order_by(table.c.id.desc()).limit(1)
-            ).scalar()
+            return latest_deployment(conn)
 
     def refresh(self) -> bool:
         """Switch to the newest deployment if it differs; True when switched."""
-        newest = self.newest_hash()
-        if newest is None or newest == self.current.app.content_hash:
+        row = self.newest()
+        if row is None or row.content_hash == self.current.app.content_hash:
             return False
-        table = sa.table(
-            "sl_deployments", sa.column("id"), sa.column("bundle"), sa.column("content_hash")
-        )
-        with reader(self.engine).connect() as conn:
-            bundle = conn.execute(
-                sa.select(table.c.bundle)
-                .where(table.c.content_hash == newest)
-                .order_by(table.c.id.desc())
-                .limit(1)
-            ).scalar_one()
+        newest, bundle = row.content_hash, row.bundle
         result = compile_bundle(dict(bundle))
         if result.app is None:
             log.error(
