@@ -421,6 +421,15 @@ def form_schema() -> dict[str, Any]:
                 "description": text("What the form is for"),
                 "title_field": ident("Field that names a record in lists and ref pickers"),
                 "list_columns": names("Fields shown as columns in the record list"),
+                "permissions": obj(
+                    "Which roles may see, create and edit records of this form (default for "
+                    "each: everyone signed in); checked on the server for pages and the API",
+                    {
+                        "read": names("Roles that may list and open records"),
+                        "create": names("Roles that may create records"),
+                        "update": names("Roles that may edit records"),
+                    },
+                ),
                 "fields": ident_map(
                     "Fields in display order", {"$ref": "#/definitions/field"}, min_props=1
                 ),

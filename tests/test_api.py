@@ -230,3 +230,19 @@ def test_created_record_equals_what_is_read_back(api) -> None:
     assert created.get("errors") is None
     read = client.get(f"/api/forms/order/records/{created['id']}").json()
     assert read == created
+
+
+def test_form_permissions_are_enforced_on_the_server(api) -> None:
+    warehouse = api.client("liu.wh")
+    refused = warehouse.post(
+        "/api/forms/customer/records", json={"code": "C00009", "name": "X", "tier": "A"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["code"] == "forbidden"
+    created = api.client("li.sales").post(
+        "/api/forms/customer/records", json={"code": "C00009", "name": "X", "tier": "A"}
+    )
+    assert created.status_code == 201
+    url = f"/api/forms/customer/records/{created.json()['id']}"
+    assert warehouse.get(url).status_code == 200  # everyone signed in may read
+    assert warehouse.patch(url, json={"name": "Y"}).status_code == 403

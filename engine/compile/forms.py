@@ -63,6 +63,8 @@ def _compile_form(
     for key in ("title_field",):
         if key in data:
             ctx.check_names(doc, (key,), field_names, FIELD, "unknown-field")
+    for action in data.get("permissions") or {}:
+        ctx.check_roles(doc, ("permissions", action))
     if "list_columns" in data:
         ctx.check_names(
             doc, ("list_columns",), [*field_names, *SYSTEM_FIELDS], FIELD, "unknown-field"
@@ -90,6 +92,7 @@ def _compile_form(
         description=data.get("description"),
         title_field=data.get("title_field"),
         list_columns=tuple(data.get("list_columns") or ()),
+        permissions=frozen_map({k: tuple(v) for k, v in (data.get("permissions") or {}).items()}),
         by_name=frozen_map({f.name: f for f in done}),
     )
 

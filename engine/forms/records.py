@@ -107,9 +107,28 @@ class RecordService:
         machine = self.app.state_machines.get(form)
         return machine.initial if machine else None
 
+    def check_access(self, form: FormSpec, action: str, actor: Actor | None) -> None:
+        """Refuse (403) when the form's permissions do not let ``actor`` do ``action``.
+        ``actor=None`` is the engine itself reading (flows, exports)."""
+        if actor is None or form.allows(action, actor.roles):
+            return
+        words = {"read": ("see", "查看"), "create": ("create", "新建"), "update": ("edit", "修改")}
+        en, zh = words[action]
+        raise ValidationFailed(
+            [
+                FieldError(
+                    None,
+                    "forbidden",
+                    Text(f"you may not {en} {form.title} records", f"您没有{zh}{form.title}的权限"),
+                )
+            ],
+            403,
+        )
+
     # ------------------------------------------------------------------ create
     def create(self, form_name: str, data: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
         form = self.form(form_name)
+        self.check_access(form, "create", actor)
         state = self.initial_state(form_name)
         with self.engine.begin() as conn:
             draft = self._coerce(form, data, actor, state, creating=True)
@@ -192,6 +211,7 @@ class RecordService:
         expected_version: int | None = None,
     ) -> dict[str, Any]:
         form = self.form(form_name)
+        self.check_access(form, "update", actor)
         with self.engine.begin() as conn:
             current = self._row(conn, form, record_id, lock=True)
             if expected_version is not None and expected_version != current["version"]:
@@ -282,6 +302,7 @@ class RecordService:
         self, form_name: str, record_id: int, child: str, data: Mapping[str, Any], actor: Actor
     ) -> dict[str, Any]:
         form = self.form(form_name)
+        self.check_access(form, "update", actor)
         spec = form.by_name.get(child)
         if spec is None or spec.type != "table":
             raise NotFound(f"{form_name}.{child}")
@@ -379,8 +400,9 @@ class RecordService:
         return values, errors
 
     # ------------------------------------------------------------------ reading
-    def get(self, form_name: str, record_id: int) -> dict[str, Any]:
+    def get(self, form_name: str, record_id: int, actor: Actor | None = None) -> dict[str, Any]:
         form = self.form(form_name)
+        self.check_access(form, "read", actor)
         with self.reads.connect() as conn:
             return self._read(conn, form, record_id)
 
@@ -440,10 +462,12 @@ class RecordService:
         limit: int = 50,
         cursor: str | None = None,
         q: str | None = None,
+        actor: Actor | None = None,
     ) -> Page:
         from engine.forms.listing import list_records
 
         form = self.form(form_name)
+        self.check_access(form, "read", actor)
         with self.reads.connect() as conn:
             rows, next_cursor = list_records(
                 conn, self, form, filters or {}, sort, limit, cursor, q
@@ -453,8 +477,11 @@ class RecordService:
                 row["_titles"] = titles.get(row["id"], {})
             return Page(rows, next_cursor)
 
-    def events(self, form_name: str, record_id: int) -> list[dict[str, Any]]:
+    def events(
+        self, form_name: str, record_id: int, actor: Actor | None = None
+    ) -> list[dict[str, Any]]:
         form = self.form(form_name)
+        self.check_access(form, "read", actor)
         table = self.metadata.tables["sl_events"]
         with self.reads.connect() as conn:
             self._row(conn, form, record_id)

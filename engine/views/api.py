@@ -179,7 +179,7 @@ def list_records(request: Request, user: Any, data: Any) -> Response:
     except ValueError:
         limit = 50
     page = live(request).records.list(
-        form.name, filters=params, sort=sort, limit=limit, cursor=cursor, q=q
+        form.name, filters=params, sort=sort, limit=limit, cursor=cursor, q=q, actor=user
     )
     return json_response({"items": page.items, "next_cursor": page.next_cursor})
 
@@ -194,7 +194,7 @@ def create_record(request: Request, user: Any, data: Any) -> Response:
 @guarded
 def get_record(request: Request, user: Any, data: Any) -> Response:
     form = _form(request)
-    return json_response(live(request).records.get(form.name, _record_id(request)))
+    return json_response(live(request).records.get(form.name, _record_id(request), user))
 
 
 @guarded
@@ -209,7 +209,7 @@ def update_record(request: Request, user: Any, data: Any) -> Response:
 @guarded
 def record_events(request: Request, user: Any, data: Any) -> Response:
     form = _form(request)
-    return json_response(live(request).records.events(form.name, _record_id(request)))
+    return json_response(live(request).records.events(form.name, _record_id(request), user))
 
 
 @guarded
