@@ -218,10 +218,24 @@ def _show(value: Any) -> str:
 
 def _register() -> None:
     """Commands that live in their own modules (each imports its heavy parts lazily)."""
-    from engine.cli_run import audit_group, export_command, import_command, serve_command
+    from engine.cli_run import (
+        audit_group,
+        demo_command,
+        export_command,
+        import_command,
+        serve_command,
+    )
     from engine.cli_users import token, user
 
-    for command in (serve_command, audit_group, import_command, export_command, user, token):
+    for command in (
+        serve_command,
+        demo_command,
+        audit_group,
+        import_command,
+        export_command,
+        user,
+        token,
+    ):
         main.add_command(command)
     try:
         from engine.cli_deploy import deploy_command, plan_command

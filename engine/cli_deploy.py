@@ -10,10 +10,12 @@ from __future__ import annotations
 import getpass
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 from engine.i18n import Lang, Text
 from engine.spec import App
@@ -77,6 +79,8 @@ def _actor() -> str:
 @click.pass_context
 def plan_command(ctx: click.Context) -> None:
     """Show what deploy would change in the database (changes nothing)."""
+    import sqlalchemy as sa
+
     from engine.forms.plan import plan_schema
 
     app, _sources, lang = _compile(ctx)
@@ -100,6 +104,8 @@ def plan_command(ctx: click.Context) -> None:
 @click.pass_context
 def deploy_command(ctx: click.Context, allow_destructive: bool) -> None:
     """Change the database to match the app and record the deployment (one transaction)."""
+    import sqlalchemy as sa
+
     from engine.forms.deploy import DeployError, deploy
 
     app, sources, lang = _compile(ctx)

@@ -85,13 +85,20 @@ def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, poll: float) -> None:
     """Serve the web app and API on the newest deployment (switches without a restart)."""
+    result, engine = open_app(ctx)
+    run_server(ctx, result, engine, host, port, poll)
+
+
+def run_server(
+    ctx: click.Context, result: Any, engine: Any, host: str, port: int, poll: float
+) -> None:
+    """Serve the newest deployment of ``engine`` until stopped."""
     import uvicorn
 
     from engine.auth import sync_org_chart
     from engine.views.live import Deployments
     from engine.views.server import create_web_app
 
-    result, engine = open_app(ctx)
     current = deployed_live(ctx, result, engine)
     with engine.begin() as conn:
         sync_org_chart(conn, current.app)
@@ -211,3 +218,79 @@ def export_command(ctx: click.Context, form: str, out: Path | None) -> None:
     finally:
         if out:
             stream.close()
+
+
+DEMO_PASSWORD = "seamline-demo"
+PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Set everything up, print the logins, then stop.")
+@click.pass_context
+def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
+    """One command for a newcomer: deploy the manufacturing pack into a SQLite file, load its
+    sample data, give the org chart demo passwords, and serve it."""
+    import os
+
+    import sqlalchemy as sa
+
+    from engine.auth import set_password, sync_org_chart
+    from engine.forms.deploy import bundle_sources, deploy
+    from engine.forms.transfer import count_rows, import_csv
+
+    if str(ctx.obj["app_dir"]) == "./configs" or ctx.obj["app_dir"] == Path("./configs"):
+        ctx.obj["app_dir"] = PACK
+    if not ctx.obj.get("db_url") and not os.environ.get("SEAMLINE_DB"):
+        ctx.obj["db_url"] = f"sqlite:///{Path.cwd() / 'seamline-demo.db'}"
+    result, engine = open_app(ctx)
+    outcome = deploy(engine, result.app, bundle_sources(result.workspace), actor="demo")
+    say(
+        ctx,
+        f"deployed {result.app.title} ({len(outcome.steps)} schema steps) into "
+        f"{engine.url.render_as_string(hide_password=True)}",
+        f"已部署 {result.app.title}（{len(outcome.steps)} 项结构变更）到 "
+        f"{engine.url.render_as_string(hide_password=True)}",
+    )
+    live = deployed_live(ctx, result, engine)
+    with engine.begin() as conn:
+        sync_org_chart(conn, live.app)
+        users = conn.execute(
+            sa.text(
+                "SELECT username, name, password_hash FROM sl_users WHERE active ORDER BY username"
+            )
+        ).all()
+        for user in users:
+            if user.password_hash is None:
+                set_password(conn, user.username, DEMO_PASSWORD, actor="demo")
+    for form in ("customer", "product"):
+        file = Path(ctx.obj["app_dir"]) / "data" / f"{form}s.csv"
+        if form not in live.app.forms or not file.is_file():
+            continue
+        if live.records.list(form, limit=1).items:
+            continue
+        text = file.read_text(encoding="utf-8-sig")
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"{form}", total=count_rows(text))
+            report = import_csv(
+                live.records, form, text, _CliActor(), lambda n, t=task: progress.advance(t, n)
+            )
+        say(
+            ctx,
+            f"loaded {report.created} sample {form} records",
+            f"已载入 {report.created} 条示例{live.app.forms[form].title}",
+        )
+    click.echo("")
+    say(
+        ctx,
+        f"Open http://{host}:{port}/ and sign in (password for everyone: {DEMO_PASSWORD}):",
+        f"打开 http://{host}:{port}/ 登录（所有人的密码：{DEMO_PASSWORD}）：",
+    )
+    for person in live.app.people.values():
+        roles = ", ".join(live.app.roles[r].label for r in person.roles if r in live.app.roles)
+        click.echo(f"  {person.user:<14} {person.name:<6} {roles}")
+    if not no_serve:
+        run_server(ctx, result, engine, host, port, 2.0)

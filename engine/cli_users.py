@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-import sqlalchemy as sa
 
 from engine.i18n import Lang, Text, default_lang
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from engine.spec import App
 
 __all__ = ["token", "user"]
@@ -38,6 +39,8 @@ def _fail(ctx: click.Context, message: Text, lang: Lang | None = None) -> NoRetu
 
 
 def _sqlite_missing(url: str) -> bool:
+    import sqlalchemy as sa
+
     parsed = sa.engine.make_url(url)
     if not parsed.drivername.startswith("sqlite"):
         return False
@@ -77,6 +80,8 @@ def _load(ctx: click.Context) -> tuple[App, Lang]:
 @contextmanager
 def _errors(ctx: click.Context, lang: Lang) -> Iterator[None]:
     """Refusals and database failures become a message and exit status 1."""
+    import sqlalchemy as sa
+
     from engine.auth import AuthError
 
     try:
@@ -92,6 +97,8 @@ def _errors(ctx: click.Context, lang: Lang) -> Iterator[None]:
 @contextmanager
 def _transaction(ctx: click.Context, app: App, lang: Lang) -> Iterator[sa.Connection]:
     """A connection inside a transaction on the deployed database, org chart synced."""
+    import sqlalchemy as sa
+
     from engine.auth import sync_org_chart
     from engine.storage import create_db_engine, database_url
 
