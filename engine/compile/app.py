@@ -304,7 +304,7 @@ def _parse_csv(
         if col not in PEOPLE_COLUMNS:
             ctx.diags.error(
                 shown,
-                Mark(1, text.splitlines()[0].find(col) + 1),
+                Mark(1, max(1, text.splitlines()[0].find(col) + 1)),
                 "unknown-key",
                 Text(f"unknown column '{col}'", f"未知的列 '{col}'"),
                 suggestion_hint(col, PEOPLE_COLUMNS, Text("columns", "列")),

@@ -118,7 +118,7 @@ _SNIFFERS: dict[str, Callable[[bytes], bool]] = {
     ".jpeg": lambda d: d.startswith(b"\xff\xd8\xff"),
     ".gif": lambda d: d[:6] in (b"GIF87a", b"GIF89a"),
     ".webp": lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP",
-    ".pdf": lambda d: b"%PDF-" in d[:1024],
+    ".pdf": lambda d: d[:1024].lstrip(b"\xef\xbb\xbf \t\r\n\x00").startswith(b"%PDF-"),
     ".dwg": _is_dwg,
     ".dxf": _is_dxf,
     ".zip": lambda d: d.startswith(b"PK\x03\x04"),

@@ -71,6 +71,9 @@ def list_records(
 
     table = service.table(form.name)
     tz = service.app.timezone
+    for key, raw in [*filters.items(), ("q", q or ""), ("sort", sort), ("cursor", cursor or "")]:
+        if "\x00" in str(raw) or "\x00" in key:
+            raise _bad(key, "type", "contains a NUL character", "包含非法字符")
     query = sa.select(table)
     for key, raw in filters.items():
         name, _, op = key.partition("__")

@@ -20,6 +20,7 @@ from engine.evaluate import AppRuntime
 from engine.events import EventIn, append_events
 from engine.expressions import EvalEnv, EvaluationError
 from engine.forms.autonumber import next_number
+from engine.forms.files import missing_files
 from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
 from engine.i18n import Lang, Text, lang_from_locale
@@ -137,6 +138,7 @@ class RecordService:
             children = self._children_input(form, data, draft, actor, creating=True)
             loaded = self.load_refs(conn, form, draft.values)
             self._refs(form, draft, loaded)
+            self._files(conn, form, draft.values, children, draft.errors)
             self._finish(form, draft, state, None, loaded)
             if draft.errors:
                 raise ValidationFailed(draft.errors)
@@ -236,6 +238,7 @@ class RecordService:
             children = self._children_input(form, data, draft, actor, creating=False)
             loaded = self.load_refs(conn, form, draft.values)
             self._refs(form, draft, loaded)
+            self._files(conn, form, draft.values, children, draft.errors)
             self._finish(form, draft, current["state"], record_id, loaded)
             if draft.errors:
                 raise ValidationFailed(draft.errors)
@@ -309,6 +312,7 @@ class RecordService:
         with self.engine.begin() as conn:
             self._row(conn, form, record_id, lock=True)
             values, errors = self._child_values(spec, data, actor)
+            self._files(conn, form, {}, {child: [values]}, errors)
             if errors:
                 raise ValidationFailed(errors)
             now = self._now()
@@ -738,6 +742,37 @@ class RecordService:
                     ),
                 )
             )
+
+    def _files(
+        self,
+        conn: sa.Connection,
+        form: FormSpec,
+        values: Mapping[str, Any],
+        children: Mapping[str, list[dict[str, Any]]],
+        errors: list[FieldError],
+    ) -> None:
+        """Every id in a files field (or a files column of a child table) must be uploaded."""
+        for spec in form.fields:
+            found = [(spec.name, spec.label, values.get(spec.name))] if spec.type == "files" else []
+            found += [
+                (f"{spec.name}.{c.name}", c.label, row.get(c.name))
+                for c in spec.children
+                if c.type == "files"
+                for row in children.get(spec.name, ())
+            ]
+            for name, label, ids in found:
+                missing = missing_files(conn, ids or [])
+                if missing:
+                    errors.append(
+                        FieldError(
+                            name,
+                            "not_found",
+                            Text(
+                                f"{label}: no uploaded file with id {missing[0]}",
+                                f"{label}：不存在编号为 {missing[0]} 的已上传文件",
+                            ),
+                        )
+                    )
 
     def context(
         self,

@@ -323,6 +323,8 @@ def _client(request: Request) -> str:
 
 
 def _check_login(engine: Engine, username: str, password: str) -> tuple[User | None, str]:
+    if "\x00" in username or "\x00" in password:  # no such user can exist (PostgreSQL
+        return None, ""  # would refuse the text outright)
     with engine.begin() as conn:  # begin(): authenticate may store a rehashed password
         user = authenticate(conn, username, password)
         stamp = session_stamp(conn, username) if user is not None else None

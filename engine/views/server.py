@@ -18,7 +18,11 @@ from engine.views.security import EXCEPTION_HANDLERS, session_middleware
 async def _not_found(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api"):
         return error(404, "not_found", "no such address", "没有这个地址", lang_of(request))
-    return error(404, "not_found", "no such page", "没有这个页面", lang_of(request))
+    try:
+        from engine.views.pages import not_found_page
+    except ImportError:  # pragma: no cover
+        return error(404, "not_found", "no such page", "没有这个页面", lang_of(request))
+    return not_found_page(request)
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,163 @@
+"""A real browser against a real server: sign in, order with a too-early date, fix it, edit
+the quantity and see the change in the history (Debian's Chromium through Playwright).
+
+Needs /usr/bin/chromium (``scripts/install-browser``); skipped with the reason when missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from apihelp import Api, start_api
+from starlette.testclient import TestClient
+
+from engine.auth import create_token, set_password
+from engine.views.live import Deployments
+from engine.views.pages import page_routes
+from engine.views.server import create_web_app
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "order-centre-2026"
+RULE = "期望交付日不得早于当前日期+3个工作日"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 40
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason=f"{CHROMIUM} not found: run scripts/install-browser (Debian chromium)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Api]]:
+    api = start_api(f"sqlite:///{tmp_path / 'browser.db'}")
+    with api.engine.begin() as conn:
+        set_password(conn, "li.sales", PASSWORD)
+    web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
+    port = free_port()
+    config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not running.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the web server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", api
+    running.should_exit = True
+    thread.join(timeout=10)
+    api.engine.dispose()
+
+
+def seed_through_api(api: Api) -> None:
+    with api.engine.begin() as conn:
+        token = create_token(conn, "li.sales")
+    web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
+    client = TestClient(web, headers={"Authorization": f"Bearer {token}"})
+    c = client.post(
+        "/api/forms/customer/records", json={"code": "C00001", "name": "绍兴某汽车", "tier": "VIP"}
+    )
+    assert c.status_code == 201, c.text
+    p = client.post(
+        "/api/forms/product/records",
+        json={"code": "SD-100234", "name": "真皮座椅面套", "unit_price": "120.50", "lead_days": 10},
+    )
+    assert p.status_code == 201, p.text
+
+
+def test_order_in_a_real_browser(server: tuple[str, Api], tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, api = server
+    seed_through_api(api)
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    far = (date.today() + timedelta(days=60)).isoformat()
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        try:
+            context = chromium.new_context(viewport={"width": 1000, "height": 900}, locale="zh-CN")
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            page.goto(f"{base}/forms/order/new")
+            expect(page).to_have_url(re.compile(r"/login\?next="))
+            page.fill("#username", "li.sales")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{base}/forms/order/new")
+            expect(page.locator("h1")).to_contain_text("新建销售订单")
+
+            # ref picker: search through htmx, then choose
+            with page.expect_response(re.compile(r"/forms/order/pick/customer\?q=")):
+                page.fill("#row-customer input[type=search]", "绍兴")
+            expect(page.locator("#f-customer option")).to_have_count(1)
+            page.select_option("#f-customer", label="绍兴某汽车")
+            page.select_option("#f-product", label="真皮座椅面套")
+            page.fill("#f-quantity", "10")
+            page.fill("#f-desired_date", tomorrow)
+            page.check("input[name=special_process][value=激光打孔]")
+            # a file goes to /api/files and its id into a hidden input
+            page.set_input_files(
+                "#f-attachments", {"name": "样品.png", "mimeType": "image/png", "buffer": PNG}
+            )
+            expect(page.locator("#row-attachments li a")).to_have_text("样品.png")
+            page.set_input_files(
+                "#f-attachments", {"name": "bad.png", "mimeType": "image/png", "buffer": b"nope"}
+            )
+            expect(page.locator("#row-attachments .upload-msg")).to_contain_text("内容与扩展名")
+            page.click("button.primary[type=submit]")
+
+            expect(page.locator("#e-desired_date")).to_have_text(RULE)
+            expect(page.locator("#f-quantity")).to_have_value("10")
+            expect(page.locator("#row-attachments li a")).to_have_text("样品.png")
+            page.fill("#f-desired_date", far)
+            page.click("button.primary[type=submit]")
+
+            expect(page).to_have_url(re.compile(r"/forms/order/\d+$"))
+            expect(page.locator("#v-quantity")).to_have_text("10")
+            expect(page.locator("#v-customer a")).to_have_text("绍兴某汽车")
+            expect(page.locator("#v-attachments a")).to_have_text("样品.png")
+            record_url = page.url
+
+            page.get_by_role("link", name="修改", exact=True).click()
+            expect(page).to_have_url(record_url + "/edit")
+            page.fill("#f-quantity", "12")
+            page.click("button.primary[type=submit]")
+            expect(page).to_have_url(record_url)
+            expect(page.locator("#v-quantity")).to_have_text("12")
+            change = page.locator(".timeline .changes li", has_text="需求数量")
+            expect(change).to_have_text("需求数量：10 → 12")
+            expect(page.locator(".timeline")).to_contain_text("李明")
+
+            # the communication log takes entries on the record page
+            page.fill("#f-communication_log-0-contact", "王经理")
+            page.fill("#f-communication_log-0-conclusion", "同意按期交付")
+            page.click("form.entry button[type=submit]")
+            expect(page.locator("#communication_log table")).to_contain_text("同意按期交付")
+
+            shot = tmp_path / "order.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            assert errors == []
+        finally:
+            chromium.close()
