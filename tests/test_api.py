@@ -246,3 +246,17 @@ def test_form_permissions_are_enforced_on_the_server(api) -> None:
     url = f"/api/forms/customer/records/{created.json()['id']}"
     assert warehouse.get(url).status_code == 200  # everyone signed in may read
     assert warehouse.patch(url, json={"name": "Y"}).status_code == 403
+
+
+def test_nul_characters_are_refused_not_500(api) -> None:
+    client = api.client("li.sales")
+    for url in (
+        "/api/forms/order/records?q=a%00b",
+        "/api/forms/order/records?order_no=a%00b",
+        "/api/forms/customer/records?name__ne=%00",
+    ):
+        assert client.get(url).status_code == 400, url
+    r = client.post(
+        "/api/forms/customer/records", json={"code": "C00001", "name": "a\x00b", "tier": "A"}
+    )
+    assert r.status_code == 422
