@@ -268,7 +268,7 @@ def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> No
         file = Path(ctx.obj["app_dir"]) / "data" / f"{form}s.csv"
         if form not in live.app.forms or not file.is_file():
             continue
-        if live.records.list(form, limit=1).items:
+        if live.records.list_page(form, limit=1).items:
             continue
         text = file.read_text(encoding="utf-8-sig")
         from rich.progress import Progress

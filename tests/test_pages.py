@@ -324,7 +324,7 @@ def test_csrf_refused_on_pages(api: Api) -> None:
     assert "表单已过期" in r.text
     data.pop("csrf_token")
     assert client.post("/forms/order/new", data=data).status_code == 403
-    assert api.live.records.list("order").items == []
+    assert api.live.records.list_page("order").items == []
 
 
 def test_list_search_filter_and_paging(api: Api) -> None:

@@ -29,7 +29,7 @@ def test_import_pack_customers_and_some_products(api) -> None:
     assert len(products) == 12001
     report = import_csv(records, "product", "\n".join(products[:301]), SYSTEM_ACTOR)
     assert (report.created, report.failed) == (300, [])
-    page = records.list("product", filters={"category": "顶棚"}, limit=500)
+    page = records.list_page("product", filters={"category": "顶棚"}, limit=500)
     assert len(page.items) == 50
 
 
@@ -54,7 +54,7 @@ def test_import_resolves_refs_by_title(api) -> None:
     )
     report = import_csv(records, "order", text, SYSTEM_ACTOR)
     assert (report.created, report.failed) == (1, [])
-    order = records.list("order").items[0]
+    order = records.list_page("order").items[0]
     assert order["_titles"] == {"customer": "绍兴某车企", "product": "面套"}
     assert str(order["amount"]) == "40.00"
 

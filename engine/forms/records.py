@@ -457,7 +457,7 @@ class RecordService:
                     out[r["id"]][spec.name] = titles[r[spec.name]]
         return out
 
-    def list(
+    def list_page(
         self,
         form_name: str,
         *,

@@ -132,7 +132,7 @@ def export_csv(service: RecordService, form_name: str) -> Iterator[str]:
     writer.writerow(names)
     cursor = None
     while True:
-        page = service.list(form.name, sort="id", limit=500, cursor=cursor)
+        page = service.list_page(form.name, sort="id", limit=500, cursor=cursor)
         for row in page.items:
             writer.writerow([_cell(row.get(n)) for n in names])
         yield buffer.getvalue()

@@ -178,7 +178,7 @@ def list_records(request: Request, user: Any, data: Any) -> Response:
         limit = int(params.pop("limit", "50"))
     except ValueError:
         limit = 50
-    page = live(request).records.list(
+    page = live(request).records.list_page(
         form.name, filters=params, sort=sort, limit=limit, cursor=cursor, q=q, actor=user
     )
     return json_response({"items": page.items, "next_cursor": page.next_cursor})

@@ -217,7 +217,7 @@ async def record_list(request: Request, user: User) -> Response:
     error = None
     try:
         found = await run_in_threadpool(
-            lambda: current.records.list(
+            lambda: current.records.list_page(
                 form.name,
                 filters=filters,
                 limit=PAGE_SIZE,
@@ -267,7 +267,7 @@ def ref_options(
 ) -> list[tuple[str, str]]:
     """(id, title) choices for a ref picker: the newest (or matching) records, plus the chosen."""
     target = current.app.forms[target_name]
-    items = current.records.list(target.name, q=q or None, limit=PICK_LIMIT).items
+    items = current.records.list_page(target.name, q=q or None, limit=PICK_LIMIT).items
     options = [(str(r["id"]), _title(target, r)) for r in items]
     known = {o[0] for o in options}
     for chosen in selected:
@@ -305,7 +305,7 @@ def _ref_titles(
     titles: dict[str, dict[int, str]] = {}
     for name, ids in wanted.items():
         target = current.app.forms[form.by_name[name].ref_form or ""]
-        rows = current.records.list(
+        rows = current.records.list_page(
             target.name, filters={"id__in": ",".join(map(str, sorted(ids)))}, limit=500
         ).items
         titles[name] = {r["id"]: _title(target, r) for r in rows}
