@@ -48,6 +48,24 @@ class _System:
 SYSTEM_ACTOR = _System()
 
 
+@dataclass(frozen=True)
+class RecordEvent:
+    """What happened to a record, handed to listeners inside the same transaction (so what a
+    listener writes — flow runs, outbox rows — commits or rolls back with the change)."""
+
+    kind: str  # created | changed | child_added | transition
+    form: str
+    record_id: int
+    actor: str
+    changes: Mapping[str, tuple[Any, Any]]
+    transition: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+
+
+Listener = Callable[[sa.Connection, RecordEvent], None]
+
+
 class NotFound(Exception):
     def __init__(self, form: str, record_id: int | None = None) -> None:
         super().__init__(f"{form} {record_id}")
@@ -87,6 +105,7 @@ class RecordService:
         self._now = now or (lambda: datetime.now(UTC))
         self._by_id: dict[str, sa.Select[Any]] = {}
         self.reads = reader(engine)
+        self.listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ helpers
     def form(self, name: str) -> FormSpec:
@@ -191,7 +210,75 @@ class RecordService:
                     record.setdefault(spec.name, [])
             append_events(conn, self.metadata, events, now)
             record["_titles"] = self._titles_from(form, loaded)
+            self.publish(
+                conn,
+                RecordEvent(
+                    "created",
+                    form.name,
+                    record_id,
+                    actor.username,
+                    {k: (None, v) for k, v in row.items() if v is not None},
+                    None,
+                    None,
+                    state,
+                ),
+            )
             return record
+
+    def publish(self, conn: sa.Connection, event: RecordEvent) -> None:
+        for listener in self.listeners:
+            listener(conn, event)
+
+    def change_state(
+        self,
+        conn: sa.Connection,
+        form: FormSpec,
+        current: Mapping[str, Any],
+        transition: str,
+        target: str,
+        actor: Actor,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Move a (locked) record to ``target`` inside the caller's transaction: the state
+        column, the version, a "transition" event, and the listeners."""
+        now = self._now()
+        table = self.table(form.name)
+        record_id = current["id"]
+        changes = {k: v for k, v in (values or {}).items() if _differs(current.get(k), v)}
+        conn.execute(
+            table.update()
+            .where(table.c.id == record_id)
+            .values(
+                {
+                    **{k: _store(v) for k, v in changes.items()},
+                    "state": target,
+                    "version": current["version"] + 1,
+                    "updated_at": now,
+                }
+            )
+        )
+        payload: dict[str, Any] = {"name": transition, "from": current["state"], "to": target}
+        if changes:
+            payload["changes"] = _plain({k: [current.get(k), v] for k, v in changes.items()})
+        append_events(
+            conn,
+            self.metadata,
+            [EventIn(actor.username, form.name, record_id, "transition", payload)],
+            now,
+        )
+        self.publish(
+            conn,
+            RecordEvent(
+                "transition",
+                form.name,
+                record_id,
+                actor.username,
+                {k: (current.get(k), v) for k, v in changes.items()},
+                transition,
+                current["state"],
+                target,
+            ),
+        )
 
     def _titles_from(
         self, form: FormSpec, loaded: Mapping[str, dict[str, Any] | None]
@@ -215,7 +302,7 @@ class RecordService:
         form = self.form(form_name)
         self.check_access(form, "update", actor)
         with self.engine.begin() as conn:
-            current = self._row(conn, form, record_id, lock=True)
+            current = self.row(conn, form, record_id, lock=True)
             if expected_version is not None and expected_version != current["version"]:
                 raise ValidationFailed(
                     [
@@ -298,6 +385,20 @@ class RecordService:
                         self._insert_child(conn, form, record_id, child, row_values, actor, now)[0]
                     )
             append_events(conn, self.metadata, events, now)
+            if changes:
+                self.publish(
+                    conn,
+                    RecordEvent(
+                        "changed",
+                        form.name,
+                        record_id,
+                        actor.username,
+                        {k: (v[0], v[1]) for k, v in changes.items()},
+                        None,
+                        current["state"],
+                        current["state"],
+                    ),
+                )
             return self._read(conn, form, record_id)
 
     # ------------------------------------------------------------------ child rows
@@ -310,7 +411,7 @@ class RecordService:
         if spec is None or spec.type != "table":
             raise NotFound(f"{form_name}.{child}")
         with self.engine.begin() as conn:
-            self._row(conn, form, record_id, lock=True)
+            self.row(conn, form, record_id, lock=True)
             values, errors = self._child_values(spec, data, actor)
             self._files(conn, form, {}, {child: [values]}, errors)
             if errors:
@@ -318,6 +419,12 @@ class RecordService:
             now = self._now()
             event, row = self._insert_child(conn, form, record_id, child, values, actor, now)
             append_events(conn, self.metadata, [event], now)
+            self.publish(
+                conn,
+                RecordEvent(
+                    "child_added", form.name, record_id, actor.username, {child: (None, row)}
+                ),
+            )
             return row
 
     def _insert_child(
@@ -410,7 +517,7 @@ class RecordService:
         with self.reads.connect() as conn:
             return self._read(conn, form, record_id)
 
-    def _row(
+    def row(
         self, conn: sa.Connection, form: FormSpec, record_id: int, lock: bool = False
     ) -> dict[str, Any]:
         table = self.table(form.name)
@@ -423,7 +530,7 @@ class RecordService:
         return _loaded(row._mapping)
 
     def _read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
-        record = self._row(conn, form, record_id)
+        record = self.row(conn, form, record_id)
         for spec in form.fields:
             if spec.type == "table":
                 table = self.child_table(form.name, spec.name)
@@ -488,7 +595,7 @@ class RecordService:
         self.check_access(form, "read", actor)
         table = self.metadata.tables["sl_events"]
         with self.reads.connect() as conn:
-            self._row(conn, form, record_id)
+            self.row(conn, form, record_id)
             rows = conn.execute(
                 sa.select(table)
                 .where(table.c.form == form.name, table.c.record_id == record_id)
@@ -559,14 +666,17 @@ class RecordService:
         return draft
 
     def edit_refusal(self, spec: FieldSpec, actor: Actor, state: str | None) -> FieldError | None:
-        """Why ``actor`` may not set ``spec`` in ``state`` (None when they may)."""
-        if spec.readonly:
+        """Why ``actor`` may not set ``spec`` in ``state`` (None when they may). The system
+        (flows, imports: role ``*``) may set readonly fields such as an ATP date, but never
+        computed fields or autonumbers."""
+        system = "*" in actor.roles
+        if spec.type in ("computed", "autonumber") or (spec.readonly and not system):
             return FieldError(
                 spec.name,
                 "readonly",
                 Text(f"{spec.label} is filled in by the system", f"{spec.label}由系统自动填写"),
             )
-        if "*" in actor.roles:
+        if system:
             return None
         if spec.editable_by and not (actor.roles & set(spec.editable_by)):
             return FieldError(

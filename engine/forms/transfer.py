@@ -60,7 +60,7 @@ class _RefResolver:
         self.cache: dict[str, dict[str, int]] = {}
 
     def resolve(self, target: str, text: str) -> Any:
-        if text.strip().isdigit():
+        if text.strip().isdecimal():
             return int(text)
         if target not in self.cache:
             form = self.service.form(target)

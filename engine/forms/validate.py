@@ -158,7 +158,7 @@ def _convert(field: FieldSpec, raw: Any, tz: str) -> Any:
             raw = raw["id"]
         if isinstance(raw, bool):
             raise _Bad("type", "must be the id of a record", "必须是记录编号")
-        if isinstance(raw, str) and raw.strip().isdigit():
+        if isinstance(raw, str) and raw.strip().isdecimal():
             raw = int(raw)
         if not isinstance(raw, int) or raw <= 0 or raw > 2**62:
             raise _Bad("type", "must be the id of a record", "必须是记录编号")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,7 +60,8 @@ def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
         ):
             return error(403, "csrf", "missing or wrong CSRF token", "缺少或错误的 CSRF 令牌", lang)
         try:
-            data = await read_json(request) if request.method in ("POST", "PATCH") else None
+            has_body = request.method in ("POST", "PATCH") and bool(await request.body())
+            data = await read_json(request) if has_body else None
             return await run_in_threadpool(handler, request, user, data)
         except ValidationFailed as failed:
             return error_response(failed.errors, lang, failed.status)
@@ -77,7 +79,7 @@ def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
 
 def _record_id(request: Request) -> int:
     raw = request.path_params["record_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", raw):
         raise NotFound(request.path_params["form"], None)
     return int(raw)
 
@@ -201,7 +203,7 @@ def get_record(request: Request, user: Any, data: Any) -> Response:
 def update_record(request: Request, user: Any, data: Any) -> Response:
     form = _form(request)
     version = request.headers.get("if-match")
-    expected = int(version.strip('"')) if version and version.strip('"').isdigit() else None
+    expected = int(version.strip('"')) if version and version.strip('"').isdecimal() else None
     record = live(request).records.update(form.name, _record_id(request), data, user, expected)
     return json_response(record)
 
@@ -221,6 +223,24 @@ def add_child(request: Request, user: Any, data: Any) -> Response:
     return json_response(row, 201)
 
 
+@guarded
+def fire_action(request: Request, user: Any, data: Any) -> Response:
+    from engine.flows.machine import fire_transition
+
+    form = _form(request)
+    version = request.headers.get("if-match")
+    expected = int(version.strip('"')) if version and version.strip('"').isdecimal() else None
+    record = fire_transition(
+        live(request).records,
+        form.name,
+        _record_id(request),
+        request.path_params["transition"],
+        user,
+        expected,
+    )
+    return json_response(record)
+
+
 def api_routes() -> list[Route]:
     base = "/api/forms/{form}/records"
     return [
@@ -234,4 +254,5 @@ def api_routes() -> list[Route]:
         Route(base + "/{record_id}", update_record, methods=["PATCH"]),
         Route(base + "/{record_id}/events", record_events, methods=["GET"]),
         Route(base + "/{record_id}/children/{child}", add_child, methods=["POST"]),
+        Route(base + "/{record_id}/actions/{transition}", fire_action, methods=["POST"]),
     ]

@@ -116,7 +116,7 @@ async def upload(request: Request) -> Response:
         lang,
         spec.name,
     )
-    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+    if length.isdecimal() and int(length) > limit + MULTIPART_OVERHEAD:
         return too_large
     try:
         part = await _read_upload(request, limit + MULTIPART_OVERHEAD)

@@ -246,6 +246,26 @@ def _build(app: App) -> dict[str, Any]:
                 "responses": _ok({"type": "array", "items": {"type": "object"}}),
             }
         }
+        machine = app.state_machines.get(form.name)
+        if machine is not None:
+            paths[base + "/{record_id}/actions/{transition}"] = {
+                "post": {
+                    "operationId": f"act{pascal}",
+                    "parameters": [
+                        id_param,
+                        {
+                            "name": "transition",
+                            "in": "path",
+                            "required": True,
+                            "schema": {
+                                "type": "string",
+                                "enum": [t.name for t in machine.transitions],
+                            },
+                        },
+                    ],
+                    "responses": _ok(record),
+                }
+            }
         for child in (f for f in form.fields if f.type == "table"):
             paths[f"{base}/{{record_id}}/children/{child.name}"] = {
                 "post": {

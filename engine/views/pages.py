@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.auth import User
+from engine.flows.machine import available_transitions, fire_transition
 from engine.forms.files import file_infos
 from engine.forms.records import NotFound
 from engine.forms.validate import ValidationFailed, is_blank
@@ -74,7 +75,7 @@ def _safe_next(raw: Any) -> str:
 
 async def _post(request: Request) -> FormData | None:
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_POST:
+    if length.isdecimal() and int(length) > MAX_POST:
         return None
     try:
         return await request.form(max_files=0, max_fields=5000)
@@ -271,7 +272,7 @@ def ref_options(
     options = [(str(r["id"]), _title(target, r)) for r in items]
     known = {o[0] for o in options}
     for chosen in selected:
-        if chosen and chosen.isdigit() and chosen not in known and len(chosen) < 19:
+        if chosen and chosen.isdecimal() and chosen not in known and len(chosen) < 19:
             try:
                 options.insert(
                     0, (chosen, _title(target, current.records.get(target.name, int(chosen))))
@@ -324,7 +325,10 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
 
 
 async def _show_record(
-    request: Request, entry: dict[str, Any] | None = None, status: int = 200
+    request: Request,
+    entry: dict[str, Any] | None = None,
+    status: int = 200,
+    action_errors: list[str] | None = None,
 ) -> Response:
     form, current = _form(request), live(request)
     user = await current_user(request)
@@ -335,7 +339,41 @@ async def _show_record(
     context.update(
         form=form, entry=entry or {}, defaults=fmt.row_defaults(form, current.records.env())
     )
+    lang = _lang(request)
+    choices = await run_in_threadpool(
+        available_transitions, current.records, form.name, context["record"], user
+    )
+    context["actions"] = [
+        (t, " ".join(e.message(lang) for e in refusal.errors) if refusal else None)
+        for t, refusal in choices
+    ]
+    context["action_errors"] = action_errors or []
     return render(request, "record.html", context, status)
+
+
+@page
+async def fire_action(request: Request, user: User) -> Response:
+    """A transition button: fire it (all checks on the server) and show the record again."""
+    form, current = _form(request), live(request)
+    record_id = _record_id(request)
+    version = _text(request.state.post, "version")
+    try:
+        await run_in_threadpool(
+            fire_transition,
+            current.records,
+            form.name,
+            record_id,
+            request.path_params["transition"],
+            user,
+            int(version) if version and version.isdecimal() else None,
+        )
+    except ValidationFailed as failed:
+        return await _show_record(
+            request,
+            status=failed.status,
+            action_errors=[e.message(_lang(request)) for e in failed.errors],
+        )
+    return RedirectResponse(f"/forms/{form.name}/{record_id}", 303)
 
 
 @page
@@ -440,7 +478,7 @@ async def edit_record(request: Request, user: User) -> Response:
         inputs.update({name: _value(form.by_name[name], post, name) for name in editable})
         data = _data(form, {k: inputs[k] for k in editable}, before if record else None)
         version = _text(post, "_version")
-        expected = int(version) if version.isdigit() and len(version) < 10 else None
+        expected = int(version) if version.isdecimal() and len(version) < 10 else None
         try:
             if record is None:
                 saved = await run_in_threadpool(current.records.create, form.name, data, user)
@@ -496,5 +534,6 @@ def page_routes() -> list[BaseRoute]:
         Route(record, record_page),
         Route(record + "/edit", edit_record, methods=["GET", "POST"]),
         Route(record + "/children/{child}", add_entry, methods=["POST"]),
+        Route(record + "/actions/{transition}", fire_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

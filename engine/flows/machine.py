@@ -1,0 +1,167 @@
+"""State machines at run time: which transitions a person may fire on a record, and firing
+them with every check from the YAML — the state they leave from, the roles that may fire them,
+the fields they require and their guard expression. A refusal always says why."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.expressions import EvaluationError
+from engine.forms.records import Actor, NotFound, RecordService
+from engine.forms.validate import FieldError, ValidationFailed, is_blank
+from engine.i18n import Text
+from engine.spec import FormSpec, StateMachineSpec, TransitionSpec
+
+__all__ = ["Refusal", "available_transitions", "fire_transition"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a transition may not fire now: an HTTP status and field errors."""
+
+    status: int
+    errors: tuple[FieldError, ...]
+
+
+def _machine(records: RecordService, form: FormSpec) -> StateMachineSpec:
+    machine = records.app.state_machines.get(form.name)
+    if machine is None:
+        raise NotFound(f"{form.name} has no states")
+    return machine
+
+
+def _transition(machine: StateMachineSpec, name: str) -> TransitionSpec:
+    for transition in machine.transitions:
+        if transition.name == name:
+            return transition
+    raise NotFound(f"transition {name}")
+
+
+def check_transition(
+    records: RecordService,
+    form: FormSpec,
+    record: Mapping[str, Any],
+    transition: TransitionSpec,
+    actor: Actor,
+    loaded: Mapping[str, Any],
+) -> Refusal | None:
+    """None when ``actor`` may fire ``transition`` on ``record`` now, else the reasons."""
+    machine = _machine(records, form)
+    state = record["state"]
+    if state not in transition.sources:
+        labels = {s.name: s.label for s in machine.states}
+        return Refusal(
+            409,
+            (
+                FieldError(
+                    None,
+                    "wrong_state",
+                    Text(
+                        f"'{transition.label}' is not possible while the record is "
+                        f"'{labels.get(state, state)}'",
+                        f"记录处于“{labels.get(state, state)}”状态，不能执行“{transition.label}”",
+                    ),
+                ),
+            ),
+        )
+    if transition.roles and "*" not in actor.roles and not (actor.roles & set(transition.roles)):
+        names = [
+            records.app.roles[r].label if r in records.app.roles else r for r in transition.roles
+        ]
+        return Refusal(
+            403,
+            (
+                FieldError(
+                    None,
+                    "forbidden",
+                    Text(
+                        f"only {', '.join(names)} may '{transition.label}'",
+                        f"只有{'、'.join(names)}可以执行“{transition.label}”",
+                    ),
+                ),
+            ),
+        )
+    missing = [
+        form.by_name[f] for f in transition.require if f in form.by_name and is_blank(record.get(f))
+    ]
+    if missing:
+        return Refusal(
+            422,
+            tuple(
+                FieldError(
+                    f.name,
+                    "required",
+                    Text(
+                        f"{f.label} must be filled before '{transition.label}'",
+                        f"执行“{transition.label}”前必须填写{f.label}",
+                    ),
+                )
+                for f in missing
+            ),
+        )
+    if transition.guard is not None:
+        context = records.context(form, record, state, record["id"], loaded)
+        try:
+            ok = bool(transition.guard(context, records.env()))
+        except EvaluationError as exc:
+            return Refusal(422, (FieldError(None, "guard_error", exc.message),))
+        if not ok:
+            message = transition.guard_message or f"'{transition.label}' is not allowed now"
+            return Refusal(422, (FieldError(None, "guard", Text(message, message)),))
+    return None
+
+
+def available_transitions(
+    records: RecordService, form_name: str, record: Mapping[str, Any], actor: Actor
+) -> list[tuple[TransitionSpec, Refusal | None]]:
+    """The transitions leaving the record's state, each with its refusal (None = allowed):
+    pages show the allowed ones as buttons and the others with their reason."""
+    form = records.form(form_name)
+    machine = records.app.state_machines.get(form.name)
+    if machine is None:
+        return []
+    with records.reads.connect() as conn:
+        loaded = records.load_refs(conn, form, record)
+    return [
+        (t, check_transition(records, form, record, t, actor, loaded))
+        for t in machine.transitions
+        if record["state"] in t.sources
+    ]
+
+
+def fire_transition(
+    records: RecordService,
+    form_name: str,
+    record_id: int,
+    name: str,
+    actor: Actor,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Fire ``name`` on the record (all checks on the server); returns the record after."""
+    form = records.form(form_name)
+    records.check_access(form, "update", actor)
+    transition = _transition(_machine(records, form), name)
+    with records.engine.begin() as conn:
+        record = records.row(conn, form, record_id, lock=True)
+        if expected_version is not None and expected_version != record["version"]:
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "version",
+                        "conflict",
+                        Text(
+                            "the record was changed by someone else; reload it and try again",
+                            "记录已被他人修改，请刷新后重试",
+                        ),
+                    )
+                ],
+                status=409,
+            )
+        loaded = records.load_refs(conn, form, record)
+        refusal = check_transition(records, form, record, transition, actor, loaded)
+        if refusal is not None:
+            raise ValidationFailed(list(refusal.errors), status=refusal.status)
+        records.change_state(conn, form, record, transition.name, transition.target, actor)
+    return records.get(form.name, record_id)
