@@ -73,6 +73,44 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("revoked", sa.Boolean, nullable=False, default=False),
     )
     sa.Table(
+        "sl_flow_runs",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("automation", sa.String(64), nullable=False),
+        sa.Column("form", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),  # running waiting done failed
+        sa.Column("position", JSON, nullable=False),  # path of the next step, e.g. [1, "then", 0]
+        sa.Column("results", JSON, nullable=False),  # steps.<id>.<name>
+        sa.Column("trigger", JSON, nullable=False),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("config_hash", sa.String(64), nullable=False),
+        sa.Column("started_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+        sa.Index("ix_sl_flow_runs_record", "form", "record_id"),
+    )
+    sa.Table(
+        "sl_jobs",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),  # flow | effect
+        sa.Column("key", sa.String(200), nullable=False, unique=True),  # idempotency key
+        sa.Column("run_id", sa.BigInteger, nullable=True),
+        sa.Column("form", sa.String(64), nullable=True),
+        sa.Column("record_id", sa.BigInteger, nullable=True),
+        sa.Column("payload", JSON, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),  # ready running done dead
+        sa.Column("due_at", TS, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("max_attempts", sa.Integer, nullable=False),
+        sa.Column("locked_by", sa.String(100), nullable=True),
+        sa.Column("locked_until", TS, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("done_at", TS, nullable=True),
+        sa.Index("ix_sl_jobs_due", "status", "due_at"),
+    )
+    sa.Table(
         "sl_files",
         metadata,
         sa.Column("id", sa.String(64), primary_key=True),

@@ -1,0 +1,430 @@
+"""Automations at run time: start runs on record events, advance them step by step.
+
+A run starts inside the transaction of the change that triggered it (a listener of the records
+service) and is advanced by workers through ``sl_jobs``. Local steps (``set``, ``create``,
+``transition``, ``if``) and the position of the run are written together; ``call`` reads an
+outside system with a timeout and, while it fails, parks the record in the step's
+``pending_state`` and tries again later; ``notify`` writes an outbox job in the same transaction
+that advances the run (so a message is never lost and never queued twice); ``wait`` is a job
+due later (a durable timer). Every step leaves an event on the record's timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+import sqlalchemy as sa
+
+from engine.events import EventIn, append_events
+from engine.expressions import EvaluationError
+from engine.flows import jobs
+from engine.flows.connectors import ConnectorError, Connectors, Recipient, keep_values
+from engine.flows.machine import fire_transition
+from engine.flows.messages import render_message
+from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
+from engine.forms.validate import ValidationFailed
+from engine.spec import App, AutomationSpec, EventSpec, StepSpec
+
+log = logging.getLogger(__name__)
+RUNS, JOBS = jobs.RUNS, jobs.JOBS
+Path = list[Any]  # e.g. [1, "then", 0]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def matches(on: EventSpec, event: RecordEvent, initial: str | None) -> bool:
+    """Does ``event`` start an automation listening ``on``?"""
+    if on.kind == "created":
+        return event.kind == "created"
+    if on.kind == "updated":
+        return event.kind == "changed"
+    if on.kind == "field_changed":
+        return event.kind in ("changed", "transition") and bool(set(on.names) & set(event.changes))
+    if on.kind == "transition":
+        return event.kind == "transition" and event.transition in on.names
+    if on.kind == "state_entered":
+        if event.kind == "transition":
+            return event.to_state in on.names
+        return event.kind == "created" and initial in on.names
+    return False  # schedules are started by the worker's clock, not by record events
+
+
+@dataclass
+class FlowRuntime:
+    """Everything flows need for one compiled App."""
+
+    app: App
+    records: RecordService
+    connectors: Connectors
+    templates: jinja2.Environment
+
+    def __post_init__(self) -> None:
+        self.by_name = {a.name: a for a in self.app.automations}
+        self.records.listeners.append(self.on_record_event)
+
+    # ------------------------------------------------------------------ starting runs
+    def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
+        machine = self.app.state_machines.get(event.form)
+        initial = machine.initial if machine else None
+        candidates = [a for a in self.app.automations
+                      if a.form == event.form and matches(a.on, event, initial)]
+        if not candidates:
+            return
+        form = self.records.form(event.form)
+        row = self.records.row(conn, form, event.record_id)
+        context = self._context(conn, form.name, row, {})
+        for automation in candidates:
+            if automation.when is not None and not self._truthy(automation.when, context):
+                continue
+            self.start(conn, automation, event)
+
+    def start(self, conn: sa.Connection, automation: AutomationSpec, event: RecordEvent) -> int:
+        now = _now()
+        trigger = {"kind": event.kind, "transition": event.transition,
+                   "from": event.from_state, "to": event.to_state, "actor": event.actor,
+                   "changes": {k: [_plain(a), _plain(b)] for k, (a, b) in event.changes.items()
+                               if not isinstance(b, dict)}}
+        run_id = conn.execute(RUNS.insert().values(
+            automation=automation.name, form=event.form, record_id=event.record_id,
+            status="running", position=[0], results={}, trigger=trigger, error=None,
+            config_hash=self.app.content_hash, started_at=now, updated_at=now,
+        )).inserted_primary_key[0]
+        jobs.enqueue(conn, "flow", f"flow:{run_id}:start", {"run_id": run_id}, run_id=run_id,
+                     form=event.form, record_id=event.record_id)
+        append_events(conn, self.records.metadata, [EventIn(
+            "flow", event.form, event.record_id, "flow_started",
+            {"automation": automation.name, "run_id": run_id})], now)
+        return run_id
+
+    # ------------------------------------------------------------------ advancing runs
+    def advance(self, job: jobs.Job) -> str:
+        """Run steps of the job's run until it ends, waits or must retry. Returns what
+        happened: done, waiting, retry, failed."""
+        engine = self.records.engine
+        with engine.connect() as conn:
+            run = conn.execute(sa.select(RUNS).where(RUNS.c.id == job.run_id)).first()
+        if run is None or run.status in ("done", "failed"):
+            with engine.begin() as conn:
+                jobs.finish(conn, job)
+            return "done"
+        automation = self.by_name.get(run.automation)
+        if automation is None:
+            return self._fail(job, run, f"automation '{run.automation}' is no longer deployed")
+        position: Path = list(run.position)
+        results: dict[str, Any] = dict(run.results)
+        for _ in range(200):  # bounded: a run never spins forever inside one job
+            step = _step_at(automation.steps, position)
+            if step is None:
+                position = _next_after_block(automation.steps, position)
+                if position is None:
+                    return self._finish_run(job, run, results)
+                continue
+            outcome = self._do(job, run, automation, step, position, results)
+            if outcome != "next":
+                return outcome
+        return "retry"
+
+    def _do(self, job: jobs.Job, run: Any, automation: AutomationSpec, step: StepSpec,
+            position: Path, results: dict[str, Any]) -> str:
+        engine = self.records.engine
+        form = self.records.form(run.form)
+        with engine.connect() as conn:
+            row = self.records.row(conn, form, run.record_id)
+            context = self._context(conn, form.name, row, results)
+        where = ".".join(str(p) for p in position)
+        if step.when is not None and not self._truthy(step.when, context):
+            self._save(run, _next(position), results)
+            position[:] = _next(position)
+            return "next"
+        if step.action == "if":
+            branch = "then" if self._truthy(step.condition, context) else "else"
+            target = [*position, branch, 0] if (step.then if branch == "then"
+                                                else step.otherwise) else _next(position)
+            self._save(run, target, results)
+            position[:] = target
+            return "next"
+        if step.action == "set":
+            values = {name: expr(context, self.records.env()) for name, expr in step.values.items()}
+            try:
+                self.records.update(form.name, run.record_id, values, SYSTEM_ACTOR)
+            except ValidationFailed as failed:
+                return self._fail(job, run, f"step {where} set: {failed}")
+        elif step.action == "create":
+            values = {name: expr(context, self.records.env()) for name, expr in step.values.items()}
+            try:
+                created = self.records.create(step.form or "", values, SYSTEM_ACTOR)
+            except ValidationFailed as failed:
+                return self._fail(job, run, f"step {where} create: {failed}")
+            if step.id:
+                results[step.id] = {"id": created["id"]}
+        elif step.action == "transition":
+            transition = step.transition or ""
+            target = _target(self.app, form.name, transition)
+            if row["state"] != target:  # already there (a retried job): nothing to do
+                try:
+                    fire_transition(self.records, form.name, run.record_id, transition,
+                                    SYSTEM_ACTOR)
+                except ValidationFailed as failed:
+                    return self._fail(job, run, f"step {where} transition {transition}: {failed}")
+        elif step.action == "call":
+            return self._call(job, run, step, position, results, context, row)
+        elif step.action == "notify":
+            return self._notify(job, run, step, position, results, context, row)
+        elif step.action == "wait":
+            return self._wait(job, run, step, position, results)
+        self._save(run, _next(position), results, event=("flow_step", {
+            "automation": run.automation, "step": where, "action": step.action}))
+        position[:] = _next(position)
+        return "next"
+
+    def _call(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
+              results: dict[str, Any], context: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+        where = ".".join(str(p) for p in position)
+        env = self.records.env()
+        values = {name: expr(context, env) for name, expr in step.with_values.items()}
+        try:
+            answer = self.connectors.call(step.connector or "", step.operation or "",
+                                          _plain(values),
+                                          idempotency_key=f"run:{run.id}:{where}")
+            kept = keep_values(answer.data, step.keep) if step.keep else answer.data
+        except ConnectorError as failure:
+            if failure.transient:
+                self._park(run, step, row, str(failure))
+                status = jobs.retry_later(self.records.engine, job, str(failure))
+                if status == "dead":
+                    self._mark(run, "failed", str(failure))
+                    return "failed"
+                return "retry"
+            return self._fail(job, run, f"step {where} call: {failure}")
+        if step.id:
+            results[step.id] = kept
+        self._save(run, _next(position), results, event=("flow_step", {
+            "automation": run.automation, "step": where, "action": "call",
+            "connector": step.connector, "operation": step.operation,
+            "elapsed_ms": round(answer.elapsed_ms, 1), "kept": _plain(kept)}))
+        position[:] = _next(position)
+        return "next"
+
+    def _park(self, run: Any, step: StepSpec, row: Mapping[str, Any], error: str) -> None:
+        """While the outside system fails, show the record waiting in ``pending_state``."""
+        if not step.pending_state or row["state"] == step.pending_state:
+            return
+        machine = self.app.state_machines.get(run.form)
+        for t in machine.transitions if machine else ():
+            if t.target == step.pending_state and row["state"] in t.sources:
+                try:
+                    fire_transition(self.records, run.form, run.record_id, t.name, SYSTEM_ACTOR)
+                except ValidationFailed:
+                    log.warning("could not park %s %s in %s", run.form, run.record_id,
+                                step.pending_state)
+                return
+
+    def _notify(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
+                results: dict[str, Any], context: Mapping[str, Any],
+                row: Mapping[str, Any]) -> str:
+        where = ".".join(str(p) for p in position)
+        recipients = self._recipients(step, context)
+        machine = self.app.state_machines.get(run.form)
+        labels = {s.name: s.label for s in machine.states} if machine else {}
+        message = render_message(self.templates, step.template or "", {
+            "record": context, "steps": results, "state_label": labels.get(row["state"], ""),
+            "app": {"title": self.app.title}}, todo=step.todo, to=tuple(recipients))
+        payload = {"connector": step.via, "title": message.title, "text": message.text,
+                   "todo": message.todo, "to": [_recipient_json(r) for r in recipients]}
+        connector = self.app.connectors.get(step.via or "")
+        self._save(run, _next(position), results, event=("notify_queued", {
+            "automation": run.automation, "step": where, "via": step.via,
+            "title": message.title}), effect=(f"effect:{run.id}:{where}", payload,
+                                              (connector.retries if connector else 5) + 1))
+        position[:] = _next(position)
+        return "next"
+
+    def _recipients(self, step: StepSpec, context: Mapping[str, Any]) -> list[Recipient]:
+        people = self.app.people
+        out: list[Recipient] = []
+        for who in step.to:
+            if who.kind == "role":
+                chosen = [p for p in people.values() if who.value in p.roles]
+            elif who.kind == "person":
+                chosen = [people[who.value]] if who.value in people else []
+            elif who.kind == "field":
+                value = context.get(who.value)
+                if isinstance(value, Mapping):  # a ref, e.g. the customer
+                    out.append(Recipient(user=str(value.get("id")), name=value.get("name"),
+                                         email=value.get("email"),
+                                         wecom_id=value.get("wecom_id"),
+                                         phone=value.get("phone")))
+                    continue
+                chosen = [people[value]] if isinstance(value, str) and value in people else []
+            else:
+                chosen = []
+            out.extend(Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
+                       for p in chosen)
+        return out
+
+    def _wait(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
+              results: dict[str, Any]) -> str:
+        amount = float(step.wait_amount or 0)
+        now = _now()
+        calendar = self.records.runtime.calendar
+        if step.wait_unit == "business_hours":
+            due = calendar.add_business_hours(now, amount)
+        elif step.wait_unit == "workdays":
+            local = now.astimezone(ZoneInfo(self.app.timezone))
+            day = calendar.add_workdays(local.date(), int(amount))
+            due = local.replace(year=day.year, month=day.month, day=day.day)
+        else:
+            seconds = {"minutes": 60, "hours": 3600, "days": 86400}[step.wait_unit or "minutes"]
+            due = now + timedelta(seconds=amount * seconds)
+        where = ".".join(str(p) for p in position)
+        target = _next(position)
+        with self.records.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
+                position=target, results=_plain(results), status="waiting", updated_at=now))
+            jobs.enqueue(conn, "flow", f"flow:{run.id}:{where}:wake", {"run_id": run.id},
+                         run_id=run.id, form=run.form, record_id=run.record_id, due_at=due)
+            jobs.finish(conn, job)
+            append_events(conn, self.records.metadata, [EventIn(
+                "flow", run.form, run.record_id, "flow_waiting",
+                {"automation": run.automation, "until": due.isoformat()})], now)
+        return "waiting"
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _save(self, run: Any, position: Path, results: Mapping[str, Any],
+              event: tuple[str, dict[str, Any]] | None = None,
+              effect: tuple[str, dict[str, Any], int] | None = None) -> None:
+        now = _now()
+        with self.records.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
+                position=position, results=_plain(dict(results)), status="running",
+                updated_at=now))
+            if effect is not None:
+                key, payload, attempts = effect
+                jobs.enqueue(conn, "effect", key, payload, run_id=run.id, form=run.form,
+                             record_id=run.record_id, max_attempts=attempts)
+            if event is not None:
+                append_events(conn, self.records.metadata, [EventIn(
+                    "flow", run.form, run.record_id, event[0], event[1])], now)
+
+    def _finish_run(self, job: jobs.Job, run: Any, results: Mapping[str, Any]) -> str:
+        now = _now()
+        with self.records.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
+                status="done", results=_plain(dict(results)), updated_at=now))
+            jobs.finish(conn, job)
+            append_events(conn, self.records.metadata, [EventIn(
+                "flow", run.form, run.record_id, "flow_done",
+                {"automation": run.automation, "run_id": run.id})], now)
+        return "done"
+
+    def _mark(self, run: Any, status: str, error: str) -> None:
+        with self.records.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
+                status=status, error=error[:2000], updated_at=_now()))
+
+    def _fail(self, job: jobs.Job, run: Any, error: str) -> str:
+        now = _now()
+        jobs.retry_later(self.records.engine, job, error, permanent=True)
+        with self.records.engine.begin() as conn:
+            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
+                status="failed", error=error[:2000], updated_at=now))
+            append_events(conn, self.records.metadata, [EventIn(
+                "flow", run.form, run.record_id, "flow_failed",
+                {"automation": run.automation, "error": error[:500]})], now)
+        return "failed"
+
+    # ------------------------------------------------------------------ effects
+    def deliver(self, job: jobs.Job) -> str:
+        """Send one outbox message; done, retry or dead."""
+        from engine.flows.connectors import Message
+
+        payload = job.payload
+        message = Message(title=payload["title"], text=payload["text"],
+                          todo=bool(payload.get("todo")),
+                          to=tuple(Recipient(**r) for r in payload.get("to") or ()))
+        try:
+            self.connectors.send(payload["connector"], message, idempotency_key=job.key)
+        except ConnectorError as failure:
+            status = jobs.retry_later(self.records.engine, job, str(failure),
+                                      permanent=not failure.transient)
+            if status == "dead" and job.form and job.record_id:
+                with self.records.engine.begin() as conn:
+                    append_events(conn, self.records.metadata, [EventIn(
+                        "flow", job.form, job.record_id, "notify_dead",
+                        {"job": job.id, "error": str(failure)[:500]})])
+            return "dead" if status == "dead" else "retry"
+        with self.records.engine.begin() as conn:
+            jobs.finish(conn, job)
+            if job.form and job.record_id:
+                append_events(conn, self.records.metadata, [EventIn(
+                    "flow", job.form, job.record_id, "notify_sent",
+                    {"via": payload["connector"], "title": payload["title"],
+                     "attempts": job.attempts})])
+        return "done"
+
+    # ------------------------------------------------------------------ helpers
+    def _context(self, conn: sa.Connection, form: str, row: Mapping[str, Any],
+                 results: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self.records.form(form)
+        loaded = self.records.load_refs(conn, spec, row)
+        context = self.records.context(spec, row, row.get("state"), row.get("id"), loaded)
+        context["steps"] = dict(results)
+        return context
+
+    def _truthy(self, expr: Any, context: Mapping[str, Any]) -> bool:
+        try:
+            return bool(expr(context, self.records.env()))
+        except EvaluationError:
+            return False
+
+
+def _recipient_json(r: Recipient) -> dict[str, Any]:
+    return {"user": r.user, "name": r.name, "email": r.email, "dingtalk_id": r.dingtalk_id,
+            "wecom_id": r.wecom_id, "phone": r.phone}
+
+
+def _target(app: App, form: str, transition: str) -> str | None:
+    machine = app.state_machines.get(form)
+    for t in machine.transitions if machine else ():
+        if t.name == transition:
+            return t.target
+    return None
+
+
+def _step_at(steps: Sequence[StepSpec], path: Path) -> StepSpec | None:
+    """The step at ``path`` ([i] or [i, "then"|"else", j, …]); None past the end of a block."""
+    block: Sequence[StepSpec] = steps
+    step: StepSpec | None = None
+    for i in range(0, len(path), 2):
+        index = path[i]
+        if index >= len(block):
+            return None
+        step = block[index]
+        if i + 1 < len(path):
+            block = step.then if path[i + 1] == "then" else step.otherwise
+    return step
+
+
+def _next(path: Path) -> Path:
+    return [*path[:-1], path[-1] + 1]
+
+
+def _next_after_block(steps: Sequence[StepSpec], path: Path) -> Path | None:
+    """Past the end of a then/else block: continue after its if-step; None at the very end."""
+    if len(path) == 1:
+        return None
+    return _next(path[:-2])
+
+
+def _plain(value: Any) -> Any:
+    from engine.forms.records import _plain as plain
+
+    return plain(value)

@@ -1,0 +1,81 @@
+"""The worker: claims due jobs and runs them — flow steps, outbox messages, timers.
+
+``seamline serve`` runs one in a thread; ``seamline worker`` runs them as separate processes
+(any number, on any machines, against one PostgreSQL). The configuration is taken from the
+current deployment for every batch, so workers switch versions like web processes do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from engine.flows import jobs
+from engine.flows.runner import FlowRuntime
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class Worker:
+    def __init__(self, engine: sa.Engine, runtime: Callable[[], FlowRuntime],
+                 name: str | None = None, batch: int = 10) -> None:
+        self.engine = engine
+        self.runtime = runtime
+        self.name = name or worker_name()
+        self.batch = batch
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """Run one batch of due jobs; returns how many were taken."""
+        taken = jobs.claim(self.engine, self.name, self.batch)
+        runtime = self.runtime()
+        for job in taken:
+            try:
+                if job.kind == "effect":
+                    runtime.deliver(job)
+                else:
+                    runtime.advance(job)
+            except Exception as exc:  # a bug in one job must not stop the others
+                log.exception("job %s failed", job.id)
+                jobs.retry_later(self.engine, job, f"{type(exc).__name__}: {exc}")
+        return len(taken)
+
+    def run_until_idle(self, max_batches: int = 10_000) -> int:
+        """Run batches until nothing is due (tests, ``seamline worker --drain``)."""
+        total = 0
+        for _ in range(max_batches):
+            taken = self.run_once()
+            total += taken
+            if not taken:
+                break
+        return total
+
+    def run_forever(self, poll: float = 0.2) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if self.run_once():
+                    continue
+            except sa.exc.DBAPIError:
+                log.exception("the database is unavailable; waiting")
+                self.stop_event.wait(2.0)
+            self.stop_event.wait(poll)
+
+    def start(self, poll: float = 0.2) -> None:
+        self.thread = threading.Thread(target=self.run_forever, args=(poll,),
+                                       name="seamline-worker", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
