@@ -224,11 +224,13 @@ def _register() -> None:
         export_command,
         import_command,
         serve_command,
+        worker_command,
     )
     from engine.cli_users import token, user
 
     for command in (
         serve_command,
+        worker_command,
         demo_command,
         audit_group,
         import_command,

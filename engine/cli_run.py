@@ -104,6 +104,10 @@ def run_server(
         sync_org_chart(conn, current.app)
     deployments = Deployments(engine, current, poll_seconds=poll)
     deployments.start()
+    from engine.flows.worker import Worker
+
+    worker = Worker(engine, lambda: deployments.current.flows)
+    worker.start()  # the in-process worker; more can run as `seamline worker`
     web = create_web_app(engine, deployments, extra_routes=_page_routes())
     say(
         ctx,
@@ -294,3 +298,33 @@ def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> No
         click.echo(f"  {person.user:<14} {person.name:<6} {roles}")
     if not no_serve:
         run_server(ctx, result, engine, host, port, 2.0)
+
+
+@click.command("worker")
+@click.option("--poll", default=0.2, show_default=True, help="Seconds between looks for due jobs.")
+@click.option("--drain", is_flag=True, help="Run what is due, then stop (for scripts and tests).")
+@click.pass_context
+def worker_command(ctx: click.Context, poll: float, drain: bool) -> None:
+    """Run flow steps, outbox messages and timers (start any number, on any machines)."""
+    import signal
+
+    from engine.flows.worker import Worker
+    from engine.views.live import Deployments
+
+    result, engine = open_app(ctx)
+    current = deployed_live(ctx, result, engine)
+    deployments = Deployments(engine, current, poll_seconds=2.0)
+    worker = Worker(engine, lambda: deployments.current.flows)
+    if drain:
+        done = worker.run_until_idle()
+        say(ctx, f"{done} jobs run", f"已执行 {done} 个任务")
+        return
+    deployments.start()
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
+    say(ctx, f"worker {worker.name} running", f"工作进程 {worker.name} 已启动")
+    try:
+        worker.run_forever(poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        deployments.stop()

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from engine.auth import create_token, create_user, sync_org_chart
 from engine.compile import compile_app
+from engine.forms.deploy import bundle_sources
 from engine.forms.tables import build_metadata
 from engine.spec import App
 from engine.storage import create_db_engine
@@ -45,4 +46,5 @@ def start_api(db_url: str, root: Path = PACK) -> Api:
     build_metadata(result.app).create_all(engine)
     with engine.begin() as conn:
         sync_org_chart(conn, result.app)
-    return Api(result.app, engine, LiveApp.of(result.app, engine, {}))
+    bundle = bundle_sources(result.workspace)
+    return Api(result.app, engine, LiveApp.of(result.app, engine, bundle))

@@ -48,28 +48,51 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def enqueue(conn: sa.Connection, kind: str, key: str, payload: Mapping[str, Any], *,
-            run_id: int | None = None, form: str | None = None, record_id: int | None = None,
-            due_at: datetime | None = None, max_attempts: int = 10) -> None:
+def enqueue(
+    conn: sa.Connection,
+    kind: str,
+    key: str,
+    payload: Mapping[str, Any],
+    *,
+    run_id: int | None = None,
+    form: str | None = None,
+    record_id: int | None = None,
+    due_at: datetime | None = None,
+    max_attempts: int = 10,
+) -> None:
     """Add a job unless one with the same key exists (the key makes enqueueing idempotent)."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
-    conn.execute(insert(JOBS).values(
-        kind=kind, key=key, payload=dict(payload), run_id=run_id, form=form,
-        record_id=record_id, status="ready", due_at=due_at or now, attempts=0,
-        max_attempts=max_attempts, created_at=now,
-    ).on_conflict_do_nothing(index_elements=[JOBS.c.key]))
+    conn.execute(
+        insert(JOBS)
+        .values(
+            kind=kind,
+            key=key,
+            payload=dict(payload),
+            run_id=run_id,
+            form=form,
+            record_id=record_id,
+            status="ready",
+            due_at=due_at or now,
+            attempts=0,
+            max_attempts=max_attempts,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[JOBS.c.key])
+    )
 
 
-def claim(engine: sa.Engine, worker: str, limit: int = 10, kinds: tuple[str, ...] = ("flow",
-          "effect")) -> list[Job]:
+def claim(
+    engine: sa.Engine, worker: str, limit: int = 10, kinds: tuple[str, ...] = ("flow", "effect")
+) -> list[Job]:
     """Take up to ``limit`` due jobs for ``worker`` (leased for a minute)."""
     now = _now()
     due = sa.and_(
         JOBS.c.kind.in_(kinds),
         JOBS.c.due_at <= now,
-        sa.or_(JOBS.c.status == "ready",
-               sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now)),
+        sa.or_(
+            JOBS.c.status == "ready", sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now)
+        ),
     )
     with engine.begin() as conn:
         query = sa.select(JOBS.c.id).where(due).order_by(JOBS.c.due_at, JOBS.c.id).limit(limit)
@@ -78,17 +101,39 @@ def claim(engine: sa.Engine, worker: str, limit: int = 10, kinds: tuple[str, ...
         ids = [row.id for row in conn.execute(query)]
         if not ids:
             return []
-        conn.execute(JOBS.update().where(JOBS.c.id.in_(ids)).values(
-            status="running", locked_by=worker, locked_until=now + LEASE,
-            attempts=JOBS.c.attempts + 1))
+        conn.execute(
+            JOBS.update()
+            .where(JOBS.c.id.in_(ids))
+            .values(
+                status="running",
+                locked_by=worker,
+                locked_until=now + LEASE,
+                attempts=JOBS.c.attempts + 1,
+            )
+        )
         rows = conn.execute(sa.select(JOBS).where(JOBS.c.id.in_(ids)).order_by(JOBS.c.id)).all()
-    return [Job(r.id, r.kind, r.key, r.run_id, r.form, r.record_id, r.payload, r.attempts,
-                r.max_attempts) for r in rows]
+    return [
+        Job(
+            r.id,
+            r.kind,
+            r.key,
+            r.run_id,
+            r.form,
+            r.record_id,
+            r.payload,
+            r.attempts,
+            r.max_attempts,
+        )
+        for r in rows
+    ]
 
 
 def finish(conn: sa.Connection, job: Job) -> None:
-    conn.execute(JOBS.update().where(JOBS.c.id == job.id).values(
-        status="done", done_at=_now(), locked_by=None, locked_until=None))
+    conn.execute(
+        JOBS.update()
+        .where(JOBS.c.id == job.id)
+        .values(status="done", done_at=_now(), locked_by=None, locked_until=None)
+    )
 
 
 def backoff(attempts: int) -> float:
@@ -97,21 +142,32 @@ def backoff(attempts: int) -> float:
     return delay * random.uniform(0.5, 1.5)
 
 
-def retry_later(engine: sa.Engine, job: Job, error: str, *, permanent: bool = False,
-                delay: float | None = None) -> str:
+def retry_later(
+    engine: sa.Engine, job: Job, error: str, *, permanent: bool = False, delay: float | None = None
+) -> str:
     """Schedule the next attempt, or mark the job dead; returns the new status."""
     dead = permanent or job.attempts >= job.max_attempts
     wait = backoff(job.attempts) if delay is None else delay
     with engine.begin() as conn:
-        conn.execute(JOBS.update().where(JOBS.c.id == job.id).values(
-            status="dead" if dead else "ready", last_error=error[:2000], locked_by=None,
-            locked_until=None, due_at=_now() + timedelta(seconds=0 if dead else wait)))
+        conn.execute(
+            JOBS.update()
+            .where(JOBS.c.id == job.id)
+            .values(
+                status="dead" if dead else "ready",
+                last_error=error[:2000],
+                locked_by=None,
+                locked_until=None,
+                due_at=_now() + timedelta(seconds=0 if dead else wait),
+            )
+        )
     return "dead" if dead else "ready"
 
 
 def retry_now(conn: sa.Connection, job_id: int) -> bool:
     """Put a dead (or waiting) job back in line now — the dead-letter list's "retry now"."""
-    result = conn.execute(JOBS.update().where(
-        JOBS.c.id == job_id, JOBS.c.status.in_(("dead", "ready"))).values(
-        status="ready", due_at=_now(), attempts=0, last_error=None))
+    result = conn.execute(
+        JOBS.update()
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(("dead", "ready")))
+        .values(status="ready", due_at=_now(), attempts=0, last_error=None)
+    )
     return result.rowcount > 0

@@ -74,8 +74,11 @@ class FlowRuntime:
     def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
         machine = self.app.state_machines.get(event.form)
         initial = machine.initial if machine else None
-        candidates = [a for a in self.app.automations
-                      if a.form == event.form and matches(a.on, event, initial)]
+        candidates = [
+            a
+            for a in self.app.automations
+            if a.form == event.form and matches(a.on, event, initial)
+        ]
         if not candidates:
             return
         form = self.records.form(event.form)
@@ -88,20 +91,56 @@ class FlowRuntime:
 
     def start(self, conn: sa.Connection, automation: AutomationSpec, event: RecordEvent) -> int:
         now = _now()
-        trigger = {"kind": event.kind, "transition": event.transition,
-                   "from": event.from_state, "to": event.to_state, "actor": event.actor,
-                   "changes": {k: [_plain(a), _plain(b)] for k, (a, b) in event.changes.items()
-                               if not isinstance(b, dict)}}
-        run_id = conn.execute(RUNS.insert().values(
-            automation=automation.name, form=event.form, record_id=event.record_id,
-            status="running", position=[0], results={}, trigger=trigger, error=None,
-            config_hash=self.app.content_hash, started_at=now, updated_at=now,
-        )).inserted_primary_key[0]
-        jobs.enqueue(conn, "flow", f"flow:{run_id}:start", {"run_id": run_id}, run_id=run_id,
-                     form=event.form, record_id=event.record_id)
-        append_events(conn, self.records.metadata, [EventIn(
-            "flow", event.form, event.record_id, "flow_started",
-            {"automation": automation.name, "run_id": run_id})], now)
+        trigger = {
+            "kind": event.kind,
+            "transition": event.transition,
+            "from": event.from_state,
+            "to": event.to_state,
+            "actor": event.actor,
+            "changes": {
+                k: [_plain(a), _plain(b)]
+                for k, (a, b) in event.changes.items()
+                if not isinstance(b, dict)
+            },
+        }
+        run_id = conn.execute(
+            RUNS.insert().values(
+                automation=automation.name,
+                form=event.form,
+                record_id=event.record_id,
+                status="running",
+                position=[0],
+                results={},
+                trigger=trigger,
+                error=None,
+                config_hash=self.app.content_hash,
+                started_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        jobs.enqueue(
+            conn,
+            "flow",
+            f"flow:{run_id}:start",
+            {"run_id": run_id},
+            run_id=run_id,
+            form=event.form,
+            record_id=event.record_id,
+        )
+        append_events(
+            conn,
+            self.records.metadata,
+            [
+                EventIn(
+                    "flow",
+                    event.form,
+                    event.record_id,
+                    "flow_started",
+                    {"automation": automation.name, "run_id": run_id},
+                )
+            ],
+            now,
+        )
         return run_id
 
     # ------------------------------------------------------------------ advancing runs
@@ -132,8 +171,15 @@ class FlowRuntime:
                 return outcome
         return "retry"
 
-    def _do(self, job: jobs.Job, run: Any, automation: AutomationSpec, step: StepSpec,
-            position: Path, results: dict[str, Any]) -> str:
+    def _do(
+        self,
+        job: jobs.Job,
+        run: Any,
+        automation: AutomationSpec,
+        step: StepSpec,
+        position: Path,
+        results: dict[str, Any],
+    ) -> str:
         engine = self.records.engine
         form = self.records.form(run.form)
         with engine.connect() as conn:
@@ -146,8 +192,11 @@ class FlowRuntime:
             return "next"
         if step.action == "if":
             branch = "then" if self._truthy(step.condition, context) else "else"
-            target = [*position, branch, 0] if (step.then if branch == "then"
-                                                else step.otherwise) else _next(position)
+            target = (
+                [*position, branch, 0]
+                if (step.then if branch == "then" else step.otherwise)
+                else _next(position)
+            )
             self._save(run, target, results)
             position[:] = target
             return "next"
@@ -170,8 +219,9 @@ class FlowRuntime:
             target = _target(self.app, form.name, transition)
             if row["state"] != target:  # already there (a retried job): nothing to do
                 try:
-                    fire_transition(self.records, form.name, run.record_id, transition,
-                                    SYSTEM_ACTOR)
+                    fire_transition(
+                        self.records, form.name, run.record_id, transition, SYSTEM_ACTOR
+                    )
                 except ValidationFailed as failed:
                     return self._fail(job, run, f"step {where} transition {transition}: {failed}")
         elif step.action == "call":
@@ -180,25 +230,45 @@ class FlowRuntime:
             return self._notify(job, run, step, position, results, context, row)
         elif step.action == "wait":
             return self._wait(job, run, step, position, results)
-        self._save(run, _next(position), results, event=("flow_step", {
-            "automation": run.automation, "step": where, "action": step.action}))
+        self._save(
+            run,
+            _next(position),
+            results,
+            event=(
+                "flow_step",
+                {"automation": run.automation, "step": where, "action": step.action},
+            ),
+        )
         position[:] = _next(position)
         return "next"
 
-    def _call(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
-              results: dict[str, Any], context: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    def _call(
+        self,
+        job: jobs.Job,
+        run: Any,
+        step: StepSpec,
+        position: Path,
+        results: dict[str, Any],
+        context: Mapping[str, Any],
+        row: Mapping[str, Any],
+    ) -> str:
         where = ".".join(str(p) for p in position)
         env = self.records.env()
         values = {name: expr(context, env) for name, expr in step.with_values.items()}
         try:
-            answer = self.connectors.call(step.connector or "", step.operation or "",
-                                          _plain(values),
-                                          idempotency_key=f"run:{run.id}:{where}")
+            answer = self.connectors.call(
+                step.connector or "",
+                step.operation or "",
+                _plain(values),
+                idempotency_key=f"run:{run.id}:{where}",
+            )
             kept = keep_values(answer.data, step.keep) if step.keep else answer.data
         except ConnectorError as failure:
             if failure.transient:
                 self._park(run, step, row, str(failure))
-                status = jobs.retry_later(self.records.engine, job, str(failure))
+                status = jobs.retry_later(
+                    self.records.engine, job, str(failure), delay=failure.retry_after
+                )
                 if status == "dead":
                     self._mark(run, "failed", str(failure))
                     return "failed"
@@ -206,10 +276,23 @@ class FlowRuntime:
             return self._fail(job, run, f"step {where} call: {failure}")
         if step.id:
             results[step.id] = kept
-        self._save(run, _next(position), results, event=("flow_step", {
-            "automation": run.automation, "step": where, "action": "call",
-            "connector": step.connector, "operation": step.operation,
-            "elapsed_ms": round(answer.elapsed_ms, 1), "kept": _plain(kept)}))
+        self._save(
+            run,
+            _next(position),
+            results,
+            event=(
+                "flow_step",
+                {
+                    "automation": run.automation,
+                    "step": where,
+                    "action": "call",
+                    "connector": step.connector,
+                    "operation": step.operation,
+                    "elapsed_ms": round(answer.elapsed_ms, 1),
+                    "kept": _plain(kept),
+                },
+            ),
+        )
         position[:] = _next(position)
         return "next"
 
@@ -223,27 +306,64 @@ class FlowRuntime:
                 try:
                     fire_transition(self.records, run.form, run.record_id, t.name, SYSTEM_ACTOR)
                 except ValidationFailed:
-                    log.warning("could not park %s %s in %s", run.form, run.record_id,
-                                step.pending_state)
+                    log.warning(
+                        "could not park %s %s in %s", run.form, run.record_id, step.pending_state
+                    )
                 return
 
-    def _notify(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
-                results: dict[str, Any], context: Mapping[str, Any],
-                row: Mapping[str, Any]) -> str:
+    def _notify(
+        self,
+        job: jobs.Job,
+        run: Any,
+        step: StepSpec,
+        position: Path,
+        results: dict[str, Any],
+        context: Mapping[str, Any],
+        row: Mapping[str, Any],
+    ) -> str:
         where = ".".join(str(p) for p in position)
         recipients = self._recipients(step, context)
         machine = self.app.state_machines.get(run.form)
         labels = {s.name: s.label for s in machine.states} if machine else {}
-        message = render_message(self.templates, step.template or "", {
-            "record": context, "steps": results, "state_label": labels.get(row["state"], ""),
-            "app": {"title": self.app.title}}, todo=step.todo, to=tuple(recipients))
-        payload = {"connector": step.via, "title": message.title, "text": message.text,
-                   "todo": message.todo, "to": [_recipient_json(r) for r in recipients]}
+        message = render_message(
+            self.templates,
+            step.template or "",
+            {
+                "record": context,
+                "steps": results,
+                "state_label": labels.get(row["state"], ""),
+                "app": {"title": self.app.title},
+            },
+            todo=step.todo,
+            to=tuple(recipients),
+        )
+        payload = {
+            "connector": step.via,
+            "title": message.title,
+            "text": message.text,
+            "todo": message.todo,
+            "to": [_recipient_json(r) for r in recipients],
+        }
         connector = self.app.connectors.get(step.via or "")
-        self._save(run, _next(position), results, event=("notify_queued", {
-            "automation": run.automation, "step": where, "via": step.via,
-            "title": message.title}), effect=(f"effect:{run.id}:{where}", payload,
-                                              (connector.retries if connector else 5) + 1))
+        self._save(
+            run,
+            _next(position),
+            results,
+            event=(
+                "notify_queued",
+                {
+                    "automation": run.automation,
+                    "step": where,
+                    "via": step.via,
+                    "title": message.title,
+                },
+            ),
+            effect=(
+                f"effect:{run.id}:{where}",
+                payload,
+                (connector.retries if connector else 5) + 1,
+            ),
+        )
         position[:] = _next(position)
         return "next"
 
@@ -258,20 +378,28 @@ class FlowRuntime:
             elif who.kind == "field":
                 value = context.get(who.value)
                 if isinstance(value, Mapping):  # a ref, e.g. the customer
-                    out.append(Recipient(user=str(value.get("id")), name=value.get("name"),
-                                         email=value.get("email"),
-                                         wecom_id=value.get("wecom_id"),
-                                         phone=value.get("phone")))
+                    out.append(
+                        Recipient(
+                            user=str(value.get("id")),
+                            name=value.get("name"),
+                            email=value.get("email"),
+                            wecom_id=value.get("wecom_id"),
+                            phone=value.get("phone"),
+                        )
+                    )
                     continue
                 chosen = [people[value]] if isinstance(value, str) and value in people else []
             else:
                 chosen = []
-            out.extend(Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
-                       for p in chosen)
+            out.extend(
+                Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
+                for p in chosen
+            )
         return out
 
-    def _wait(self, job: jobs.Job, run: Any, step: StepSpec, position: Path,
-              results: dict[str, Any]) -> str:
+    def _wait(
+        self, job: jobs.Job, run: Any, step: StepSpec, position: Path, results: dict[str, Any]
+    ) -> str:
         amount = float(step.wait_amount or 0)
         now = _now()
         calendar = self.records.runtime.calendar
@@ -287,58 +415,135 @@ class FlowRuntime:
         where = ".".join(str(p) for p in position)
         target = _next(position)
         with self.records.engine.begin() as conn:
-            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
-                position=target, results=_plain(results), status="waiting", updated_at=now))
-            jobs.enqueue(conn, "flow", f"flow:{run.id}:{where}:wake", {"run_id": run.id},
-                         run_id=run.id, form=run.form, record_id=run.record_id, due_at=due)
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run.id)
+                .values(position=target, results=_plain(results), status="waiting", updated_at=now)
+            )
+            jobs.enqueue(
+                conn,
+                "flow",
+                f"flow:{run.id}:{where}:wake",
+                {"run_id": run.id},
+                run_id=run.id,
+                form=run.form,
+                record_id=run.record_id,
+                due_at=due,
+            )
             jobs.finish(conn, job)
-            append_events(conn, self.records.metadata, [EventIn(
-                "flow", run.form, run.record_id, "flow_waiting",
-                {"automation": run.automation, "until": due.isoformat()})], now)
+            append_events(
+                conn,
+                self.records.metadata,
+                [
+                    EventIn(
+                        "flow",
+                        run.form,
+                        run.record_id,
+                        "flow_waiting",
+                        {"automation": run.automation, "until": due.isoformat()},
+                    )
+                ],
+                now,
+            )
         return "waiting"
 
     # ------------------------------------------------------------------ bookkeeping
-    def _save(self, run: Any, position: Path, results: Mapping[str, Any],
-              event: tuple[str, dict[str, Any]] | None = None,
-              effect: tuple[str, dict[str, Any], int] | None = None) -> None:
+    def _save(
+        self,
+        run: Any,
+        position: Path,
+        results: Mapping[str, Any],
+        event: tuple[str, dict[str, Any]] | None = None,
+        effect: tuple[str, dict[str, Any], int] | None = None,
+    ) -> None:
         now = _now()
         with self.records.engine.begin() as conn:
-            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
-                position=position, results=_plain(dict(results)), status="running",
-                updated_at=now))
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run.id)
+                .values(
+                    position=position,
+                    results=_plain(dict(results)),
+                    status="running",
+                    updated_at=now,
+                )
+            )
             if effect is not None:
                 key, payload, attempts = effect
-                jobs.enqueue(conn, "effect", key, payload, run_id=run.id, form=run.form,
-                             record_id=run.record_id, max_attempts=attempts)
+                jobs.enqueue(
+                    conn,
+                    "effect",
+                    key,
+                    payload,
+                    run_id=run.id,
+                    form=run.form,
+                    record_id=run.record_id,
+                    max_attempts=attempts,
+                )
             if event is not None:
-                append_events(conn, self.records.metadata, [EventIn(
-                    "flow", run.form, run.record_id, event[0], event[1])], now)
+                append_events(
+                    conn,
+                    self.records.metadata,
+                    [EventIn("flow", run.form, run.record_id, event[0], event[1])],
+                    now,
+                )
 
     def _finish_run(self, job: jobs.Job, run: Any, results: Mapping[str, Any]) -> str:
         now = _now()
         with self.records.engine.begin() as conn:
-            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
-                status="done", results=_plain(dict(results)), updated_at=now))
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run.id)
+                .values(status="done", results=_plain(dict(results)), updated_at=now)
+            )
             jobs.finish(conn, job)
-            append_events(conn, self.records.metadata, [EventIn(
-                "flow", run.form, run.record_id, "flow_done",
-                {"automation": run.automation, "run_id": run.id})], now)
+            append_events(
+                conn,
+                self.records.metadata,
+                [
+                    EventIn(
+                        "flow",
+                        run.form,
+                        run.record_id,
+                        "flow_done",
+                        {"automation": run.automation, "run_id": run.id},
+                    )
+                ],
+                now,
+            )
         return "done"
 
     def _mark(self, run: Any, status: str, error: str) -> None:
         with self.records.engine.begin() as conn:
-            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
-                status=status, error=error[:2000], updated_at=_now()))
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run.id)
+                .values(status=status, error=error[:2000], updated_at=_now())
+            )
 
     def _fail(self, job: jobs.Job, run: Any, error: str) -> str:
         now = _now()
         jobs.retry_later(self.records.engine, job, error, permanent=True)
         with self.records.engine.begin() as conn:
-            conn.execute(RUNS.update().where(RUNS.c.id == run.id).values(
-                status="failed", error=error[:2000], updated_at=now))
-            append_events(conn, self.records.metadata, [EventIn(
-                "flow", run.form, run.record_id, "flow_failed",
-                {"automation": run.automation, "error": error[:500]})], now)
+            conn.execute(
+                RUNS.update()
+                .where(RUNS.c.id == run.id)
+                .values(status="failed", error=error[:2000], updated_at=now)
+            )
+            append_events(
+                conn,
+                self.records.metadata,
+                [
+                    EventIn(
+                        "flow",
+                        run.form,
+                        run.record_id,
+                        "flow_failed",
+                        {"automation": run.automation, "error": error[:500]},
+                    )
+                ],
+                now,
+            )
         return "failed"
 
     # ------------------------------------------------------------------ effects
@@ -347,32 +552,64 @@ class FlowRuntime:
         from engine.flows.connectors import Message
 
         payload = job.payload
-        message = Message(title=payload["title"], text=payload["text"],
-                          todo=bool(payload.get("todo")),
-                          to=tuple(Recipient(**r) for r in payload.get("to") or ()))
+        message = Message(
+            title=payload["title"],
+            text=payload["text"],
+            todo=bool(payload.get("todo")),
+            to=tuple(Recipient(**r) for r in payload.get("to") or ()),
+        )
         try:
             self.connectors.send(payload["connector"], message, idempotency_key=job.key)
         except ConnectorError as failure:
-            status = jobs.retry_later(self.records.engine, job, str(failure),
-                                      permanent=not failure.transient)
+            status = jobs.retry_later(
+                self.records.engine,
+                job,
+                str(failure),
+                permanent=not failure.transient,
+                delay=failure.retry_after,
+            )
             if status == "dead" and job.form and job.record_id:
                 with self.records.engine.begin() as conn:
-                    append_events(conn, self.records.metadata, [EventIn(
-                        "flow", job.form, job.record_id, "notify_dead",
-                        {"job": job.id, "error": str(failure)[:500]})])
+                    append_events(
+                        conn,
+                        self.records.metadata,
+                        [
+                            EventIn(
+                                "flow",
+                                job.form,
+                                job.record_id,
+                                "notify_dead",
+                                {"job": job.id, "error": str(failure)[:500]},
+                            )
+                        ],
+                    )
             return "dead" if status == "dead" else "retry"
         with self.records.engine.begin() as conn:
             jobs.finish(conn, job)
             if job.form and job.record_id:
-                append_events(conn, self.records.metadata, [EventIn(
-                    "flow", job.form, job.record_id, "notify_sent",
-                    {"via": payload["connector"], "title": payload["title"],
-                     "attempts": job.attempts})])
+                append_events(
+                    conn,
+                    self.records.metadata,
+                    [
+                        EventIn(
+                            "flow",
+                            job.form,
+                            job.record_id,
+                            "notify_sent",
+                            {
+                                "via": payload["connector"],
+                                "title": payload["title"],
+                                "attempts": job.attempts,
+                            },
+                        )
+                    ],
+                )
         return "done"
 
     # ------------------------------------------------------------------ helpers
-    def _context(self, conn: sa.Connection, form: str, row: Mapping[str, Any],
-                 results: Mapping[str, Any]) -> dict[str, Any]:
+    def _context(
+        self, conn: sa.Connection, form: str, row: Mapping[str, Any], results: Mapping[str, Any]
+    ) -> dict[str, Any]:
         spec = self.records.form(form)
         loaded = self.records.load_refs(conn, spec, row)
         context = self.records.context(spec, row, row.get("state"), row.get("id"), loaded)
@@ -387,8 +624,14 @@ class FlowRuntime:
 
 
 def _recipient_json(r: Recipient) -> dict[str, Any]:
-    return {"user": r.user, "name": r.name, "email": r.email, "dingtalk_id": r.dingtalk_id,
-            "wecom_id": r.wecom_id, "phone": r.phone}
+    return {
+        "user": r.user,
+        "name": r.name,
+        "email": r.email,
+        "dingtalk_id": r.dingtalk_id,
+        "wecom_id": r.wecom_id,
+        "phone": r.phone,
+    }
 
 
 def _target(app: App, form: str, transition: str) -> str | None:

@@ -26,8 +26,13 @@ def worker_name() -> str:
 
 
 class Worker:
-    def __init__(self, engine: sa.Engine, runtime: Callable[[], FlowRuntime],
-                 name: str | None = None, batch: int = 10) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        runtime: Callable[[], FlowRuntime],
+        name: str | None = None,
+        batch: int = 10,
+    ) -> None:
         self.engine = engine
         self.runtime = runtime
         self.name = name or worker_name()
@@ -71,8 +76,9 @@ class Worker:
             self.stop_event.wait(poll)
 
     def start(self, poll: float = 0.2) -> None:
-        self.thread = threading.Thread(target=self.run_forever, args=(poll,),
-                                       name="seamline-worker", daemon=True)
+        self.thread = threading.Thread(
+            target=self.run_forever, args=(poll,), name="seamline-worker", daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:

@@ -125,6 +125,8 @@ def _convert(field: FieldSpec, raw: Any, tz: str) -> Any:
             return raw.lower() in ("true", "on", "1")
         raise _Bad("type", "must be true or false", "必须是“是”或“否”")
     if kind == "date":
+        if isinstance(raw, date):  # from an expression (flows' set:, defaults)
+            return raw.date() if isinstance(raw, datetime) else raw
         if isinstance(raw, str):
             try:
                 return (
@@ -136,6 +138,8 @@ def _convert(field: FieldSpec, raw: Any, tz: str) -> Any:
                 pass
         raise _Bad("type", "must be a date (YYYY-MM-DD)", "必须是日期（YYYY-MM-DD）")
     if kind == "datetime":
+        if isinstance(raw, datetime):
+            return raw if raw.tzinfo else raw.replace(tzinfo=ZoneInfo(tz))
         if isinstance(raw, str):
             try:
                 moment = datetime.fromisoformat(raw.strip())

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.bundle import compile_bundle
+from engine.flows.connectors import Connectors
+from engine.flows.messages import message_environment
+from engine.flows.runner import FlowRuntime
 from engine.forms.deploy import latest_deployment
 from engine.forms.records import RecordService
 from engine.forms.tables import build_metadata
@@ -32,11 +35,15 @@ class LiveApp:
     metadata: sa.MetaData
     records: RecordService
     bundle: dict[str, str]
+    flows: FlowRuntime
 
     @classmethod
     def of(cls, app: App, engine: Engine, bundle: dict[str, str]) -> LiveApp:
+        """The records service with the app's automations listening to it."""
         metadata = build_metadata(app)
-        return cls(app, metadata, RecordService(app, engine, metadata), bundle)
+        records = RecordService(app, engine, metadata)
+        flows = FlowRuntime(app, records, Connectors(app.connectors), message_environment(bundle))
+        return cls(app, metadata, records, bundle, flows)
 
 
 class Deployments:

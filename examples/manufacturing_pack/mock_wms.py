@@ -88,7 +88,7 @@ SHOWCASE: dict[str, tuple[dict[str, int], int, int, tuple[tuple[str, int, int], 
 }
 
 
-class ConnectionDropped(httpx.RemoteProtocolError):  # noqa: N818  (reads as what happened)
+class ConnectionDropped(httpx.RemoteProtocolError):
     """Raised to the client when a ``drop`` fault runs without a real socket (TestClient,
     ``httpx.ASGITransport``); under uvicorn the connection is closed instead."""
 
@@ -118,18 +118,20 @@ def load_skus(path: Path | None) -> frozenset[str]:
 def seed_record(sku: str, base_date: date) -> StockRecord:
     """The deterministic stock of a known SKU: the same code always gives the same numbers."""
     if sku in SHOWCASE:
-        locations, reserved, safety, incoming = SHOWCASE[sku]
+        fixed, held, kept, arriving = SHOWCASE[sku]
         return StockRecord(
-            dict(locations),
-            reserved,
-            safety,
+            dict(fixed),
+            held,
+            kept,
             [
                 {"po": po, "quantity": qty, "eta": (base_date + timedelta(days=days)).isoformat()}
-                for po, qty, days in incoming
+                for po, qty, days in arriving
             ],
         )
     rng = random.Random(int.from_bytes(hashlib.sha256(sku.encode()).digest()[:8], "big"))
     profile = rng.random()
+    counts: tuple[int, int]
+    safety_choices: tuple[int, ...]
     if profile < 0.6:  # well stocked
         counts, low, high, safety_choices, po_chance = (1, 3), 50, 600, (0, 10, 20, 50), 0.3
     elif profile < 0.9:  # tight: needs the purchase orders already on their way
@@ -187,7 +189,7 @@ class Warehouse:
         self.records[sku] = record
 
     def reserved(self, sku: str, record: StockRecord) -> int:
-        held = sum(
+        held: int = sum(
             r["quantity"]
             for r in self.reservations.values()
             if r["sku"] == sku and r["status"] == "active"
@@ -214,7 +216,7 @@ class Warehouse:
     # -- reservations --
 
     def reserve(self, sku: str, quantity: int, order_no: str, key: str) -> dict[str, Any]:
-        reservation = {
+        reservation: dict[str, Any] = {
             "id": f"RSV-{self.next_id:06d}",
             "sku": sku,
             "quantity": quantity,
@@ -289,7 +291,9 @@ def _parse_record(body: Mapping[str, Any]) -> StockRecord:
     locations = body.get("locations", {})
     if not isinstance(locations, dict):
         raise ValueError('locations must be an object like {"A-01-01": 30}')
-    parsed = {_text(loc, "location"): _count(qty, f"locations[{loc}]") for loc, qty in locations.items()}
+    parsed = {
+        _text(loc, "location"): _count(qty, f"locations[{loc}]") for loc, qty in locations.items()
+    }
     incoming_raw = body.get("incoming", [])
     if not isinstance(incoming_raw, list):
         raise ValueError("incoming must be a list")
@@ -384,7 +388,11 @@ async def post_reservation(request: Request) -> Response:
         return _error(422, "invalid_request", str(exc))
     if key in wms.by_key:
         existing = wms.reservations[wms.by_key[key]]
-        if (existing["sku"], existing["quantity"], existing["order_no"]) != (sku, quantity, order_no):
+        if (existing["sku"], existing["quantity"], existing["order_no"]) != (
+            sku,
+            quantity,
+            order_no,
+        ):
             return _error(
                 422,
                 "idempotency_key_reused",
@@ -410,11 +418,13 @@ async def post_reservation(request: Request) -> Response:
 
 
 async def list_reservations(request: Request) -> Response:
-    wanted = {k: request.query_params[k] for k in ("sku", "order_no", "status") if k in request.query_params}
+    wanted = {
+        k: request.query_params[k]
+        for k in ("sku", "order_no", "status")
+        if k in request.query_params
+    }
     items = [
-        r
-        for r in _wms(request).reservations.values()
-        if all(r[k] == v for k, v in wanted.items())
+        r for r in _wms(request).reservations.values() if all(r[k] == v for k, v in wanted.items())
     ]
     return JSONResponse({"reservations": items, "count": len(items)})
 
@@ -573,7 +583,9 @@ class MockWms(Starlette):
         given = _header(scope, b"authorization") or ""
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
-    async def _spoil(self, fault: dict[str, Any], scope: Scope, receive: Receive, send: Send) -> None:
+    async def _spoil(
+        self, fault: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
         if fault["mode"] == "fail":
             response = _error(fault["status"], "injected_fault", "fault injected by /_control")
             await response(scope, receive, send)

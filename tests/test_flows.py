@@ -1,0 +1,220 @@
+"""Flows at run time against real local servers: the pack's stock check with the mock
+warehouse, DingTalk to-dos and WeCom progress messages through the outbox, and faults."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from apihelp import PACK, start_api
+from fakes import AsgiServer, fake_dingtalk, fake_wecom
+
+from engine.events import verify_chain
+from engine.flows.jobs import JOBS, RUNS
+from engine.flows.worker import Worker
+from engine.forms.records import SYSTEM_ACTOR
+from engine.system_tables import system_metadata
+
+FAR = (date.today() + timedelta(days=90)).isoformat()
+
+
+def _mock_wms_module():
+    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mock_wms"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def world(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    wms_app = _mock_wms_module().create_app()
+    with (
+        AsgiServer(wms_app) as wms,
+        fake_dingtalk(secret="ding-secret") as ding,
+        fake_wecom() as wecom,
+    ):
+        monkeypatch.setenv("WMS_URL", wms.base_url)
+        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
+        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
+        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
+        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+        api = start_api(db_url)
+        worker = Worker(api.engine, lambda: api.live.flows, name="test-worker")
+        records = api.live.records
+        customer = records.create(
+            "customer",
+            {"code": "C00001", "name": "绍兴某汽车", "tier": "A", "wecom_id": "wx_c1"},
+            SYSTEM_ACTOR,
+        )
+        yield api, worker, wms, ding, wecom, customer["id"]
+        api.live.flows.connectors.close()
+        api.engine.dispose()
+
+
+def _product(api, code: str) -> int:
+    return api.live.records.create(
+        "product", {"code": code, "name": "面套", "unit_price": 10, "lead_days": 5}, SYSTEM_ACTOR
+    )["id"]
+
+
+def _submit(api, customer: int, product: int, quantity: int) -> int:
+    from engine.flows.machine import fire_transition
+
+    records = api.live.records
+    order = records.create(
+        "order",
+        {
+            "customer": customer,
+            "product": product,
+            "quantity": quantity,
+            "desired_date": FAR,
+            "order_type": "normal",
+        },
+        SYSTEM_ACTOR,
+    )
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    return order["id"]
+
+
+def _kinds(api, order_id: int) -> list[str]:
+    return [e["kind"] for e in api.live.records.events("order", order_id)]
+
+
+def test_stock_check_shortage_todo_and_customer_message(world) -> None:
+    api, worker, _wms, ding, wecom, customer = world
+    plenty = _submit(api, customer, _product(api, "SD-100000"), 5)
+    short = _submit(api, customer, _product(api, "HL-100002"), 5000)
+    worker.run_until_idle()
+    records = api.live.records
+    ok = records.get("order", plenty)
+    assert ok["state"] == "stock_checked"
+    assert ok["atp_date"] is not None and ok["atp_explanation"]
+    lacking = records.get("order", short)
+    assert lacking["state"] == "stock_checked"
+    assert "不足" in lacking["atp_explanation"] or "缺" in lacking["atp_explanation"]
+    # one DingTalk to-do for the shortage (signed), customer progress messages on WeCom
+    assert len(ding.messages) == 1
+    assert "缺料提醒" in str(ding.messages[0])
+    assert len(wecom.messages) == 2
+    kinds = _kinds(api, short)
+    assert kinds.count("notify_sent") == 2 and "flow_done" in kinds
+    with api.engine.connect() as conn:
+        assert verify_chain(conn, system_metadata()).ok
+
+
+def test_warehouse_down_then_recovering_loses_nothing_checks_once(world) -> None:
+    api, worker, wms, _ding, _wecom, customer = world
+    product = _product(api, "SD-100000")
+    httpx.post(wms.base_url + "/_control", json={"mode": "fail", "status": 500, "count": 25})
+    orders = [_submit(api, customer, product, 1 + i) for i in range(5)]
+    # while the warehouse fails, the orders wait visibly in 'stock_pending'
+    for _ in range(3):
+        worker.run_once()
+    states = {api.live.records.get("order", o)["state"] for o in orders}
+    assert states <= {"stock_pending", "submitted"} and "stock_pending" in states
+    # let every retry be due now, until the warehouse recovers
+    for _ in range(40):
+        with api.engine.begin() as conn:
+            conn.execute(
+                JOBS.update()
+                .where(JOBS.c.status == "ready")
+                .values(due_at=sa.func.current_timestamp())
+            )
+        worker.run_until_idle()
+        if all(api.live.records.get("order", o)["state"] == "stock_checked" for o in orders):
+            break
+    assert all(api.live.records.get("order", o)["state"] == "stock_checked" for o in orders)
+    with api.engine.connect() as conn:
+        runs = conn.execute(sa.select(RUNS.c.status, RUNS.c.automation)).all()
+    checks = [r for r in runs if r.automation == "stock_check"]
+    assert len(checks) == 5 and {r.status for r in checks} == {"done"}
+    # each order's stock check completed exactly once
+    for o in orders:
+        assert _kinds(api, o).count("flow_done") >= 1
+        steps = [
+            e
+            for e in api.live.records.events("order", o)
+            if e["kind"] == "flow_step" and e["payload"].get("action") == "call"
+        ]
+        assert len(steps) == 1
+
+
+def test_outbox_survives_a_dead_robot_then_delivers_once(world) -> None:
+    api, worker, _wms, _ding, wecom, customer = world
+    wecom.fail_next(4, status=500)
+    order = _submit(api, customer, _product(api, "SD-100000"), 1)
+    for _ in range(20):
+        with api.engine.begin() as conn:
+            conn.execute(
+                JOBS.update()
+                .where(JOBS.c.status == "ready")
+                .values(due_at=sa.func.current_timestamp())
+            )
+        worker.run_until_idle()
+    assert len(wecom.messages) == 1
+    sent = [e for e in api.live.records.events("order", order) if e["kind"] == "notify_sent"]
+    assert len(sent) == 1 and sent[0]["payload"]["attempts"] == 5
+
+
+def test_timers_due_during_downtime_fire_at_next_start(world) -> None:
+    from datetime import UTC, datetime
+
+    from engine.flows import jobs
+
+    api, _worker, *_ = world
+    with api.engine.begin() as conn:
+        jobs.enqueue(
+            conn,
+            "flow",
+            "timer:test",
+            {"run_id": 999999},
+            due_at=datetime.now(UTC) - timedelta(hours=3),
+        )
+    fresh = Worker(api.engine, lambda: api.live.flows, name="after-restart")
+    assert fresh.run_until_idle() >= 1
+    with api.engine.connect() as conn:
+        status = conn.execute(
+            sa.select(JOBS.c.status).where(JOBS.c.key == "timer:test")
+        ).scalar_one()
+    assert status == "done"
+
+
+def test_mock_wms_answers_the_pack_connector(world) -> None:
+    api, _worker, _wms, *_ = world
+    answer = api.live.flows.connectors.call(
+        "wms", "stock", {"sku": "SD-100000"}, idempotency_key="t-1"
+    )
+    assert answer.data["sku"] == "SD-100000"
+    assert Path(PACK / "mock_wms.py").is_file()
+
+
+def test_outbox_gives_up_into_the_dead_letter_list_then_retry_now(world) -> None:
+    from engine.flows.jobs import retry_now
+
+    api, worker, _wms, _ding, wecom, customer = world
+    wecom.fail_next(6, status=500)  # the wecom connector allows 5 retries: 6 attempts
+    order = _submit(api, customer, _product(api, "SD-100000"), 1)
+    for _ in range(20):
+        with api.engine.begin() as conn:
+            conn.execute(
+                JOBS.update()
+                .where(JOBS.c.status == "ready")
+                .values(due_at=sa.func.current_timestamp())
+            )
+        worker.run_until_idle()
+    assert wecom.messages == []
+    with api.engine.connect() as conn:
+        dead = conn.execute(sa.select(JOBS.c.id).where(JOBS.c.status == "dead")).scalars().all()
+    assert len(dead) == 1
+    assert "notify_dead" in _kinds(api, order)
+    with api.engine.begin() as conn:
+        assert retry_now(conn, dead[0])
+    worker.run_until_idle()
+    assert len(wecom.messages) == 1
