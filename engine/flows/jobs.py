@@ -10,6 +10,7 @@ the job is dead (the dead-letter list) until someone retries it.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ __all__ = ["Job", "backoff", "claim", "enqueue", "finish", "retry_later", "retry
 _META = system_metadata()
 JOBS = _META.tables["sl_jobs"]
 RUNS = _META.tables["sl_flow_runs"]
-LEASE = timedelta(seconds=60)
+# How long a claimed job is a worker's; after that a crashed worker's job is claimed again.
+LEASE = timedelta(seconds=float(os.environ.get("SEAMLINE_JOB_LEASE", "60")))
 BASE_DELAY = 0.5
 MAX_DELAY = 300.0
 

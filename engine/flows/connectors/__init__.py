@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -70,6 +71,11 @@ class Connectors:
                 ),
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
+                # httpx writes a request's headers and body separately; without TCP_NODELAY
+                # Nagle holds the body until the server's delayed ACK (~40 ms a request).
+                transport=httpx.HTTPTransport(
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+                ),
             )
         self._client = client
 
