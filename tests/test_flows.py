@@ -218,3 +218,55 @@ def test_outbox_gives_up_into_the_dead_letter_list_then_retry_now(world) -> None
         assert retry_now(conn, dead[0])
     worker.run_until_idle()
     assert len(wecom.messages) == 1
+
+
+def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from engine.auth import set_password
+    from engine.views.live import Deployments
+    from engine.views.pages import page_routes
+    from engine.views.server import create_web_app
+
+    api, worker, _wms, _ding, wecom, customer = world
+    wecom.fail_next(6, status=500)
+    order = _submit(api, customer, _product(api, "SD-100000"), 1)
+    for _ in range(20):
+        with api.engine.begin() as conn:
+            conn.execute(
+                JOBS.update()
+                .where(JOBS.c.status == "ready")
+                .values(due_at=sa.func.current_timestamp())
+            )
+        worker.run_until_idle()
+    client = api.client("li.sales")
+    runs = client.get(f"/api/runs?form=order&record_id={order}").json()
+    assert {r["automation"] for r in runs} == {"stock_check", "progress_to_customer"}
+    stock = next(r for r in runs if r["automation"] == "stock_check")
+    assert stock["status"] == "done" and stock["results"]["stock"]["available"] > 0
+    dead = client.get("/api/outbox?status=dead").json()
+    assert len(dead) == 1 and dead[0]["via"] == "wecom" and dead[0]["attempts"] == 6
+    assert client.get("/api/outbox?status=nope").status_code == 400
+    with api.engine.begin() as conn:
+        set_password(conn, "li.sales", "correct-horse-1")
+    browser = TestClient(
+        create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
+    )
+    token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/login").text).group(1)
+    browser.post(
+        "/login", data={"username": "li.sales", "password": "correct-horse-1", "csrf_token": token}
+    )
+    page = browser.get("/runs")
+    assert page.status_code == 200 and "立即重试" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert (
+        browser.post(
+            f"/runs/jobs/{dead[0]['id']}/retry", data={"csrf_token": token}, follow_redirects=False
+        ).status_code
+        == 303
+    )
+    worker.run_until_idle()
+    assert len(wecom.messages) == 1
+    assert client.get("/api/outbox?status=dead").json() == []

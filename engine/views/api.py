@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.forms.records import NotFound
-from engine.forms.validate import ValidationFailed
-from engine.i18n import Lang, lang_from_locale
+from engine.forms.validate import FieldError, ValidationFailed
+from engine.i18n import Lang, Text, lang_from_locale
 from engine.spec import App, FieldSpec, FormSpec
 from engine.views.jsonio import error, error_response, json_response, read_json
 from engine.views.live import LiveApp
@@ -241,6 +241,58 @@ def fire_action(request: Request, user: Any, data: Any) -> Response:
     return json_response(record)
 
 
+@guarded
+def flow_runs(request: Request, user: Any, data: Any) -> Response:
+    from engine.flows.monitor import list_runs
+
+    params = request.query_params
+    record = params.get("record_id", "")
+    return json_response(
+        list_runs(
+            request.app.state.db,
+            form=params.get("form") or None,
+            record_id=int(record) if re.fullmatch(r"[0-9]{1,18}", record) else None,
+            status=params.get("status") or None,
+        )
+    )
+
+
+@guarded
+def outbox(request: Request, user: Any, data: Any) -> Response:
+    from engine.flows.monitor import JOB_STATUSES, list_jobs
+
+    status = request.query_params.get("status")
+    if status and status not in JOB_STATUSES:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "status",
+                    "bad_filter",
+                    Text(
+                        f"status must be one of {', '.join(JOB_STATUSES)}",
+                        f"status 只能是 {'、'.join(JOB_STATUSES)}",
+                    ),
+                )
+            ],
+            400,
+        )
+    return json_response(
+        list_jobs(
+            request.app.state.db, status=status, kind=request.query_params.get("kind") or None
+        )
+    )
+
+
+@guarded
+def retry_outbox(request: Request, user: Any, data: Any) -> Response:
+    from engine.flows.monitor import retry_job
+
+    raw = request.path_params["job_id"]
+    if not re.fullmatch(r"[0-9]{1,18}", raw) or not retry_job(request.app.state.db, int(raw)):
+        raise NotFound("job", None)
+    return json_response({"id": int(raw), "status": "ready"})
+
+
 def api_routes() -> list[Route]:
     base = "/api/forms/{form}/records"
     return [
@@ -255,4 +307,7 @@ def api_routes() -> list[Route]:
         Route(base + "/{record_id}/events", record_events, methods=["GET"]),
         Route(base + "/{record_id}/children/{child}", add_child, methods=["POST"]),
         Route(base + "/{record_id}/actions/{transition}", fire_action, methods=["POST"]),
+        Route("/api/runs", flow_runs, methods=["GET"]),
+        Route("/api/outbox", outbox, methods=["GET"]),
+        Route("/api/outbox/{job_id}/retry", retry_outbox, methods=["POST"]),
     ]

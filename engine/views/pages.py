@@ -200,6 +200,25 @@ async def home(request: Request, user: User) -> Response:
     return render(request, "home.html", {"forms": list(live(request).app.forms.values())})
 
 
+@page
+async def runs_page(request: Request, user: User) -> Response:
+    """Recent flow runs (inputs, outputs, errors, attempts) and the dead-letter list."""
+    from engine.flows.monitor import list_jobs, list_runs
+
+    db = request.app.state.db
+    runs = await run_in_threadpool(list_runs, db, limit=50)
+    dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100)
+    return render(request, "runs.html", {"runs": runs, "dead": dead})
+
+
+@page
+async def retry_page(request: Request, user: User) -> Response:
+    from engine.flows.monitor import retry_job
+
+    await run_in_threadpool(retry_job, request.app.state.db, request.path_params["job_id"])
+    return RedirectResponse("/runs", 303)
+
+
 def list_columns(form: FormSpec) -> list[str]:
     if form.list_columns:
         return list(form.list_columns)
@@ -535,5 +554,7 @@ def page_routes() -> list[BaseRoute]:
         Route(record + "/edit", edit_record, methods=["GET", "POST"]),
         Route(record + "/children/{child}", add_entry, methods=["POST"]),
         Route(record + "/actions/{transition}", fire_action, methods=["POST"]),
+        Route("/runs", runs_page),
+        Route("/runs/jobs/{job_id:int}/retry", retry_page, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -100,6 +100,12 @@ CATALOG: dict[str, Text] = {
     "ev_child_added": Text("added a row to {child}", "在“{child}”中添加了一行"),
     "ev_other": Text("{kind}", "{kind}"),
     "not_found": Text("There is no such page or record.", "没有这个页面或记录。"),
+    "runs": Text("Flows", "流程运行"),
+    "runs_title": Text("Flow runs and outbox", "流程运行与消息发送"),
+    "dead_letters": Text("Dead letters (gave up)", "发送失败（已放弃）"),
+    "retry_now": Text("Retry now", "立即重试"),
+    "recent_runs": Text("Recent runs", "最近的运行"),
+    "none_yet": Text("Nothing yet.", "暂无。"),
     "forbidden": Text("Refused", "操作被拒绝"),
     "csrf": Text(
         "The form is out of date or was not sent from this site; reload the page and try again.",
