@@ -249,6 +249,7 @@ def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> No
     if not ctx.obj.get("db_url") and not os.environ.get("SEAMLINE_DB"):
         ctx.obj["db_url"] = f"sqlite:///{Path.cwd() / 'seamline-demo.db'}"
     result, engine = open_app(ctx)
+    _start_mock_warehouse(ctx, Path(ctx.obj["app_dir"]))
     outcome = deploy(engine, result.app, bundle_sources(result.workspace), actor="demo")
     say(
         ctx,
@@ -328,3 +329,35 @@ def worker_command(ctx: click.Context, poll: float, drain: bool) -> None:
         pass
     finally:
         deployments.stop()
+
+
+def _start_mock_warehouse(ctx: click.Context, app_dir: Path) -> None:
+    """The pack ships a mock warehouse system (mock_wms.py); the demo serves it on a free
+    loopback port and points the app's WMS_URL at it, unless WMS_URL is already set."""
+    import importlib.util
+    import os
+    import secrets
+    import socket
+    import threading
+
+    import uvicorn
+
+    source = app_dir / "mock_wms.py"
+    if os.environ.get("WMS_URL") or not source.is_file():
+        return
+    spec = importlib.util.spec_from_file_location("mock_wms", source)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mock_wms"] = module
+    spec.loader.exec_module(module)
+    os.environ.setdefault("WMS_TOKEN", secrets.token_urlsafe(16))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(module.create_app(), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, name="mock-wms", daemon=True).start()
+    os.environ["WMS_URL"] = f"http://127.0.0.1:{port}"
+    say(ctx, f"mock warehouse system on http://127.0.0.1:{port} (WMS_URL)",
+        f"模拟仓储系统已启动：http://127.0.0.1:{port}（WMS_URL）")

@@ -204,8 +204,10 @@ def test_console_script_runs_as_a_process() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_demo_sets_everything_up(tmp_path: Path) -> None:
+def test_demo_sets_everything_up(tmp_path: Path, monkeypatch) -> None:
     import shutil
+
+    monkeypatch.setenv("WMS_URL", "http://127.0.0.1:9")  # no mock warehouse thread in tests
 
     pack = tmp_path / "pack"
     shutil.copytree(PACK, pack, ignore=shutil.ignore_patterns("schemas"))
