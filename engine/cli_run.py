@@ -355,9 +355,13 @@ def _start_mock_warehouse(ctx: click.Context, app_dir: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(module.create_app(), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(module.create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
     threading.Thread(target=server.run, name="mock-wms", daemon=True).start()
     os.environ["WMS_URL"] = f"http://127.0.0.1:{port}"
-    say(ctx, f"mock warehouse system on http://127.0.0.1:{port} (WMS_URL)",
-        f"模拟仓储系统已启动：http://127.0.0.1:{port}（WMS_URL）")
+    say(
+        ctx,
+        f"mock warehouse system on http://127.0.0.1:{port} (WMS_URL)",
+        f"模拟仓储系统已启动：http://127.0.0.1:{port}（WMS_URL）",
+    )

@@ -232,6 +232,27 @@ def compile_event(
         ctx.check_names(doc, (*path, kind), fields, FIELD, "unknown-field")
         return EventSpec(kind, tuple(as_list(value)))
     if kind == "schedule":
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            ctx.error(
+                doc,
+                (*path, kind),
+                "bad-cron",
+                Text(
+                    f"'{value}' is not a valid schedule: {exc}",
+                    f"'{value}' 不是有效的定时表达式：{exc}",
+                ),
+                Text(
+                    "five fields: minute hour day month weekday, e.g. '0 9 * * 1-5'",
+                    "五个字段：分 时 日 月 周，例如 '0 9 * * 1-5'（工作日早上 9 点）",
+                ),
+            )
+            return None
         return EventSpec(kind, cron=value)
     if value is not True:
         ctx.error(

@@ -143,6 +143,67 @@ class FlowRuntime:
         )
         return run_id
 
+    # ------------------------------------------------------------------ schedules
+    def fire_schedules(self, now: datetime | None = None, limit: int = 1000) -> int:
+        """Start the runs of ``schedule:`` automations whose time has come; returns how many.
+
+        The last slot fired is kept per automation in ``sl_counters``; a worker claims a slot
+        by moving that value with a conditional UPDATE, so with many workers each slot fires
+        once. After downtime only the most recent missed slot fires (no storm of catch-ups).
+        A scheduled automation runs once per record of its form for which ``when`` holds."""
+        from cronsim import CronSim
+
+        counters = self.records.metadata.tables["sl_counters"]
+        moment = (now or _now()).astimezone(ZoneInfo(self.app.timezone))
+        started = 0
+        for automation in self.app.automations:
+            if automation.on.kind != "schedule" or not automation.on.cron:
+                continue
+            series = f"schedule:{self.app.name}:{automation.name}"
+            with self.records.engine.begin() as conn:
+                last = conn.execute(
+                    sa.select(counters.c.value).where(counters.c.series == series)
+                ).scalar()
+                if last is None:  # first sight: count from now, do not fire the past
+                    conn.execute(
+                        counters.insert().values(series=series, value=int(moment.timestamp()))
+                    )
+                    continue
+                due = None
+                for slot in CronSim(
+                    automation.on.cron, datetime.fromtimestamp(last, moment.tzinfo)
+                ):
+                    if slot > moment:
+                        break
+                    due = slot
+                if due is None:
+                    continue
+                claimed = conn.execute(
+                    counters.update()
+                    .where(counters.c.series == series, counters.c.value == last)
+                    .values(value=int(due.timestamp()))
+                ).rowcount
+                if claimed == 1:
+                    started += self._start_scheduled(conn, automation, limit)
+        return started
+
+    def _start_scheduled(self, conn: sa.Connection, automation: AutomationSpec, limit: int) -> int:
+        form = self.records.form(automation.form)
+        table = self.records.table(form.name)
+        started = 0
+        rows = conn.execute(sa.select(table).order_by(table.c.id).limit(limit)).all()
+        for row in rows:
+            record = dict(row._mapping)
+            if automation.when is not None and not self._truthy(
+                automation.when, self._context(conn, form.name, record, {})
+            ):
+                continue
+            self.start(
+                conn, automation, RecordEvent("schedule", form.name, record["id"], "schedule", {})
+            )
+            started += 1
+        return started
+
     # ------------------------------------------------------------------ advancing runs
     def advance(self, job: jobs.Job) -> str:
         """Run steps of the job's run until it ends, waits or must retry. Returns what

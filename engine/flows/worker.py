@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from engine.flows import jobs
 from engine.flows.runner import FlowRuntime
 
 log = logging.getLogger(__name__)
+SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cron: minutes)
 
 
 def worker_name() -> str:
@@ -32,18 +34,27 @@ class Worker:
         runtime: Callable[[], FlowRuntime],
         name: str | None = None,
         batch: int = 10,
+        schedules: bool = True,
     ) -> None:
         self.engine = engine
         self.runtime = runtime
         self.name = name or worker_name()
         self.batch = batch
         self.stop_event = threading.Event()
+        self._schedules_checked = -SCHEDULE_EVERY
+        self.schedules = schedules  # tests that drive the clock themselves turn this off
         self.thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Run one batch of due jobs; returns how many were taken."""
-        taken = jobs.claim(self.engine, self.name, self.batch)
         runtime = self.runtime()
+        if self.schedules and time.monotonic() - self._schedules_checked >= SCHEDULE_EVERY:
+            self._schedules_checked = time.monotonic()
+            try:
+                runtime.fire_schedules()
+            except sa.exc.DBAPIError:  # another worker holds the row; next round
+                log.warning("schedules not checked this round", exc_info=True)
+        taken = jobs.claim(self.engine, self.name, self.batch)
         for job in taken:
             try:
                 if job.kind == "effect":

@@ -1,0 +1,76 @@
+"""`on: {schedule: cron}` automations: fired by the worker's clock, once per slot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apihelp import start_api
+from conftest import codes
+
+from engine.flows.worker import Worker
+from engine.forms.records import SYSTEM_ACTOR
+
+APP = "name: s\ntitle: S\nlocale: en\nroles:\n  clerk: {label: Clerk}\n"
+FORM = """\
+title: Task
+fields:
+  title: {type: text, label: Title}
+  reminders: {type: integer, label: Reminders, default: 0}
+"""
+FLOW = """\
+form: task
+states:
+  open: {label: Open, initial: true, editable: true}
+  closed: {label: Closed, final: true}
+transitions:
+  close: {label: Close, from: open, to: closed}
+automations:
+  remind:
+    on: {schedule: "0 9 * * 1-5"}
+    when: "state == 'open'"
+    steps:
+      - set: {reminders: "reminders + 1"}
+"""
+
+
+def test_bad_cron_is_a_diagnostic(make_app) -> None:
+    result = make_app(
+        {
+            "app.yaml": APP,
+            "forms/task.yaml": FORM,
+            "flows/task.yaml": FLOW.replace("0 9 * * 1-5", "0 25 * * *"),
+        }
+    )
+    assert [c[3] for c in codes(result)] == ["bad-cron"]
+
+
+@pytest.fixture
+def api(make_app, db_url):
+    result = make_app({"app.yaml": APP, "forms/task.yaml": FORM, "flows/task.yaml": FLOW})
+    assert result.app is not None, result.diagnostics.sorted()
+    api = start_api(db_url, result.workspace.root)
+    yield api
+    api.live.flows.connectors.close()
+    api.engine.dispose()
+
+
+def test_schedule_fires_once_per_slot_for_matching_records(api) -> None:
+    records, flows = api.live.records, api.live.flows
+    a = records.create("task", {"title": "a"}, SYSTEM_ACTOR)
+    b = records.create("task", {"title": "b"}, SYSTEM_ACTOR)
+    from engine.flows.machine import fire_transition
+
+    fire_transition(records, "task", b["id"], "close", SYSTEM_ACTOR)
+    monday_8 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+    assert flows.fire_schedules(monday_8) == 0  # first sight: starts counting
+    assert flows.fire_schedules(monday_8 + timedelta(minutes=30)) == 0  # before 09:00
+    assert flows.fire_schedules(monday_8 + timedelta(hours=1, minutes=1)) == 1  # 09:01: only a
+    assert flows.fire_schedules(monday_8 + timedelta(hours=1, minutes=2)) == 0  # same slot
+    Worker(api.engine, lambda: flows, schedules=False).run_until_idle()
+    assert records.get("task", a["id"])["reminders"] == 1
+    assert records.get("task", b["id"])["reminders"] == 0
+    # after three days without a worker, only the latest missed slot fires
+    assert flows.fire_schedules(monday_8 + timedelta(days=3, hours=2)) == 1
+    Worker(api.engine, lambda: flows, schedules=False).run_until_idle()
+    assert records.get("task", a["id"])["reminders"] == 2
