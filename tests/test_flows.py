@@ -258,6 +258,9 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
     browser.post(
         "/login", data={"username": "li.sales", "password": "correct-horse-1", "csrf_token": token}
     )
+    record_page = browser.get(f"/forms/order/{order}").text
+    assert "自动流程“stock_check”完成" in record_page
+    assert "执行“提交订单”：草稿 → 已提交" in record_page
     page = browser.get("/runs")
     assert page.status_code == 200 and "立即重试" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)

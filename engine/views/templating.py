@@ -99,6 +99,21 @@ CATALOG: dict[str, Text] = {
     "ev_changed": Text("changed", "修改了"),
     "ev_child_added": Text("added a row to {child}", "在“{child}”中添加了一行"),
     "ev_other": Text("{kind}", "{kind}"),
+    "ev_transition": Text("{label}: {from_} → {to}", "执行“{label}”：{from_} → {to}"),
+    "ev_flow_started": Text("automation '{automation}' started", "自动流程“{automation}”开始"),
+    "ev_flow_step": Text(
+        "automation '{automation}': {action} done", "自动流程“{automation}”：完成 {action}"
+    ),
+    "ev_flow_waiting": Text(
+        "automation '{automation}' waits until {until}", "自动流程“{automation}”等待至 {until}"
+    ),
+    "ev_flow_done": Text("automation '{automation}' finished", "自动流程“{automation}”完成"),
+    "ev_flow_failed": Text(
+        "automation '{automation}' failed: {error}", "自动流程“{automation}”失败：{error}"
+    ),
+    "ev_notify_queued": Text("message queued via {via}: {title}", "消息已排队（{via}）：{title}"),
+    "ev_notify_sent": Text("message sent via {via}: {title}", "消息已发送（{via}）：{title}"),
+    "ev_notify_dead": Text("a message could not be sent: {error}", "消息发送失败：{error}"),
     "not_found": Text("There is no such page or record.", "没有这个页面或记录。"),
     "runs": Text("Flows", "流程运行"),
     "runs_title": Text("Flow runs and outbox", "流程运行与消息发送"),
@@ -297,6 +312,28 @@ class Formatter:
                 )
             elif kind == "created":
                 title = translate(self.lang, "ev_created")
+            elif kind == "transition":
+                machine = self.app.state_machines.get(form.name)
+                labels = {s.name: s.label for s in machine.states} if machine else {}
+                names = {t.name: t.label for t in machine.transitions} if machine else {}
+                title = translate(
+                    self.lang,
+                    "ev_transition",
+                    label=names.get(payload.get("name"), payload.get("name")),
+                    from_=labels.get(payload.get("from"), payload.get("from")),
+                    to=labels.get(payload.get("to"), payload.get("to")),
+                )
+            elif f"ev_{kind}" in CATALOG:
+                fields = {
+                    "automation": "",
+                    "action": "",
+                    "until": "",
+                    "error": "",
+                    "via": "",
+                    "title": "",
+                }
+                fields.update({k: str(v) for k, v in payload.items() if k in fields})
+                title = translate(self.lang, f"ev_{kind}", **fields)
             else:
                 title = translate(self.lang, "ev_other", kind=kind)
             out.append(
