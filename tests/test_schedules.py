@@ -74,3 +74,46 @@ def test_schedule_fires_once_per_slot_for_matching_records(api) -> None:
     assert flows.fire_schedules(monday_8 + timedelta(days=3, hours=2)) == 1
     Worker(api.engine, lambda: flows, schedules=False).run_until_idle()
     assert records.get("task", a["id"])["reminders"] == 2
+
+
+BUMP = (
+    FLOW
+    + """\
+  bump:
+    on: {created: true}
+    steps:
+      - set: {reminders: "reminders + 1"}
+"""
+)
+
+
+def test_a_step_and_the_run_progress_commit_together(make_app, db_url, monkeypatch) -> None:
+    """If saving the run's progress fails after the step's change, the change rolls back too:
+    the retried job applies the step once (an increment shows a double application)."""
+    from engine.flows import jobs
+    from engine.flows.runner import FlowRuntime
+
+    result = make_app({"app.yaml": APP, "forms/task.yaml": FORM, "flows/task.yaml": BUMP})
+    api = start_api(db_url, result.workspace.root)
+    try:
+        task = api.live.records.create("task", {"title": "t"}, SYSTEM_ACTOR)
+        real_save = FlowRuntime._save
+        calls = {"n": 0}
+
+        def crashing_save(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1 and kwargs.get("conn") is not None:
+                raise RuntimeError("worker died here")
+            return real_save(self, *args, **kwargs)
+
+        monkeypatch.setattr(FlowRuntime, "_save", crashing_save)
+        worker = Worker(api.engine, lambda: api.live.flows, schedules=False)
+        worker.run_until_idle()
+        assert api.live.records.get("task", task["id"])["reminders"] == 0  # rolled back
+        with api.engine.begin() as conn:
+            conn.execute(jobs.JOBS.update().values(due_at=datetime.now(UTC)))
+        worker.run_until_idle()
+        assert api.live.records.get("task", task["id"])["reminders"] == 1
+    finally:
+        api.live.flows.connectors.close()
+        api.engine.dispose()

@@ -138,12 +138,14 @@ def fire_transition(
     name: str,
     actor: Actor,
     expected_version: int | None = None,
+    conn: Any = None,
 ) -> dict[str, Any]:
-    """Fire ``name`` on the record (all checks on the server); returns the record after."""
+    """Fire ``name`` on the record (all checks on the server); returns the record after.
+    With ``conn`` it runs inside the caller's transaction."""
     form = records.form(form_name)
     records.check_access(form, "update", actor)
     transition = _transition(_machine(records, form), name)
-    with records.engine.begin() as conn:
+    with records.transaction(conn) as conn:
         record = records.row(conn, form, record_id, lock=True)
         if expected_version is not None and expected_version != record["version"]:
             raise ValidationFailed(
@@ -164,4 +166,4 @@ def fire_transition(
         if refusal is not None:
             raise ValidationFailed(list(refusal.errors), status=refusal.status)
         records.change_state(conn, form, record, transition.name, transition.target, actor)
-    return records.get(form.name, record_id)
+        return records.read(conn, form, record_id)

@@ -261,45 +261,48 @@ class FlowRuntime:
             self._save(run, target, results)
             position[:] = target
             return "next"
-        if step.action == "set":
-            values = {name: expr(context, self.records.env()) for name, expr in step.values.items()}
-            try:
-                self.records.update(form.name, run.record_id, values, SYSTEM_ACTOR)
-            except ValidationFailed as failed:
-                return self._fail(job, run, f"step {where} set: {failed}")
-        elif step.action == "create":
-            values = {name: expr(context, self.records.env()) for name, expr in step.values.items()}
-            try:
-                created = self.records.create(step.form or "", values, SYSTEM_ACTOR)
-            except ValidationFailed as failed:
-                return self._fail(job, run, f"step {where} create: {failed}")
-            if step.id:
-                results[step.id] = {"id": created["id"]}
-        elif step.action == "transition":
-            transition = step.transition or ""
-            target = _target(self.app, form.name, transition)
-            if row["state"] != target:  # already there (a retried job): nothing to do
-                try:
-                    fire_transition(
-                        self.records, form.name, run.record_id, transition, SYSTEM_ACTOR
-                    )
-                except ValidationFailed as failed:
-                    return self._fail(job, run, f"step {where} transition {transition}: {failed}")
-        elif step.action == "call":
+        if step.action == "call":
             return self._call(job, run, step, position, results, context, row)
-        elif step.action == "notify":
+        if step.action == "notify":
             return self._notify(job, run, step, position, results, context, row)
-        elif step.action == "wait":
+        if step.action == "wait":
             return self._wait(job, run, step, position, results)
-        self._save(
-            run,
-            _next(position),
-            results,
-            event=(
-                "flow_step",
-                {"automation": run.automation, "step": where, "action": step.action},
-            ),
-        )
+        # set / create / transition: the change and the run's progress commit together, so a
+        # worker that dies half-way neither loses the step nor does it twice
+        env = self.records.env()
+        try:
+            with self.records.engine.begin() as conn:
+                if step.action == "set":
+                    values = {name: expr(context, env) for name, expr in step.values.items()}
+                    self.records.update(form.name, run.record_id, values, SYSTEM_ACTOR, conn=conn)
+                elif step.action == "create":
+                    values = {name: expr(context, env) for name, expr in step.values.items()}
+                    created = self.records.create(step.form or "", values, SYSTEM_ACTOR, conn=conn)
+                    if step.id:
+                        results[step.id] = {"id": created["id"]}
+                elif step.action == "transition":
+                    transition = step.transition or ""
+                    if row["state"] != _target(self.app, form.name, transition):
+                        fire_transition(
+                            self.records,
+                            form.name,
+                            run.record_id,
+                            transition,
+                            SYSTEM_ACTOR,
+                            conn=conn,
+                        )
+                self._save(
+                    run,
+                    _next(position),
+                    results,
+                    event=(
+                        "flow_step",
+                        {"automation": run.automation, "step": where, "action": step.action},
+                    ),
+                    conn=conn,
+                )
+        except ValidationFailed as failed:
+            return self._fail(job, run, f"step {where} {step.action}: {failed}")
         position[:] = _next(position)
         return "next"
 
@@ -516,9 +519,10 @@ class FlowRuntime:
         results: Mapping[str, Any],
         event: tuple[str, dict[str, Any]] | None = None,
         effect: tuple[str, dict[str, Any], int] | None = None,
+        conn: sa.Connection | None = None,
     ) -> None:
         now = _now()
-        with self.records.engine.begin() as conn:
+        with self.records.transaction(conn) as conn:
             conn.execute(
                 RUNS.update()
                 .where(RUNS.c.id == run.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -146,11 +147,22 @@ class RecordService:
         )
 
     # ------------------------------------------------------------------ create
-    def create(self, form_name: str, data: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+    def transaction(self, conn: sa.Connection | None = None) -> Any:
+        """A new transaction, or the caller's ``conn`` (so a flow step and the run's progress
+        commit together)."""
+        return nullcontext(conn) if conn is not None else self.engine.begin()
+
+    def create(
+        self,
+        form_name: str,
+        data: Mapping[str, Any],
+        actor: Actor,
+        conn: sa.Connection | None = None,
+    ) -> dict[str, Any]:
         form = self.form(form_name)
         self.check_access(form, "create", actor)
         state = self.initial_state(form_name)
-        with self.engine.begin() as conn:
+        with self.transaction(conn) as conn:
             draft = self._coerce(form, data, actor, state, creating=True)
             self._defaults(form, draft)
             self._required(form, draft, creating=True)
@@ -298,10 +310,11 @@ class RecordService:
         data: Mapping[str, Any],
         actor: Actor,
         expected_version: int | None = None,
+        conn: sa.Connection | None = None,
     ) -> dict[str, Any]:
         form = self.form(form_name)
         self.check_access(form, "update", actor)
-        with self.engine.begin() as conn:
+        with self.transaction(conn) as conn:
             current = self.row(conn, form, record_id, lock=True)
             if expected_version is not None and expected_version != current["version"]:
                 raise ValidationFailed(
@@ -528,6 +541,10 @@ class RecordService:
         if row is None:
             raise NotFound(form.name, record_id)
         return _loaded(row._mapping)
+
+    def read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
+        """The record with its child rows and ref titles, on ``conn``."""
+        return self._read(conn, form, record_id)
 
     def _read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
         record = self.row(conn, form, record_id)
