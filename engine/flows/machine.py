@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.expressions import EvaluationError
-from engine.forms.records import Actor, NotFound, RecordService
+from engine.forms.records import Actor, NotFound, RecordService, check_version
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
 from engine.spec import FormSpec, StateMachineSpec, TransitionSpec
@@ -147,20 +147,7 @@ def fire_transition(
     transition = _transition(_machine(records, form), name)
     with records.transaction(conn) as conn:
         record = records.row(conn, form, record_id, lock=True)
-        if expected_version is not None and expected_version != record["version"]:
-            raise ValidationFailed(
-                [
-                    FieldError(
-                        "version",
-                        "conflict",
-                        Text(
-                            "the record was changed by someone else; reload it and try again",
-                            "记录已被他人修改，请刷新后重试",
-                        ),
-                    )
-                ],
-                status=409,
-            )
+        check_version(record, expected_version)
         loaded = records.load_refs(conn, form, record)
         refusal = check_transition(records, form, record, transition, actor, loaded)
         if refusal is not None:

@@ -316,20 +316,7 @@ class RecordService:
         self.check_access(form, "update", actor)
         with self.transaction(conn) as conn:
             current = self.row(conn, form, record_id, lock=True)
-            if expected_version is not None and expected_version != current["version"]:
-                raise ValidationFailed(
-                    [
-                        FieldError(
-                            "version",
-                            "conflict",
-                            Text(
-                                "the record was changed by someone else; reload it and try again",
-                                "记录已被他人修改，请刷新后重试",
-                            ),
-                        )
-                    ],
-                    status=409,
-                )
+            check_version(current, expected_version)
             draft = self._coerce(form, data, actor, current["state"], creating=False)
             for f in form.fields:
                 if f.name not in draft.values and f.type != "table":
@@ -954,6 +941,24 @@ class RecordService:
                 draft.errors.append(
                     FieldError(rule.field, "rule", Text(rule.message, rule.message))
                 )
+
+
+def check_version(record: Mapping[str, Any], expected: int | None) -> None:
+    """Optimistic locking: refuse (409) when the record moved on since it was read."""
+    if expected is not None and expected != record["version"]:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "version",
+                    "conflict",
+                    Text(
+                        "the record was changed by someone else; reload it and try again",
+                        "记录已被他人修改，请刷新后重试",
+                    ),
+                )
+            ],
+            status=409,
+        )
 
 
 def _as_result(spec: FieldSpec, value: Any) -> Any:
