@@ -209,7 +209,7 @@ class FlowRuntime:
         """Run steps of the job's run until it ends, waits or must retry. Returns what
         happened: done, waiting, retry, failed."""
         engine = self.records.engine
-        with engine.connect() as conn:
+        with self.records.reads.connect() as conn:
             run = conn.execute(sa.select(RUNS).where(RUNS.c.id == job.run_id)).first()
         if run is None or run.status in ("done", "failed"):
             with engine.begin() as conn:
@@ -241,9 +241,8 @@ class FlowRuntime:
         position: Path,
         results: dict[str, Any],
     ) -> str:
-        engine = self.records.engine
         form = self.records.form(run.form)
-        with engine.connect() as conn:
+        with self.records.reads.connect() as conn:
             row = self.records.row(conn, form, run.record_id)
             context = self._context(conn, form.name, row, results)
         where = ".".join(str(p) for p in position)
