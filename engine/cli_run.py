@@ -104,10 +104,9 @@ def run_server(
         sync_org_chart(conn, current.app)
     deployments = Deployments(engine, current, poll_seconds=poll)
     deployments.start()
-    from engine.flows.worker import Worker
+    from engine.flows.worker import start_worker
 
-    worker = Worker(engine, lambda: deployments.current.flows)
-    worker.start()  # the in-process worker; more can run as `seamline worker`
+    start_worker(engine, lambda: deployments.current.flows)  # more run as `seamline worker`
     web = create_web_app(engine, deployments, extra_routes=_page_routes())
     say(
         ctx,
@@ -304,12 +303,18 @@ def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> No
 @click.command("worker")
 @click.option("--poll", default=0.2, show_default=True, help="Seconds between looks for due jobs.")
 @click.option("--drain", is_flag=True, help="Run what is due, then stop (for scripts and tests).")
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    help="Jobs run at once (PostgreSQL/procrastinate; threads).",
+)
 @click.pass_context
-def worker_command(ctx: click.Context, poll: float, drain: bool) -> None:
+def worker_command(ctx: click.Context, poll: float, drain: bool, concurrency: int) -> None:
     """Run flow steps, outbox messages and timers (start any number, on any machines)."""
     import signal
 
-    from engine.flows.worker import Worker
+    from engine.flows.worker import Worker, procrastinate_worker, uses_procrastinate
     from engine.views.live import Deployments
 
     result, engine = open_app(ctx)
@@ -321,6 +326,18 @@ def worker_command(ctx: click.Context, poll: float, drain: bool) -> None:
         say(ctx, f"{done} jobs run", f"已执行 {done} 个任务")
         return
     deployments.start()
+    if uses_procrastinate(engine):
+        queue = procrastinate_worker(engine, lambda: deployments.current.flows, concurrency)
+        say(
+            ctx,
+            f"worker {queue.name} running on procrastinate (concurrency {concurrency})",
+            f"工作进程 {queue.name} 已启动（procrastinate，并发 {concurrency}）",
+        )
+        try:
+            queue.run_forever()  # stops on SIGINT/SIGTERM after the jobs in hand
+        finally:
+            deployments.stop()
+        return
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
     say(ctx, f"worker {worker.name} running", f"工作进程 {worker.name} 已启动")
     try:

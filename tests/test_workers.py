@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 import sqlalchemy as sa
@@ -53,25 +54,30 @@ def _setup(tmp_path: Path, db_url: str) -> tuple[Path, sa.Engine]:
     return root, engine
 
 
-def _worker(root: Path, db_url: str, url: str) -> subprocess.Popen[bytes]:
+def _worker(root: Path, db_url: str, url: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HOOK_URL": url, "HOOK_SECRET": "s3cret", "SEAMLINE_JOB_LEASE": "2"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "--app",
-            str(root),
-            "--db",
-            db_url,
-            "worker",
-            "--poll",
-            "0.05",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    out: int | IO[bytes] = log.open("wb") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "--app",
+                str(root),
+                "--db",
+                db_url,
+                "worker",
+                "--poll",
+                "0.05",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        )
+    finally:
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
 
 
 def _done(engine: sa.Engine) -> int:
@@ -124,7 +130,8 @@ def test_two_workers_share_jobs_without_running_one_twice(tmp_path, db_url) -> N
         pytest.skip("several workers on one database is the PostgreSQL set-up")
     root, engine = _setup(tmp_path, db_url)
     with fake_webhook(secret="s3cret") as hook:
-        workers = [_worker(root, db_url, hook.url) for _ in range(2)]
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        workers = [_worker(root, db_url, hook.url, log) for log in logs]
         try:
             assert _wait(lambda: _done(engine) == N, 120), f"only {_done(engine)} done"
         finally:
@@ -133,6 +140,8 @@ def test_two_workers_share_jobs_without_running_one_twice(tmp_path, db_url) -> N
             for w in workers:
                 w.wait(20)
     assert hook.applied == N and hook.repeats == 0
+    for log in logs:  # on PostgreSQL the workers take their jobs from procrastinate
+        assert "procrastinate" in log.read_text(encoding="utf-8")
     with engine.connect() as conn:
         attempts = conn.execute(sa.select(jobs.JOBS.c.attempts, jobs.JOBS.c.locked_by)).all()
     assert {a.attempts for a in attempts} == {1}  # nobody took a job twice

@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.flows import procrastinate_queue
 from engine.system_tables import system_metadata
 
-__all__ = ["Job", "backoff", "claim", "enqueue", "finish", "retry_later", "retry_now"]
+__all__ = ["Job", "backoff", "claim", "claim_one", "enqueue", "finish", "retry_later", "retry_now"]
 
 _META = system_metadata()
 JOBS = _META.tables["sl_jobs"]
@@ -30,6 +31,7 @@ RUNS = _META.tables["sl_flow_runs"]
 # How long a claimed job is a worker's; after that a crashed worker's job is claimed again.
 LEASE = timedelta(seconds=float(os.environ.get("SEAMLINE_JOB_LEASE", "60")))
 BASE_DELAY = 0.5
+CLOCK_SKEW = timedelta(seconds=1)
 MAX_DELAY = 300.0
 
 
@@ -65,7 +67,8 @@ def enqueue(
     """Add a job unless one with the same key exists (the key makes enqueueing idempotent)."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
-    conn.execute(
+    due = due_at or now
+    added = conn.execute(
         insert(JOBS)
         .values(
             kind=kind,
@@ -75,13 +78,56 @@ def enqueue(
             form=form,
             record_id=record_id,
             status="ready",
-            due_at=due_at or now,
+            due_at=due,
             attempts=0,
             max_attempts=max_attempts,
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=[JOBS.c.key])
+        .returning(JOBS.c.id)
+    ).scalar()
+    if added is not None and procrastinate_queue.active(conn):
+        procrastinate_queue.dispatch(conn, added, due, may_exist=False)
+
+
+def _job(r: Any) -> Job:
+    return Job(
+        r.id, r.kind, r.key, r.run_id, r.form, r.record_id, r.payload, r.attempts, r.max_attempts
     )
+
+
+def claim_one(engine: sa.Engine, worker: str, job_id: int) -> Job | None:
+    """Take the job ``job_id`` if it is due and nobody holds it (a procrastinate dispatch)."""
+    now = _now()
+    with engine.begin() as conn:
+        row = conn.execute(
+            JOBS.update()
+            .where(
+                JOBS.c.id == job_id,
+                # procrastinate judges "due" by the database's clock; allow for a small skew
+                JOBS.c.due_at <= now + CLOCK_SKEW,
+                sa.or_(
+                    JOBS.c.status == "ready",
+                    sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now),
+                ),
+            )
+            .values(
+                status="running",
+                locked_by=worker,
+                locked_until=now + LEASE,
+                attempts=JOBS.c.attempts + 1,
+            )
+            .returning(*JOBS.c)
+        ).first()
+        if row is None:
+            # not due yet (a retry_now moved it, or clocks differ): dispatch again at its time
+            waiting = conn.execute(
+                sa.select(JOBS.c.due_at).where(JOBS.c.id == job_id, JOBS.c.status == "ready")
+            ).scalar()
+            if waiting is not None and procrastinate_queue.active(conn):
+                procrastinate_queue.dispatch(conn, job_id, waiting, may_exist=True)
+            return None
+    return _job(row)
 
 
 def claim(
@@ -114,20 +160,7 @@ def claim(
             )
         )
         rows = conn.execute(sa.select(JOBS).where(JOBS.c.id.in_(ids)).order_by(JOBS.c.id)).all()
-    return [
-        Job(
-            r.id,
-            r.kind,
-            r.key,
-            r.run_id,
-            r.form,
-            r.record_id,
-            r.payload,
-            r.attempts,
-            r.max_attempts,
-        )
-        for r in rows
-    ]
+    return [_job(r) for r in rows]
 
 
 def finish(conn: sa.Connection, job: Job) -> None:
@@ -150,6 +183,7 @@ def retry_later(
     """Schedule the next attempt, or mark the job dead; returns the new status."""
     dead = permanent or job.attempts >= job.max_attempts
     wait = backoff(job.attempts) if delay is None else delay
+    due = _now() + timedelta(seconds=0 if dead else wait)
     with engine.begin() as conn:
         conn.execute(
             JOBS.update()
@@ -159,17 +193,22 @@ def retry_later(
                 last_error=error[:2000],
                 locked_by=None,
                 locked_until=None,
-                due_at=_now() + timedelta(seconds=0 if dead else wait),
+                due_at=due,
             )
         )
+        if not dead and procrastinate_queue.active(conn):
+            procrastinate_queue.dispatch(conn, job.id, due, may_exist=True)
     return "dead" if dead else "ready"
 
 
 def retry_now(conn: sa.Connection, job_id: int) -> bool:
     """Put a dead (or waiting) job back in line now — the dead-letter list's "retry now"."""
+    now = _now()
     result = conn.execute(
         JOBS.update()
         .where(JOBS.c.id == job_id, JOBS.c.status.in_(("dead", "ready")))
-        .values(status="ready", due_at=_now(), attempts=0, last_error=None)
+        .values(status="ready", due_at=now, attempts=0, last_error=None)
     )
+    if result.rowcount and procrastinate_queue.active(conn):
+        procrastinate_queue.dispatch(conn, job_id, now, may_exist=True)
     return result.rowcount > 0

@@ -2,7 +2,14 @@
 
 ``seamline serve`` runs one in a thread; ``seamline worker`` runs them as separate processes
 (any number, on any machines, against one PostgreSQL). The configuration is taken from the
-current deployment for every batch, so workers switch versions like web processes do.
+current deployment for every job, so workers switch versions like web processes do.
+
+Two ways to find work, one way to run it (``run_job``):
+
+* the table loop (``Worker``) claims due ``sl_jobs`` rows in batches — SQLite, and ``--drain``;
+* on PostgreSQL (once ``seamline deploy`` installed procrastinate's schema) procrastinate
+  dispatches each row to one worker (``procrastinate_worker``), which claims it by id.
+  ``SEAMLINE_JOB_QUEUE=table`` keeps the table loop on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from engine.flows import jobs
+from engine.flows import jobs, procrastinate_queue
+from engine.flows.procrastinate_queue import ProcrastinateWorker
 from engine.flows.runner import FlowRuntime
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,61 @@ SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cro
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def run_job(engine: sa.Engine, runtime: FlowRuntime, job: jobs.Job) -> None:
+    """Run one claimed job; a bug in it is recorded on the job and retried, never raised."""
+    try:
+        if job.kind == "effect":
+            runtime.deliver(job)
+        else:
+            runtime.advance(job)
+    except Exception as exc:  # a bug in one job must not stop the others
+        log.exception("job %s failed", job.id)
+        jobs.retry_later(engine, job, f"{type(exc).__name__}: {exc}")
+
+
+def fire_schedules(runtime: FlowRuntime) -> None:
+    try:
+        runtime.fire_schedules()
+    except sa.exc.DBAPIError:  # another worker holds the row; next round
+        log.warning("schedules not checked this round", exc_info=True)
+
+
+def procrastinate_worker(
+    engine: sa.Engine, runtime: Callable[[], FlowRuntime], concurrency: int = 4
+) -> ProcrastinateWorker:
+    """The PostgreSQL worker: procrastinate dispatches, the job itself is claimed by id."""
+    name = worker_name()
+
+    def run(job_id: int) -> None:
+        job = jobs.claim_one(engine, name, job_id)
+        if job is not None:
+            run_job(engine, runtime(), job)
+
+    return ProcrastinateWorker(
+        engine, run, lambda: fire_schedules(runtime()), name=name, concurrency=concurrency
+    )
+
+
+def uses_procrastinate(engine: sa.Engine) -> bool:
+    if os.environ.get("SEAMLINE_JOB_QUEUE", "auto") == "table":
+        return False
+    with engine.connect() as conn:
+        return procrastinate_queue.active(conn)
+
+
+def start_worker(
+    engine: sa.Engine, runtime: Callable[[], FlowRuntime]
+) -> Worker | ProcrastinateWorker:
+    """The in-process worker of ``seamline serve``, of the kind this database uses."""
+    worker: Worker | ProcrastinateWorker
+    if uses_procrastinate(engine):
+        worker = procrastinate_worker(engine, runtime, concurrency=2)
+    else:
+        worker = Worker(engine, runtime)
+    worker.start()
+    return worker
 
 
 class Worker:
@@ -50,20 +113,10 @@ class Worker:
         runtime = self.runtime()
         if self.schedules and time.monotonic() - self._schedules_checked >= SCHEDULE_EVERY:
             self._schedules_checked = time.monotonic()
-            try:
-                runtime.fire_schedules()
-            except sa.exc.DBAPIError:  # another worker holds the row; next round
-                log.warning("schedules not checked this round", exc_info=True)
+            fire_schedules(runtime)
         taken = jobs.claim(self.engine, self.name, self.batch)
         for job in taken:
-            try:
-                if job.kind == "effect":
-                    runtime.deliver(job)
-                else:
-                    runtime.advance(job)
-            except Exception as exc:  # a bug in one job must not stop the others
-                log.exception("job %s failed", job.id)
-                jobs.retry_later(self.engine, job, f"{type(exc).__name__}: {exc}")
+            run_job(self.engine, runtime, job)
         return len(taken)
 
     def run_until_idle(self, max_batches: int = 10_000) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from engine.bundle import read_bundle
 from engine.events import EventIn, append_events
+from engine.flows.procrastinate_queue import install_schema
 from engine.forms.plan import (
     NUMBERS,
     Plan,
@@ -141,6 +142,7 @@ def deploy(
     with _deploy_connection(engine) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            install_schema(conn)  # procrastinate's queue: how PostgreSQL workers share jobs
         plan = plan_schema(conn, app)
         if plan.up_to_date:
             return DeployResult(app.version, app.content_hash, (), False)

@@ -1,0 +1,142 @@
+"""PostgreSQL jobs on procrastinate: every sl_jobs row is dispatched in its own transaction,
+the sweeper re-sends what no worker waits for, and a job dispatched twice runs once."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fakes import fake_webhook
+
+from engine.compile import compile_app
+from engine.flows import jobs, procrastinate_queue
+from engine.flows.worker import procrastinate_worker, uses_procrastinate
+from engine.forms.deploy import bundle_sources, deploy
+from engine.storage import create_db_engine
+from engine.views.live import LiveApp
+
+APP = """\
+name: hooks
+title: Hooks
+locale: en
+roles:
+  clerk: {label: Clerk}
+connectors:
+  hook: {type: webhook, url_env: HOOK_URL, token_env: HOOK_SECRET}
+"""
+FORM = "title: Note\nfields:\n  text: {type: text, label: Text}\n"
+WAITING = sa.text(
+    "SELECT queueing_lock, task_name, scheduled_at, args FROM procrastinate_jobs "
+    "WHERE status = 'todo' AND task_name = 'seamline.run_job' ORDER BY id"
+)
+
+
+@pytest.fixture
+def pg(tmp_path: Path, db_url: str):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("procrastinate is the PostgreSQL job queue")
+    root = tmp_path / "app"
+    (root / "forms").mkdir(parents=True)
+    (root / "app.yaml").write_text(APP, encoding="utf-8")
+    (root / "forms" / "note.yaml").write_text(FORM, encoding="utf-8")
+    result = compile_app(root)
+    assert result.app is not None
+    engine = create_db_engine(db_url)
+    deploy(engine, result.app, bundle_sources(result.workspace))
+    yield engine, result.app
+    engine.dispose()
+
+
+def _effect(conn: sa.Connection, i: int, due: datetime | None = None) -> None:
+    payload = {"connector": "hook", "title": f"#{i}", "text": "t", "todo": False, "to": []}
+    jobs.enqueue(conn, "effect", f"effect:q:{i}", payload, due_at=due, max_attempts=5)
+
+
+def _job_id(engine: sa.Engine, key: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(jobs.JOBS.c.id).where(jobs.JOBS.c.key == key)).scalar_one()
+
+
+def test_deploy_installs_the_queue_and_enqueue_dispatches_in_the_same_transaction(pg) -> None:
+    engine, _ = pg
+    assert uses_procrastinate(engine)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    with engine.begin() as conn:
+        _effect(conn, 1)
+        _effect(conn, 2, due=later)
+        _effect(conn, 2, due=later)  # the same key again: no second row, no second dispatch
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        _effect(conn, 3)
+        raise RuntimeError("the change rolls back")  # …and takes its dispatch with it
+    with engine.connect() as conn:
+        waiting = conn.execute(WAITING).all()
+    one, two = _job_id(engine, "effect:q:1"), _job_id(engine, "effect:q:2")
+    assert [w.queueing_lock for w in waiting] == [f"sl-job:{one}", f"sl-job:{two}"]
+    assert [w.args for w in waiting] == [{"job_id": one}, {"job_id": two}]
+    assert abs((waiting[1].scheduled_at - later).total_seconds()) < 0.01  # a timer waits
+
+
+def test_claim_by_id_runs_a_job_once_however_often_it_is_dispatched(pg) -> None:
+    engine, _ = pg
+    with engine.begin() as conn:
+        _effect(conn, 1)
+        _effect(conn, 2, due=datetime.now(UTC) + timedelta(hours=1))
+    one, two = _job_id(engine, "effect:q:1"), _job_id(engine, "effect:q:2")
+    first = jobs.claim_one(engine, "w1", one)
+    assert first is not None and first.attempts == 1
+    assert jobs.claim_one(engine, "w2", one) is None  # held by w1
+    assert jobs.claim_one(engine, "w2", two) is None  # not due: dispatched again for its time
+    with engine.connect() as conn:
+        locks = [w.queueing_lock for w in conn.execute(WAITING)]
+    assert locks.count(f"sl-job:{two}") == 1  # the queueing lock kept it to one
+
+
+def test_sweeper_redispatches_rows_no_worker_waits_for(pg) -> None:
+    engine, _ = pg
+    with engine.begin() as conn:
+        _effect(conn, 1)
+        _effect(conn, 2)
+        conn.execute(sa.text("DELETE FROM procrastinate_jobs"))  # e.g. written before install
+        conn.execute(jobs.JOBS.update().values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
+    assert procrastinate_queue.sweep(engine) == 2
+    assert procrastinate_queue.sweep(engine) == 0  # already waiting in line
+    # a crashed worker's job: running, lease run out, no waiting dispatch
+    one = _job_id(engine, "effect:q:1")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM procrastinate_jobs"))
+        conn.execute(
+            jobs.JOBS.update()
+            .where(jobs.JOBS.c.id == one)
+            .values(status="running", locked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert procrastinate_queue.sweep(engine) == 2
+
+
+def test_in_process_worker_delivers_and_stops(pg, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, app = pg
+    with fake_webhook(secret="s3cret") as hook:
+        monkeypatch.setenv("HOOK_URL", hook.url)
+        monkeypatch.setenv("HOOK_SECRET", "s3cret")
+        live = LiveApp.of(app, engine, {})
+        runtime = live.flows
+        worker = procrastinate_worker(engine, lambda: runtime, concurrency=2)
+        worker.start()
+        try:
+            with engine.begin() as conn:
+                for i in range(50):
+                    _effect(conn, i)
+            deadline = time.monotonic() + 30
+            while hook.applied < 50 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            worker.stop()
+            runtime.connectors.close()
+    assert hook.applied == 50 and hook.repeats == 0
+    with engine.connect() as conn:
+        statuses = conn.execute(sa.select(jobs.JOBS.c.status, jobs.JOBS.c.attempts)).all()
+        left = conn.execute(WAITING).all()
+    assert {(s.status, s.attempts) for s in statuses} == {("done", 1)}
+    assert left == []
