@@ -1,4 +1,5 @@
-"""The ``seamline`` command line: validate, schema, eval (more commands join later)."""
+"""The ``seamline`` command line: validate, schema, eval here; the other commands live in
+cli_run, cli_users, cli_deploy and cli_test, imported lazily."""
 
 from __future__ import annotations
 
@@ -226,6 +227,7 @@ def _register() -> None:
         serve_command,
         worker_command,
     )
+    from engine.cli_test import test_command
     from engine.cli_users import token, user
 
     for command in (
@@ -237,6 +239,7 @@ def _register() -> None:
         export_command,
         user,
         token,
+        test_command,
     ):
         main.add_command(command)
     try:

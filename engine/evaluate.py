@@ -73,10 +73,13 @@ class AppRuntime:
     def env(self, today: str | None = None) -> EvalEnv:
         if today is None:
             return EvalEnv(calendar=self.calendar, timezone=self.app.timezone)
-        fixed = datetime.combine(
-            date.fromisoformat(today), time(9, 0), tzinfo=ZoneInfo(self.app.timezone)
-        )
+        fixed = pretend_now(today, self.app.timezone)
         return EvalEnv(calendar=self.calendar, now=lambda: fixed, timezone=self.app.timezone)
+
+
+def pretend_now(today: str, timezone: str) -> datetime:
+    """The moment ``--today`` and config tests pretend it is: 9:00 that day in the app's zone."""
+    return datetime.combine(date.fromisoformat(today), time(9, 0), tzinfo=ZoneInfo(timezone))
 
 
 def coerce_values(

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.expressions import EvaluationError
-from engine.forms.records import Actor, NotFound, RecordService, check_version
+from engine.forms.records import Actor, NotFound, RecordChecks, RecordService, check_version
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
 from engine.spec import FormSpec, StateMachineSpec, TransitionSpec
 
-__all__ = ["Refusal", "available_transitions", "fire_transition"]
+__all__ = ["Refusal", "available_transitions", "check_transition", "fire_transition"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Refusal:
     errors: tuple[FieldError, ...]
 
 
-def _machine(records: RecordService, form: FormSpec) -> StateMachineSpec:
+def _machine(records: RecordChecks, form: FormSpec) -> StateMachineSpec:
     machine = records.app.state_machines.get(form.name)
     if machine is None:
         raise NotFound(f"{form.name} has no states")
@@ -40,7 +40,7 @@ def _transition(machine: StateMachineSpec, name: str) -> TransitionSpec:
 
 
 def check_transition(
-    records: RecordService,
+    records: RecordChecks,
     form: FormSpec,
     record: Mapping[str, Any],
     transition: TransitionSpec,

@@ -28,7 +28,7 @@ from engine.i18n import Lang, Text, lang_from_locale
 from engine.spec import App, FieldSpec, FormSpec
 from engine.storage import reader
 
-__all__ = ["SYSTEM_ACTOR", "Actor", "NotFound", "Page", "RecordService"]
+__all__ = ["SYSTEM_ACTOR", "Actor", "NotFound", "Page", "RecordChecks", "RecordService"]
 
 SYSTEM_COLUMNS = ("id", "state", "version", "created_at", "updated_at", "created_by")
 
@@ -88,7 +88,376 @@ class _Draft:
     errors: list[FieldError] = field(default_factory=list)
 
 
-class RecordService:
+class RecordChecks:
+    """Every check the records service makes that needs no database: field values, defaults,
+    required fields, child rows, computed fields and rules. ``seamline test`` judges a record
+    with these, so a config test says what the running app says."""
+
+    def __init__(self, app: App, now: Callable[[], datetime] | None = None) -> None:
+        self.app = app
+        self.runtime = AppRuntime.of(app)
+        self.lang: Lang = lang_from_locale(app.locale)
+        self._now = now or (lambda: datetime.now(UTC))
+
+    def check_new(
+        self,
+        form: FormSpec,
+        data: Mapping[str, Any],
+        actor: Actor,
+        state: str | None,
+        load_refs: Callable[[Mapping[str, Any]], dict[str, dict[str, Any] | None]],
+        check_files: Callable[
+            [Mapping[str, Any], Mapping[str, list[dict[str, Any]]], list[FieldError]], None
+        ],
+    ) -> tuple[_Draft, dict[str, list[dict[str, Any]]], dict[str, dict[str, Any] | None]]:
+        """The checks of a new record, in order: values, defaults, required fields, child rows,
+        refs (``load_refs`` finds the records they point at), files (``check_files``), then
+        computed fields and rules. Returns the draft (values and errors), the child rows and
+        the loaded refs."""
+        draft = self._coerce(form, data, actor, state, creating=True)
+        self._defaults(form, draft)
+        self._required(form, draft, creating=True)
+        children = self._children_input(form, data, draft, actor, creating=True)
+        loaded = load_refs(draft.values)
+        self._refs(form, draft, loaded)
+        check_files(draft.values, children, draft.errors)
+        self._finish(form, draft, state, None, loaded)
+        return draft, children, loaded
+
+    def form(self, name: str) -> FormSpec:
+        spec = self.app.forms.get(name)
+        if spec is None:
+            raise NotFound(name)
+        return spec
+
+    def env(self) -> EvalEnv:
+        return EvalEnv(calendar=self.runtime.calendar, now=self._now, timezone=self.app.timezone)
+
+    def initial_state(self, form: str) -> str | None:
+        machine = self.app.state_machines.get(form)
+        return machine.initial if machine else None
+
+    def _child_values(
+        self, spec: FieldSpec, data: Any, actor: Actor
+    ) -> tuple[dict[str, Any], list[FieldError]]:
+        errors: list[FieldError] = []
+        values: dict[str, Any] = {}
+        if not isinstance(data, Mapping):
+            return {}, [
+                FieldError(
+                    spec.name,
+                    "type",
+                    Text(
+                        f"{spec.label}: each row must be an object",
+                        f"{spec.label}：每一行必须是对象",
+                    ),
+                )
+            ]
+        known = {c.name: c for c in spec.children}
+        for key in data:
+            if key not in known:
+                errors.append(
+                    FieldError(
+                        f"{spec.name}.{key}",
+                        "unknown_field",
+                        Text(f"unknown column '{key}'", f"未知的列 '{key}'"),
+                    )
+                )
+        for child in spec.children:
+            value, error = coerce_field(child, data.get(child.name), self.app.timezone)
+            if error:
+                errors.append(FieldError(f"{spec.name}.{child.name}", error.code, error.message))
+                continue
+            if value is None and child.default_expr is not None:
+                value = child.default_expr({}, self.env())
+            if value is None and child.default is not None:
+                value = child.default
+            if value is None and child.required:
+                errors.append(
+                    FieldError(
+                        f"{spec.name}.{child.name}",
+                        "required",
+                        Text(f"{child.label} is required", f"{child.label}为必填项"),
+                    )
+                )
+            values[child.name] = value
+        return values, errors
+
+    def _coerce(
+        self,
+        form: FormSpec,
+        data: Mapping[str, Any],
+        actor: Actor,
+        state: str | None,
+        creating: bool,
+    ) -> _Draft:
+        draft = _Draft()
+        if not isinstance(data, Mapping):
+            draft.errors.append(
+                FieldError(
+                    None,
+                    "type",
+                    Text(
+                        "the body must be a JSON object of field values",
+                        "请求体必须是字段值组成的 JSON 对象",
+                    ),
+                )
+            )
+            return draft
+        for key in data:
+            if key in SYSTEM_COLUMNS or key.startswith("_"):
+                continue
+            if key not in form.by_name:
+                draft.errors.append(
+                    FieldError(
+                        key,
+                        "unknown_field",
+                        Text(
+                            f"'{key}' is not a field of {form.title}",
+                            f"'{key}' 不是{form.title}的字段",
+                        ),
+                    )
+                )
+        for spec in form.fields:
+            if spec.name not in data or spec.type == "table":
+                continue
+            raw = data[spec.name]
+            refusal = self.edit_refusal(spec, actor, state)
+            if refusal is not None:
+                if not (spec.readonly and creating and is_blank(raw)):
+                    draft.errors.append(refusal)
+                continue
+            value, error = coerce_field(spec, raw, self.app.timezone)
+            if error:
+                draft.errors.append(error)
+            else:
+                draft.values[spec.name] = value
+        return draft
+
+    def edit_refusal(self, spec: FieldSpec, actor: Actor, state: str | None) -> FieldError | None:
+        """Why ``actor`` may not set ``spec`` in ``state`` (None when they may). The system
+        (flows, imports: role ``*``) may set readonly fields such as an ATP date, but never
+        computed fields or autonumbers."""
+        system = "*" in actor.roles
+        if spec.type in ("computed", "autonumber") or (spec.readonly and not system):
+            return FieldError(
+                spec.name,
+                "readonly",
+                Text(f"{spec.label} is filled in by the system", f"{spec.label}由系统自动填写"),
+            )
+        if system:
+            return None
+        if spec.editable_by and not (actor.roles & set(spec.editable_by)):
+            return FieldError(
+                spec.name,
+                "forbidden",
+                Text(
+                    f"{spec.label} may only be changed by: {', '.join(spec.editable_by)}",
+                    f"{spec.label}只能由以下角色修改：{'、'.join(self._role_labels(spec.editable_by))}",
+                ),
+            )
+        if state is not None:
+            if spec.editable_in:
+                if state not in spec.editable_in:
+                    return FieldError(
+                        spec.name,
+                        "locked",
+                        Text(
+                            f"{spec.label} cannot be changed in this state",
+                            f"当前状态下不能修改{spec.label}",
+                        ),
+                    )
+            elif not self._state_editable(state):
+                return FieldError(
+                    spec.name,
+                    "locked",
+                    Text(
+                        f"the record is locked in state '{state}'", f"记录在“{state}”状态下已锁定"
+                    ),
+                )
+        return None
+
+    def _state_editable(self, state: str) -> bool:
+        for machine in self.app.state_machines.values():
+            for s in machine.states:
+                if s.name == state:
+                    return s.editable
+        return True
+
+    def _role_labels(self, roles: Sequence[str]) -> list[str]:
+        return [self.app.roles[r].label if r in self.app.roles else r for r in roles]
+
+    def _defaults(self, form: FormSpec, draft: _Draft) -> None:
+        for spec in form.fields:
+            if spec.name in draft.values or spec.type in ("table", "computed", "autonumber"):
+                continue
+            if spec.default_expr is not None:
+                draft.values[spec.name] = spec.default_expr({}, self.env())
+            elif spec.default is not None:
+                draft.values[spec.name] = coerce_field(spec, spec.default, self.app.timezone)[0]
+            elif spec.type in ("multiselect", "files"):
+                draft.values[spec.name] = []
+
+    def _required(self, form: FormSpec, draft: _Draft, creating: bool) -> None:
+        failed = {e.field for e in draft.errors}
+        for spec in form.fields:
+            if (
+                spec.required
+                and spec.type not in ("table", "computed", "autonumber")
+                and spec.name not in failed
+                and is_blank(draft.values.get(spec.name))
+            ):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "required",
+                        Text(f"{spec.label} is required", f"{spec.label}为必填项"),
+                    )
+                )
+
+    def _children_input(
+        self, form: FormSpec, data: Mapping[str, Any], draft: _Draft, actor: Actor, creating: bool
+    ) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not isinstance(data, Mapping):
+            return out
+        for spec in form.fields:
+            if spec.type != "table" or spec.name not in data:
+                continue
+            rows = data[spec.name]
+            if spec.append_only and not creating:
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "append_only",
+                        Text(
+                            f"{spec.label} rows can only be added, never edited or removed",
+                            f"{spec.label}只能追加，不能修改或删除",
+                        ),
+                    )
+                )
+                continue
+            if not isinstance(rows, list):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "type",
+                        Text(f"{spec.label} must be a list of rows", f"{spec.label}必须是行的列表"),
+                    )
+                )
+                continue
+            if spec.max_rows is not None and len(rows) > spec.max_rows:
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "max_rows",
+                        Text(
+                            f"{spec.label}: at most {spec.max_rows} rows",
+                            f"{spec.label}：最多 {spec.max_rows} 行",
+                        ),
+                    )
+                )
+                continue
+            parsed = []
+            for row in rows:
+                values, errors = self._child_values(spec, row, actor)
+                draft.errors.extend(errors)
+                parsed.append(values)
+            out[spec.name] = parsed
+        for spec in form.fields:
+            if (
+                spec.type == "table"
+                and spec.min_rows
+                and len(out.get(spec.name, ())) < spec.min_rows
+                and creating
+            ):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "min_rows",
+                        Text(
+                            f"{spec.label}: at least {spec.min_rows} rows",
+                            f"{spec.label}：至少 {spec.min_rows} 行",
+                        ),
+                    )
+                )
+        return out
+
+    def _refs(
+        self, form: FormSpec, draft: _Draft, loaded: Mapping[str, dict[str, Any] | None]
+    ) -> None:
+        for name, row in loaded.items():
+            if row is not None:
+                continue
+            spec = form.by_name[name]
+            target = self.form(spec.ref_form or "")
+            draft.errors.append(
+                FieldError(
+                    spec.name,
+                    "not_found",
+                    Text(
+                        f"{spec.label}: there is no {target.title} with id {draft.values[name]}",
+                        f"{spec.label}：不存在编号为 {draft.values[name]} 的{target.title}",
+                    ),
+                )
+            )
+
+    def context(
+        self,
+        form: FormSpec,
+        values: Mapping[str, Any],
+        state: str | None,
+        record_id: int | None,
+        loaded: Mapping[str, dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """The names an expression sees: the values, refs loaded one level deep, system fields."""
+        ctx = dict(values)
+        ctx.update(state=state, id=record_id)
+        ctx.update(loaded)
+        return ctx
+
+    def _finish(
+        self,
+        form: FormSpec,
+        draft: _Draft,
+        state: str | None,
+        record_id: int | None,
+        loaded: Mapping[str, dict[str, Any] | None],
+    ) -> None:
+        """Computed fields, then the form's rules."""
+        ctx = self.context(form, draft.values, state, record_id, loaded)
+        env = self.env()
+        computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
+        for _ in range(2):  # a computed field may use one defined after it
+            for spec in computed:
+                try:
+                    value = spec.expr(ctx, env)  # type: ignore[misc]
+                except EvaluationError:
+                    value = None
+                value = _as_result(spec, value)
+                draft.values[spec.name] = value
+                ctx[spec.name] = value
+        failed = {e.field for e in draft.errors}
+        for rule in form.rules:
+            used = {n.split(".")[0] for n in rule.check.names}
+            if rule.field in failed or used & failed:
+                continue
+            try:
+                if rule.when is not None and not rule.when(ctx, env):
+                    continue
+                ok = rule.check(ctx, env)
+            except EvaluationError as exc:
+                if any(ctx.get(n) is None for n in used):
+                    continue  # a blank value: 'required' speaks for it
+                draft.errors.append(FieldError(rule.field, "rule_error", exc.message))
+                continue
+            if not ok:
+                draft.errors.append(
+                    FieldError(rule.field, "rule", Text(rule.message, rule.message))
+                )
+
+
+class RecordService(RecordChecks):
     """All record operations for one compiled App on one database."""
 
     def __init__(
@@ -98,35 +467,19 @@ class RecordService:
         metadata: sa.MetaData | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        self.app = app
+        super().__init__(app, now)
         self.engine = engine
         self.metadata = metadata if metadata is not None else build_metadata(app)
-        self.runtime = AppRuntime.of(app)
-        self.lang: Lang = lang_from_locale(app.locale)
-        self._now = now or (lambda: datetime.now(UTC))
         self._by_id: dict[str, sa.Select[Any]] = {}
         self.reads = reader(engine)
         self.listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ helpers
-    def form(self, name: str) -> FormSpec:
-        spec = self.app.forms.get(name)
-        if spec is None:
-            raise NotFound(name)
-        return spec
-
     def table(self, form: str) -> sa.Table:
         return self.metadata.tables[table_name(form)]
 
     def child_table(self, form: str, child: str) -> sa.Table:
         return self.metadata.tables[child_table_name(form, child)]
-
-    def env(self) -> EvalEnv:
-        return EvalEnv(calendar=self.runtime.calendar, now=self._now, timezone=self.app.timezone)
-
-    def initial_state(self, form: str) -> str | None:
-        machine = self.app.state_machines.get(form)
-        return machine.initial if machine else None
 
     def check_access(self, form: FormSpec, action: str, actor: Actor | None) -> None:
         """Refuse (403) when the form's permissions do not let ``actor`` do ``action``.
@@ -163,14 +516,14 @@ class RecordService:
         self.check_access(form, "create", actor)
         state = self.initial_state(form_name)
         with self.transaction(conn) as conn:
-            draft = self._coerce(form, data, actor, state, creating=True)
-            self._defaults(form, draft)
-            self._required(form, draft, creating=True)
-            children = self._children_input(form, data, draft, actor, creating=True)
-            loaded = self.load_refs(conn, form, draft.values)
-            self._refs(form, draft, loaded)
-            self._files(conn, form, draft.values, children, draft.errors)
-            self._finish(form, draft, state, None, loaded)
+            draft, children, loaded = self.check_new(
+                form,
+                data,
+                actor,
+                state,
+                lambda values: self.load_refs(conn, form, values),
+                lambda values, rows, errors: self._files(conn, form, values, rows, errors),
+            )
             if draft.errors:
                 raise ValidationFailed(draft.errors)
             now = self._now()
@@ -464,52 +817,6 @@ class RecordService:
         )
         return event, {"id": row_id, **row}
 
-    def _child_values(
-        self, spec: FieldSpec, data: Any, actor: Actor
-    ) -> tuple[dict[str, Any], list[FieldError]]:
-        errors: list[FieldError] = []
-        values: dict[str, Any] = {}
-        if not isinstance(data, Mapping):
-            return {}, [
-                FieldError(
-                    spec.name,
-                    "type",
-                    Text(
-                        f"{spec.label}: each row must be an object",
-                        f"{spec.label}：每一行必须是对象",
-                    ),
-                )
-            ]
-        known = {c.name: c for c in spec.children}
-        for key in data:
-            if key not in known:
-                errors.append(
-                    FieldError(
-                        f"{spec.name}.{key}",
-                        "unknown_field",
-                        Text(f"unknown column '{key}'", f"未知的列 '{key}'"),
-                    )
-                )
-        for child in spec.children:
-            value, error = coerce_field(child, data.get(child.name), self.app.timezone)
-            if error:
-                errors.append(FieldError(f"{spec.name}.{child.name}", error.code, error.message))
-                continue
-            if value is None and child.default_expr is not None:
-                value = child.default_expr({}, self.env())
-            if value is None and child.default is not None:
-                value = child.default
-            if value is None and child.required:
-                errors.append(
-                    FieldError(
-                        f"{spec.name}.{child.name}",
-                        "required",
-                        Text(f"{child.label} is required", f"{child.label}为必填项"),
-                    )
-                )
-            values[child.name] = value
-        return values, errors
-
     # ------------------------------------------------------------------ reading
     def get(self, form_name: str, record_id: int, actor: Actor | None = None) -> dict[str, Any]:
         form = self.form(form_name)
@@ -618,206 +925,6 @@ class RecordService:
             ]
 
     # ------------------------------------------------------------------ checks
-    def _coerce(
-        self,
-        form: FormSpec,
-        data: Mapping[str, Any],
-        actor: Actor,
-        state: str | None,
-        creating: bool,
-    ) -> _Draft:
-        draft = _Draft()
-        if not isinstance(data, Mapping):
-            draft.errors.append(
-                FieldError(
-                    None,
-                    "type",
-                    Text(
-                        "the body must be a JSON object of field values",
-                        "请求体必须是字段值组成的 JSON 对象",
-                    ),
-                )
-            )
-            return draft
-        for key in data:
-            if key in SYSTEM_COLUMNS or key.startswith("_"):
-                continue
-            if key not in form.by_name:
-                draft.errors.append(
-                    FieldError(
-                        key,
-                        "unknown_field",
-                        Text(
-                            f"'{key}' is not a field of {form.title}",
-                            f"'{key}' 不是{form.title}的字段",
-                        ),
-                    )
-                )
-        for spec in form.fields:
-            if spec.name not in data or spec.type == "table":
-                continue
-            raw = data[spec.name]
-            refusal = self.edit_refusal(spec, actor, state)
-            if refusal is not None:
-                if not (spec.readonly and creating and is_blank(raw)):
-                    draft.errors.append(refusal)
-                continue
-            value, error = coerce_field(spec, raw, self.app.timezone)
-            if error:
-                draft.errors.append(error)
-            else:
-                draft.values[spec.name] = value
-        return draft
-
-    def edit_refusal(self, spec: FieldSpec, actor: Actor, state: str | None) -> FieldError | None:
-        """Why ``actor`` may not set ``spec`` in ``state`` (None when they may). The system
-        (flows, imports: role ``*``) may set readonly fields such as an ATP date, but never
-        computed fields or autonumbers."""
-        system = "*" in actor.roles
-        if spec.type in ("computed", "autonumber") or (spec.readonly and not system):
-            return FieldError(
-                spec.name,
-                "readonly",
-                Text(f"{spec.label} is filled in by the system", f"{spec.label}由系统自动填写"),
-            )
-        if system:
-            return None
-        if spec.editable_by and not (actor.roles & set(spec.editable_by)):
-            return FieldError(
-                spec.name,
-                "forbidden",
-                Text(
-                    f"{spec.label} may only be changed by: {', '.join(spec.editable_by)}",
-                    f"{spec.label}只能由以下角色修改：{'、'.join(self._role_labels(spec.editable_by))}",
-                ),
-            )
-        if state is not None:
-            if spec.editable_in:
-                if state not in spec.editable_in:
-                    return FieldError(
-                        spec.name,
-                        "locked",
-                        Text(
-                            f"{spec.label} cannot be changed in this state",
-                            f"当前状态下不能修改{spec.label}",
-                        ),
-                    )
-            elif not self._state_editable(state):
-                return FieldError(
-                    spec.name,
-                    "locked",
-                    Text(
-                        f"the record is locked in state '{state}'", f"记录在“{state}”状态下已锁定"
-                    ),
-                )
-        return None
-
-    def _state_editable(self, state: str) -> bool:
-        for machine in self.app.state_machines.values():
-            for s in machine.states:
-                if s.name == state:
-                    return s.editable
-        return True
-
-    def _role_labels(self, roles: Sequence[str]) -> list[str]:
-        return [self.app.roles[r].label if r in self.app.roles else r for r in roles]
-
-    def _defaults(self, form: FormSpec, draft: _Draft) -> None:
-        for spec in form.fields:
-            if spec.name in draft.values or spec.type in ("table", "computed", "autonumber"):
-                continue
-            if spec.default_expr is not None:
-                draft.values[spec.name] = spec.default_expr({}, self.env())
-            elif spec.default is not None:
-                draft.values[spec.name] = coerce_field(spec, spec.default, self.app.timezone)[0]
-            elif spec.type in ("multiselect", "files"):
-                draft.values[spec.name] = []
-
-    def _required(self, form: FormSpec, draft: _Draft, creating: bool) -> None:
-        failed = {e.field for e in draft.errors}
-        for spec in form.fields:
-            if (
-                spec.required
-                and spec.type not in ("table", "computed", "autonumber")
-                and spec.name not in failed
-                and is_blank(draft.values.get(spec.name))
-            ):
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "required",
-                        Text(f"{spec.label} is required", f"{spec.label}为必填项"),
-                    )
-                )
-
-    def _children_input(
-        self, form: FormSpec, data: Mapping[str, Any], draft: _Draft, actor: Actor, creating: bool
-    ) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        if not isinstance(data, Mapping):
-            return out
-        for spec in form.fields:
-            if spec.type != "table" or spec.name not in data:
-                continue
-            rows = data[spec.name]
-            if spec.append_only and not creating:
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "append_only",
-                        Text(
-                            f"{spec.label} rows can only be added, never edited or removed",
-                            f"{spec.label}只能追加，不能修改或删除",
-                        ),
-                    )
-                )
-                continue
-            if not isinstance(rows, list):
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "type",
-                        Text(f"{spec.label} must be a list of rows", f"{spec.label}必须是行的列表"),
-                    )
-                )
-                continue
-            if spec.max_rows is not None and len(rows) > spec.max_rows:
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "max_rows",
-                        Text(
-                            f"{spec.label}: at most {spec.max_rows} rows",
-                            f"{spec.label}：最多 {spec.max_rows} 行",
-                        ),
-                    )
-                )
-                continue
-            parsed = []
-            for row in rows:
-                values, errors = self._child_values(spec, row, actor)
-                draft.errors.extend(errors)
-                parsed.append(values)
-            out[spec.name] = parsed
-        for spec in form.fields:
-            if (
-                spec.type == "table"
-                and spec.min_rows
-                and len(out.get(spec.name, ())) < spec.min_rows
-                and creating
-            ):
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "min_rows",
-                        Text(
-                            f"{spec.label}: at least {spec.min_rows} rows",
-                            f"{spec.label}：至少 {spec.min_rows} 行",
-                        ),
-                    )
-                )
-        return out
-
     def by_id(self, form: str) -> sa.Select[Any]:
         """``SELECT * FROM f_<form> WHERE id = :rid``, built once per form."""
         stmt = self._by_id.get(form)
@@ -837,25 +944,6 @@ class RecordService:
                 row = conn.execute(self.by_id(spec.ref_form), {"rid": ref_id}).first()
                 loaded[spec.name] = _loaded(row._mapping) if row is not None else None
         return loaded
-
-    def _refs(
-        self, form: FormSpec, draft: _Draft, loaded: Mapping[str, dict[str, Any] | None]
-    ) -> None:
-        for name, row in loaded.items():
-            if row is not None:
-                continue
-            spec = form.by_name[name]
-            target = self.form(spec.ref_form or "")
-            draft.errors.append(
-                FieldError(
-                    spec.name,
-                    "not_found",
-                    Text(
-                        f"{spec.label}: there is no {target.title} with id {draft.values[name]}",
-                        f"{spec.label}：不存在编号为 {draft.values[name]} 的{target.title}",
-                    ),
-                )
-            )
 
     def _files(
         self,
@@ -887,60 +975,6 @@ class RecordService:
                             ),
                         )
                     )
-
-    def context(
-        self,
-        form: FormSpec,
-        values: Mapping[str, Any],
-        state: str | None,
-        record_id: int | None,
-        loaded: Mapping[str, dict[str, Any] | None],
-    ) -> dict[str, Any]:
-        """The names an expression sees: the values, refs loaded one level deep, system fields."""
-        ctx = dict(values)
-        ctx.update(state=state, id=record_id)
-        ctx.update(loaded)
-        return ctx
-
-    def _finish(
-        self,
-        form: FormSpec,
-        draft: _Draft,
-        state: str | None,
-        record_id: int | None,
-        loaded: Mapping[str, dict[str, Any] | None],
-    ) -> None:
-        """Computed fields, then the form's rules."""
-        ctx = self.context(form, draft.values, state, record_id, loaded)
-        env = self.env()
-        computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
-        for _ in range(2):  # a computed field may use one defined after it
-            for spec in computed:
-                try:
-                    value = spec.expr(ctx, env)  # type: ignore[misc]
-                except EvaluationError:
-                    value = None
-                value = _as_result(spec, value)
-                draft.values[spec.name] = value
-                ctx[spec.name] = value
-        failed = {e.field for e in draft.errors}
-        for rule in form.rules:
-            used = {n.split(".")[0] for n in rule.check.names}
-            if rule.field in failed or used & failed:
-                continue
-            try:
-                if rule.when is not None and not rule.when(ctx, env):
-                    continue
-                ok = rule.check(ctx, env)
-            except EvaluationError as exc:
-                if any(ctx.get(n) is None for n in used):
-                    continue  # a blank value: 'required' speaks for it
-                draft.errors.append(FieldError(rule.field, "rule_error", exc.message))
-                continue
-            if not ok:
-                draft.errors.append(
-                    FieldError(rule.field, "rule", Text(rule.message, rule.message))
-                )
 
 
 def check_version(record: Mapping[str, Any], expected: int | None) -> None:
