@@ -28,6 +28,8 @@ def _type_of(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     kind = schema.get("type", "")
+    if isinstance(kind, list):
+        return " or ".join(_type_of({**schema, "type": k}) for k in kind)
     if kind == "array":
         return f"list of {_type_of(schema.get('items', {}))}"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):

@@ -480,6 +480,10 @@ def _who() -> dict[str, Any]:
                 "description": "The manager of the record's owner or submitter",
             },
             "field": ident("The person named in this field of the record"),
+            "expr": expr(
+                "A user name or a list of user names computed from the record, "
+                "e.g. the department head of the customer's region"
+            ),
         },
     }
 
@@ -682,6 +686,12 @@ def approval_schema() -> dict[str, Any]:
             for k, v in kinds.items()
         ],
     }
+    steps = {
+        "type": "array",
+        "description": "Approval steps in order",
+        "items": step,
+        "minItems": 1,
+    }
     route = obj(
         "A route: when it matches, its steps run in order",
         {
@@ -689,15 +699,34 @@ def approval_schema() -> dict[str, Any]:
             "label": text("Name shown to people"),
             "when": expr("The route is taken when this is true (first match wins)"),
             "default": boolean("Taken when no other route matches; must be last"),
-            "steps": {
-                "type": "array",
-                "description": "Approval steps in order",
-                "items": step,
-                "minItems": 1,
-            },
+            "steps": steps,
         },
         required=("name", "steps"),
     )
+    extra = obj(
+        "Steps added after the chosen route's steps when a condition holds (every "
+        "matching rule adds its steps, in order) — e.g. a general manager above an amount",
+        {
+            "name": ident("Name of the rule (config tests expect it)"),
+            "label": text("Name shown to people"),
+            "when": expr("The steps are added when this is true"),
+            "steps": steps,
+        },
+        required=("name", "when", "steps"),
+    )
+    message = obj(
+        "How approvers hear of a task, a reminder or an escalation",
+        {
+            "via": ident("Connector that delivers it (dingtalk, wecom, email, webhook)"),
+            "template": text("Template file under templates/", minLength=1),
+            "todo": boolean("Create a to-do (DingTalk) instead of a plain message"),
+        },
+        required=("via", "template"),
+    )
+    param = {
+        "description": "A value the conditions use as params.NAME",
+        "type": ["number", "string", "boolean"],
+    }
     return {
         "$schema": DRAFT,
         "$id": BASE_ID + "approval.schema.json",
@@ -720,11 +749,18 @@ def approval_schema() -> dict[str, Any]:
                 "allow_self_approval": boolean(
                     "Whether the submitter may approve their own record (default false)"
                 ),
+                "params": ident_map("Named values for the conditions (params.NAME)", param),
+                "notify": message,
                 "routes": {
                     "type": "array",
                     "description": "Routes in order; first match wins",
                     "items": route,
                     "minItems": 1,
+                },
+                "add_steps": {
+                    "type": "array",
+                    "description": "Rules that add steps after the route's steps",
+                    "items": extra,
                 },
             },
             required=("form", "start", "on_approved", "on_rejected", "routes"),
@@ -805,6 +841,20 @@ def test_schema() -> dict[str, Any]:
             },
             "values": {"type": "object", "description": "Computed values expected, by field"},
             "route": ident("Approval route expected"),
+            "added": {
+                "type": "array",
+                "description": "add_steps rules expected to add their steps ([] = none)",
+                "items": ident("Rule name"),
+            },
+            "steps": {
+                "type": "array",
+                "description": "Approval steps expected, in order",
+                "items": ident("Step name"),
+            },
+            "approvers": ident_map(
+                "People expected to be asked, by step name (user names from the org chart)",
+                {"type": "array", "items": text("User name", minLength=1)},
+            ),
             "transition": ident("Transition expected to be allowed"),
             "refused_transition": ident("Transition expected to be refused"),
         },

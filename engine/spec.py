@@ -151,8 +151,9 @@ class EventSpec:
 
 @dataclass(frozen=True, slots=True)
 class WhoSpec:
-    kind: Literal["role", "person", "manager_of", "field"]
-    value: str
+    kind: Literal["role", "person", "manager_of", "field", "expr"]
+    value: str  # role name, user name, owner|submitter, field name, or the expression's text
+    expr: CompiledExpr | None = None  # kind "expr": gives a user name or a list of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,15 @@ class RouteSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """How people hear about something: a connector and a template."""
+
+    via: str
+    template: str
+    todo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalSpec:
     name: str
     form: str
@@ -230,6 +240,10 @@ class ApprovalSpec:
     sla: SlaSpec | None = None
     if_record_changes: str = "lock"
     allow_self_approval: bool = False
+    add_steps: tuple[RouteSpec, ...] = ()  # rules that append steps after the route's own
+    params: MappingProxyType[str, Any] = field(default_factory=frozen_map)
+    notify: MessageSpec | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,72 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("uploaded_at", TS, nullable=False),
     )
 
+    add_approval_tables(metadata)
+
+
+def add_approval_tables(metadata: sa.MetaData) -> None:
+    """Approvals in flight and decided, their tasks, who may act on them, delegations."""
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    sa.Table(
+        "sl_approvals",
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("approval", sa.String(64), nullable=False),
+        sa.Column("form", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("route", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),  # active approved rejected …
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("plan", JSON, nullable=False),  # route, steps and people, fixed at start
+        sa.Column("submitter", sa.String(64), nullable=True),
+        sa.Column("config_hash", sa.String(64), nullable=False),
+        sa.Column("started_at", TS, nullable=False),
+        sa.Column("finished_at", TS, nullable=True),
+        sa.Column("outcome_hash", sa.String(64), nullable=True),  # event of the last decision
+        sa.Column("record_file", sa.String(64), nullable=True),  # the sealed PDF record
+        sa.Index("ix_sl_approvals_record", "form", "record_id", "status"),
+    )
+    sa.Table(
+        "sl_approval_tasks",
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("approval_id", sa.BigInteger, nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("slot", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),  # open approved rejected …
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("due_at", TS, nullable=True),
+        sa.Column("remind_at", TS, nullable=True),
+        sa.Column("escalations", sa.Integer, nullable=False, default=0),
+        sa.Column("decided_at", TS, nullable=True),
+        sa.Column("decided_by", sa.String(64), nullable=True),
+        sa.Column("on_behalf_of", sa.String(64), nullable=True),
+        sa.Column("comment", sa.Text, nullable=True),
+        sa.Index("ix_sl_approval_tasks_approval", "approval_id", "step"),
+        sa.Index("ix_sl_approval_tasks_status", "status", "due_at"),
+    )
+    sa.Table(
+        "sl_task_assignees",
+        metadata,
+        sa.Column("task_id", sa.BigInteger, primary_key=True),
+        sa.Column("user", sa.String(64), primary_key=True),
+        sa.Index("ix_sl_task_assignees_user", "user"),
+    )
+    sa.Table(
+        "sl_delegations",
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("user", sa.String(64), nullable=False),  # who is away
+        sa.Column("delegate", sa.String(64), nullable=False),  # who acts for them
+        sa.Column("starts_at", TS, nullable=False),
+        sa.Column("ends_at", TS, nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("revoked_at", TS, nullable=True),
+        sa.Index("ix_sl_delegations_delegate", "delegate", "starts_at"),
+    )
+
 
 def system_metadata() -> sa.MetaData:
     """A MetaData holding only the system tables (the same in every configuration)."""

@@ -48,12 +48,10 @@ def test_pack_app_is_complete_and_frozen() -> None:
     order = app.forms["order"]
     assert order.field("communication_log").append_only
     assert order.field("special_process").type == "multiselect"
-    assert [r.name for r in app.approvals["order"].routes] == [
-        "class_a",
-        "large_amount",
-        "class_c",
-        "class_b",
-    ]
+    approval = app.approvals["order"]
+    assert [r.name for r in approval.routes] == ["class_a", "class_c", "class_b"]
+    assert [r.name for r in approval.add_steps] == ["class_d"]
+    assert approval.params["large_order_amount"] == 500000
     assert app.people["li.sales"].manager == "sun.sales"
     with pytest.raises(dataclasses.FrozenInstanceError):
         app.name = "changed"  # type: ignore[misc]
@@ -83,12 +81,12 @@ def test_config_tests_route_names_are_checked(tmp_path: Path) -> None:
     shutil.copytree(PACK, root)
     tests = root / "tests" / "approval_routes.yaml"
     tests.write_text(
-        tests.read_text(encoding="utf-8").replace("route: class_a", "route: class_x"),
+        tests.read_text(encoding="utf-8").replace("route: class_a", "route: class_x", 1),
         encoding="utf-8",
     )
     result = compile_app(root)
     [d] = result.diagnostics.errors
-    assert d.code == "unknown-route" and d.line == 14
+    assert d.code == "unknown-route" and d.line == 13
     assert d.hint is not None and "did you mean" in d.hint.en
 
 

@@ -105,7 +105,9 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         )
     approvals = {}
     for doc in _clean("approval", ws.of_kind("approval"), diags):
-        approval = compile_approval(ctx, doc, scopes, machines, form_fields)
+        approval = compile_approval(
+            ctx, doc, scopes, machines, form_fields, raw_connectors, templates
+        )
         if approval is not None:
             approvals[approval.name] = approval
     field_types = {

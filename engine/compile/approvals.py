@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.compile.flows import TRANSITION, check_who_list, compile_event
+from engine.compile.flows import (
+    TRANSITION,
+    check_message,
+    check_who,
+    check_who_list,
+    compile_event,
+)
 from engine.compile.routes import box_of
 from engine.compile.scopes import ScopeBuilder
 from engine.expressions import NameInfo
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
-from engine.spec import ApprovalSpec, ApprovalStepSpec, RouteSpec, SlaSpec, StateMachineSpec
+from engine.spec import (
+    ApprovalSpec,
+    ApprovalStepSpec,
+    MessageSpec,
+    RouteSpec,
+    SlaSpec,
+    StateMachineSpec,
+    frozen_map,
+)
 
 FORM = Text("form", "表单")
 
@@ -22,6 +37,8 @@ def compile_approval(
     scopes: ScopeBuilder,
     machines: dict[str, StateMachineSpec],
     form_fields: dict[str, list[str]],
+    connectors: dict[str, Any],
+    templates: list[Path],
 ) -> ApprovalSpec | None:
     data = doc.data
     form = data["form"]
@@ -50,9 +67,21 @@ def compile_approval(
     for key in ("on_approved", "on_rejected", "on_returned"):
         if key in data:
             ctx.check_names(doc, (key,), transitions, TRANSITION, "unknown-transition")
-    scope = scopes.form_scope(form, {"submitter": NameInfo("value", "text")})
-    routes = _compile_routes(ctx, doc, scope, fields)
-    if start is None or routes is None:
+    params = dict(data.get("params") or {})
+    scope = scopes.form_scope(
+        form,
+        {
+            "submitter": NameInfo("value", "text"),
+            "params": NameInfo.record(
+                {k: NameInfo.value(_param_type(v)) for k, v in params.items()}
+            ),
+        },
+    )
+    routes = _compile_routes(ctx, doc, scope, fields, params)
+    extras = _compile_extras(ctx, doc, scope, fields)
+    if "notify" in data:
+        check_message(ctx, doc, ("notify",), connectors, templates)
+    if start is None or routes is None or extras is None:
         return None
     return ApprovalSpec(
         name=doc.path.rsplit("/", 1)[-1].rsplit(".", 1)[0],
@@ -65,7 +94,39 @@ def compile_approval(
         sla=_sla(data.get("sla")),
         if_record_changes=data.get("if_record_changes", "lock"),
         allow_self_approval=bool(data.get("allow_self_approval", False)),
+        add_steps=extras,
+        params=frozen_map(params),
+        notify=_message(data.get("notify")),
+        description=data.get("description"),
     )
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "decimal" if isinstance(value, int | float) else "text"
+
+
+def _message(raw: dict[str, Any] | None) -> MessageSpec | None:
+    if raw is None:
+        return None
+    return MessageSpec(raw["via"], raw["template"], bool(raw.get("todo", False)))
+
+
+def _compile_extras(
+    ctx: CompileContext, doc: LoadedYaml, scope: Any, fields: list[str]
+) -> tuple[RouteSpec, ...] | None:
+    out: list[RouteSpec] = []
+    names: set[str] = set()
+    ok = True
+    for i, raw in enumerate(doc.data.get("add_steps") or []):
+        path: YamlPath = ("add_steps", i)
+        ctx.check_unique(doc, (*path, "name"), names, Text("rules", "规则"))
+        when = ctx.expr(doc, (*path, "when"), scope)
+        ok = ok and when is not None
+        steps = _compile_steps(ctx, doc, (*path, "steps"), fields, scope)
+        out.append(RouteSpec(raw["name"], steps, when, False, raw.get("label")))
+    return tuple(out) if ok else None
 
 
 def _sla(raw: dict[str, Any] | None) -> SlaSpec | None:
@@ -80,7 +141,7 @@ def _sla(raw: dict[str, Any] | None) -> SlaSpec | None:
 
 
 def _compile_routes(
-    ctx: CompileContext, doc: LoadedYaml, scope: Any, fields: list[str]
+    ctx: CompileContext, doc: LoadedYaml, scope: Any, fields: list[str], params: dict[str, Any]
 ) -> tuple[RouteSpec, ...] | None:
     raw_routes = doc.data["routes"]
     options = {n: i.options for n, i in _flat_options(scope.names).items()}
@@ -134,7 +195,7 @@ def _compile_routes(
         if is_default and default_at is None:
             default_at = i
         if when is not None:
-            box = box_of(when.tree)
+            box = box_of(when.tree, {f"params.{k}": v for k, v in params.items()})
             if box is not None and box.empty(options):
                 ctx.error(
                     doc,
@@ -169,8 +230,10 @@ def _compile_routes(
                             ),
                         )
                         break
+                else:
+                    _warn_overlap(ctx, doc, (*path, "when"), name, box, boxes)
                 boxes.append((name, box))
-        steps = _compile_steps(ctx, doc, (*path, "steps"), fields)
+        steps = _compile_steps(ctx, doc, (*path, "steps"), fields, scope)
         routes.append(RouteSpec(name, steps, when, is_default, raw.get("label")))
     if default_at is None:
         ctx.error(
@@ -190,6 +253,35 @@ def _compile_routes(
     return tuple(routes) if ok else None
 
 
+def _warn_overlap(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    name: str,
+    box: Any,
+    earlier: list[tuple[str, Any]],
+) -> None:
+    """Warn when some record matches both this route and an earlier one (the earlier wins)."""
+    for other, other_box in earlier:
+        if not box.disjoint(other_box):
+            ctx.warning(
+                doc,
+                path,
+                "routes-overlap",
+                Text(
+                    f"route '{name}' overlaps route '{other}': a record matching both takes "
+                    f"'{other}', which comes first",
+                    f"路线 '{name}' 与路线 '{other}' 有重叠：同时满足两者的记录走排在前面的 "
+                    f"'{other}'",
+                ),
+                Text(
+                    "if that is intended, keep the order; otherwise make the conditions exclusive",
+                    "如果这是有意为之，保持顺序即可；否则请让两条件互斥",
+                ),
+            )
+            return
+
+
 def _flat_options(names: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in names.items():
@@ -202,7 +294,7 @@ def _flat_options(names: Any, prefix: str = "", depth: int = 0) -> dict[str, Any
 
 
 def _compile_steps(
-    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str]
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str], scope: Any
 ) -> tuple[ApprovalStepSpec, ...]:
     steps = []
     seen: set[str] = set()
@@ -210,11 +302,13 @@ def _compile_steps(
         spath = (*path, i)
         ctx.check_unique(doc, (*spath, "name"), seen, Text("steps", "步骤"))
         if "approver" in raw:
-            kind, approvers = "approver", check_who_list_single(ctx, doc, spath, fields)
+            who = doc.get((*spath, "approver"))
+            kind = "approver"
+            approvers = (check_who(ctx, doc, (*spath, "approver"), who, fields, scope),)
             needed = 1
         elif "n_of" in raw:
             kind = "n_of"
-            approvers = check_who_list(ctx, doc, (*spath, "n_of", "of"), fields)
+            approvers = check_who_list(ctx, doc, (*spath, "n_of", "of"), fields, scope)
             needed = raw["n_of"]["n"]
             if needed > len(approvers):
                 ctx.error(
@@ -229,7 +323,7 @@ def _compile_steps(
                 )
         else:
             kind = "all_of" if "all_of" in raw else "any_of"
-            approvers = check_who_list(ctx, doc, (*spath, kind), fields)
+            approvers = check_who_list(ctx, doc, (*spath, kind), fields, scope)
             needed = len(approvers) if kind == "all_of" else 1
         steps.append(
             ApprovalStepSpec(
@@ -242,11 +336,3 @@ def _compile_steps(
             )
         )
     return tuple(steps)
-
-
-def check_who_list_single(
-    ctx: CompileContext, doc: LoadedYaml, spath: YamlPath, fields: list[str]
-) -> tuple[Any, ...]:
-    from engine.compile.flows import check_who
-
-    return (check_who(ctx, doc, (*spath, "approver"), doc.get((*spath, "approver")), fields),)

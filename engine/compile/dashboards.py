@@ -165,11 +165,7 @@ def compile_tests(
                     "unknown-field",
                     key=True,
                 )
-        if "route" in expect:
-            routes = [r.name for a in approvals.values() if a.form == form for r in a.routes]
-            ctx.check_names(
-                doc, (*path, "expect", "route"), routes, Text("route", "路线"), "unknown-route"
-            )
+        _check_route_expectations(ctx, doc, (*path, "expect"), form, approvals)
         machine = machines.get(form)
         for key in ("transition", "refused_transition"):
             if key in expect:
@@ -200,6 +196,39 @@ def compile_tests(
             )
         )
     return out
+
+
+def _check_route_expectations(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    form: str,
+    approvals: dict[str, ApprovalSpec],
+) -> None:
+    """Route, added rules, steps and approvers expected must exist in the form's approval."""
+    expect = doc.get(path)
+    mine = [a for a in approvals.values() if a.form == form]
+    rules = [*(r for a in mine for r in a.routes), *(r for a in mine for r in a.add_steps)]
+    if "route" in expect:
+        routes = [r.name for a in mine for r in a.routes]
+        ctx.check_names(doc, (*path, "route"), routes, Text("route", "路线"), "unknown-route")
+    for j, _ in enumerate(expect.get("added") or []):
+        added = [r.name for a in mine for r in a.add_steps]
+        ctx.check_names(doc, (*path, "added", j), added, Text("rule", "规则"), "unknown-rule")
+    steps = sorted({s.name for r in rules for s in r.steps})
+    for j, _ in enumerate(expect.get("steps") or []):
+        ctx.check_names(doc, (*path, "steps", j), steps, Text("step", "步骤"), "unknown-step")
+    for name in expect.get("approvers") or {}:
+        if name not in steps:
+            ctx.unknown(
+                doc,
+                (*path, "approvers", name),
+                name,
+                steps,
+                Text("step", "步骤"),
+                "unknown-step",
+                key=True,
+            )
 
 
 def _check_given(

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.compile.context import CompileContext
 from engine.compile.scopes import ScopeBuilder
-from engine.expressions import NameInfo
+from engine.expressions import NameInfo, Scope
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
 from engine.spec import (
@@ -425,32 +425,10 @@ class _StepCompiler:
         self, path: YamlPath, raw: dict[str, Any], step_id: str | None, when: Any
     ) -> StepSpec:
         ctx, doc = self.ctx, self.doc
-        connector = self.connectors.get(raw["via"])
-        if connector is None:
-            ctx.unknown(
-                doc,
-                (*path, "notify", "via"),
-                raw["via"],
-                self.connectors,
-                Text("connector", "连接器"),
-                "unknown-connector",
-            )
-        elif connector.get("type") == "http":
-            ctx.error(
-                doc,
-                (*path, "notify", "via"),
-                "bad-connector",
-                Text(
-                    f"'{raw['via']}' is an http connector and cannot send messages",
-                    f"'{raw['via']}' 是 http 连接器，不能发送消息",
-                ),
-                Text(
-                    "use a dingtalk, wecom, email or webhook connector",
-                    "请使用 dingtalk、wecom、email 或 webhook 连接器",
-                ),
-            )
-        to = check_who_list(ctx, doc, (*path, "notify", "to"), self.form_fields[self.form])
-        check_template(ctx, doc, (*path, "notify", "template"), self.templates)
+        check_message(ctx, doc, (*path, "notify"), self.connectors, self.templates)
+        to = check_who_list(
+            ctx, doc, (*path, "notify", "to"), self.form_fields[self.form], self.scope()
+        )
         return StepSpec(
             "notify",
             step_id,
@@ -463,16 +441,21 @@ class _StepCompiler:
 
 
 def check_who_list(
-    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str]
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: list[str], scope: Scope
 ) -> tuple[WhoSpec, ...]:
     out = []
     for i, who in enumerate(doc.get(path) or []):
-        out.append(check_who(ctx, doc, (*path, i), who, fields))
+        out.append(check_who(ctx, doc, (*path, i), who, fields, scope))
     return tuple(out)
 
 
 def check_who(
-    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, who: dict[str, str], fields: list[str]
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    who: dict[str, str],
+    fields: list[str],
+    scope: Scope,
 ) -> WhoSpec:
     kind, value = next(iter(who.items()))
     if kind == "role":
@@ -483,7 +466,40 @@ def check_who(
         )
     elif kind == "field":
         ctx.check_names(doc, (*path, "field"), fields, FIELD, "unknown-field")
+    elif kind == "expr":
+        return WhoSpec("expr", value, ctx.expr(doc, (*path, "expr"), scope))
     return WhoSpec(kind, value)  # type: ignore[arg-type]
+
+
+def check_message(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    connectors: dict[str, Any],
+    templates: list[Path],
+) -> None:
+    """The connector at ``path/via`` can send messages and ``path/template`` exists."""
+    via = doc.get((*path, "via"))
+    connector = connectors.get(via)
+    if connector is None:
+        ctx.unknown(
+            doc, (*path, "via"), via, connectors, Text("connector", "连接器"), "unknown-connector"
+        )
+    elif connector.get("type") == "http":
+        ctx.error(
+            doc,
+            (*path, "via"),
+            "bad-connector",
+            Text(
+                f"'{via}' is an http connector and cannot send messages",
+                f"'{via}' 是 http 连接器，不能发送消息",
+            ),
+            Text(
+                "use a dingtalk, wecom, email or webhook connector",
+                "请使用 dingtalk、wecom、email 或 webhook 连接器",
+            ),
+        )
+    check_template(ctx, doc, (*path, "template"), templates)
 
 
 def check_template(

@@ -44,6 +44,19 @@ class Constraint:
             return False
         return not (value > self.hi or (value == self.hi and self.hi_open))
 
+    def disjoint(self, other: Constraint) -> bool:
+        """No value satisfies both constraints."""
+        # the tighter lower bound is the larger one (open beats closed at the same value) …
+        lo, lo_open = max((self.lo, self.lo_open), (other.lo, other.lo_open))
+        # … and the tighter upper bound the smaller one (again open beats closed)
+        hi, hi_closed = min((self.hi, not self.hi_open), (other.hi, not other.hi_open))
+        if self.allowed is not None and other.allowed is not None:
+            allowed: frozenset[Any] | None = self.allowed & other.allowed
+        else:
+            allowed = self.allowed if self.allowed is not None else other.allowed
+        both = Constraint(allowed, self.excluded | other.excluded, lo, lo_open, hi, not hi_closed)
+        return both.empty(None)
+
     def within(self, other: Constraint) -> bool:
         """Every value this admits is admitted by ``other``."""
         if other.allowed is not None:
@@ -88,6 +101,12 @@ class Box:
             return False
         return all(p in self.parts and self.parts[p].within(c) for p, c in other.parts.items())
 
+    def disjoint(self, other: Box) -> bool:
+        """No record matches both boxes (provably, from one field they both constrain)."""
+        if self.never or other.never:
+            return True
+        return any(p in other.parts and c.disjoint(other.parts[p]) for p, c in self.parts.items())
+
 
 def _path(node: ast.AST) -> Path | None:
     if isinstance(node, ast.Name):
@@ -98,11 +117,14 @@ def _path(node: ast.AST) -> Path | None:
     return None
 
 
-def _const(node: ast.AST) -> tuple[bool, Any]:
+def _const(node: ast.AST, constants: dict[str, Any]) -> tuple[bool, Any]:
     if isinstance(node, ast.Constant):
         return True, node.value
+    path = _path(node)
+    if path is not None and path in constants:
+        return True, constants[path]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        ok, value = _const(node.operand)
+        ok, value = _const(node.operand, constants)
         if ok and isinstance(value, int | float):
             return True, -value
     return False, None
@@ -118,34 +140,36 @@ _FLIP = {
 }
 
 
-def box_of(tree: ast.Expression | None) -> Box | None:
-    """The box of a condition, or None when it is not a simple conjunction."""
+def box_of(tree: ast.Expression | None, constants: dict[str, Any] | None = None) -> Box | None:
+    """The box of a condition, or None when it is not a simple conjunction.
+
+    ``constants``: paths with fixed values (an approval's ``params.NAME``)."""
     box = Box()
     if tree is None:
         return box
-    return box if _add(box, tree.body) else None
+    return box if _add(box, tree.body, constants or {}) else None
 
 
-def _add(box: Box, node: ast.AST) -> bool:
+def _add(box: Box, node: ast.AST, constants: dict[str, Any]) -> bool:
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
-        return all(_add(box, v) for v in node.values)
-    ok, value = _const(node)
+        return all(_add(box, v, constants) for v in node.values)
+    ok, value = _const(node, constants)
     if ok:
         if not value:
             box.never = True
         return True
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         left, op, right = node.left, node.ops[0], node.comparators[0]
-        path = _path(left)
+        path = _path(left) if _path(left) not in constants else None
         if path is None:
-            path = _path(right)
+            path = _path(right) if _path(right) not in constants else None
             if path is None or type(op) not in _FLIP:
                 return False
             left, right, op = right, left, _FLIP[type(op)]()
         if isinstance(op, ast.In | ast.NotIn):
             if not isinstance(right, ast.Tuple | ast.List):
                 return False
-            consts = [_const(e) for e in right.elts]
+            consts = [_const(e, constants) for e in right.elts]
             if not all(ok for ok, _ in consts):
                 return False
             values = frozenset(v for _, v in consts)
@@ -155,7 +179,7 @@ def _add(box: Box, node: ast.AST) -> bool:
             else:
                 c.excluded = c.excluded | values
             return True
-        ok, value = _const(right)
+        ok, value = _const(right, constants)
         if not ok:
             return False
         return _compare(box.get(path), op, value)

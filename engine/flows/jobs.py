@@ -14,12 +14,13 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine import clock
 from engine.flows import procrastinate_queue
 from engine.system_tables import system_metadata
 
@@ -49,7 +50,7 @@ class Job:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def enqueue(
@@ -131,7 +132,10 @@ def claim_one(engine: sa.Engine, worker: str, job_id: int) -> Job | None:
 
 
 def claim(
-    engine: sa.Engine, worker: str, limit: int = 10, kinds: tuple[str, ...] = ("flow", "effect")
+    engine: sa.Engine,
+    worker: str,
+    limit: int = 10,
+    kinds: tuple[str, ...] = ("flow", "effect", "approval"),
 ) -> list[Job]:
     """Take up to ``limit`` due jobs for ``worker`` (leased for a minute)."""
     now = _now()

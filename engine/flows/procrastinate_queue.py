@@ -110,7 +110,7 @@ def dispatch(conn: sa.Connection, job_id: int, due_at: datetime, *, may_exist: b
 _LOST = sa.text(
     """
     SELECT j.id, j.due_at FROM sl_jobs j
-    WHERE j.kind IN ('flow', 'effect')
+    WHERE j.kind IN ('flow', 'effect', 'approval')
       AND j.due_at <= now() - make_interval(secs => :grace)
       AND (j.status = 'ready' OR (j.status = 'running' AND j.locked_until < now()))
       AND NOT EXISTS (

@@ -14,22 +14,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 import sqlalchemy as sa
 
+from engine import clock
 from engine.events import EventIn, append_events
 from engine.expressions import EvaluationError
 from engine.flows import jobs
 from engine.flows.connectors import ConnectorError, Connectors, Recipient, keep_values
 from engine.flows.machine import fire_transition
 from engine.flows.messages import render_message
+from engine.flows.people import people_for
 from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
 from engine.forms.validate import ValidationFailed
-from engine.spec import App, AutomationSpec, EventSpec, StepSpec
+from engine.spec import App, AutomationSpec, EventSpec, PersonSpec, StepSpec
 
 log = logging.getLogger(__name__)
 RUNS, JOBS = jobs.RUNS, jobs.JOBS
@@ -37,7 +39,7 @@ Path = list[Any]  # e.g. [1, "then", 0]
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def matches(on: EventSpec, event: RecordEvent, initial: str | None) -> bool:
@@ -67,11 +69,15 @@ class FlowRuntime:
     templates: jinja2.Environment
 
     def __post_init__(self) -> None:
+        from engine.flows.approvals.service import ApprovalRuntime
+
         self.by_name = {a.name: a for a in self.app.automations}
         self.records.listeners.append(self.on_record_event)
+        self.approvals = ApprovalRuntime(self)
 
     # ------------------------------------------------------------------ starting runs
     def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
+        self.approvals.on_record_event(conn, event)
         machine = self.app.state_machines.get(event.form)
         initial = machine.initial if machine else None
         candidates = [
@@ -388,26 +394,18 @@ class FlowRuntime:
         recipients = self._recipients(step, context)
         machine = self.app.state_machines.get(run.form)
         labels = {s.name: s.label for s in machine.states} if machine else {}
-        message = render_message(
-            self.templates,
+        payload = self.message_payload(
+            step.via or "",
             step.template or "",
+            step.todo,
+            recipients,
             {
                 "record": context,
                 "steps": results,
                 "state_label": labels.get(row["state"], ""),
                 "app": {"title": self.app.title},
             },
-            todo=step.todo,
-            to=tuple(recipients),
         )
-        payload = {
-            "connector": step.via,
-            "title": message.title,
-            "text": message.text,
-            "todo": message.todo,
-            "to": [_recipient_json(r) for r in recipients],
-        }
-        connector = self.app.connectors.get(step.via or "")
         self._save(
             run,
             _next(position),
@@ -418,46 +416,54 @@ class FlowRuntime:
                     "automation": run.automation,
                     "step": where,
                     "via": step.via,
-                    "title": message.title,
+                    "title": payload["title"],
                 },
             ),
-            effect=(
-                f"effect:{run.id}:{where}",
-                payload,
-                (connector.retries if connector else 5) + 1,
-            ),
+            effect=(f"effect:{run.id}:{where}", payload, self.effect_attempts(step.via)),
         )
         position[:] = _next(position)
         return "next"
 
+    def message_payload(
+        self,
+        via: str,
+        template: str,
+        todo: bool,
+        recipients: Sequence[Recipient],
+        context: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The outbox payload of a message rendered from one of the app's templates."""
+        message = render_message(self.templates, template, context, todo=todo, to=recipients)
+        return {
+            "connector": via,
+            "title": message.title,
+            "text": message.text,
+            "todo": message.todo,
+            "to": [_recipient_json(r) for r in recipients],
+        }
+
+    def effect_attempts(self, via: str | None) -> int:
+        connector = self.app.connectors.get(via or "")
+        return (connector.retries if connector else 5) + 1
+
     def _recipients(self, step: StepSpec, context: Mapping[str, Any]) -> list[Recipient]:
-        people = self.app.people
         out: list[Recipient] = []
         for who in step.to:
-            if who.kind == "role":
-                chosen = [p for p in people.values() if who.value in p.roles]
-            elif who.kind == "person":
-                chosen = [people[who.value]] if who.value in people else []
-            elif who.kind == "field":
-                value = context.get(who.value)
-                if isinstance(value, Mapping):  # a ref, e.g. the customer
-                    out.append(
-                        Recipient(
-                            user=str(value.get("id")),
-                            name=value.get("name"),
-                            email=value.get("email"),
-                            wecom_id=value.get("wecom_id"),
-                            phone=value.get("phone"),
-                        )
+            value = context.get(who.value) if who.kind == "field" else None
+            if isinstance(value, Mapping):  # a ref, e.g. the customer
+                out.append(
+                    Recipient(
+                        user=str(value.get("id")),
+                        name=value.get("name"),
+                        email=value.get("email"),
+                        wecom_id=value.get("wecom_id"),
+                        phone=value.get("phone"),
                     )
-                    continue
-                chosen = [people[value]] if isinstance(value, str) and value in people else []
-            else:
-                chosen = []
-            out.extend(
-                Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
-                for p in chosen
-            )
+                )
+                continue
+            owner = context.get("created_by")
+            chosen = people_for(self.app, who, context, self.records.env(), owner=owner)
+            out.extend(recipient_of(p) for p in chosen)
         return out
 
     def _wait(
@@ -671,6 +677,10 @@ class FlowRuntime:
         return "done"
 
     # ------------------------------------------------------------------ helpers
+    def context_of(self, conn: sa.Connection, form: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """What expressions and templates see of a record (refs loaded)."""
+        return self._context(conn, form, row, {})
+
     def _context(
         self, conn: sa.Connection, form: str, row: Mapping[str, Any], results: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -685,6 +695,10 @@ class FlowRuntime:
             return bool(expr(context, self.records.env()))
         except EvaluationError:
             return False
+
+
+def recipient_of(p: PersonSpec) -> Recipient:
+    return Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
 
 
 def _recipient_json(r: Recipient) -> dict[str, Any]:

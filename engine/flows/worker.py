@@ -40,6 +40,8 @@ def run_job(engine: sa.Engine, runtime: FlowRuntime, job: jobs.Job) -> None:
     try:
         if job.kind == "effect":
             runtime.deliver(job)
+        elif job.kind == "approval":
+            runtime.approvals.on_job(job)
         else:
             runtime.advance(job)
     except Exception as exc:  # a bug in one job must not stop the others

@@ -238,9 +238,22 @@ def store_file(
     """Check the upload against ``spec`` and store it; its metadata (ValidationFailed when
     refused: 400 empty/nameless, 413 too large, 415 wrong type or content)."""
     clean, content_type = check_upload(spec, name, data)
+    return store_bytes(conn, clean, content_type, data, uploaded_by, now)
+
+
+def store_bytes(
+    conn: sa.Connection,
+    name: str,
+    content_type: str,
+    data: bytes,
+    uploaded_by: str,
+    now: datetime | None = None,
+) -> StoredFile:
+    """Store bytes the engine made itself (an approval's PDF record) or an upload already
+    checked; returns the metadata with the content's SHA-256."""
     stored = StoredFile(
         id=uuid.uuid4().hex,
-        name=clean,
+        name=name,
         content_type=content_type,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),

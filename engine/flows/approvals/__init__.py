@@ -1,0 +1,1 @@
+"""Approvals at run time: routing, tasks, escalation, delegation, PDF records."""

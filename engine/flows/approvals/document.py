@@ -1,0 +1,133 @@
+"""What goes into an approval's PDF record, read from the database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from engine.flows.approvals.pdf import ApprovalDocument, DecisionLine
+from engine.system_tables import system_metadata
+
+if TYPE_CHECKING:
+    from engine.flows.approvals.service import ApprovalRuntime
+
+_META = system_metadata()
+TASKS = _META.tables["sl_approval_tasks"]
+ASSIGNEES = _META.tables["sl_task_assignees"]
+EVENTS = _META.tables["sl_events"]
+KEY_TYPES = (
+    "text",
+    "integer",
+    "decimal",
+    "money",
+    "date",
+    "datetime",
+    "select",
+    "ref",
+    "autonumber",
+    "computed",
+    "phone",
+    "email",
+    "boolean",
+)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def approval_document(
+    runtime: ApprovalRuntime, conn: sa.Connection, approval: Any
+) -> ApprovalDocument:
+    app = runtime.app
+    form = runtime.records.form(approval.form)
+    record = runtime.records.read(conn, form, approval.record_id)
+    fields = []
+    for spec in form.fields:
+        if spec.type not in KEY_TYPES:
+            continue
+        value = record.get(spec.name)
+        if isinstance(value, dict):
+            value = value.get("name") or value.get("code") or value.get("id")
+        labels = {o.value: o.label for o in spec.options}
+        value = labels.get(value, value) if isinstance(value, str) else value
+        fields.append((spec.label, "" if value is None else str(value)))
+    plan = approval.plan
+    tasks = conn.execute(
+        sa.select(TASKS)
+        .where(TASKS.c.approval_id == approval.id)
+        .order_by(TASKS.c.step, TASKS.c.slot)
+    ).all()
+    lines = []
+    for task in tasks:
+        step = plan["steps"][task.step]
+        if task.decided_by:
+            who = task.decided_by
+        else:
+            who = "、".join(
+                conn.execute(
+                    sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == task.id)
+                ).scalars()
+            )
+        lines.append(
+            DecisionLine(
+                step=step["label"],
+                approver=_person(runtime, who),
+                decision=task.status,
+                at=_utc(task.decided_at),
+                comment=task.comment or "",
+                on_behalf_of=_person(runtime, task.on_behalf_of) if task.on_behalf_of else None,
+            )
+        )
+    escalations = conn.execute(
+        sa.select(EVENTS.c.at, EVENTS.c.payload).where(
+            EVENTS.c.form == approval.form,
+            EVENTS.c.record_id == approval.record_id,
+            EVENTS.c.kind == "approval_escalated",
+        )
+    ).all()
+    for row in escalations:
+        payload = json.loads(row.payload)
+        if payload.get("approval_id") != approval.id:
+            continue
+        lines.append(
+            DecisionLine(
+                step=payload.get("step", ""),
+                approver=" → ".join(
+                    [
+                        "、".join(_person(runtime, u) for u in payload.get("from", [])),
+                        "、".join(_person(runtime, u) for u in payload.get("to", [])),
+                    ]
+                ),
+                decision="escalated",
+                at=_utc(row.at),
+                comment="",
+            )
+        )
+    lines.sort(key=lambda line: line.at or datetime.max.replace(tzinfo=UTC))
+    route = plan["route_label"]
+    if plan.get("added_labels"):
+        route += " + " + " + ".join(plan["added_labels"])
+    return ApprovalDocument(
+        app_title=app.title,
+        form_title=form.title,
+        record_label=plan.get("record_label") or f"{form.title} #{approval.record_id}",
+        fields=tuple(fields),
+        route=route,
+        outcome=approval.status,
+        submitter=_person(runtime, approval.submitter or ""),
+        started_at=_utc(approval.started_at),
+        finished_at=_utc(approval.finished_at) or _utc(approval.started_at),
+        lines=tuple(lines),
+        chain_hash=approval.outcome_hash or "",
+        timezone=app.timezone,
+        lang="en" if app.locale.startswith("en") else "zh",
+    )
+
+
+def _person(runtime: ApprovalRuntime, user: str) -> str:
+    person = runtime.app.people.get(user)
+    return f"{person.name} ({user})" if person is not None else user

@@ -1,0 +1,821 @@
+"""Approvals at run time: start on the configured event, tasks per approver slot, decisions,
+countersign, SLA escalation up the org chart, reminders, delegation and the sealed PDF record.
+
+An approval's route, steps and the people asked are fixed when it starts and kept in
+``sl_approvals.plan``: a redeployment with edited routes does not touch approvals in flight —
+they finish on the plan they started with; the next submission takes the new routes.
+
+Everything that changes an approval happens in one transaction with its events (hash-chained)
+and the jobs it causes (timers, messages, the PDF record), like every other change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from engine import clock
+from engine.events import EventIn, append_events
+from engine.flows import jobs
+from engine.flows.approvals.routing import approval_context, plan_route, step_candidates
+from engine.flows.connectors import ConnectorError
+from engine.flows.people import managers_of
+from engine.forms.files import store_bytes
+from engine.forms.records import SYSTEM_ACTOR, Actor, RecordEvent
+from engine.forms.validate import FieldError, ValidationFailed
+from engine.i18n import Text
+from engine.spec import ApprovalSpec, FormSpec, SlaSpec
+from engine.system_tables import system_metadata
+
+if TYPE_CHECKING:
+    from engine.flows.runner import FlowRuntime
+
+log = logging.getLogger(__name__)
+_META = system_metadata()
+APPROVALS = _META.tables["sl_approvals"]
+TASKS = _META.tables["sl_approval_tasks"]
+ASSIGNEES = _META.tables["sl_task_assignees"]
+DELEGATIONS = _META.tables["sl_delegations"]
+EVENTS = _META.tables["sl_events"]
+DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
+TIMER_ATTEMPTS = 1000  # timers re-arm themselves when they fire early; they never go dead
+
+
+def locked() -> ValidationFailed:
+    return ValidationFailed(
+        [
+            FieldError(
+                None,
+                "locked-approving",
+                Text(
+                    "the record is being approved and cannot be changed; ask an approver to "
+                    "return it for changes",
+                    "单据正在审批中，不能修改；如需修改请让审批人退回",
+                ),
+            )
+        ],
+        status=409,
+    )
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The actor of an outcome transition: the person whose decision completed the approval
+    (the approval itself is the permission, so the transition's role list does not apply)."""
+
+    username: str
+    roles: frozenset[str] = frozenset({"*"})
+
+
+def refuse(code: str, en: str, zh: str, status: int, field: str | None = None) -> ValidationFailed:
+    return ValidationFailed([FieldError(field, code, Text(en, zh))], status=status)
+
+
+def _sla_json(sla: SlaSpec | None) -> dict[str, Any] | None:
+    if sla is None:
+        return None
+    return {
+        "business_hours": sla.business_hours,
+        "escalate_to": sla.escalate_to,
+        "max_escalations": sla.max_escalations,
+        "remind_before_hours": sla.remind_before_hours,
+    }
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+class ApprovalRuntime:
+    """Approvals of one compiled App (one per deployment, like FlowRuntime)."""
+
+    def __init__(self, flows: FlowRuntime) -> None:
+        self.flows = flows
+        self.app = flows.app
+        self.records = flows.records
+        self.by_form: dict[str, list[ApprovalSpec]] = {}
+        for spec in self.app.approvals.values():
+            self.by_form.setdefault(spec.form, []).append(spec)
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.records.engine
+
+    # ------------------------------------------------------------------ starting
+    def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
+        specs = self.by_form.get(event.form)
+        if not specs:
+            return
+        from engine.flows.runner import matches
+
+        active = self._active(conn, event.form, event.record_id)
+        if active is not None:
+            plan = active.plan
+            if event.kind == "transition" and event.to_state not in plan["start_states"]:
+                self._close(conn, active, "cancelled", event.actor)
+                active = None
+            elif event.kind in ("changed", "child_added", "child_removed"):
+                if plan.get("if_record_changes") == "lock" and event.actor != SYSTEM_ACTOR.username:
+                    raise locked()  # rolls the edit back: listeners run inside its transaction
+                if plan.get("if_record_changes") == "restart":
+                    self._close(conn, active, "restarted", event.actor)
+                    spec = self.app.approvals.get(active.approval)
+                    if spec is not None:
+                        self.start(conn, spec, event.form, event.record_id, active.submitter)
+                return
+        machine = self.app.state_machines.get(event.form)
+        initial = machine.initial if machine else None
+        for spec in specs:
+            if matches(spec.start, event, initial):
+                if active is not None:
+                    self._close(conn, active, "cancelled", event.actor)
+                    active = None
+                self.start(conn, spec, event.form, event.record_id, event.actor)
+
+    def start(
+        self,
+        conn: sa.Connection,
+        spec: ApprovalSpec,
+        form_name: str,
+        record_id: int,
+        submitter: str | None,
+    ) -> int:
+        now = clock.now()
+        form = self.records.form(form_name)
+        context = self._record_context(conn, form, record_id)
+        scope = approval_context(spec, context, submitter)
+        env = self.records.env()
+        plan = plan_route(spec, scope, env)
+        steps = []
+        for step in plan.steps:
+            slots = step_candidates(self.app, spec, step, scope, env, submitter=submitter)
+            # nobody but the submitter holds the role: their manager decides instead
+            slots = [s or managers_of(self.app, [submitter] if submitter else []) for s in slots]
+            needed = len(slots) if step.kind == "all_of" else step.needed
+            steps.append(
+                {
+                    "name": step.name,
+                    "label": step.label or step.name,
+                    "kind": step.kind,
+                    "needed": needed,
+                    "slots": slots,
+                    "sla": _sla_json(step.sla or spec.sla),
+                }
+            )
+        machine = self.app.state_machines.get(form_name)
+        start_states = list(spec.start.names) if spec.start.kind == "state_entered" else []
+        if not start_states and machine is not None:
+            start_states = [t.target for t in machine.transitions if t.name in spec.start.names]
+        plan_json = {
+            "approval": spec.name,
+            "route": plan.route.name,
+            "route_label": plan.label,
+            "added": [r.name for r in plan.added],
+            "added_labels": [r.label or r.name for r in plan.added],
+            "steps": steps,
+            "on_approved": spec.on_approved,
+            "on_rejected": spec.on_rejected,
+            "on_returned": spec.on_returned,
+            "if_record_changes": spec.if_record_changes,
+            "allow_self_approval": spec.allow_self_approval,
+            "start_states": start_states,
+            "record_label": record_label(form, context),
+        }
+        approval_id = conn.execute(
+            APPROVALS.insert().values(
+                approval=spec.name,
+                form=form_name,
+                record_id=record_id,
+                route=plan.route.name,
+                status="active",
+                step=0,
+                plan=plan_json,
+                submitter=submitter,
+                config_hash=self.app.content_hash,
+                started_at=now,
+            )
+        ).inserted_primary_key[0]
+        self._event(
+            conn,
+            "approval",
+            form_name,
+            record_id,
+            "approval_started",
+            {
+                "approval_id": approval_id,
+                "approval": spec.name,
+                "route": plan.route.name,
+                "route_label": plan.label,
+                "added": plan_json["added"],
+                "steps": [s["name"] for s in steps],
+            },
+            now,
+        )
+        row = conn.execute(sa.select(APPROVALS).where(APPROVALS.c.id == approval_id)).one()
+        self._open_step(conn, row, 0, now, context)
+        return int(approval_id)
+
+    def _open_step(
+        self,
+        conn: sa.Connection,
+        approval: Any,
+        index: int,
+        now: datetime,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        step = approval.plan["steps"][index]
+        sla = step.get("sla")
+        calendar = self.records.runtime.calendar
+        due = remind = None
+        if sla:
+            due = self._business_later(calendar, now, sla["business_hours"])
+            before = sla.get("remind_before_hours")
+            if before and before < sla["business_hours"]:
+                remind = self._business_later(calendar, now, sla["business_hours"] - before)
+        conn.execute(APPROVALS.update().where(APPROVALS.c.id == approval.id).values(step=index))
+        if context is None:
+            context = self._record_context(
+                conn, self.records.form(approval.form), approval.record_id
+            )
+        for slot, users in enumerate(step["slots"]):
+            task_id = conn.execute(
+                TASKS.insert().values(
+                    approval_id=approval.id,
+                    step=index,
+                    slot=slot,
+                    status="open",
+                    created_at=now,
+                    due_at=due,
+                    remind_at=remind,
+                    escalations=0,
+                )
+            ).inserted_primary_key[0]
+            self._assign(conn, task_id, users)
+            self._arm_timers(conn, approval, task_id, 0, due, remind)
+            self._message(conn, approval, task_id, step, users, "new", context, due)
+        self._event(
+            conn,
+            "approval",
+            approval.form,
+            approval.record_id,
+            "approval_step_opened",
+            {
+                "approval_id": approval.id,
+                "step": step["name"],
+                "label": step["label"],
+                "slots": step["slots"],
+                "due_at": due.isoformat() if due else None,
+            },
+            now,
+        )
+
+    @staticmethod
+    def _business_later(calendar: Any, start: datetime, hours: float) -> datetime:
+        """``hours`` business hours after ``start``, in UTC (how times are stored)."""
+        return calendar.add_business_hours(start, hours).astimezone(UTC)
+
+    def _assign(self, conn: sa.Connection, task_id: int, users: Sequence[str]) -> None:
+        conn.execute(ASSIGNEES.delete().where(ASSIGNEES.c.task_id == task_id))
+        if users:
+            conn.execute(ASSIGNEES.insert(), [{"task_id": task_id, "user": u} for u in users])
+
+    def _arm_timers(
+        self,
+        conn: sa.Connection,
+        approval: Any,
+        task_id: int,
+        level: int,
+        due: datetime | None,
+        remind: datetime | None,
+    ) -> None:
+        for action, at in (("escalate", due), ("remind", remind)):
+            if at is None:
+                continue
+            jobs.enqueue(
+                conn,
+                "approval",
+                f"approval-task:{task_id}:{action}:{level}",
+                {"task_id": task_id, "action": action, "level": level},
+                form=approval.form,
+                record_id=approval.record_id,
+                due_at=at,
+                max_attempts=TIMER_ATTEMPTS,
+            )
+
+    # ------------------------------------------------------------------ deciding
+    def decide(
+        self, task_id: int, actor: Actor, decision: str, comment: str | None
+    ) -> dict[str, Any]:
+        """Approve, reject or return the task for ``actor`` (its assignee or their delegate)."""
+        if decision not in DECISIONS:
+            raise refuse("bad-decision", "unknown decision", "未知的审批操作", 400, "decision")
+        comment = (comment or "").strip()
+        if len(comment) > 4000:
+            raise refuse(
+                "too-long",
+                "the comment is too long (4,000 at most)",
+                "意见过长（最多 4000 字）",
+                422,
+                "comment",
+            )
+        if decision != "approve" and not comment:
+            raise refuse(
+                "required", "say why in a comment", "驳回或退回时请填写意见", 422, "comment"
+            )
+        now = clock.now()
+        with self.engine.begin() as conn:
+            task = self._lock(conn, TASKS, task_id)
+            if task is None:
+                raise refuse("not-found", "no such task", "没有这个审批任务", 404)
+            approval = self._lock(conn, APPROVALS, task.approval_id)
+            on_behalf_of = self._may_act(conn, task, approval, actor, now)
+            if task.status != "open" or approval.status != "active":
+                raise refuse(
+                    "already-decided",
+                    "this task has already been decided",
+                    "该审批任务已处理",
+                    409,
+                )
+            plan = approval.plan
+            if decision == "return" and not plan.get("on_returned"):
+                raise refuse(
+                    "cannot-return",
+                    "this approval cannot return records for changes",
+                    "该审批不支持退回修改",
+                    400,
+                    "decision",
+                )
+            status = DECISIONS[decision]
+            conn.execute(
+                TASKS.update()
+                .where(TASKS.c.id == task_id)
+                .values(
+                    status=status,
+                    decided_at=now,
+                    decided_by=actor.username,
+                    on_behalf_of=on_behalf_of,
+                    comment=comment or None,
+                )
+            )
+            step = plan["steps"][task.step]
+            self._event(
+                conn,
+                actor.username,
+                approval.form,
+                approval.record_id,
+                "approval_decided",
+                {
+                    "approval_id": approval.id,
+                    "task_id": task_id,
+                    "step": step["name"],
+                    "label": step["label"],
+                    "decision": status,
+                    "comment": comment,
+                    "on_behalf_of": on_behalf_of,
+                },
+                now,
+            )
+            outcome = self._after_decision(conn, approval, task, status, actor.username, now)
+        return {"task_id": task_id, "decision": status, "approval_status": outcome}
+
+    def _after_decision(
+        self,
+        conn: sa.Connection,
+        approval: Any,
+        task: Any,
+        status: str,
+        actor: str,
+        now: datetime,
+    ) -> str:
+        plan = approval.plan
+        if status != "approved":
+            self._skip_open(conn, approval.id)
+            self._finish(conn, approval, status, actor, now)
+            return status
+        step = plan["steps"][task.step]
+        approved = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(TASKS)
+            .where(
+                TASKS.c.approval_id == approval.id,
+                TASKS.c.step == task.step,
+                TASKS.c.status == "approved",
+            )
+        ).scalar_one()
+        if approved < step["needed"]:
+            return "active"
+        self._skip_open(conn, approval.id)
+        if task.step + 1 < len(plan["steps"]):
+            self._open_step(conn, approval, task.step + 1, now)
+            return "active"
+        self._finish(conn, approval, "approved", actor, now)
+        return "approved"
+
+    def _skip_open(self, conn: sa.Connection, approval_id: int) -> None:
+        conn.execute(
+            TASKS.update()
+            .where(TASKS.c.approval_id == approval_id, TASKS.c.status == "open")
+            .values(status="skipped")
+        )
+
+    def _finish(
+        self, conn: sa.Connection, approval: Any, outcome: str, actor: str, now: datetime
+    ) -> None:
+        from engine.flows.machine import fire_transition
+
+        conn.execute(
+            APPROVALS.update()
+            .where(APPROVALS.c.id == approval.id)
+            .values(status=outcome, finished_at=now)
+        )
+        event_id = self._event(
+            conn,
+            actor,
+            approval.form,
+            approval.record_id,
+            "approval_finished",
+            {"approval_id": approval.id, "outcome": outcome, "route": approval.route},
+            now,
+        )
+        digest = conn.execute(sa.select(EVENTS.c.hash).where(EVENTS.c.id == event_id)).scalar()
+        conn.execute(
+            APPROVALS.update().where(APPROVALS.c.id == approval.id).values(outcome_hash=digest)
+        )
+        transition = approval.plan.get(f"on_{outcome}")
+        if transition:
+            fire_transition(
+                self.records,
+                approval.form,
+                approval.record_id,
+                transition,
+                Acting(actor),
+                conn=conn,
+            )
+        jobs.enqueue(
+            conn,
+            "approval",
+            f"approval:{approval.id}:record",
+            {"approval_id": approval.id, "action": "record"},
+            form=approval.form,
+            record_id=approval.record_id,
+        )
+
+    def _close(self, conn: sa.Connection, approval: Any, why: str, actor: str) -> None:
+        """End an approval that no decision finished: the record left the approving state
+        (``cancelled``) or changed under the restart policy (``restarted``)."""
+        now = clock.now()
+        self._skip_open(conn, approval.id)
+        conn.execute(
+            APPROVALS.update()
+            .where(APPROVALS.c.id == approval.id)
+            .values(status=why, finished_at=now)
+        )
+        self._event(
+            conn,
+            actor,
+            approval.form,
+            approval.record_id,
+            f"approval_{why}",
+            {"approval_id": approval.id, "route": approval.route},
+            now,
+        )
+
+    def _may_act(
+        self, conn: sa.Connection, task: Any, approval: Any, actor: Actor, now: datetime
+    ) -> str | None:
+        """None when ``actor`` is an assignee, the absent assignee's name when ``actor`` is
+        their delegate; refuses (403) anyone else and the submitter."""
+        assignees = set(
+            conn.execute(
+                sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == task.id)
+            ).scalars()
+        )
+        on_behalf_of = None
+        if actor.username not in assignees:
+            principals = sorted(set(delegators(conn, actor.username, now)) & assignees)
+            if not principals:
+                raise refuse(
+                    "not-assignee",
+                    "this task is not yours to decide",
+                    "该审批任务不是分配给您的，您无权处理",
+                    403,
+                )
+            on_behalf_of = principals[0]
+        submitter = approval.submitter
+        if not approval.plan.get("allow_self_approval") and submitter in (
+            actor.username,
+            on_behalf_of,
+        ):
+            raise refuse(
+                "self-approval",
+                "you cannot approve your own submission",
+                "不能审批自己提交的单据",
+                403,
+            )
+        return on_behalf_of
+
+    # ------------------------------------------------------------------ timers and records
+    def on_job(self, job: jobs.Job) -> str:
+        action = job.payload.get("action")
+        if action == "record":
+            return self._seal(job)
+        now = clock.now()
+        with self.engine.begin() as conn:
+            task = self._lock(conn, TASKS, int(job.payload["task_id"]))
+            approval = self._lock(conn, APPROVALS, task.approval_id) if task is not None else None
+            if (
+                task is None
+                or approval is None
+                or task.status != "open"
+                or approval.status != "active"
+                or task.escalations != job.payload.get("level", 0)
+            ):
+                jobs.finish(conn, job)
+                return "done"
+            at = _aware(task.due_at if action == "escalate" else task.remind_at)
+            if at is not None and now < at - jobs.CLOCK_SKEW:
+                early = True
+            else:
+                early = False
+                if action == "escalate":
+                    self._escalate(conn, approval, task, now)
+                else:
+                    self._remind(conn, approval, task, now)
+                jobs.finish(conn, job)
+        if early and at is not None:  # fired before its time (clocks differ): wait again
+            jobs.retry_later(self.engine, job, "not due yet", delay=(at - now).total_seconds())
+            return "ready"
+        return "done"
+
+    def _users(self, conn: sa.Connection, task_id: int) -> list[str]:
+        return list(
+            conn.execute(
+                sa.select(ASSIGNEES.c.user)
+                .where(ASSIGNEES.c.task_id == task_id)
+                .order_by(ASSIGNEES.c.user)
+            ).scalars()
+        )
+
+    def _escalate(self, conn: sa.Connection, approval: Any, task: Any, now: datetime) -> None:
+        step = approval.plan["steps"][task.step]
+        sla = step.get("sla") or {}
+        current = self._users(conn, task.id)
+        targets = managers_of(self.app, current) if sla.get("escalate_to") == "manager" else []
+        targets = [t for t in targets if t != approval.submitter]
+        payload = {"approval_id": approval.id, "task_id": task.id, "step": step["name"]}
+        if task.escalations >= sla.get("max_escalations", 0) or not targets:
+            reason = "max" if targets else "no-manager"
+            self._event(
+                conn,
+                "approval",
+                approval.form,
+                approval.record_id,
+                "approval_overdue",
+                {**payload, "level": task.escalations, "assignees": current, "reason": reason},
+                now,
+            )
+            return
+        level = task.escalations + 1
+        calendar = self.records.runtime.calendar
+        due = self._business_later(calendar, now, sla["business_hours"])
+        before = sla.get("remind_before_hours")
+        remind = (
+            self._business_later(calendar, now, sla["business_hours"] - before)
+            if before and before < sla["business_hours"]
+            else None
+        )
+        conn.execute(
+            TASKS.update()
+            .where(TASKS.c.id == task.id)
+            .values(escalations=level, due_at=due, remind_at=remind)
+        )
+        self._assign(conn, task.id, targets)
+        self._arm_timers(conn, approval, task.id, level, due, remind)
+        self._event(
+            conn,
+            "approval",
+            approval.form,
+            approval.record_id,
+            "approval_escalated",
+            {**payload, "level": level, "from": current, "to": targets, "due_at": due.isoformat()},
+            now,
+        )
+        self._message(conn, approval, task.id, step, targets, "escalated", None, due, current)
+
+    def _remind(self, conn: sa.Connection, approval: Any, task: Any, now: datetime) -> None:
+        step = approval.plan["steps"][task.step]
+        users = self._users(conn, task.id)
+        self._event(
+            conn,
+            "approval",
+            approval.form,
+            approval.record_id,
+            "approval_reminded",
+            {"approval_id": approval.id, "task_id": task.id, "step": step["name"], "to": users},
+            now,
+        )
+        self._message(conn, approval, task.id, step, users, "reminder", None, _aware(task.due_at))
+
+    def _message(
+        self,
+        conn: sa.Connection,
+        approval: Any,
+        task_id: int,
+        step: Mapping[str, Any],
+        users: Sequence[str],
+        event: str,
+        context: Mapping[str, Any] | None,
+        due: datetime | None,
+        escalated_from: Sequence[str] = (),
+    ) -> None:
+        """Tell ``users`` about the task through the approval's ``notify`` connector."""
+        spec = self.app.approvals.get(approval.approval)
+        notify = spec.notify if spec is not None else None
+        people = [self.app.people[u] for u in users if u in self.app.people]
+        if notify is None or not people:
+            return
+        from engine.flows.runner import recipient_of
+
+        if context is None:
+            context = self._record_context(
+                conn, self.records.form(approval.form), approval.record_id
+            )
+        sla = step.get("sla") or {}
+        names = [self.app.people[u].name if u in self.app.people else u for u in escalated_from]
+        try:
+            payload = self.flows.message_payload(
+                notify.via,
+                notify.template,
+                notify.todo,
+                [recipient_of(p) for p in people],
+                {
+                    "record": context,
+                    "event": event,
+                    "app": {"title": self.app.title},
+                    "approval": {
+                        "route_label": approval.plan["route_label"],
+                        "sla_hours": sla.get("business_hours"),
+                        "record_label": approval.plan.get("record_label"),
+                    },
+                    "task": {
+                        "id": task_id,
+                        "step_label": step["label"],
+                        "due_local": self._local(due),
+                        "escalated_from": "、".join(names),
+                    },
+                },
+            )
+        except ConnectorError as exc:  # a broken template must not block the approval
+            log.error("approval message not rendered: %s", exc)
+            return
+        attempt = conn.execute(
+            sa.select(TASKS.c.escalations).where(TASKS.c.id == task_id)
+        ).scalar_one()
+        jobs.enqueue(
+            conn,
+            "effect",
+            f"approval-message:{task_id}:{event}:{attempt}",
+            payload,
+            form=approval.form,
+            record_id=approval.record_id,
+            max_attempts=self.flows.effect_attempts(notify.via),
+        )
+
+    def _local(self, at: datetime | None) -> str:
+        if at is None:
+            return ""
+        from zoneinfo import ZoneInfo
+
+        return at.astimezone(ZoneInfo(self.app.timezone)).strftime("%Y-%m-%d %H:%M")
+
+    def _seal(self, job: jobs.Job) -> str:
+        """Render the PDF record of a finished approval, store it, seal its SHA-256."""
+        from engine.flows.approvals.document import approval_document
+        from engine.flows.approvals.pdf import render_approval_pdf
+
+        approval_id = int(job.payload["approval_id"])
+        with self.records.reads.connect() as conn:
+            approval = conn.execute(
+                sa.select(APPROVALS).where(APPROVALS.c.id == approval_id)
+            ).first()
+            if approval is None or approval.record_file is not None:
+                document = None
+            else:
+                document = approval_document(self, conn, approval)
+        if document is None:
+            with self.engine.begin() as conn:
+                jobs.finish(conn, job)
+            return "done"
+        data = render_approval_pdf(document)
+        digest = hashlib.sha256(data).hexdigest()
+        now = clock.now()
+        with self.engine.begin() as conn:
+            current = self._lock(conn, APPROVALS, approval_id)
+            if current is not None and current.record_file is None:
+                label = approval.plan.get("record_label") or approval.form
+                name = f"{label}-审批记录-{approval_id}.pdf"
+                stored = store_bytes(conn, name, "application/pdf", data, "approval", now)
+                conn.execute(
+                    APPROVALS.update()
+                    .where(APPROVALS.c.id == approval_id)
+                    .values(record_file=stored.id)
+                )
+                self._event(
+                    conn,
+                    "approval",
+                    approval.form,
+                    approval.record_id,
+                    "approval_record",
+                    {
+                        "approval_id": approval_id,
+                        "file_id": stored.id,
+                        "sha256": digest,
+                        "outcome_hash": approval.outcome_hash,
+                        "name": stored.name,
+                    },
+                    now,
+                )
+            jobs.finish(conn, job)
+        return "done"
+
+    # ------------------------------------------------------------------ reads
+    def _active(self, conn: sa.Connection, form: str, record_id: int) -> Any:
+        query = sa.select(APPROVALS).where(
+            APPROVALS.c.form == form,
+            APPROVALS.c.record_id == record_id,
+            APPROVALS.c.status == "active",
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    @staticmethod
+    def _lock(conn: sa.Connection, table: sa.Table, row_id: int) -> Any:
+        query = sa.select(table).where(table.c.id == row_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    def _record_context(
+        self, conn: sa.Connection, form: FormSpec, record_id: int
+    ) -> dict[str, Any]:
+        row = self.records.row(conn, form, record_id)
+        return self.flows.context_of(conn, form.name, row)
+
+    def _event(
+        self,
+        conn: sa.Connection,
+        actor: str,
+        form: str,
+        record_id: int,
+        kind: str,
+        payload: Mapping[str, Any],
+        at: datetime,
+    ) -> int:
+        ids = append_events(
+            conn, self.records.metadata, [EventIn(actor, form, record_id, kind, dict(payload))], at
+        )
+        return ids[0]
+
+
+def delegators(conn: sa.Connection, delegate: str, at: datetime) -> list[str]:
+    """People who have ``delegate`` acting for them at ``at``."""
+    return list(
+        conn.execute(
+            sa.select(DELEGATIONS.c.user).where(
+                DELEGATIONS.c.delegate == delegate,
+                DELEGATIONS.c.starts_at <= at,
+                DELEGATIONS.c.ends_at > at,
+                DELEGATIONS.c.revoked_at.is_(None),
+            )
+        ).scalars()
+    )
+
+
+def record_label(form: FormSpec, record: Mapping[str, Any]) -> str:
+    """How people name the record: its title field (or first column), else its id."""
+    name = form.title_field or next(iter(form.list_columns), None)
+    value = record.get(name) if name else None
+    if isinstance(value, Mapping):
+        value = value.get("name") or value.get("id")
+    return f"{form.title} {value}" if value not in (None, "") else f"{form.title} #{record['id']}"
+
+
+def sla_colour(
+    due: datetime | None, remind: datetime | None, now: datetime, created: datetime
+) -> str:
+    """red past the deadline; amber from the reminder on (without one: after three quarters
+    of the time)."""
+    if due is None:
+        return "none"
+    if now >= due:
+        return "red"
+    if remind is not None:
+        return "amber" if now >= remind else "green"
+    return "amber" if due > created and (now - created) >= (due - created) * 0.75 else "green"
