@@ -124,6 +124,9 @@ def _page_routes() -> list[Any]:
     return page_routes()
 
 
+_ZH_PROBLEM = {"missing": "已丢失", "altered": "已被篡改"}
+
+
 @click.group("audit")
 def audit_group() -> None:
     """Check the tamper-evident event log."""
@@ -134,18 +137,32 @@ def audit_group() -> None:
 def audit_verify(ctx: click.Context) -> None:
     """Walk the hash chain; exit 1 and name the first bad event when it was tampered with."""
     from engine.events import verify_chain
+    from engine.flows.approvals.verify import verify_approval_records
     from engine.system_tables import system_metadata
 
     _, engine = open_app(ctx)
     with engine.connect() as conn:
         report = verify_chain(conn, system_metadata())
-    if report.ok:
+        pdfs, problems = verify_approval_records(conn)
+    for problem in problems:
         say(
             ctx,
-            f"event chain intact: {report.checked} events checked",
-            f"事件链完整：已校验 {report.checked} 条事件",
+            f"approval record {problem.file_id} (event {problem.event_id}) is {problem.reason}: "
+            "the stored PDF does not match the SHA-256 sealed in the event log",
+            f"审批记录 {problem.file_id}（事件 {problem.event_id}）{_ZH_PROBLEM[problem.reason]}："
+            "与事件链中封存的 SHA-256 不符",
+            err=True,
+        )
+    if report.ok and not problems:
+        say(
+            ctx,
+            f"event chain intact: {report.checked} events checked; "
+            f"{pdfs} approval records match their sealed hashes",
+            f"事件链完整：已校验 {report.checked} 条事件；{pdfs} 份审批记录与封存的哈希一致",
         )
         return
+    if report.ok:
+        sys.exit(1)
     say(
         ctx,
         f"event chain BROKEN at event {report.first_bad_id}: {report.reason} "

@@ -394,3 +394,27 @@ def test_redeploy_with_an_edited_route_leaves_approvals_in_flight_alone(
             sa.select(sa.func.count()).select_from(TASKS).where(TASKS.c.status == "open")
         ).scalar_one()
     assert hashes[before] != hashes[after] and open_tasks == 0
+
+
+def test_audit_verify_checks_the_stored_pdf_against_its_sealed_hash(world) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+    from engine.system_tables import system_metadata as meta
+
+    api, worker, _ding = world
+    order = _order(api, "VIP", "rush", 120, 100)
+    _decide(api, "zhou.pd", _task_for(api, "zhou.pd", order)["id"], "approve", "同意")
+    worker.run_until_idle()
+    url = api.engine.url.render_as_string(hide_password=False)
+    args = ["--app", str(PACK), "--db", url, "--lang", "en", "audit", "verify"]
+    ok = CliRunner().invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert "1 approval records match" in ok.output
+    files = meta().tables["sl_files"]
+    file_id = _approval(api, order)["record_file"]
+    with api.engine.begin() as conn:  # someone swaps the PDF in the database
+        conn.execute(files.update().where(files.c.id == file_id).values(data=b"%PDF-1.4 forged"))
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 1
+    assert f"approval record {file_id}" in bad.output and "altered" in bad.output
