@@ -104,6 +104,124 @@ def _record_schema(form: FormSpec) -> dict[str, Any]:
     return schema
 
 
+def _approval_paths(app: App) -> dict[str, Any]:
+    """The approval inbox, decisions, approvals of a record, PDF records, delegations."""
+    task_id = {
+        "name": "task_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    comment = {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"comment": {"type": "string", "maxLength": 4000}},
+                }
+            }
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/tasks": {
+            "get": {
+                "operationId": "listMyTasks",
+                "responses": _ok(
+                    {
+                        "type": "object",
+                        "required": ["tasks"],
+                        "properties": {"tasks": {"type": "array"}},
+                    }
+                ),
+            }
+        },
+        "/api/delegations": {
+            "get": {"operationId": "listDelegations", "responses": _ok({"type": "object"})},
+            "post": {
+                "operationId": "addDelegation",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["delegate", "ends"],
+                                "properties": {
+                                    "delegate": {"type": "string"},
+                                    "starts": {"type": "string", "format": "date-time"},
+                                    "ends": {"type": "string", "format": "date-time"},
+                                    "reason": {"type": "string", "maxLength": 500},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": _ok({"type": "object"}, "201"),
+            },
+        },
+        "/api/delegations/{delegation_id}": {
+            "delete": {
+                "operationId": "revokeDelegation",
+                "parameters": [
+                    {
+                        "name": "delegation_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "responses": _ok({"type": "object"}),
+            }
+        },
+        "/api/approvals/{approval_id}/record.pdf": {
+            "get": {
+                "operationId": "approvalRecordPdf",
+                "parameters": [
+                    {
+                        "name": "approval_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "responses": {
+                    **_ok({"type": "object"}),
+                    "200": {
+                        "description": "the sealed PDF record",
+                        "content": {"application/pdf": {}},
+                    },
+                },
+            }
+        },
+    }
+    for decision in ("approve", "reject", "return"):
+        paths[f"/api/tasks/{{task_id}}/{decision}"] = {
+            "post": {
+                "operationId": f"{decision}Task",
+                "parameters": [task_id],
+                "requestBody": comment,
+                "responses": _ok({"type": "object"}),
+            }
+        }
+    for form in sorted({a.form for a in app.approvals.values()}):
+        paths[f"/api/forms/{form}/records/{{record_id}}/approvals"] = {
+            "get": {
+                "operationId": f"approvalsOf{_pascal(form)}",
+                "parameters": [
+                    {
+                        "name": "record_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "responses": _ok({"type": "object"}),
+            }
+        }
+    return paths
+
+
 def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
     errors = {"description": "refused", "content": {"application/json": {"schema": _ERRORS}}}
     return {
@@ -282,6 +400,7 @@ def _build(app: App) -> dict[str, Any]:
                     "responses": _ok({"type": "object"}, "201"),
                 }
             }
+    paths.update(_approval_paths(app))
     return {
         "openapi": "3.1.0",
         "info": {
