@@ -261,25 +261,25 @@ def _warn_overlap(
     box: Any,
     earlier: list[tuple[str, Any]],
 ) -> None:
-    """Warn when some record matches both this route and an earlier one (the earlier wins)."""
-    for other, other_box in earlier:
-        if not box.disjoint(other_box):
-            ctx.warning(
-                doc,
-                path,
-                "routes-overlap",
-                Text(
-                    f"route '{name}' overlaps route '{other}': a record matching both takes "
-                    f"'{other}', which comes first",
-                    f"路线 '{name}' 与路线 '{other}' 有重叠：同时满足两者的记录走排在前面的 "
-                    f"'{other}'",
-                ),
-                Text(
-                    "if that is intended, keep the order; otherwise make the conditions exclusive",
-                    "如果这是有意为之，保持顺序即可；否则请让两条件互斥",
-                ),
-            )
-            return
+    """Warn when some record matches both this route and earlier ones (the earlier wins)."""
+    others = [other for other, other_box in earlier if not box.disjoint(other_box)]
+    if not others:
+        return
+    listed = ", ".join(f"'{o}'" for o in others)
+    ctx.warning(
+        doc,
+        path,
+        "routes-overlap",
+        Text(
+            f"route '{name}' overlaps route {listed}: a record matching both takes the "
+            "earlier route",
+            f"路线 '{name}' 与路线 {listed} 有重叠：同时满足的记录走排在前面的路线",
+        ),
+        Text(
+            "if that is intended, keep the order; otherwise make the conditions exclusive",
+            "如果这是有意为之，保持顺序即可；否则请让条件互斥",
+        ),
+    )
 
 
 def _flat_options(names: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
