@@ -102,6 +102,12 @@ def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
             if request.headers.get("hx-request"):
                 return Response(status_code=401, headers={"HX-Redirect": _login_url(request)})
             return RedirectResponse(_login_url(request), 303)
+        if not request.headers.get("hx-request"):  # the count in the navigation
+            from engine.views.pages_tasks import open_task_count  # it builds on this module
+
+            request.state.open_tasks = await run_in_threadpool(
+                open_task_count, live(request), user.username
+            )
         if request.method == "POST":
             post = await _post(request)
             if post is None:
@@ -340,7 +346,16 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
             conn, [i for f in form.fields if f.type == "files" for i in record[f.name] or []]
         )
     titles = _ref_titles(current, form, events)
-    return {"record": record, "events": events, "titles": titles, "files": files}
+    from engine.views.pages_tasks import approval_panel
+
+    approvals = approval_panel(current, form.name, record_id, user)
+    return {
+        "record": record,
+        "events": events,
+        "titles": titles,
+        "files": files,
+        "approvals": approvals,
+    }
 
 
 async def _show_record(
@@ -540,9 +555,12 @@ async def add_entry(request: Request, user: User) -> Response:
 
 def page_routes() -> list[BaseRoute]:
     """Pages, the /api/files routes and the vendored assets under /static."""
+    from engine.views.pages_tasks import task_page_routes
+
     base = "/forms/{form}"
     record = base + "/{record_id:int}"
     return [
+        *task_page_routes(),
         *file_routes(),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout_page, methods=["POST"]),

@@ -133,6 +133,49 @@ CATALOG: dict[str, Text] = {
     "page_title_edit": Text("Edit {form}", "修改{form}"),
     "n_files": Text("{n} files", "{n} 个文件"),
     "no_match": Text("(nothing found)", "（没有匹配的记录）"),
+    "my_tasks": Text("My tasks", "我的待办"),
+    "no_tasks": Text("Nothing waits for you.", "暂无待办。"),
+    "record": Text("Record", "单据"),
+    "route": Text("Route", "审批路线"),
+    "step": Text("Step", "审批环节"),
+    "waited": Text("Waiting", "已等待"),
+    "waited_hours": Text(
+        "{hours} h ({business} business hours)", "{hours} 小时（工作时间 {business} 小时）"
+    ),
+    "due_at": Text("Due", "截止时间"),
+    "sla": Text("SLA", "时效"),
+    "sla_green": Text("On time", "正常"),
+    "sla_amber": Text("Due soon", "即将超时"),
+    "sla_red": Text("Overdue", "已超时"),
+    "sla_none": Text("No deadline", "无时限"),
+    "on_behalf_of": Text("for {name}", "代 {name}"),
+    "escalated": Text("escalated {n}×", "已升级 {n} 次"),
+    "comment": Text("Comment", "审批意见"),
+    "comment_hint": Text("Required to reject or return", "驳回或退回时必填"),
+    "decide": Text("Decision", "审批操作"),
+    "approve": Text("Approve", "同意"),
+    "reject": Text("Reject", "驳回"),
+    "return": Text("Return for changes", "退回修改"),
+    "decided_approve": Text("Approved.", "已同意。"),
+    "decided_reject": Text("Rejected.", "已驳回。"),
+    "decided_return": Text("Returned for changes.", "已退回修改。"),
+    "approvals": Text("Approvals", "审批"),
+    "assignees": Text("Assignees", "审批人"),
+    "decision": Text("Decision", "审批结果"),
+    "decided_by": Text("Decided by", "处理人"),
+    "decided_at": Text("Time", "处理时间"),
+    "started_by": Text("submitted by {name} · {at}", "{name} 提交 · {at}"),
+    "download_pdf": Text("Download the approval record (PDF)", "下载审批记录 PDF"),
+    "st_active": Text("In progress", "审批中"),
+    "st_open": Text("Waiting", "待处理"),
+    "st_approved": Text("Approved", "已同意"),
+    "st_rejected": Text("Rejected", "已驳回"),
+    "st_returned": Text("Returned", "已退回"),
+    "st_skipped": Text("Not needed", "无需处理"),
+    "st_cancelled": Text("Cancelled", "已取消"),
+    "ev_approval_started": Text("approval started", "发起审批"),
+    "ev_approval_decided": Text("approval decision", "审批处理"),
+    "ev_approval_finished": Text("approval finished", "审批结束"),
 }
 
 
@@ -353,6 +396,14 @@ def page_lang(app: App) -> Lang:
     return lang_from_locale(app.locale)
 
 
+def _flash(request: Request) -> str | None:
+    """The one-time message a redirect left in the session (kept for full pages only)."""
+    if "session" not in request.scope or request.headers.get("hx-request"):
+        return None
+    message = request.session.pop("flash", None)
+    return message if isinstance(message, str) else None
+
+
 def render(
     request: Request,
     name: str,
@@ -372,6 +423,8 @@ def render(
         "csrf": csrf_token(request),
         "user": getattr(request.state, "seamline_user", None),
         "path": request.url.path,
+        "open_tasks": getattr(request.state, "open_tasks", None),
+        "flash": _flash(request),
     }
     html = environment(current).get_template(name).render({**base, **(context or {})})
     return HTMLResponse(html, status, headers={**SECURITY_HEADERS, **(headers or {})})
