@@ -161,3 +161,41 @@ def test_order_in_a_real_browser(server: tuple[str, Api], tmp_path: Path) -> Non
             assert errors == []
         finally:
             chromium.close()
+
+
+def test_approve_from_the_inbox_in_a_real_browser(server: tuple[str, Api]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+    from test_approvals import _order
+
+    base, api = server
+    with api.engine.begin() as conn:
+        set_password(conn, "huang.fin", PASSWORD)
+    order = _order(api, "B", "normal", 80, 50)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        try:
+            page = chromium.new_context(locale="zh-CN").new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{base}/tasks")
+            page.fill("#username", "huang.fin")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{base}/tasks")
+            row = page.locator("tr", has=page.locator(f'a[href="/forms/order/{order}"]'))
+            expect(row.locator("[data-sla]")).to_have_text("正常")
+            row.locator("textarea[name=comment]").fill("价格无误")
+            row.get_by_role("button", name="同意").click()
+            expect(page).to_have_url(f"{base}/tasks")
+            expect(page.locator(".notice")).to_have_text("已同意。")
+            expect(page.locator(f'a[href="/forms/order/{order}"]')).to_have_count(0)
+            assert errors == []
+        finally:
+            chromium.close()
+    approvals = api.client("huang.fin").get(f"/api/forms/order/records/{order}/approvals")
+    decided = [t for t in approvals.json()["approvals"][0]["tasks"] if t["comment"]]
+    assert [(t["decided_by"], t["comment"]) for t in decided] == [("huang.fin", "价格无误")]
