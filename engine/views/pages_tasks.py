@@ -70,6 +70,7 @@ def approval_panel(current: LiveApp, form: str, record_id: int, user: User) -> l
                 approval["status"] == "active"
                 and task["status"] == "open"
                 and bool(principals & set(task["assignees"]))
+                and approval["submitter"] != user.username  # never one's own submission
             )
     return approvals
 

@@ -96,6 +96,7 @@ def inbox(
                 "waited_business_hours": round(calendar.business_hours_between(created, now), 2),
                 "sla": sla_colour(due, _utc(row.remind_at), now, created),
                 "self_submitted": row.submitter == user,
+                "can_return": bool(row.plan.get("on_returned")),
             }
         )
     return out
@@ -135,6 +136,7 @@ def record_approvals(conn: sa.Connection, form: str, record_id: int) -> list[dic
                 "started_at": _utc(a.started_at),
                 "finished_at": _utc(a.finished_at),
                 "record_file": a.record_file,
+                "can_return": bool(a.plan.get("on_returned")),
                 "tasks": [
                     {
                         "id": t.id,
