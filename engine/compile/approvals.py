@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.compile.context import CompileContext
 from engine.compile.flows import (
@@ -25,8 +25,11 @@ from engine.spec import (
     RouteSpec,
     SlaSpec,
     StateMachineSpec,
+    WhoSpec,
     frozen_map,
 )
+
+StepKind = Literal["approver", "any_of", "all_of", "n_of"]
 
 FORM = Text("form", "表单")
 
@@ -301,6 +304,8 @@ def _compile_steps(
     for i, raw in enumerate(doc.get(path)):
         spath = (*path, i)
         ctx.check_unique(doc, (*spath, "name"), seen, Text("steps", "步骤"))
+        kind: StepKind
+        approvers: tuple[WhoSpec, ...]
         if "approver" in raw:
             who = doc.get((*spath, "approver"))
             kind = "approver"
@@ -330,7 +335,7 @@ def _compile_steps(
                 raw["name"],
                 kind,
                 approvers,
-                needed,  # type: ignore[arg-type]
+                needed,
                 raw.get("label"),
                 _sla(raw.get("sla")),
             )

@@ -71,7 +71,7 @@ def inbox(
         if forms is not None and row.form not in forms:
             continue
         assigned = people[row.id]
-        created, due = _utc(row.created_at), _utc(row.due_at)
+        created, due = _utc(row.created_at) or now, _utc(row.due_at)
         step = row.plan["steps"][row.step]
         out.append(
             {
@@ -216,7 +216,7 @@ def add_delegation(
             created_by=user,
             created_at=now,
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key[0]  # type: ignore[index]
     return {
         "id": new_id,
         "user": user,

@@ -200,7 +200,7 @@ class ApprovalRuntime:
                 config_hash=self.app.content_hash,
                 started_at=now,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         self._event(
             conn,
             "approval",
@@ -255,7 +255,7 @@ class ApprovalRuntime:
                     remind_at=remind,
                     escalations=0,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             self._assign(conn, task_id, users)
             self._arm_timers(conn, approval, task_id, 0, due, remind)
             self._message(conn, approval, task_id, step, users, "new", context, due)
@@ -708,7 +708,7 @@ class ApprovalRuntime:
                 document = None
             else:
                 document = approval_document(self, conn, approval)
-        if document is None:
+        if document is None or approval is None:
             with self.engine.begin() as conn:
                 jobs.finish(conn, job)
             return "done"
