@@ -207,6 +207,15 @@ def test_pdf_record_is_stored_downloadable_and_sealed(world) -> None:
     assert len(sealed) == 1
     assert sealed[0]["payload"]["sha256"] == hashlib.sha256(pdf.content).hexdigest()
     finished = next(e for e in events if e["kind"] == "approval_finished")
+    lifecycle = [e["kind"] for e in events if e["kind"].startswith("approval_")]
+    assert lifecycle == [
+        "approval_started",
+        "approval_step_opened",
+        "approval_decided",
+        "approval_finished",
+        "approval_record",
+    ]
+    assert not api.live.flows.approvals._pending  # every queued event was appended
     assert sealed[0]["payload"]["outcome_hash"] == finished["hash"]
     with api.engine.connect() as conn:
         assert verify_chain(conn, system_metadata()).ok

@@ -139,9 +139,10 @@ def fire_transition(
     actor: Actor,
     expected_version: int | None = None,
     conn: Any = None,
-) -> dict[str, Any]:
-    """Fire ``name`` on the record (all checks on the server); returns the record after.
-    With ``conn`` it runs inside the caller's transaction."""
+    read_back: bool = True,
+) -> dict[str, Any] | None:
+    """Fire ``name`` on the record (all checks on the server); returns the record after
+    (unless ``read_back`` is false). With ``conn`` it runs inside the caller's transaction."""
     form = records.form(form_name)
     records.check_access(form, "update", actor)
     transition = _transition(_machine(records, form), name)
@@ -153,4 +154,4 @@ def fire_transition(
         if refusal is not None:
             raise ValidationFailed(list(refusal.errors), status=refusal.status)
         records.change_state(conn, form, record, transition.name, transition.target, actor)
-        return records.read(conn, form, record_id)
+        return records.read(conn, form, record_id) if read_back else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,8 @@ class ApprovalRuntime:
         self.app = flows.app
         self.records = flows.records
         self.by_form: dict[str, list[ApprovalSpec]] = {}
+        self._pending: weakref.WeakKeyDictionary[sa.Connection, list[tuple[EventIn, datetime]]]
+        self._pending = weakref.WeakKeyDictionary()
         for spec in self.app.approvals.values():
             self.by_form.setdefault(spec.form, []).append(spec)
 
@@ -109,9 +112,13 @@ class ApprovalRuntime:
 
     # ------------------------------------------------------------------ starting
     def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
-        specs = self.by_form.get(event.form)
-        if not specs:
-            return
+        if event.form in self.by_form:
+            self._on_record_event(conn, event, self.by_form[event.form])
+            self._flush(conn)
+
+    def _on_record_event(
+        self, conn: sa.Connection, event: RecordEvent, specs: list[ApprovalSpec]
+    ) -> None:
         from engine.flows.runner import matches
 
         active = self._active(conn, event.form, event.record_id)
@@ -219,6 +226,7 @@ class ApprovalRuntime:
         )
         row = conn.execute(sa.select(APPROVALS).where(APPROVALS.c.id == approval_id)).one()
         self._open_step(conn, row, 0, now, context)
+        self._flush(conn)
         return int(approval_id)
 
     def _open_step(
@@ -382,6 +390,7 @@ class ApprovalRuntime:
                 now,
             )
             outcome = self._after_decision(conn, approval, task, status, actor.username, now)
+            self._flush(conn)
         return {"task_id": task_id, "decision": status, "approval_status": outcome}
 
     def _after_decision(
@@ -434,7 +443,7 @@ class ApprovalRuntime:
             .where(APPROVALS.c.id == approval.id)
             .values(status=outcome, finished_at=now)
         )
-        event_id = self._event(
+        self._event(
             conn,
             actor,
             approval.form,
@@ -443,6 +452,7 @@ class ApprovalRuntime:
             {"approval_id": approval.id, "outcome": outcome, "route": approval.route},
             now,
         )
+        event_id = self._flush(conn)[-1]
         digest = conn.execute(sa.select(EVENTS.c.hash).where(EVENTS.c.id == event_id)).scalar()
         conn.execute(
             APPROVALS.update().where(APPROVALS.c.id == approval.id).values(outcome_hash=digest)
@@ -456,6 +466,7 @@ class ApprovalRuntime:
                 transition,
                 Acting(actor),
                 conn=conn,
+                read_back=False,
             )
         jobs.enqueue(
             conn,
@@ -547,6 +558,7 @@ class ApprovalRuntime:
                     self._escalate(conn, approval, task, now)
                 else:
                     self._remind(conn, approval, task, now)
+                self._flush(conn)
                 jobs.finish(conn, job)
         if early and at is not None:  # fired before its time (clocks differ): wait again
             jobs.retry_later(self.engine, job, "not due yet", delay=(at - now).total_seconds())
@@ -741,6 +753,7 @@ class ApprovalRuntime:
                     },
                     now,
                 )
+                self._flush(conn)
             jobs.finish(conn, job)
         return "done"
 
@@ -777,11 +790,17 @@ class ApprovalRuntime:
         kind: str,
         payload: Mapping[str, Any],
         at: datetime,
-    ) -> int:
-        ids = append_events(
-            conn, self.records.metadata, [EventIn(actor, form, record_id, kind, dict(payload))], at
-        )
-        return ids[0]
+    ) -> None:
+        """Queue an event; ``_flush`` appends the queued ones together, so one change takes
+        the chain head once, late in its transaction."""
+        pending = self._pending.setdefault(conn, [])
+        pending.append((EventIn(actor, form, record_id, kind, dict(payload)), at))
+
+    def _flush(self, conn: sa.Connection) -> list[int]:
+        pending = self._pending.pop(conn, [])
+        if not pending:
+            return []
+        return append_events(conn, self.records.metadata, [e for e, _ in pending], pending[0][1])
 
 
 def delegators(conn: sa.Connection, delegate: str, at: datetime) -> list[str]:
