@@ -46,14 +46,23 @@ def approval_context(
 
 
 def plan_route(approval: ApprovalSpec, context: Mapping[str, Any], env: EvalEnv) -> RoutePlan:
-    """First matching route (the default one otherwise), then every matching add_steps rule."""
-    chosen = next(
-        (r for r in approval.routes if r.default or matches(r.when, context, env)),
-        approval.routes[-1],
-    )
-    added = tuple(rule for rule in approval.add_steps if matches(rule.when, context, env))
-    steps = chosen.steps + tuple(step for rule in added for step in rule.steps)
-    return RoutePlan(chosen, added, steps)
+    """First matching route (the default one otherwise), then every matching add_steps rule.
+
+    Plain loops rather than generator expressions: this runs for every submitted record."""
+    chosen = approval.routes[-1]
+    for route in approval.routes:
+        if route.default or matches(route.when, context, env):
+            chosen = route
+            break
+    if not approval.add_steps:
+        return RoutePlan(chosen, (), chosen.steps)
+    added = []
+    steps = list(chosen.steps)
+    for rule in approval.add_steps:
+        if matches(rule.when, context, env):
+            added.append(rule)
+            steps.extend(rule.steps)
+    return RoutePlan(chosen, tuple(added), tuple(steps))
 
 
 def candidates(
