@@ -51,9 +51,13 @@ def plan_route(approval: ApprovalSpec, context: Mapping[str, Any], env: EvalEnv)
     Plain loops rather than generator expressions: this runs for every submitted record."""
     chosen = approval.routes[-1]
     for route in approval.routes:
-        if route.default or matches(route.when, context, env):
-            chosen = route
-            break
+        when = route.when
+        try:
+            if route.default or when is None or when(context, env):
+                chosen = route
+                break
+        except EvaluationError:  # cannot be evaluated: does not match (as ``matches``)
+            pass
     if not approval.add_steps:
         return RoutePlan(chosen, (), chosen.steps)
     added = []
