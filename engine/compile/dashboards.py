@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.compile.context import CompileContext
+from engine.compile.context import CompileContext, expression_mark
 from engine.compile.flows import FIELD, compile_event
 from engine.compile.scopes import ScopeBuilder
+from engine.dashboards.sql_expr import sql_refusal
+from engine.expressions import CompiledExpr, Scope
+from engine.expressions.check import node_position
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
 from engine.spec import (
@@ -28,6 +31,68 @@ _NEEDS = {
     "percentile_hours": ("from", "to", "percentile"),
 }
 _NUMERIC = ("integer", "decimal", "money")
+_NEEDS_EVENTS = ("median_hours", "percentile_hours")
+_ENDPOINTS = ("created", "state_entered", "transition")
+
+
+def _sql_expr(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, scope: Scope
+) -> CompiledExpr | None:
+    """A KPI condition: a valid expression that can also run in the database (as SQL)."""
+    compiled = ctx.expr(doc, path, scope)
+    if compiled is None:
+        return None
+    refusal = sql_refusal(compiled.tree, scope)
+    if refusal is None:
+        return compiled
+    where = node_position(compiled.source, refusal.node)
+    mark = expression_mark(doc, path, compiled.source, where["line"], where["col"])
+    width = max(1, (where["end_col"] or where["col"] + 1) - where["col"])
+    ctx.diags.report(
+        "error",
+        doc.path,
+        mark,
+        "not-sql",
+        Text(
+            f"this expression cannot run in the database: {refusal.reason.en}",
+            f"此表达式无法在数据库中运行：{refusal.reason.zh}",
+        ),
+        Text(
+            "dashboards compute in SQL: use comparisons, and/or/not, 'in' lists, == None, "
+            "+ - * /, ref paths (customer.tier) and today()/date(...) constants",
+            "看板在数据库中计算：请使用比较、and/or/not、'in' 列表、== None、加减乘除、"
+            "引用路径（customer.tier）以及 today()/date(...) 常量",
+        ),
+        yaml_path=path,
+        width=width,
+    )
+    return None
+
+
+def _check_endpoints(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, raw: dict[str, Any]
+) -> bool:
+    """Durations run between created / state_entered / transition events."""
+    ok = True
+    for end in ("from", "to"):
+        kinds = list(raw.get(end) or {})
+        if kinds and kinds[0] not in _ENDPOINTS:
+            ok = False
+            ctx.error(
+                doc,
+                (*path, end, kinds[0]),
+                "bad-kpi-event",
+                Text(
+                    f"a duration cannot {'start' if end == 'from' else 'end'} at '{kinds[0]}'",
+                    f"时长不能以 '{kinds[0]}' 作为{'起点' if end == 'from' else '终点'}",
+                ),
+                Text(
+                    "use created, state_entered or transition",
+                    "请使用 created、state_entered 或 transition",
+                ),
+                key=True,
+            )
+    return ok
 
 
 def _threshold(raw: str | None) -> ThresholdSpec | None:
@@ -88,8 +153,8 @@ def compile_dashboard(
                     ),
                 )
         scope = scopes.form_scope(form)
-        where = ctx.expr(doc, (*path, "where"), scope) if "where" in raw else None
-        numerator = ctx.expr(doc, (*path, "numerator"), scope) if "numerator" in raw else None
+        where = _sql_expr(ctx, doc, (*path, "where"), scope) if "where" in raw else None
+        numerator = _sql_expr(ctx, doc, (*path, "numerator"), scope) if "numerator" in raw else None
         machine = machines.get(form)
         start = (
             compile_event(ctx, doc, (*path, "from"), machine, form_fields[form])
@@ -101,6 +166,8 @@ def compile_dashboard(
             if "to" in raw
             else None
         )
+        if raw["measure"] in _NEEDS_EVENTS:
+            ok = _check_endpoints(ctx, doc, path, raw) and ok
         kpis.append(
             KpiSpec(
                 name=kname,

@@ -222,6 +222,91 @@ def _approval_paths(app: App) -> dict[str, Any]:
     return paths
 
 
+_KPI = {
+    "type": "object",
+    "required": ["id", "title", "value", "unit", "status", "thresholds", "trend"],
+    "properties": {
+        "id": {"type": "string"},
+        "title": {"type": "string"},
+        "value": {"type": ["number", "null"]},
+        "unit": {"type": "string"},
+        "status": {"enum": ["green", "amber", "red", "none"]},
+        "thresholds": {"type": "object"},
+        "trend": {"type": ["object", "null"]},
+    },
+}
+
+
+def _dashboard_paths(app: App) -> dict[str, Any]:
+    """Dashboards my roles may see, their values, and the records behind a KPI (JSON, CSV)."""
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"enum": sorted(app.dashboards)} if app.dashboards else {"type": "string"},
+    }
+    kpi = {"name": "kpi", "in": "path", "required": True, "schema": {"type": "string"}}
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+    }
+    records = {
+        "type": "object",
+        "required": ["kpi", "records"],
+        "properties": {"kpi": {"type": "string"}, "records": {"type": "array"}},
+    }
+    return {
+        "/api/dashboards": {
+            "get": {
+                "operationId": "listDashboards",
+                "responses": _ok(
+                    {
+                        "type": "object",
+                        "required": ["dashboards"],
+                        "properties": {"dashboards": {"type": "array"}},
+                    }
+                ),
+            }
+        },
+        "/api/dashboards/{name}": {
+            "get": {
+                "operationId": "dashboardValues",
+                "parameters": [name],
+                "responses": _ok(
+                    {
+                        "type": "object",
+                        "required": ["name", "title", "kpis"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "title": {"type": "string"},
+                            "kpis": {"type": "array", "items": _KPI},
+                        },
+                    }
+                ),
+            }
+        },
+        "/api/dashboards/{name}/kpis/{kpi}/records": {
+            "get": {
+                "operationId": "kpiRecords",
+                "parameters": [name, kpi, limit],
+                "responses": _ok(records),
+            }
+        },
+        "/api/dashboards/{name}/kpis/{kpi}/records.csv": {
+            "get": {
+                "operationId": "kpiRecordsCsv",
+                "parameters": [name, kpi, limit],
+                "responses": {
+                    **_ok({"type": "object"}),
+                    "200": {"description": "the records as CSV", "content": {"text/csv": {}}},
+                },
+            }
+        },
+    }
+
+
 def _ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
     errors = {"description": "refused", "content": {"application/json": {"schema": _ERRORS}}}
     return {
@@ -401,6 +486,7 @@ def _build(app: App) -> dict[str, Any]:
                 }
             }
     paths.update(_approval_paths(app))
+    paths.update(_dashboard_paths(app))
     return {
         "openapi": "3.1.0",
         "info": {

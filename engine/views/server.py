@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 
 from engine.system_tables import system_metadata
 from engine.views.api import api_routes, lang_of
+from engine.views.api_dashboards import dashboard_routes
 from engine.views.api_tasks import task_routes
 from engine.views.jsonio import error
 from engine.views.live import Deployments
@@ -38,7 +39,7 @@ def create_web_app(
     handlers = dict(EXCEPTION_HANDLERS)
     handlers.update({404: _not_found, 405: _method_not_allowed})
     web = Starlette(
-        routes=[*api_routes(), *task_routes(), *(extra_routes or [])],
+        routes=[*api_routes(), *task_routes(), *dashboard_routes(), *(extra_routes or [])],
         middleware=[session_middleware()],
         exception_handlers=handlers,
     )

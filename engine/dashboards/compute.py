@@ -1,0 +1,202 @@
+"""A dashboard's values now: one aggregate query per KPI (plus one grouped query per trend).
+
+``dashboard_values`` returns the shape of ``GET /api/dashboards/{name}`` (DESIGN.md §5);
+``drill_down`` lists the records behind one KPI; ``visible`` filters by the viewer's roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
+from engine.dashboards.periods import window
+from engine.evaluate import AppRuntime
+from engine.expressions import EvalEnv
+from engine.forms.tables import build_metadata
+from engine.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
+
+__all__ = [
+    "UnknownDashboard",
+    "dashboard_values",
+    "drill_down",
+    "may_see",
+    "status_of",
+    "visible",
+]
+
+DRILL_LIMIT = 200
+
+
+class UnknownDashboard(LookupError):
+    """No such dashboard (or KPI on it)."""
+
+
+def may_see(dashboard: DashboardSpec, roles: Iterable[str]) -> bool:
+    """No ``roles`` on the dashboard: everyone signed in; ``*`` (the engine) sees all."""
+    held = set(roles)
+    return not dashboard.roles or "*" in held or bool(held & set(dashboard.roles))
+
+
+def visible(app: App, roles: Iterable[str]) -> list[DashboardSpec]:
+    held = list(roles)
+    return [d for _, d in sorted(app.dashboards.items()) if may_see(d, held)]
+
+
+def _meets(value: float, rule: ThresholdSpec) -> bool:
+    return {
+        "<": value < rule.value,
+        "<=": value <= rule.value,
+        ">": value > rule.value,
+        ">=": value >= rule.value,
+    }[rule.op]
+
+
+def status_of(kpi: KpiSpec, value: float | None) -> str:
+    """green when the value meets ``green``, amber when it meets ``amber``, else red; none
+    without a value or without thresholds."""
+    if value is None or (kpi.green is None and kpi.amber is None):
+        return "none"
+    if kpi.green is not None and _meets(value, kpi.green):
+        return "green"
+    if kpi.amber is not None and _meets(value, kpi.amber):
+        return "amber"
+    return "red"
+
+
+def _thresholds(kpi: KpiSpec) -> dict[str, Any]:
+    return {
+        name: None if rule is None else {"op": rule.op, "value": rule.value}
+        for name, rule in (("green", kpi.green), ("amber", kpi.amber))
+    }
+
+
+def _rounded(value: float | int | None) -> float | int | None:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+class _Context:
+    """What every KPI query of one call shares: the app, tables, clock and dialect."""
+
+    def __init__(
+        self, engine: Engine, app: App, now: datetime | None, metadata: sa.MetaData | None
+    ) -> None:
+        self.engine = engine
+        self.app = app
+        self.now = (now or datetime.now(UTC)).astimezone(UTC)
+        self.metadata = metadata if metadata is not None else build_metadata(app)
+        calendar = AppRuntime.of(app).calendar
+        self.env = EvalEnv(calendar=calendar, now=lambda: self.now, timezone=app.timezone)
+
+    def query(self, kpi: KpiSpec) -> KpiQuery:
+        return compile_kpi(
+            self.app, self.metadata, kpi, self.engine.dialect.name, self.env, self.now
+        )
+
+
+def _dashboard(app: App, name: str) -> DashboardSpec:
+    dashboard = app.dashboards.get(name)
+    if dashboard is None:
+        raise UnknownDashboard(name)
+    return dashboard
+
+
+def _kpi(dashboard: DashboardSpec, name: str) -> KpiSpec:
+    for kpi in dashboard.kpis:
+        if kpi.name == name:
+            return kpi
+    raise UnknownDashboard(name)
+
+
+def _trend(conn: sa.Connection, query: KpiQuery) -> list[dict[str, Any]]:
+    starts, select = query.trend_select()
+    by_bucket = {int(row[0]): row[1:] for row in conn.execute(select)}
+    empty = query.finish([None, None])
+    return [
+        {
+            "start": day.isoformat(),
+            "value": _rounded(query.finish(by_bucket[i]) if i in by_bucket else empty),
+        }
+        for i, day in enumerate(starts)
+    ]
+
+
+def _kpi_json(conn: sa.Connection, query: KpiQuery) -> dict[str, Any]:
+    kpi = query.kpi
+    row = conn.execute(query.value_select()).first()
+    value = _rounded(query.finish(row if row is not None else [None, None]))
+    period = window(kpi.window, query.now, query.timezone)
+    return {
+        "id": kpi.name,
+        "title": kpi.title,
+        "measure": kpi.measure,
+        "value": value,
+        "unit": kpi.unit,
+        "status": status_of(kpi, value),
+        "thresholds": _thresholds(kpi),
+        "window": {
+            "name": kpi.window,
+            "start": period.start.isoformat() if period.start else None,
+            "end": period.end.isoformat(),
+        },
+        "trend": {"bucket": kpi.trend, "points": _trend(conn, query)} if kpi.trend else None,
+    }
+
+
+def dashboard_values(
+    engine: Engine,
+    app: App,
+    name: str,
+    now: datetime | None = None,
+    metadata: sa.MetaData | None = None,
+) -> dict[str, Any]:
+    """``{"name", "title", "kpis": [{"id", "title", "value", "unit", "status",
+    "thresholds", "trend", …}]}`` computed in the database at ``now`` (default: the clock)."""
+    dashboard = _dashboard(app, name)
+    ctx = _Context(engine, app, now, metadata)
+    with engine.connect() as conn:
+        kpis = [_kpi_json(conn, ctx.query(kpi)) for kpi in dashboard.kpis]
+    return {
+        "name": dashboard.name,
+        "title": dashboard.title,
+        "description": dashboard.description,
+        "computed_at": ctx.now.isoformat(),
+        "kpis": kpis,
+    }
+
+
+def drill_down(
+    engine: Engine,
+    app: App,
+    name: str,
+    kpi_name: str,
+    now: datetime | None = None,
+    limit: int = DRILL_LIMIT,
+    metadata: sa.MetaData | None = None,
+) -> dict[str, Any]:
+    """The records behind one KPI (at most ``limit``): ``{"kpi", "title", "form", "records":
+    [{"id", "label", "state", "value"}], "limit"}``."""
+    kpi = _kpi(_dashboard(app, name), kpi_name)
+    ctx = _Context(engine, app, now, metadata)
+    query = ctx.query(kpi)
+    with engine.connect() as conn:
+        rows = conn.execute(query.drill_select(limit)).all()
+    return {
+        "kpi": kpi.name,
+        "title": kpi.title,
+        "form": kpi.form,
+        "limit": limit,
+        "records": [
+            {
+                "id": row.id,
+                "label": str(row.label) if row.label is not None else f"#{row.id}",
+                "state": row.state,
+                "value": _rounded(float(row.value)) if row.value is not None else None,
+            }
+            for row in rows
+        ],
+    }

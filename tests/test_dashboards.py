@@ -1,0 +1,370 @@
+"""Dashboards at run time on the pack (SQLite and PostgreSQL): every order-health KPI against
+values worked out by hand on a small fixed history, threshold colours at the boundaries,
+percentiles (odd and even counts), windows in the app's time zone, trend buckets, drill-down,
+roles, CSV export, and the validate-time refusal of conditions SQL cannot run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import statistics
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from apihelp import Api, start_api
+from conftest import codes
+
+from engine import clock
+from engine.dashboards.compile_kpi import compile_kpi
+from engine.dashboards.compute import _Context, dashboard_values, drill_down, status_of
+from engine.flows.machine import fire_transition
+from engine.forms.records import SYSTEM_ACTOR, RecordService
+from engine.spec import KpiSpec, ThresholdSpec
+
+SHANGHAI = timedelta(hours=8)
+NOW = "2026-03-20 10:00"  # a Friday, Shanghai wall clock
+
+
+def local(text: str) -> datetime:
+    """A Shanghai wall-clock time as an aware UTC instant."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC) - SHANGHAI
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = local(NOW)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+# Each order: (created, quantity, atp, promised, desired, [(transition, at), ...]).
+# unit price 100, so amount = 100 × quantity. First response = created → first stock_checked;
+# approval = first approving → first approved after it.
+ORDERS = {
+    "O1": ("2026-03-02 09:00", 10, "2026-04-10", "2026-04-10", "2026-04-15",
+           [("submit", "2026-03-02 09:30"), ("stock_ok", "2026-03-02 10:00"),
+            ("confirm_promise", "2026-03-02 11:00"), ("approve", "2026-03-02 11:30")]),
+    "O2": ("2026-03-05 08:00", 20, "2026-04-20", "2026-04-20", "2026-04-10",
+           [("submit", "2026-03-05 08:10"), ("stock_ok", "2026-03-05 11:00"),
+            ("confirm_promise", "2026-03-05 12:00"), ("approve", "2026-03-05 16:00")]),
+    "O3": ("2026-03-10 09:00", 5, "2026-04-01", "2026-04-30", "2026-04-30",
+           [("submit", "2026-03-10 09:05"), ("stock_ok", "2026-03-10 14:00")]),
+    "O4": ("2026-03-01 00:30", 1, None, None, "2026-04-30", []),  # March locally, Feb in UTC
+    "O5": ("2026-02-25 10:00", 7, "2026-04-05", "2026-04-05", "2026-04-06",
+           [("submit", "2026-02-25 10:30"), ("stock_ok", "2026-02-25 12:00"),
+            ("confirm_promise", "2026-02-25 13:00"), ("approve", "2026-02-25 14:00"),
+            ("schedule", "2026-02-26 09:00"), ("ship", "2026-03-03 09:00"),
+            ("deliver", "2026-03-05 09:00")]),
+    "O6": ("2026-01-15 10:00", 3, "2026-02-20", "2026-02-20", "2026-02-27",
+           [("submit", "2026-01-15 10:00"), ("stock_ok", "2026-01-15 20:00"),
+            ("confirm_promise", "2026-01-16 09:00"), ("approve", "2026-01-16 11:00")]),
+    "O7": ("2026-03-16 09:00", 4, None, None, "2026-04-30",
+           [("submit", "2026-03-16 09:10"), ("stock_ok", "2026-03-16 11:00"),
+            ("cancel", "2026-03-16 12:00")]),
+    "O8": ("2026-03-18 09:00", 2, "2026-04-02", "2026-04-02", "2026-04-20",
+           [("submit", "2026-03-18 09:10"), ("stock_ok", "2026-03-18 09:30"),
+            ("confirm_promise", "2026-03-18 10:00"), ("return_for_changes", "2026-03-18 11:00"),
+            ("submit", "2026-03-18 12:00"), ("stock_ok", "2026-03-18 12:30"),
+            ("confirm_promise", "2026-03-18 13:00"), ("approve", "2026-03-18 15:00")]),
+    "O9": ("2026-02-28 23:30", 9, None, None, "2026-04-30", []),  # February locally
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class World:
+    api: Api
+    ids: dict[str, int]  # "O1" → record id
+    labels: dict[str, str]  # "O1" → order number
+
+    def name(self, record_id: int) -> str:
+        return next(k for k, v in self.ids.items() if v == record_id)
+
+
+def _load(api: Api) -> World:
+    at = Clock()
+    at.at = local("2026-01-01 08:00")
+    records = RecordService(api.app, api.engine, api.live.metadata, now=at)
+    customer = records.create(
+        "customer", {"code": "C00001", "name": "甲", "tier": "A"}, SYSTEM_ACTOR
+    )
+    product = records.create(
+        "product",
+        {"code": "SD-100001", "name": "面套", "unit_price": 100, "lead_days": 5},
+        SYSTEM_ACTOR,
+    )
+    ids, labels = {}, {}
+    for key, (created, qty, atp, promised, desired, steps) in ORDERS.items():
+        at.at = local(created)
+        values = {
+            "customer": customer["id"],
+            "product": product["id"],
+            "quantity": qty,
+            "desired_date": desired,
+            "atp_date": atp,
+            "promised_date": promised,
+        }
+        order = records.create("order", values, SYSTEM_ACTOR)
+        for transition, moment in steps:
+            at.at = local(moment)
+            fire_transition(records, "order", order["id"], transition, SYSTEM_ACTOR)
+        ids[key], labels[key] = order["id"], order["order_no"]
+    return World(api, ids, labels)
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[World]:
+    api = start_api(db_url)
+    clock.set_clock(lambda: local(NOW))
+    try:
+        yield _load(api)
+    finally:
+        clock.set_clock(None)
+        api.live.flows.connectors.close()
+        api.engine.dispose()
+
+
+def _values(world: World) -> dict[str, dict]:
+    api = world.api
+    got = dashboard_values(api.engine, api.app, "order_health", local(NOW), api.live.metadata)
+    return {k["id"]: k for k in got["kpis"]}
+
+
+def _kpi(world: World, name: str) -> KpiSpec:
+    return next(k for k in world.api.app.dashboards["order_health"].kpis if k.name == name)
+
+
+def _compute(world: World, kpi: KpiSpec) -> float | int | None:
+    api = world.api
+    ctx = _Context(api.engine, api.app, local(NOW), api.live.metadata)
+    query = compile_kpi(api.app, ctx.metadata, kpi, api.engine.dialect.name, ctx.env, ctx.now)
+    with api.engine.connect() as conn:
+        return query.finish(conn.execute(query.value_select()).first())
+
+
+def _drill(world: World, kpi: str) -> list[str]:
+    api = world.api
+    got = drill_down(api.engine, api.app, "order_health", kpi, local(NOW), 50, api.live.metadata)
+    return [world.name(r["id"]) for r in got["records"]]
+
+
+# ---------------------------------------------------------------------------- pack KPIs
+def test_every_pack_kpi_by_hand(world: World) -> None:
+    kpis = _values(world)
+    # 30d = from local midnight 2026-02-19: O1 O2 O3 O4 O5 O7 O8 O9 (O6 is January).
+    # First response (created → first stock_checked), hours:
+    #   O1 09:00→10:00 = 1, O2 08:00→11:00 = 3, O3 09:00→14:00 = 5, O5 10:00→12:00 = 2,
+    #   O7 09:00→11:00 = 2, O8 09:00→09:30 = 0.5; O4, O9 never checked.
+    #   sorted 0.5 1 2 2 3 5 → median (2 + 2) / 2 = 2 → exactly at "<= 2": green
+    assert kpis["first_response_hours"]["value"] == pytest.approx(2.0)
+    assert kpis["first_response_hours"]["status"] == "green"
+    # Stock check pass rate: population state != draft → O1 O2 O3 O5 O7 O8 (6);
+    #   atp set and atp <= desired: O1 (04-10 ≤ 04-15), O3, O5, O8; not O2 (04-20 > 04-10),
+    #   not O7 (no atp) → 4 / 6 × 100 = 66.67 % → below amber 75: red
+    assert kpis["stock_check_pass_rate"]["value"] == pytest.approx(4 / 6 * 100, abs=1e-3)
+    assert kpis["stock_check_pass_rate"]["status"] == "red"
+    # Approval (first approving → first approved after it), hours, approving in the window:
+    #   O1 11:00→11:30 = 0.5, O2 12:00→16:00 = 4, O5 13:00→14:00 = 1,
+    #   O8 10:00→15:00 = 5 (returned and resubmitted: the first approving counts)
+    #   sorted 0.5 1 4 5 → median (1 + 4) / 2 = 2.5 → not "<= 1", "<= 4": amber
+    assert kpis["approval_hours"]["value"] == pytest.approx(2.5)
+    assert kpis["approval_hours"]["status"] == "amber"
+    # Promise alignment: promised and atp set → O1 O2 O3 O5 O8 (5); gap ≤ 2 workdays: all
+    #   but O3 (04-01 vs 04-30) → 4 / 5 × 100 = 80 → exactly at amber ">= 80": amber
+    assert kpis["promise_alignment"]["value"] == pytest.approx(80.0)
+    assert kpis["promise_alignment"]["status"] == "amber"
+    # Open orders (all time): not draft/delivered/rejected/cancelled → O1 O2 O3 O6 O8 = 5
+    assert kpis["open_orders"]["value"] == 5
+    assert kpis["open_orders"]["status"] == "green"
+    # Amount this month (from local 2026-03-01 00:00): O1 1000 + O2 2000 + O3 500 +
+    #   O4 100 (00:30 local on 03-01 — still February in UTC) + O7 400 + O8 200 = 4200;
+    #   O9 (02-28 23:30 local) and O5 are February. No thresholds: status none.
+    assert kpis["order_amount"]["value"] == pytest.approx(4200.0)
+    assert kpis["order_amount"]["status"] == "none"
+    assert kpis["order_amount"]["thresholds"] == {"green": None, "amber": None}
+    assert kpis["first_response_hours"]["thresholds"]["green"] == {"op": "<=", "value": 2.0}
+
+
+def test_trend_buckets_by_week(world: World) -> None:
+    kpis = _values(world)
+    trend = kpis["first_response_hours"]["trend"]
+    assert trend["bucket"] == "week"
+    starts = ["01-26", "02-02", "02-09", "02-16", "02-23", "03-02", "03-09", "03-16"]
+    assert [p["start"] for p in trend["points"]] == [f"2026-{s}" for s in starts]
+    # week of 02-23: O5 2 | 03-02: O1 1, O2 3 → 2 | 03-09: O3 5 | 03-16: O7 2, O8 0.5 → 1.25
+    assert [p["value"] for p in trend["points"]] == [None, None, None, None, 2.0, 2.0, 5.0, 1.25]
+    approval = [p["value"] for p in kpis["approval_hours"]["trend"]["points"]]
+    # 02-23: O5 1 | 03-02: O1 0.5, O2 4 → 2.25 | 03-09: none | 03-16: O8 5
+    assert approval == [None, None, None, None, 1.0, 2.25, None, 5.0]
+    assert kpis["stock_check_pass_rate"]["trend"] is None
+
+
+def test_percentiles_odd_and_even(world: World) -> None:
+    first = _kpi(world, "first_response_hours")
+    even = [0.5, 1, 2, 2, 3, 5]  # the 30d window
+    odd = [*even, 10]  # all time adds O6: 10:00 → 20:00
+    p90 = dataclasses.replace(first, measure="percentile_hours", percentile=90)
+    # percentile_cont: position 0.9 × (n − 1); even: 4.5 → 3 + 0.5 × (5 − 3) = 4
+    assert _compute(world, p90) == pytest.approx(4.0)
+    assert statistics.quantiles(even, n=10, method="inclusive")[8] == pytest.approx(4.0)
+    # odd: 0.9 × 6 = 5.4 → 5 + 0.4 × (10 − 5) = 7
+    all_time = dataclasses.replace(p90, window="all")
+    assert _compute(world, all_time) == pytest.approx(7.0)
+    assert statistics.quantiles(odd, n=10, method="inclusive")[8] == pytest.approx(7.0)
+    median_all = dataclasses.replace(first, window="all")
+    assert _compute(world, median_all) == pytest.approx(statistics.median(odd)) == 2.0
+    p25 = dataclasses.replace(all_time, percentile=25)  # 0.25 × 6 = 1.5 → 1 + 0.5 × 1 = 1.5
+    assert _compute(world, p25) == pytest.approx(1.5)
+
+
+def test_windows(world: World) -> None:
+    amount = _kpi(world, "order_amount")
+    # today (2026-03-20): nothing created
+    assert _compute(world, dataclasses.replace(amount, window="today")) == 0.0
+    # 7d = from local 03-14: O7 400 + O8 200
+    assert _compute(world, dataclasses.replace(amount, window="7d")) == pytest.approx(600.0)
+    # all: 100 × (10 + 20 + 5 + 1 + 7 + 3 + 4 + 2 + 9) = 6100
+    assert _compute(world, dataclasses.replace(amount, window="all")) == pytest.approx(6100.0)
+    count = dataclasses.replace(amount, measure="count", field=None, window="30d")
+    assert _compute(world, count) == 8  # everything but O6
+    avg = dataclasses.replace(amount, measure="avg", window="7d")
+    assert _compute(world, avg) == pytest.approx(300.0)
+
+
+def test_drill_down(world: World) -> None:
+    # rate: the population NOT in the numerator, newest first
+    assert _drill(world, "stock_check_pass_rate") == ["O7", "O2"]
+    assert _drill(world, "promise_alignment") == ["O3"]
+    # durations: the longest first (ties by id)
+    assert _drill(world, "first_response_hours") == ["O3", "O2", "O5", "O7", "O1", "O8"]
+    # count: the records counted, newest first; sum: the largest first
+    assert _drill(world, "open_orders") == ["O8", "O3", "O2", "O1", "O6"]
+    assert _drill(world, "order_amount") == ["O2", "O1", "O3", "O7", "O8", "O4"]
+    api = world.api
+    got = drill_down(api.engine, api.app, "order_health", "first_response_hours", local(NOW), 2)
+    assert [(r["label"], r["value"]) for r in got["records"]] == [
+        (world.labels["O3"], 5.0),
+        (world.labels["O2"], 3.0),
+    ]
+
+
+def test_status_boundaries() -> None:
+    low = KpiSpec("k", "K", "f", "count", green=ThresholdSpec("<=", 2), amber=ThresholdSpec("<", 4))
+    assert [status_of(low, v) for v in (2, 2.0001, 3.9999, 4, None)] == [
+        "green",
+        "amber",
+        "amber",
+        "red",
+        "none",
+    ]
+    high = KpiSpec(
+        "k", "K", "f", "rate", green=ThresholdSpec(">", 90), amber=ThresholdSpec(">=", 80)
+    )
+    assert [status_of(high, v) for v in (90.5, 90, 80, 79.99)] == ["green", "amber", "amber", "red"]
+    assert status_of(KpiSpec("k", "K", "f", "count"), 5) == "none"
+
+
+# ---------------------------------------------------------------------------- HTTP
+def test_api_values_roles_and_csv(world: World) -> None:
+    api = world.api
+    api.add_user("ops.viewer", "logistics")
+    boss = api.client("li.sales")
+    listed = boss.get("/api/dashboards")
+    assert listed.status_code == 200, listed.text
+    assert [d["name"] for d in listed.json()["dashboards"]] == ["order_health"]
+    shown = boss.get("/api/dashboards/order_health")
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert body["name"] == "order_health" and body["title"] == "订单健康度"
+    by_id = {k["id"]: k for k in body["kpis"]}
+    assert by_id["open_orders"]["value"] == 5
+    assert set(by_id["approval_hours"]) >= {"id", "title", "value", "unit", "status", "trend"}
+
+    outsider = api.client("ops.viewer")
+    assert outsider.get("/api/dashboards").json()["dashboards"] == []
+    refused = outsider.get("/api/dashboards/order_health")
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["code"] == "forbidden"
+    assert outsider.get("/api/dashboards/order_health/kpis/open_orders/records").status_code == 403
+    assert boss.get("/api/dashboards/nope").status_code == 404
+    assert boss.get("/api/dashboards/order_health/kpis/nope/records").status_code == 404
+    assert (
+        boss.get("/api/dashboards/order_health/kpis/open_orders/records?limit=0").status_code == 422
+    )
+
+    drilled = boss.get("/api/dashboards/order_health/kpis/stock_check_pass_rate/records")
+    assert drilled.status_code == 200, drilled.text
+    assert [r["id"] for r in drilled.json()["records"]] == [world.ids["O7"], world.ids["O2"]]
+    exported = boss.get("/api/dashboards/order_health/kpis/stock_check_pass_rate/records.csv")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert rows[0] == ["id", "label", "state", "value"]
+    assert rows[1:] == [
+        [str(world.ids["O7"]), world.labels["O7"], "cancelled", ""],
+        [str(world.ids["O2"]), world.labels["O2"], "approved", ""],
+    ]
+
+
+# ---------------------------------------------------------------------------- validate
+DASHBOARD = """\
+title: Items
+kpis:
+  big:
+    title: Big items
+    form: item
+    measure: rate
+    where: "qty > 0"
+    numerator: "{expr}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("expr", "col"),
+    [
+        ("len(name) > 3", 17),
+        ("qty ** 2 > 4", 17),
+        ("qty > 1 and startswith(name, 'x')", 29),
+        ("hours_between(created_at, updated_at) > 1", 17),
+        ("qty % 2 == 0", 17),
+    ],
+)
+def test_validate_refuses_what_sql_cannot_run(make_app, expr: str, col: int) -> None:
+    from conftest import MINIMAL_FORM
+
+    result = make_app(
+        {"forms/item.yaml": MINIMAL_FORM, "dashboards/d.yaml": DASHBOARD.format(expr=expr)}
+    )
+    found = [c for c in codes(result) if c[3] != "unknown-function"]
+    assert ("d.yaml", 8, col, "not-sql") in found, found
+    message = next(d for d in result.diagnostics.sorted() if d.code == "not-sql").message
+    assert "cannot run in the database" in message.en
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "qty >= 2 and qty < 10 or name == None",
+        "1 < qty <= 5 and not (name in ('a', 'b'))",
+        "qty * 2 + 1 > 3 and name != None and created_at >= date(2026, 1, 1)",
+        "abs(qty - 3) <= 1 or lower(name) == 'x'",
+    ],
+)
+def test_validate_accepts_sql_conditions(make_app, expr: str) -> None:
+    from conftest import MINIMAL_FORM
+
+    result = make_app(
+        {"forms/item.yaml": MINIMAL_FORM, "dashboards/d.yaml": DASHBOARD.format(expr=expr)}
+    )
+    assert result.app is not None, result.diagnostics.sorted()
+
+
+def test_pack_validates() -> None:
+    from engine.compile import compile_app
+
+    result = compile_app(Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack")
+    assert result.app is not None
+    assert not [d for d in result.diagnostics.sorted() if d.code == "not-sql"]
