@@ -555,12 +555,14 @@ async def add_entry(request: Request, user: User) -> Response:
 
 def page_routes() -> list[BaseRoute]:
     """Pages, the /api/files routes and the vendored assets under /static."""
+    from engine.views.pages_dashboards import dashboard_page_routes
     from engine.views.pages_tasks import task_page_routes
 
     base = "/forms/{form}"
     record = base + "/{record_id:int}"
     return [
         *task_page_routes(),
+        *dashboard_page_routes(),
         *file_routes(),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout_page, methods=["POST"]),

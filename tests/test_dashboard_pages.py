@@ -1,0 +1,195 @@
+"""The dashboard pages over the pack (SQLite and PostgreSQL), on the fixed history of
+test_dashboards (its ``world``: red, amber, green and unrated KPIs at 2026-03-20 10:00 Shanghai):
+the list, the cards with their lights in words, thresholds and sparkline data, the htmx
+fragment, the period selector, the drill-down list with its CSV link, roles (403) and unknown
+names (404), and the vendored Chart.js."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+from apihelp import start_api
+from starlette.testclient import TestClient
+from test_dashboards import NOW, World, _load, local
+from test_pages import PASSWORD, browser, sign_in
+
+from engine import clock
+from engine.auth import set_password
+from engine.views.pages import STATIC_DIR
+
+TITLES = {
+    "first_response_hours": "订单创建到首次响应时长",
+    "stock_check_pass_rate": "库存校验通过率",
+    "approval_hours": "审批平均耗时",
+    "promise_alignment": "承诺交付日一致率",
+    "open_orders": "在途订单数",
+    "order_amount": "本月订单金额",
+}
+STATUS = {
+    "first_response_hours": ("green", "绿灯"),
+    "stock_check_pass_rate": ("red", "红灯"),
+    "approval_hours": ("amber", "黄灯"),
+    "promise_alignment": ("amber", "黄灯"),
+    "open_orders": ("green", "绿灯"),
+    "order_amount": ("none", "无灯"),
+}
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[World]:
+    """test_dashboards' fixed history, the clock at its NOW."""
+    api = start_api(db_url)
+    clock.set_clock(lambda: local(NOW))
+    try:
+        yield _load(api)
+    finally:
+        clock.set_clock(None)
+        api.live.flows.connectors.close()
+        api.engine.dispose()
+
+
+@pytest.fixture
+def client(world: World) -> TestClient:
+    return signed_in(world, "li.sales")  # sales: one of order_health's roles
+
+
+def signed_in(world: World, username: str) -> TestClient:
+    with world.api.engine.begin() as conn:
+        set_password(conn, username, PASSWORD)
+    web = browser(world.api)
+    sign_in(web, username)
+    return web
+
+
+def card(page_html: str, kpi: str) -> str:
+    found = re.search(rf'<li class="card kpi [^"]*" id="kpi-{kpi}".*?</li>', page_html, re.S)
+    assert found, page_html[:2000]
+    return found[0]
+
+
+def text_of(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def test_list_and_navigation(client: TestClient) -> None:
+    page = client.get("/dashboards")
+    assert page.status_code == 200
+    assert '<a href="/dashboards/order_health">订单健康度</a>' in page.text
+    assert "6 项指标" in page.text
+    assert re.search(r'<a href="/dashboards" aria-current="page">看板</a>', page.text)
+    assert '<a href="/dashboards">看板</a>' in client.get("/").text
+
+
+def test_cards_show_values_lights_thresholds_and_trends(client: TestClient) -> None:
+    page = client.get("/dashboards/order_health")
+    assert page.status_code == 200, page.text
+    assert "<h1>订单健康度</h1>" in page.text
+    assert page.text.count('<p class="light"') == 6
+    for kpi, title in TITLES.items():
+        shown = card(page.text, kpi)
+        status, word = STATUS[kpi]
+        assert title in shown
+        assert f'data-status="{status}"' in shown and f'<span class="word">{word}</span>' in shown
+        assert f'href="/dashboards/order_health/kpis/{kpi}"' in shown
+    red = text_of(card(page.text, "stock_check_pass_rate"))
+    assert "66.7 %" in red  # 4 of 6 orders passed
+    assert "绿灯 ≥ 90 · 黄灯 ≥ 75 · 其余红灯" in red and "近 30 天" in red
+    assert "2 小时" in text_of(card(page.text, "first_response_hours"))
+    assert "2.5 小时" in text_of(card(page.text, "approval_hours"))
+    assert "4,200 元" in text_of(card(page.text, "order_amount"))
+    assert "未设阈值" in text_of(card(page.text, "order_amount"))
+    spark = re.search(r"data-spark='([^']*)'", card(page.text, "first_response_hours"))
+    assert spark
+    data = json.loads(html.unescape(spark[1]))
+    assert data["values"] == [None, None, None, None, 2.0, 2.0, 5.0, 1.25]
+    assert data["labels"][-1] == "2026-03-16"
+    assert "data-spark" not in card(page.text, "open_orders")  # no trend declared
+    assert '<script src="/static/chart.umd.js" defer></script>' in page.text
+    assert '<script src="/static/dashboards.js" defer></script>' in page.text
+    assert 'hx-get="/dashboards/order_health/cards" hx-trigger="every 60s"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # nothing inline: the CSP would block it
+
+
+def test_htmx_fragment(client: TestClient, world: World) -> None:
+    fragment = client.get("/dashboards/order_health/cards", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text
+    assert fragment.text.count('<p class="light"') == 6
+    assert 'data-status="red"' in card(fragment.text, "stock_check_pass_rate")
+    anonymous = browser(world.api).get(
+        "/dashboards/order_health/cards", headers={"HX-Request": "true"}, follow_redirects=False
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.headers["HX-Redirect"].startswith("/login?next=")
+
+
+def test_period_selector(client: TestClient) -> None:
+    # as of the end of 2026-02-28 (Shanghai): this month = February: O5 700 + O9 900
+    page = client.get("/dashboards/order_health?at=2026-02-28")
+    assert page.status_code == 200
+    assert 'name="at" value="2026-02-28"' in page.text
+    assert "1,600 元" in text_of(card(page.text, "order_amount"))
+    assert "hx-trigger" not in page.text  # a past day does not change: no refresh
+    assert 'href="/dashboards/order_health/kpis/order_amount?at=2026-02-28"' in page.text
+    for odd in ("nonsense", "2099-01-01"):  # ignored: now
+        again = client.get(f"/dashboards/order_health?at={odd}")
+        assert again.status_code == 200
+        assert "4,200 元" in text_of(card(again.text, "order_amount"))
+
+
+def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, world: World) -> None:
+    page = client.get("/dashboards/order_health/kpis/stock_check_pass_rate")
+    assert page.status_code == 200
+    assert "“库存校验通过率”的明细" in page.text
+    assert 'data-status="red"' in page.text and "红灯" in page.text
+    rows = re.findall(r'<tr data-id="(\d+)">', page.text)
+    assert sorted(world.name(int(r)) for r in rows) == ["O2", "O7"]  # the two that failed
+    for key in ("O2", "O7"):
+        link = f'<a href="/forms/order/{world.ids[key]}">{world.labels[key]}</a>'
+        assert link in page.text
+    assert world.labels["O1"] not in page.text
+    csv_link = "/api/dashboards/order_health/kpis/stock_check_pass_rate/records.csv"
+    assert f'href="{csv_link}"' in page.text and "导出 CSV" in page.text
+    exported = client.get(csv_link)
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert world.labels["O2"] in exported.text and world.labels["O7"] in exported.text
+    hours = client.get("/dashboards/order_health/kpis/approval_hours")
+    assert '<th scope="col">数值</th>' in hours.text
+    assert "5 小时" in text_of(hours.text)  # O8: approving 10:00 → approved 15:00
+
+
+def test_roles_and_unknown_names(world: World) -> None:
+    outsider = signed_in(world, "liu.wh")  # warehouse: not among order_health's roles
+    assert "暂无您可以查看的看板" in outsider.get("/dashboards").text
+    for path in ("", "/cards", "/kpis/open_orders"):
+        refused = outsider.get(f"/dashboards/order_health{path}")
+        assert refused.status_code == 403, path
+        assert "您没有查看看板“订单健康度”的权限" in refused.text
+    sales = signed_in(world, "li.sales")
+    assert sales.get("/dashboards/nope").status_code == 404
+    assert sales.get("/dashboards/order_health/kpis/nope").status_code == 404
+    assert "没有这个页面或记录" in sales.get("/dashboards/nope").text
+
+
+def test_vendored_chart_is_served(client: TestClient) -> None:
+    chart = client.get("/static/chart.umd.js")
+    assert chart.status_code == 200
+    assert chart.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    vendored = (STATIC_DIR / "VENDORED.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(chart.content).hexdigest() in vendored
+    assert b"Released under the MIT License" in chart.content[:300]
+    assert (
+        (STATIC_DIR / "chart.js.LICENSE.md")
+        .read_text(encoding="utf-8")
+        .startswith("The MIT License")
+    )
+    script = client.get("/static/dashboards.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
