@@ -199,3 +199,54 @@ def test_approve_from_the_inbox_in_a_real_browser(server: tuple[str, Api]) -> No
     approvals = api.client("huang.fin").get(f"/api/forms/order/records/{order}/approvals")
     decided = [t for t in approvals.json()["approvals"][0]["tasks"] if t["comment"]]
     assert [(t["decided_by"], t["comment"]) for t in decided] == [("huang.fin", "价格无误")]
+
+
+def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, Api]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+    from test_dashboards import NOW, _load, local
+
+    from engine import clock
+
+    base, api = server
+    world = _load(api)  # a fixed history: one red light (stock check pass rate), at NOW
+    clock.set_clock(lambda: local(NOW))
+    try:
+        with sync_playwright() as pw:
+            chromium = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+            )
+            try:
+                page = chromium.new_context(
+                    viewport={"width": 390, "height": 844}, locale="zh-CN"
+                ).new_page()  # a phone: the cards wrap into one column
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(f"{base}/")
+                page.fill("#username", "li.sales")
+                page.fill("#password", PASSWORD)
+                page.click("button[type=submit]")
+                page.get_by_role("link", name="看板", exact=True).click()
+                page.get_by_role("link", name="订单健康度").click()
+                expect(page).to_have_url(f"{base}/dashboards/order_health")
+                expect(page.locator(".kpi .light")).to_have_count(6)
+                expect(page.locator(".kpi canvas[data-drawn]")).to_have_count(2)  # Chart.js drew
+                red = page.locator(".kpi", has=page.locator('.light[data-status="red"]'))
+                expect(red).to_have_count(1)
+                expect(red.locator(".light")).to_have_text("红灯")
+                red.locator("h2 a").click()
+                expect(page).to_have_url(
+                    f"{base}/dashboards/order_health/kpis/stock_check_pass_rate"
+                )
+                rows = page.locator("table.drill-records tbody tr")
+                expect(rows).to_have_count(2)
+                for key in ("O2", "O7"):
+                    expect(page.get_by_role("link", name=world.labels[key])).to_have_attribute(
+                        "href", f"/forms/order/{world.ids[key]}"
+                    )
+                assert errors == []
+            finally:
+                chromium.close()
+    finally:
+        clock.set_clock(None)
