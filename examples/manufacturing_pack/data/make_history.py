@@ -1,0 +1,675 @@
+"""Generate a realistic order history into a deployed pack database (deterministic per seed).
+
+    python examples/manufacturing_pack/data/make_history.py --db URL --orders N [--seed S]
+        [--customers 200] [--products 12000] [--end YYYY-MM-DD]
+
+~200 customers (tiers VIP/A/B/C, regions), products from data/products.csv and N orders over
+the year before ``--end`` (default: now), each walked through the pack's state machine (draft →
+submitted → [stock_pending] → stock_checked → approving → approved → scheduled → shipped →
+delivered; some returned, rejected or cancelled) with seeded-random, business-hours-biased
+timings. Rows and events are written in bulk, but look like what the records service writes:
+the same columns, "created" / "transition" / "changed" events with the same payloads,
+computed fields evaluated by the pack's own expressions, order numbers in the autonumber's
+format (and ``sl_counters`` moved past them), and every event hash computed with
+``engine.events`` in id order, with the chain head updated — ``seamline audit verify`` passes.
+
+Not generated: flow-run bookkeeping (``flow_started``/``flow_step``/``notify_*`` events and
+``sl_flow_runs``/``sl_jobs`` rows) and approval instances (``sl_approvals``, tasks, decision
+events); the outcome transitions are fired by the approver, as the approvals service does.
+The database is deployed first when it is empty. Events are written in time order (a heap
+merges each order's future events with the orders created later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import heapq
+import math
+import random
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from rich.progress import Progress
+
+HERE = Path(__file__).resolve().parent
+PACK = HERE.parent
+sys.path.insert(0, str(PACK.parents[1]))
+
+from engine.calendar import WorkCalendar  # noqa: E402
+from engine.compile import compile_app  # noqa: E402
+from engine.evaluate import AppRuntime  # noqa: E402
+from engine.events import GENESIS, canonical, event_hash  # noqa: E402
+from engine.expressions import EvalEnv  # noqa: E402
+from engine.forms.autonumber import render_prefix  # noqa: E402
+from engine.forms.deploy import bundle_sources, deploy, latest_deployment  # noqa: E402
+from engine.forms.records import _as_result, _plain  # noqa: E402
+from engine.forms.tables import build_metadata  # noqa: E402
+from engine.spec import App, FormSpec  # noqa: E402
+from engine.storage import create_db_engine  # noqa: E402
+
+SALES = ("li.sales", "zhang.sales", "sun.sales")
+CREATORS = (*SALES, "chen.cs")
+APPROVERS = ("huang.fin", "zhao.fin", "wang.gm")
+SYSTEM = "system"
+TIERS = {"VIP": 1, "A": 3, "B": 4, "C": 2}
+TIER_VOLUME = {"VIP": 6.0, "A": 2.5, "B": 1.0, "C": 0.5}  # orders per customer, relative
+REGIONS = {"华东": 6, "华南": 2, "华北": 1, "华中": 2, "西南": 1, "海外": 1}
+CITY = {
+    "华东": "宁波",
+    "华南": "广州",
+    "华北": "天津",
+    "华中": "武汉",
+    "西南": "重庆",
+    "海外": "曼谷",
+}
+SPECIAL = ("真皮包覆", "激光打孔", "高频焊接", "装饰缝线", "阻燃处理", "防水涂层", "定制压纹")
+CHANNELS = {"企业微信": 6, "电话": 3, "邮件": 2, "面谈": 1}
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+BATCH = 2000  # orders per transaction
+OPEN, CLOSE = time(8, 30), time(17, 30)
+
+
+class Stop(Exception):
+    """The order's next step would fall after the end of the history."""
+
+
+@dataclass(frozen=True)
+class Master:
+    id: int
+    values: dict[str, Any]
+
+
+@dataclass
+class Order:
+    """One order being walked through the state machine; collects its events."""
+
+    id: int
+    values: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    product: Master
+    customer: Master
+    state: str = "draft"
+    version: int = 1
+    updated_at: datetime | None = None
+    events: list[tuple[datetime, str, str, str]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            **self.values,
+            "id": self.id,
+            "state": self.state,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at or self.created_at,
+            "created_by": self.created_by,
+        }
+
+
+class History:
+    """The pack, its calendar and the random source shared by every order."""
+
+    def __init__(self, app: App, rng: random.Random, end: datetime) -> None:
+        self.app = app
+        self.rng = rng
+        self.end = end
+        self.tz = ZoneInfo(app.timezone)
+        self.calendar: WorkCalendar = AppRuntime.of(app).calendar
+        self.env = EvalEnv(calendar=self.calendar, now=lambda: end, timezone=app.timezone)
+        self.form: FormSpec = app.forms["order"]
+        machine = app.state_machines["order"]
+        self.transitions = {t.name: t for t in machine.transitions}
+        self.number_format = self.form.by_name["order_no"].format or ""
+        self.counters: dict[str, int] = {}
+        self.workday_cache: dict[tuple[date, int], date] = {}
+
+    # ------------------------------------------------------------------ time
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.tz)
+
+    def office(self, moment: datetime) -> bool:
+        local = self.local(moment)
+        return self.calendar.is_workday(local.date()) and OPEN <= local.time() < CLOSE
+
+    def next_opening(self, moment: datetime) -> datetime:
+        day = self.local(moment).date()
+        if self.local(moment).time() >= OPEN:
+            day += timedelta(days=1)
+        while not self.calendar.is_workday(day):
+            day += timedelta(days=1)
+        return datetime.combine(day, OPEN, tzinfo=self.tz).astimezone(UTC)
+
+    def after(self, moment: datetime, minutes: float, people: bool = True) -> datetime:
+        """``minutes`` later; a person's step mostly lands in office hours (next opening)."""
+        result = moment + timedelta(minutes=minutes, microseconds=self.rng.randrange(10**6))
+        if people and not self.office(result) and self.rng.random() < 0.9:
+            result = self.next_opening(result) + timedelta(minutes=self.rng.expovariate(1 / 40))
+        return result
+
+    def minutes(self, median: float, spread: float = 0.8) -> float:
+        return self.rng.lognormvariate(math.log(median), spread)
+
+    def workdays(self, day: date, n: int) -> date:
+        key = (day, n)
+        found = self.workday_cache.get(key)
+        if found is None:
+            found = self.workday_cache[key] = self.calendar.add_workdays(day, n)
+        return found
+
+    # ------------------------------------------------------------------ values
+    def computed(self, order: Order) -> None:
+        """The form's computed fields, by the pack's own expressions (as the service does)."""
+        ctx = dict(order.values)
+        ctx.update(state=order.state, id=order.id, customer=order.customer.values)
+        ctx["product"] = order.product.values
+        specs = [f for f in self.form.fields if f.type == "computed" and f.expr is not None]
+        for _ in range(2):
+            for spec in specs:
+                value = _as_result(spec, spec.expr(ctx, self.env))  # type: ignore[misc]
+                order.values[spec.name] = ctx[spec.name] = value
+
+    def order_no(self, moment: datetime) -> str:
+        prefix = render_prefix(self.number_format, self.local(moment))
+        self.counters[prefix] = self.counters.get(prefix, 0) + 1
+        return prefix.replace("{seq:5}", f"{self.counters[prefix]:05d}")
+
+    # ------------------------------------------------------------------ events
+    def emit(self, order: Order, at: datetime, actor: str, kind: str, payload: Any) -> None:
+        if at > self.end:
+            raise Stop
+        order.events.append((at, actor, kind, canonical(payload)))
+        if kind != "created":
+            order.version += 1
+            order.updated_at = at
+
+    def move(self, order: Order, at: datetime, actor: str, name: str) -> None:
+        transition = self.transitions[name]
+        assert order.state in transition.sources, (order.state, name)
+        payload = {"name": name, "from": order.state, "to": transition.target}
+        self.emit(order, at, actor, "transition", payload)
+        order.state = transition.target
+
+    def change(self, order: Order, at: datetime, actor: str, updates: Mapping[str, Any]) -> None:
+        if at > self.end:
+            raise Stop
+        before = dict(order.values)
+        order.values.update(updates)
+        self.computed(order)
+        changes = {k: [before.get(k), v] for k, v in order.values.items() if before.get(k) != v}
+        if changes:
+            self.emit(order, at, actor, "changed", {"changes": _plain(changes)})
+
+
+def created_payload(order: Order) -> dict[str, Any]:
+    row = {**order.values, "state": order.state}
+    return {"values": _plain({k: v for k, v in row.items() if v is not None})}
+
+
+# ---------------------------------------------------------------------------- one order
+class OrderWalk:
+    """The life of one order: its values at creation, then its steps until --end."""
+
+    def __init__(self, h: History, order: Order) -> None:
+        self.h, self.o = h, order
+        self.rng = h.rng
+        self.sales = order.created_by if order.created_by in SALES else self.rng.choice(SALES)
+
+    def run(self, slow: bool) -> None:
+        with contextlib.suppress(Stop):
+            self.walk(slow)
+
+    def walk(self, slow: bool) -> None:
+        h, o, rng = self.h, self.o, self.rng
+        at = o.created_at
+        if rng.random() < 0.12:  # the customer changes something before submission
+            at = h.after(at, h.minutes(20))
+            self.edit(at, self.sales)
+        if rng.random() < 0.02:
+            h.move(o, h.after(at, h.minutes(60 * 24)), self.sales, "cancel")
+            return
+        for attempt in range(3):
+            at = self.submit(at, slow and attempt == 0)
+            at, aligned = self.stock_and_promise(at)
+            if not aligned:
+                if rng.random() < 0.6:
+                    h.move(o, h.after(at, h.minutes(60 * 20)), self.sales, "cancel")
+                    return
+                at = h.after(at, h.minutes(180))
+                h.move(o, at, self.sales, "return_for_changes")
+                at = self.rework(at)
+                continue
+            at = h.after(at, h.minutes(10))
+            h.move(o, at, self.sales, "confirm_promise")
+            at = h.after(at, h.minutes(70, 1.0))
+            roll = rng.random()
+            approver = rng.choice(APPROVERS)
+            if roll < 0.04:
+                h.move(o, at, approver, "reject")
+                return
+            if roll < 0.12 and attempt < 2:
+                h.move(o, at, approver, "return_for_changes")
+                at = self.rework(at)
+                continue
+            h.move(o, at, approver, "approve")
+            self.fulfil(at)
+            return
+
+    def submit(self, at: datetime, slow: bool) -> datetime:
+        h = self.h
+        delay = h.minutes(60 * 8, 0.9) if slow else h.minutes(35, 0.7)
+        at = h.after(at, delay)
+        h.move(self.o, at, self.sales, "submit")
+        return at
+
+    def stock_and_promise(self, at: datetime) -> tuple[datetime, bool]:
+        """The stock-check flow (maybe waiting on the warehouse), then the promise date."""
+        h, o, rng = self.h, self.o, self.rng
+        if rng.random() < 0.08:
+            at = h.after(at, rng.uniform(0.05, 1), people=False)
+            h.move(o, at, SYSTEM, "stock_wait")
+            at = h.after(at, h.minutes(150, 1.0), people=False)
+        else:
+            at = h.after(at, h.minutes(6, 0.9), people=False)
+        atp = self.atp(h.local(at).date())
+        explanation = f"可用库存与在途采购可满足 {o.values['quantity']} 件，按生产周期最早 {atp}"
+        h.change(o, at, SYSTEM, {"atp_date": atp, "atp_explanation": explanation})
+        at += timedelta(seconds=rng.uniform(0.2, 3))
+        h.move(o, at, SYSTEM, "stock_ok")
+        promised = self.promise(atp)
+        if promised != o.values.get("promised_date"):
+            at = h.after(at, h.minutes(40))
+            h.change(o, at, self.sales, {"promised_date": promised})
+        return at, o.values["promise_gap_days"] <= 2
+
+    def atp(self, today: date) -> date:
+        desired: date = self.o.values["desired_date"]
+        lead = int(self.o.product.values["lead_days"])
+        if self.rng.random() < 0.86:
+            earliest = self.h.workdays(today, min(lead, 5))
+            return max(earliest, self.h.workdays(desired, -self.rng.randint(0, 4)))
+        return self.h.workdays(desired, self.rng.randint(1, 12))
+
+    def promise(self, atp: date) -> date:
+        roll = self.rng.random()
+        if roll < 0.78:
+            return atp
+        if roll < 0.93:
+            return self.h.workdays(atp, self.rng.choice((-2, -1, 1, 2)))
+        return self.h.workdays(atp, self.rng.choice((-6, -4, 4, 8)))
+
+    def edit(self, at: datetime, actor: str) -> None:
+        rng, values = self.rng, self.o.values
+        if rng.random() < 0.6:
+            quantity = max(1, int(values["quantity"] * rng.uniform(0.6, 1.5)))
+            self.h.change(self.o, at, actor, {"quantity": quantity})
+        else:
+            later = self.h.workdays(values["desired_date"], rng.randint(1, 8))
+            self.h.change(self.o, at, actor, {"desired_date": later})
+
+    def rework(self, at: datetime) -> datetime:
+        at = self.h.after(at, self.h.minutes(90))
+        self.edit(at, self.sales)
+        return at
+
+    def fulfil(self, at: datetime) -> None:
+        h, o = self.h, self.o
+        at = h.after(at, h.minutes(60 * 5, 1.0))
+        h.move(o, at, "zhou.pd", "schedule")
+        promised: date = o.values["promised_date"]
+        ship_day = max(h.local(at).date(), h.workdays(promised, -self.rng.randint(1, 3)))
+        ship = datetime.combine(ship_day, time(9), tzinfo=h.tz).astimezone(UTC)
+        at = h.after(max(ship, at), h.minutes(120))
+        h.move(o, at, "ma.log", "ship")
+        at = h.after(at, 60 * 24 * self.rng.uniform(0.5, 3))
+        h.move(o, at, self.rng.choice(("ma.log", "chen.cs")), "deliver")
+
+
+# ---------------------------------------------------------------------------- master data
+def load_products(limit: int) -> list[dict[str, Any]]:
+    with (HERE / "products.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:limit]
+    return [
+        {**r, "unit_price": Decimal(r["unit_price"]), "lead_days": int(r["lead_days"])}
+        for r in rows
+    ]
+
+
+def make_customers(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    with (HERE / "customers.csv").open(encoding="utf-8") as f:
+        rows: list[dict[str, Any]] = [dict(r) for r in csv.DictReader(f)][:count]
+    for i in range(len(rows) + 1, count + 1):
+        region = rng.choices(list(REGIONS), weights=list(REGIONS.values()))[0]
+        rows.append(
+            {
+                "code": f"C{i:05d}",
+                "name": f"{CITY[region]}{rng.choice(['汽车', '汽配', '车业'])}"
+                f"{rng.choice(['制造', '科技', '工业'])}有限公司{i}",
+                "tier": rng.choices(list(TIERS), weights=list(TIERS.values()))[0],
+                "region": region,
+                "contact": f"联系人{i}",
+                "phone": f"1390575{i:04d}",
+                "wecom_id": f"wx_c{i:05d}",
+            }
+        )
+    for row in rows:
+        row["credit_limit"] = Decimal(rng.choice((200_000, 500_000, 1_000_000, 3_000_000)))
+    return rows
+
+
+# ---------------------------------------------------------------------------- writing
+class Writer:
+    """Bulk inserts, and the event chain continued from the database's head."""
+
+    def __init__(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
+        self.engine = engine
+        self.metadata = metadata
+        self.events = metadata.tables["sl_events"]
+        self.head = metadata.tables["sl_chain_head"]
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(self.head).where(self.head.c.id == 1)).first()
+        self.has_head = row is not None
+        self.last_id, self.last_hash = (row.last_id, row.last_hash) if row else (0, GENESIS)
+        self.written = 0
+
+    def next_id(self, table: str) -> int:
+        t = self.metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0) + 1
+
+    def chain(self, form: str, record_id: int, event: tuple[datetime, str, str, str]) -> dict:
+        at, actor, kind, payload = event
+        self.last_id += 1
+        digest = event_hash(self.last_hash, self.last_id, at, actor, form, record_id, kind, payload)
+        row = {
+            "id": self.last_id,
+            "at": at,
+            "actor": actor,
+            "form": form,
+            "record_id": record_id,
+            "kind": kind,
+            "payload": payload,
+            "prev_hash": self.last_hash,
+            "hash": digest,
+        }
+        self.last_hash = digest
+        return row
+
+    def write(self, rows: Mapping[str, list[dict[str, Any]]], events: list[dict]) -> None:
+        """One transaction: the rows of each table, the events, the chain head."""
+        with self.engine.begin() as conn:
+            for table, items in rows.items():
+                if items:
+                    conn.execute(self.metadata.tables[table].insert(), items)
+            if events:
+                conn.execute(self.events.insert(), events)
+                self.move_head(conn)
+        self.written += len(events)
+
+    def move_head(self, conn: sa.Connection) -> None:
+        values = {"last_id": self.last_id, "last_hash": self.last_hash}
+        if self.has_head:
+            conn.execute(self.head.update().where(self.head.c.id == 1).values(values))
+        else:
+            conn.execute(self.head.insert().values(id=1, **values))
+            self.has_head = True
+
+
+def ensure_deployed(engine: sa.Engine, app: App, sources: Mapping[str, str]) -> None:
+    with engine.connect() as conn:
+        deployed = latest_deployment(conn)
+    if deployed is None:
+        deploy(engine, app, sources, actor="make_history")
+
+
+def masters(
+    writer: Writer, h: History, form: str, rows: list[dict[str, Any]], at: datetime
+) -> list[Master]:
+    """Create the master records (and their "created" events) in one transaction."""
+    first = writer.next_id(f"f_{form}")
+    out, table_rows, events = [], [], []
+    for i, values in enumerate(rows):
+        rid = first + i
+        moment = at + timedelta(seconds=i)
+        out.append(Master(rid, values))
+        table_rows.append(
+            {
+                **values,
+                "id": rid,
+                "state": None,
+                "version": 1,
+                "created_at": moment,
+                "updated_at": moment,
+                "created_by": SYSTEM,
+            }
+        )
+        payload = {"values": _plain({k: v for k, v in values.items() if v is not None})}
+        events.append(writer.chain(form, rid, (moment, SYSTEM, "created", canonical(payload))))
+    writer.write({f"f_{form}": table_rows}, events)
+    return out
+
+
+def creation_times(h: History, n: int, start: datetime) -> list[datetime]:
+    """``n`` sorted creation instants: mostly work days, mostly office hours."""
+    days = [(start + timedelta(days=d)).astimezone(h.tz).date() for d in range(366)]
+    weights = [1.0 if h.calendar.is_workday(d) else 0.08 for d in days]
+    out = []
+    for day in h.rng.choices(days, weights=weights, k=n):
+        if h.rng.random() < 0.85:
+            minute = h.rng.uniform(8.5 * 60, 17.5 * 60)
+        else:
+            minute = h.rng.uniform(0, 24 * 60)
+        local = datetime.combine(day, time(), tzinfo=h.tz) + timedelta(minutes=minute)
+        out.append(local.astimezone(UTC))
+    return sorted(t for t in out if start <= t <= h.end)
+
+
+class Generator:
+    """Orders in creation order; their events merged into one time-ordered chain."""
+
+    def __init__(self, h: History, writer: Writer, customers: list[Master], products: list[Master]):
+        self.h, self.writer = h, writer
+        self.customers, self.products = customers, products
+        self.customer_weights = [TIER_VOLUME[c.values["tier"]] for c in customers]
+        self.pending: list[tuple[datetime, int, int, tuple[datetime, str, str, str]]] = []
+        self.seq = 0
+        self.rows: dict[str, list[dict[str, Any]]] = {"f_order": [], "sl_files": []}
+        self.events: list[dict[str, Any]] = []
+
+    def order(self, rid: int, created: datetime) -> Order:
+        h, rng = self.h, self.h.rng
+        customer = rng.choices(self.customers, weights=self.customer_weights)[0]
+        product = rng.choice(self.products)
+        kind = rng.choices(("normal", "rush", "trial"), weights=(80, 13, 7))[0]
+        quantity = max(1, round(rng.lognormvariate(math.log(300 if kind != "trial" else 20), 1)))
+        today = h.local(created).date()
+        lead = 3 + (rng.randint(2, 10) if kind == "rush" else rng.randint(5, 30))
+        values: dict[str, Any] = {f.name: None for f in h.form.fields if f.type != "table"}
+        values.update(
+            order_no=h.order_no(created),
+            customer=customer.id,
+            product=product.id,
+            quantity=min(quantity, 1_000_000),
+            desired_date=h.workdays(today, lead),
+            order_type=kind,
+            special_process=rng.sample(SPECIAL, rng.choices((0, 1, 2), (6, 3, 1))[0]),
+            attachments=self.attachments(kind, created),
+            channel=rng.choices(list(CHANNELS), weights=list(CHANNELS.values()))[0],
+        )
+        if rng.random() < 0.4:
+            values["promised_date"] = values["desired_date"]
+        creator = rng.choice(CREATORS)
+        order = Order(rid, values, created, creator, product, customer)
+        h.computed(order)
+        h.emit(order, created, creator, "created", created_payload(order))
+        return order
+
+    def attachments(self, kind: str, at: datetime) -> list[str]:
+        if kind != "trial" and self.h.rng.random() > 0.1:
+            return []
+        file_id = f"{self.h.rng.getrandbits(128):032x}"
+        self.rows["sl_files"].append(
+            {
+                "id": file_id,
+                "sha256": hashlib.sha256(PDF).hexdigest(),
+                "name": "drawing.pdf",
+                "content_type": "application/pdf",
+                "size": len(PDF),
+                "data": PDF,
+                "uploaded_by": "li.sales",
+                "uploaded_at": at - timedelta(minutes=2),
+            }
+        )
+        return [file_id]
+
+    def add(self, rid: int, created: datetime) -> None:
+        self.release(created)
+        order = self.order(rid, created)
+        OrderWalk(self.h, order).run(slow=self.h.rng.random() < 0.2)
+        self.rows["f_order"].append(order.row())
+        for event in order.events:
+            self.seq += 1
+            heapq.heappush(self.pending, (event[0], self.seq, rid, event))
+
+    def release(self, before: datetime | None) -> None:
+        """Chain every pending event earlier than ``before`` (all of them with None)."""
+        while self.pending and (before is None or self.pending[0][0] < before):
+            _, _, rid, event = heapq.heappop(self.pending)
+            self.events.append(self.writer.chain("order", rid, event))
+
+    def flush(self) -> None:
+        self.writer.write(self.rows, self.events)
+        self.rows = {"f_order": [], "sl_files": []}
+        self.events = []
+
+
+def save_counters(engine: sa.Engine, metadata: sa.MetaData, counters: Mapping[str, int]) -> None:
+    table = metadata.tables["sl_counters"]
+    with engine.begin() as conn:
+        for prefix, value in counters.items():
+            series = f"order.order_no:{prefix.replace('{seq:5}', '#')}"
+            conn.execute(table.delete().where(table.c.series == series))
+            conn.execute(table.insert().values(series=series, value=value))
+
+
+def fix_sequences(engine: sa.Engine) -> None:
+    """Explicit ids do not move PostgreSQL's sequences: move them past the rows."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        for table in ("f_customer", "f_product", "f_order"):
+            conn.execute(
+                sa.text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT coalesce(max(id), 1) FROM {table}))"
+                )
+            )
+
+
+@dataclass(frozen=True)
+class Result:
+    orders: int
+    events: int
+    seconds: float
+    end: datetime
+
+
+def generate(
+    url: str,
+    orders: int,
+    seed: int = 1,
+    customers: int = 200,
+    products: int = 12_000,
+    end: datetime | None = None,
+    progress: bool = True,
+) -> Result:
+    """Deploy the pack when the database is empty, then write the history."""
+    import time as clock
+
+    began = clock.perf_counter()
+    result = compile_app(PACK)
+    assert result.app is not None, result.diagnostics.sorted()
+    app = result.app
+    engine = create_db_engine(url)
+    try:
+        ensure_deployed(engine, app, bundle_sources(result.workspace))
+        metadata = build_metadata(app)
+        rng = random.Random(seed)
+        end = (end or datetime.now(UTC)).astimezone(UTC)
+        h = History(app, rng, end)
+        start = end - timedelta(days=365)
+        writer = Writer(engine, metadata)
+        masters_at = start - timedelta(days=30)
+        cust = masters(writer, h, "customer", make_customers(rng, customers), masters_at)
+        prod = masters(writer, h, "product", load_products(products), masters_at)
+        existing = prefix_counters(engine, metadata)
+        h.counters.update(existing)
+        gen = Generator(h, writer, cust, prod)
+        times = creation_times(h, orders, start)
+        first = writer.next_id("f_order")
+        for i, created in _progress(times, progress):
+            gen.add(first + i, created)
+            if (i + 1) % BATCH == 0:
+                gen.flush()
+        gen.release(None)
+        gen.flush()
+        save_counters(engine, metadata, h.counters)
+        fix_sequences(engine)
+        return Result(len(times), writer.written, clock.perf_counter() - began, end)
+    finally:
+        engine.dispose()
+
+
+def prefix_counters(engine: sa.Engine, metadata: sa.MetaData) -> dict[str, int]:
+    table = metadata.tables["sl_counters"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.series.like("order.order_no:%"))).all()
+    return {r.series.split(":", 1)[1].replace("#", "{seq:5}"): int(r.value) for r in rows}
+
+
+def _progress(times: list[datetime], show: bool) -> Iterator[tuple[int, datetime]]:
+    if not show:
+        yield from enumerate(times)
+        return
+    with Progress() as bar:
+        task = bar.add_task("orders", total=len(times))
+        for i, moment in enumerate(times):
+            yield i, moment
+            if i % 500 == 499:
+                bar.update(task, completed=i + 1)
+        bar.update(task, completed=len(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--orders", type=int, default=42_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--products", type=int, default=12_000)
+    parser.add_argument("--end", default=None, help="last day of the history (default: now)")
+    args = parser.parse_args()
+    end = None
+    if args.end:
+        end = datetime.combine(
+            date.fromisoformat(args.end), time(18), tzinfo=ZoneInfo("Asia/Shanghai")
+        )
+    r = generate(args.db, args.orders, args.seed, args.customers, args.products, end)
+    print(
+        f"{r.orders:,} orders, {r.events:,} events in {r.seconds:.1f} s "
+        f"({r.orders / r.seconds:,.0f} orders/s, {r.events / r.seconds:,.0f} events/s), "
+        f"history up to {r.end.isoformat()}"
+    )
+
+
+if __name__ == "__main__":
+    main()
