@@ -71,6 +71,10 @@ ORDERS = {
             ("submit", "2026-03-18 12:00"), ("stock_ok", "2026-03-18 12:30"),
             ("confirm_promise", "2026-03-18 13:00"), ("approve", "2026-03-18 15:00")]),
     "O9": ("2026-02-28 23:30", 9, None, None, "2026-04-30", []),  # February locally
+    # the 30d window opens at local 02-19 00:00 = 02-18 16:00 UTC; all of O10 is before
+    # 02-19 in UTC (a window bound left in local time would lose it on SQLite)
+    "O10": ("2026-02-19 03:00", 6, "2026-04-10", None, "2026-04-15",
+            [("submit", "2026-02-19 04:00"), ("stock_ok", "2026-02-19 05:00")]),
 }  # fmt: skip
 
 
@@ -154,17 +158,17 @@ def _drill(world: World, kpi: str) -> list[str]:
 # ---------------------------------------------------------------------------- pack KPIs
 def test_every_pack_kpi_by_hand(world: World) -> None:
     kpis = _values(world)
-    # 30d = from local midnight 2026-02-19: O1 O2 O3 O4 O5 O7 O8 O9 (O6 is January).
+    # 30d = from local midnight 2026-02-19: O1 O2 O3 O4 O5 O7 O8 O9 O10 (O6 is January).
     # First response (created → first stock_checked), hours:
     #   O1 09:00→10:00 = 1, O2 08:00→11:00 = 3, O3 09:00→14:00 = 5, O5 10:00→12:00 = 2,
-    #   O7 09:00→11:00 = 2, O8 09:00→09:30 = 0.5; O4, O9 never checked.
-    #   sorted 0.5 1 2 2 3 5 → median (2 + 2) / 2 = 2 → exactly at "<= 2": green
+    #   O7 09:00→11:00 = 2, O8 09:00→09:30 = 0.5, O10 03:00→05:00 = 2; O4, O9 never checked.
+    #   sorted 0.5 1 2 2 2 3 5 → median 2 → exactly at "<= 2": green
     assert kpis["first_response_hours"]["value"] == pytest.approx(2.0)
     assert kpis["first_response_hours"]["status"] == "green"
-    # Stock check pass rate: population state != draft → O1 O2 O3 O5 O7 O8 (6);
-    #   atp set and atp <= desired: O1 (04-10 ≤ 04-15), O3, O5, O8; not O2 (04-20 > 04-10),
-    #   not O7 (no atp) → 4 / 6 × 100 = 66.67 % → below amber 75: red
-    assert kpis["stock_check_pass_rate"]["value"] == pytest.approx(4 / 6 * 100, abs=1e-3)
+    # Stock check pass rate: population state != draft → O1 O2 O3 O5 O7 O8 O10 (7);
+    #   atp set and atp <= desired: O1 (04-10 ≤ 04-15), O3, O5, O8, O10; not O2 (04-20 >
+    #   04-10), not O7 (no atp) → 5 / 7 × 100 = 71.43 % → below amber 75: red
+    assert kpis["stock_check_pass_rate"]["value"] == pytest.approx(5 / 7 * 100, abs=1e-3)
     assert kpis["stock_check_pass_rate"]["status"] == "red"
     # Approval (first approving → first approved after it), hours, approving in the window:
     #   O1 11:00→11:30 = 0.5, O2 12:00→16:00 = 4, O5 13:00→14:00 = 1,
@@ -172,16 +176,16 @@ def test_every_pack_kpi_by_hand(world: World) -> None:
     #   sorted 0.5 1 4 5 → median (1 + 4) / 2 = 2.5 → not "<= 1", "<= 4": amber
     assert kpis["approval_hours"]["value"] == pytest.approx(2.5)
     assert kpis["approval_hours"]["status"] == "amber"
-    # Promise alignment: promised and atp set → O1 O2 O3 O5 O8 (5); gap ≤ 2 workdays: all
+    # Promise alignment: promised and atp set → O1 O2 O3 O5 O8 (5; O10 has no promise); all
     #   but O3 (04-01 vs 04-30) → 4 / 5 × 100 = 80 → exactly at amber ">= 80": amber
     assert kpis["promise_alignment"]["value"] == pytest.approx(80.0)
     assert kpis["promise_alignment"]["status"] == "amber"
-    # Open orders (all time): not draft/delivered/rejected/cancelled → O1 O2 O3 O6 O8 = 5
-    assert kpis["open_orders"]["value"] == 5
+    # Open orders (all time): not draft/delivered/rejected/cancelled → O1 O2 O3 O6 O8 O10
+    assert kpis["open_orders"]["value"] == 6
     assert kpis["open_orders"]["status"] == "green"
     # Amount this month (from local 2026-03-01 00:00): O1 1000 + O2 2000 + O3 500 +
     #   O4 100 (00:30 local on 03-01 — still February in UTC) + O7 400 + O8 200 = 4200;
-    #   O9 (02-28 23:30 local) and O5 are February. No thresholds: status none.
+    #   O9 (02-28 23:30 local), O5 and O10 are February. No thresholds: status none.
     assert kpis["order_amount"]["value"] == pytest.approx(4200.0)
     assert kpis["order_amount"]["status"] == "none"
     assert kpis["order_amount"]["thresholds"] == {"green": None, "amber": None}
@@ -194,8 +198,8 @@ def test_trend_buckets_by_week(world: World) -> None:
     assert trend["bucket"] == "week"
     starts = ["01-26", "02-02", "02-09", "02-16", "02-23", "03-02", "03-09", "03-16"]
     assert [p["start"] for p in trend["points"]] == [f"2026-{s}" for s in starts]
-    # week of 02-23: O5 2 | 03-02: O1 1, O2 3 → 2 | 03-09: O3 5 | 03-16: O7 2, O8 0.5 → 1.25
-    assert [p["value"] for p in trend["points"]] == [None, None, None, None, 2.0, 2.0, 5.0, 1.25]
+    # 02-16: O10 2 | 02-23: O5 2 | 03-02: O1 1, O2 3 → 2 | 03-09: O3 5 | 03-16: O7 2, O8 0.5
+    assert [p["value"] for p in trend["points"]] == [None, None, None, 2.0, 2.0, 2.0, 5.0, 1.25]
     approval = [p["value"] for p in kpis["approval_hours"]["trend"]["points"]]
     # 02-23: O5 1 | 03-02: O1 0.5, O2 4 → 2.25 | 03-09: none | 03-16: O8 5
     assert approval == [None, None, None, None, 1.0, 2.25, None, 5.0]
@@ -204,20 +208,20 @@ def test_trend_buckets_by_week(world: World) -> None:
 
 def test_percentiles_odd_and_even(world: World) -> None:
     first = _kpi(world, "first_response_hours")
-    even = [0.5, 1, 2, 2, 3, 5]  # the 30d window
-    odd = [*even, 10]  # all time adds O6: 10:00 → 20:00
+    odd = [0.5, 1, 2, 2, 2, 3, 5]  # the 30d window
+    even = [*odd, 10]  # all time adds O6: 10:00 → 20:00
     p90 = dataclasses.replace(first, measure="percentile_hours", percentile=90)
-    # percentile_cont: position 0.9 × (n − 1); even: 4.5 → 3 + 0.5 × (5 − 3) = 4
-    assert _compute(world, p90) == pytest.approx(4.0)
-    assert statistics.quantiles(even, n=10, method="inclusive")[8] == pytest.approx(4.0)
-    # odd: 0.9 × 6 = 5.4 → 5 + 0.4 × (10 − 5) = 7
+    # percentile_cont: position 0.9 × (n − 1); odd: 5.4 → 3 + 0.4 × (5 − 3) = 3.8
+    assert _compute(world, p90) == pytest.approx(3.8)
+    assert statistics.quantiles(odd, n=10, method="inclusive")[8] == pytest.approx(3.8)
+    # even: 0.9 × 7 = 6.3 → 5 + 0.3 × (10 − 5) = 6.5
     all_time = dataclasses.replace(p90, window="all")
-    assert _compute(world, all_time) == pytest.approx(7.0)
-    assert statistics.quantiles(odd, n=10, method="inclusive")[8] == pytest.approx(7.0)
+    assert _compute(world, all_time) == pytest.approx(6.5)
+    assert statistics.quantiles(even, n=10, method="inclusive")[8] == pytest.approx(6.5)
     median_all = dataclasses.replace(first, window="all")
-    assert _compute(world, median_all) == pytest.approx(statistics.median(odd)) == 2.0
-    p25 = dataclasses.replace(all_time, percentile=25)  # 0.25 × 6 = 1.5 → 1 + 0.5 × 1 = 1.5
-    assert _compute(world, p25) == pytest.approx(1.5)
+    assert _compute(world, median_all) == pytest.approx(statistics.median(even)) == 2.0
+    p25 = dataclasses.replace(all_time, percentile=25)  # 0.25 × 7 = 1.75 → 1 + 0.75 × 1
+    assert _compute(world, p25) == pytest.approx(1.75)
 
 
 def test_windows(world: World) -> None:
@@ -226,10 +230,10 @@ def test_windows(world: World) -> None:
     assert _compute(world, dataclasses.replace(amount, window="today")) == 0.0
     # 7d = from local 03-14: O7 400 + O8 200
     assert _compute(world, dataclasses.replace(amount, window="7d")) == pytest.approx(600.0)
-    # all: 100 × (10 + 20 + 5 + 1 + 7 + 3 + 4 + 2 + 9) = 6100
-    assert _compute(world, dataclasses.replace(amount, window="all")) == pytest.approx(6100.0)
+    # all: 100 × (10 + 20 + 5 + 1 + 7 + 3 + 4 + 2 + 9 + 6) = 6700
+    assert _compute(world, dataclasses.replace(amount, window="all")) == pytest.approx(6700.0)
     count = dataclasses.replace(amount, measure="count", field=None, window="30d")
-    assert _compute(world, count) == 8  # everything but O6
+    assert _compute(world, count) == 9  # everything but O6
     avg = dataclasses.replace(amount, measure="avg", window="7d")
     assert _compute(world, avg) == pytest.approx(300.0)
 
@@ -239,9 +243,9 @@ def test_drill_down(world: World) -> None:
     assert _drill(world, "stock_check_pass_rate") == ["O7", "O2"]
     assert _drill(world, "promise_alignment") == ["O3"]
     # durations: the longest first (ties by id)
-    assert _drill(world, "first_response_hours") == ["O3", "O2", "O5", "O7", "O1", "O8"]
+    assert _drill(world, "first_response_hours") == ["O3", "O2", "O5", "O7", "O10", "O1", "O8"]
     # count: the records counted, newest first; sum: the largest first
-    assert _drill(world, "open_orders") == ["O8", "O3", "O2", "O1", "O6"]
+    assert _drill(world, "open_orders") == ["O8", "O3", "O2", "O1", "O10", "O6"]
     assert _drill(world, "order_amount") == ["O2", "O1", "O3", "O7", "O8", "O4"]
     api = world.api
     got = drill_down(api.engine, api.app, "order_health", "first_response_hours", local(NOW), 2)
@@ -280,7 +284,7 @@ def test_api_values_roles_and_csv(world: World) -> None:
     body = shown.json()
     assert body["name"] == "order_health" and body["title"] == "订单健康度"
     by_id = {k["id"]: k for k in body["kpis"]}
-    assert by_id["open_orders"]["value"] == 5
+    assert by_id["open_orders"]["value"] == 6
     assert set(by_id["approval_hours"]) >= {"id", "title", "value", "unit", "status", "trend"}
 
     outsider = api.client("ops.viewer")

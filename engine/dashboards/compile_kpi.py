@@ -151,7 +151,7 @@ class KpiQuery:
             .where(*self.where, *period.clauses(begin.c.at))
         )
 
-    def _first_start(self, period: Period) -> sa.Subquery:
+    def _first_start(self, period: Period) -> Any:
         """(record_id, at) of the first ``from`` event per record (creation: ``created_at``)."""
         spec = self.kpi.start
         assert spec is not None
@@ -160,7 +160,7 @@ class KpiQuery:
             return (
                 sa.select(t.c.id.label("record_id"), t.c.created_at.label("at"))
                 .where(*period.clauses(t.c.created_at))
-                .subquery("first_from")
+                .cte("first_from")
             )
         e = self.events.alias("e_from")
         first = sa.func.min(e.c.at)
@@ -171,9 +171,9 @@ class KpiQuery:
         )
         if period.start is not None:  # the first event must fall in the period, not any one
             query = query.having(first >= period.start).where(e.c.at <= period.end)
-        return query.subquery("first_from")
+        return _materialized(query, "first_from")
 
-    def _first_end(self, begin: sa.Subquery, period: Period) -> sa.Subquery:
+    def _first_end(self, begin: Any, period: Period) -> Any:
         """(record_id, at) of the first ``to`` event of each record not before its start."""
         spec = self.kpi.end
         assert spec is not None
@@ -186,14 +186,14 @@ class KpiQuery:
         )
         if period.start is not None:
             query = query.where(e.c.at >= period.start)
-        return query.subquery("first_to")
+        return _materialized(query, "first_to")
 
     def _matches(self, e: sa.FromClause, spec: EventSpec) -> list[ColumnElement[bool]]:
         if spec.kind == "created":
             return [e.c.kind == "created"]
         key = "to" if spec.kind == "state_entered" else "name"
         # canonical JSON ('"to":"approved"') lets a LIKE discard most rows before parsing
-        prefilter = sa.or_(*(e.c.payload.contains(f'"{key}":"{n}"') for n in spec.names))
+        prefilter = sa.or_(*(e.c.payload.like(f'%"{key}":"{n}"%') for n in spec.names))
         return [
             e.c.kind == "transition",
             prefilter,
@@ -208,6 +208,12 @@ class KpiQuery:
             value = sa.func.percentile_cont(p).within_group(d.c.hours)
             return sa.select(*keys, value).group_by(*keys)
         return _interpolated(d, keys, p)
+
+
+def _materialized(query: sa.Select[Any], name: str) -> Any:
+    """A CTE PostgreSQL computes once: its row estimates for JSON and LIKE filters are far too
+    low, and a nested loop over an inlined aggregate then rescans the table per row."""
+    return query.cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
 
 
 def _interpolated(d: sa.Subquery, keys: list[Any], p: float) -> sa.Select[Any]:

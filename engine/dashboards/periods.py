@@ -24,7 +24,8 @@ BUCKETS = 8
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """``start`` (None: from the beginning) ≤ t ≤ ``end``, both aware UTC."""
+    """``start`` (None: from the beginning) ≤ t ≤ ``end``, both aware UTC (SQLite drops the
+    zone of a bound value, so anything compared in SQL must already be UTC)."""
 
     start: datetime | None
     end: datetime
@@ -49,16 +50,16 @@ def window(name: str, now: datetime, timezone: str) -> Period:
     tz = ZoneInfo(timezone)
     today = now.astimezone(tz).date()
     if name == "all":
-        return Period(None, now)
+        return Period(None, _utc(now))
     if name == "today":
-        return Period(_midnight(today, tz), now)
+        return Period(_utc(_midnight(today, tz)), _utc(now))
     if name == "this_month":
-        return Period(_midnight(today.replace(day=1), tz), now)
+        return Period(_utc(_midnight(today.replace(day=1), tz)), _utc(now))
     match = re.fullmatch(r"(\d+)d", name)
     if match is None:
         raise ValueError(f"unknown window {name!r}")
     days = max(int(match.group(1)), 1)
-    return Period(_midnight(today - timedelta(days=days - 1), tz), now)
+    return Period(_utc(_midnight(today - timedelta(days=days - 1), tz)), _utc(now))
 
 
 def _bucket_start(day: date, unit: str) -> date:
@@ -101,4 +102,4 @@ def bucket_index(
 
 
 def trend_period(starts: list[date], now: datetime, timezone: str) -> Period:
-    return Period(_midnight(starts[0], ZoneInfo(timezone)), now)
+    return Period(_utc(_midnight(starts[0], ZoneInfo(timezone))), _utc(now))
