@@ -206,9 +206,15 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
     from test_dashboards import NOW, _load, local
 
     from engine import clock
+    from engine.dashboards.compute import dashboard_values, drill_down
 
     base, api = server
-    world = _load(api)  # a fixed history: one red light (stock check pass rate), at NOW
+    world = _load(api)  # test_dashboards' fixed history: its stock check pass rate is red
+    values = dashboard_values(api.engine, api.app, "order_health", local(NOW), api.live.metadata)
+    reds = [k["id"] for k in values["kpis"] if k["status"] == "red"]
+    assert len(reds) == 1, values
+    behind = drill_down(api.engine, api.app, "order_health", reds[0], local(NOW))["records"]
+    assert behind
     clock.set_clock(lambda: local(NOW))
     try:
         with sync_playwright() as pw:
@@ -236,15 +242,12 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
                 expect(red).to_have_count(1)
                 expect(red.locator(".light")).to_have_text("红灯")
                 red.locator("h2 a").click()
-                expect(page).to_have_url(
-                    f"{base}/dashboards/order_health/kpis/stock_check_pass_rate"
-                )
-                rows = page.locator("table.drill-records tbody tr")
-                expect(rows).to_have_count(2)
-                for key in ("O2", "O7"):
-                    expect(page.get_by_role("link", name=world.labels[key])).to_have_attribute(
-                        "href", f"/forms/order/{world.ids[key]}"
-                    )
+                expect(page).to_have_url(f"{base}/dashboards/order_health/kpis/{reds[0]}")
+                expect(page.locator("table.drill-records tbody tr")).to_have_count(len(behind))
+                for row in behind:
+                    link = page.get_by_role("link", name=row["label"], exact=True)
+                    expect(link).to_have_attribute("href", f"/forms/order/{row['id']}")
+                assert {r["label"] for r in behind} <= set(world.labels.values())
                 assert errors == []
             finally:
                 chromium.close()

@@ -11,6 +11,8 @@ import html
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from apihelp import start_api
@@ -20,24 +22,32 @@ from test_pages import PASSWORD, browser, sign_in
 
 from engine import clock
 from engine.auth import set_password
+from engine.dashboards.compute import dashboard_values, drill_down
 from engine.views.pages import STATIC_DIR
+from engine.views.pages_dashboards import shown
 
-TITLES = {
-    "first_response_hours": "订单创建到首次响应时长",
-    "stock_check_pass_rate": "库存校验通过率",
-    "approval_hours": "审批平均耗时",
-    "promise_alignment": "承诺交付日一致率",
-    "open_orders": "在途订单数",
-    "order_amount": "本月订单金额",
-}
-STATUS = {
-    "first_response_hours": ("green", "绿灯"),
-    "stock_check_pass_rate": ("red", "红灯"),
-    "approval_hours": ("amber", "黄灯"),
-    "promise_alignment": ("amber", "黄灯"),
-    "open_orders": ("green", "绿灯"),
-    "order_amount": ("none", "无灯"),
-}
+WORDS = {"green": "绿灯", "amber": "黄灯", "red": "红灯", "none": "无灯"}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def expected(world: World, now: datetime | None = None) -> dict[str, dict]:
+    """The KPIs as engine.dashboards computes them (test_dashboards checks those by hand)."""
+    api = world.api
+    at = now or local(NOW)
+    got = dashboard_values(api.engine, api.app, "order_health", at, api.live.metadata)
+    return {k["id"]: k for k in got["kpis"]}
+
+
+def drilled(world: World, kpi: str) -> list[int]:
+    api = world.api
+    got = drill_down(api.engine, api.app, "order_health", kpi, local(NOW), 200, api.live.metadata)
+    return [r["id"] for r in got["records"]]
+
+
+def red_kpi(world: World) -> str:
+    reds = [k for k, v in expected(world).items() if v["status"] == "red"]
+    assert reds, "the fixed history should make a light red"
+    return reds[0]
 
 
 @pytest.fixture
@@ -85,28 +95,32 @@ def test_list_and_navigation(client: TestClient) -> None:
     assert '<a href="/dashboards">看板</a>' in client.get("/").text
 
 
-def test_cards_show_values_lights_thresholds_and_trends(client: TestClient) -> None:
+def test_cards_show_values_lights_thresholds_and_trends(client: TestClient, world: World) -> None:
+    kpis = expected(world)
+    assert {k["status"] for k in kpis.values()} == set(WORDS)  # every light is exercised
     page = client.get("/dashboards/order_health")
     assert page.status_code == 200, page.text
     assert "<h1>订单健康度</h1>" in page.text
-    assert page.text.count('<p class="light"') == 6
-    for kpi, title in TITLES.items():
-        shown = card(page.text, kpi)
-        status, word = STATUS[kpi]
-        assert title in shown
-        assert f'data-status="{status}"' in shown and f'<span class="word">{word}</span>' in shown
-        assert f'href="/dashboards/order_health/kpis/{kpi}"' in shown
+    assert page.text.count('<p class="light"') == len(kpis) == 6
+    for kpi, value in kpis.items():
+        shown_card = card(page.text, kpi)
+        status = value["status"]
+        assert value["title"] in shown_card
+        assert f'data-status="{status}"' in shown_card
+        assert f'<span class="word">{WORDS[status]}</span>' in shown_card
+        assert f'href="/dashboards/order_health/kpis/{kpi}"' in shown_card
+        assert f"{shown(value['value'])} {value['unit']}" in text_of(shown_card)
     red = text_of(card(page.text, "stock_check_pass_rate"))
-    assert "66.7 %" in red  # 4 of 6 orders passed
     assert "绿灯 ≥ 90 · 黄灯 ≥ 75 · 其余红灯" in red and "近 30 天" in red
-    assert "2 小时" in text_of(card(page.text, "first_response_hours"))
-    assert "2.5 小时" in text_of(card(page.text, "approval_hours"))
+    assert "2.5 小时" in text_of(card(page.text, "approval_hours"))  # median 2.5 h, by hand
     assert "4,200 元" in text_of(card(page.text, "order_amount"))
     assert "未设阈值" in text_of(card(page.text, "order_amount"))
     spark = re.search(r"data-spark='([^']*)'", card(page.text, "first_response_hours"))
     assert spark
     data = json.loads(html.unescape(spark[1]))
-    assert data["values"] == [None, None, None, None, 2.0, 2.0, 5.0, 1.25]
+    points = kpis["first_response_hours"]["trend"]["points"]
+    assert data["values"] == [p["value"] for p in points]
+    assert data["labels"] == [p["start"] for p in points]
     assert data["labels"][-1] == "2026-03-16"
     assert "data-spark" not in card(page.text, "open_orders")  # no trend declared
     assert '<script src="/static/chart.umd.js" defer></script>' in page.text
@@ -129,12 +143,15 @@ def test_htmx_fragment(client: TestClient, world: World) -> None:
     assert anonymous.headers["HX-Redirect"].startswith("/login?next=")
 
 
-def test_period_selector(client: TestClient) -> None:
-    # as of the end of 2026-02-28 (Shanghai): this month = February: O5 700 + O9 900
+def test_period_selector(client: TestClient, world: World) -> None:
+    # as of the end of 2026-02-28 in Shanghai: "this month" is February
+    end_of_day = datetime(2026, 2, 28, 23, 59, 59, tzinfo=SHANGHAI)
+    february = expected(world, end_of_day)["order_amount"]["value"]
+    assert february != expected(world)["order_amount"]["value"]
     page = client.get("/dashboards/order_health?at=2026-02-28")
     assert page.status_code == 200
     assert 'name="at" value="2026-02-28"' in page.text
-    assert "1,600 元" in text_of(card(page.text, "order_amount"))
+    assert f"{shown(february)} 元" in text_of(card(page.text, "order_amount"))
     assert "hx-trigger" not in page.text  # a past day does not change: no refresh
     assert 'href="/dashboards/order_health/kpis/order_amount?at=2026-02-28"' in page.text
     for odd in ("nonsense", "2099-01-01"):  # ignored: now
@@ -144,22 +161,27 @@ def test_period_selector(client: TestClient) -> None:
 
 
 def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, world: World) -> None:
-    page = client.get("/dashboards/order_health/kpis/stock_check_pass_rate")
+    kpi = red_kpi(world)
+    title = expected(world)[kpi]["title"]
+    page = client.get(f"/dashboards/order_health/kpis/{kpi}")
     assert page.status_code == 200
-    assert "“库存校验通过率”的明细" in page.text
+    assert f"“{title}”的明细" in page.text
     assert 'data-status="red"' in page.text and "红灯" in page.text
-    rows = re.findall(r'<tr data-id="(\d+)">', page.text)
-    assert sorted(world.name(int(r)) for r in rows) == ["O2", "O7"]  # the two that failed
-    for key in ("O2", "O7"):
-        link = f'<a href="/forms/order/{world.ids[key]}">{world.labels[key]}</a>'
-        assert link in page.text
-    assert world.labels["O1"] not in page.text
-    csv_link = "/api/dashboards/order_health/kpis/stock_check_pass_rate/records.csv"
+    rows = [int(r) for r in re.findall(r'<tr data-id="(\d+)">', page.text)]
+    behind = drilled(world, kpi)
+    assert rows == behind and behind
+    for record_id in behind:
+        label = world.labels[world.name(record_id)]
+        assert f'<a href="/forms/order/{record_id}">{label}</a>' in page.text
+    if kpi == "stock_check_pass_rate":  # by hand: O2 (ATP after the desired date), O7 (none)
+        assert sorted(world.name(r) for r in rows) == ["O2", "O7"]
+    csv_link = f"/api/dashboards/order_health/kpis/{kpi}/records.csv"
     assert f'href="{csv_link}"' in page.text and "导出 CSV" in page.text
     exported = client.get(csv_link)
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith("text/csv")
-    assert world.labels["O2"] in exported.text and world.labels["O7"] in exported.text
+    for record_id in behind:
+        assert world.labels[world.name(record_id)] in exported.text
     hours = client.get("/dashboards/order_health/kpis/approval_hours")
     assert '<th scope="col">数值</th>' in hours.text
     assert "5 小时" in text_of(hours.text)  # O8: approving 10:00 → approved 15:00
