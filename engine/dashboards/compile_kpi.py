@@ -132,23 +132,21 @@ class KpiQuery:
         begin = self._first_start(period)
         end = self._first_end(begin, period)
         t = self.table
+        # ``end`` carries its start too: joining the start CTE again made PostgreSQL (which
+        # guesses one row for an aggregate CTE) rescan it once per record
         columns: list[ColumnElement[Any]] = [
             t.c.id,
             self.title_column.label("label"),
             t.c.state,
-            _hours(begin.c.at, end.c.at, self.dialect).label("hours"),
-            begin.c.at.label("start_at"),
+            _hours(end.c.start_at, end.c.at, self.dialect).label("hours"),
+            end.c.start_at.label("start_at"),
         ]
         if starts is not None:
-            columns.append(bucket_index(begin.c.at, starts, self.timezone).label("bucket"))
+            columns.append(bucket_index(end.c.start_at, starts, self.timezone).label("bucket"))
         return (
             sa.select(*columns)
-            .select_from(
-                self.source.join(begin, begin.c.record_id == t.c.id).join(
-                    end, end.c.record_id == t.c.id
-                )
-            )
-            .where(*self.where, *period.clauses(begin.c.at))
+            .select_from(self.source.join(end, end.c.record_id == t.c.id))
+            .where(*self.where, *period.clauses(end.c.start_at))
         )
 
     def _first_start(self, period: Period) -> Any:
@@ -163,14 +161,29 @@ class KpiQuery:
                 .cte("first_from")
             )
         e = self.events.alias("e_from")
-        first = sa.func.min(e.c.at)
-        query = (
-            sa.select(e.c.record_id, first.label("at"))
-            .where(e.c.form == self.kpi.form, *self._matches(e, spec))
-            .group_by(e.c.record_id)
+        if period.start is None:
+            query = (
+                sa.select(e.c.record_id, sa.func.min(e.c.at).label("at"))
+                .where(e.c.form == self.kpi.form, *self._matches(e, spec))
+                .group_by(e.c.record_id)
+            )
+            return _materialized(query, "first_from")
+        # the record's FIRST such event must fall in the period: scan only the period's events
+        # (kind, at index) and drop those with an earlier one of the same record (record index)
+        before = self.events.alias("e_before")
+        earlier = sa.exists().where(
+            before.c.form == self.kpi.form,
+            before.c.record_id == e.c.record_id,
+            before.c.id < e.c.id,
+            *self._matches(before, spec),
         )
-        if period.start is not None:  # the first event must fall in the period, not any one
-            query = query.having(first >= period.start).where(e.c.at <= period.end)
+        query = sa.select(e.c.record_id, e.c.at).where(
+            e.c.form == self.kpi.form,
+            *self._matches(e, spec),
+            e.c.at >= period.start,
+            e.c.at <= period.end,
+            ~earlier,
+        )
         return _materialized(query, "first_from")
 
     def _first_end(self, begin: Any, period: Period) -> Any:
@@ -179,7 +192,11 @@ class KpiQuery:
         assert spec is not None
         e = self.events.alias("e_to")
         query = (
-            sa.select(e.c.record_id, sa.func.min(e.c.at).label("at"))
+            sa.select(
+                e.c.record_id,
+                sa.func.min(begin.c.at).label("start_at"),  # one start per record
+                sa.func.min(e.c.at).label("at"),
+            )
             .select_from(e.join(begin, begin.c.record_id == e.c.record_id))
             .where(e.c.form == self.kpi.form, e.c.at >= begin.c.at, *self._matches(e, spec))
             .group_by(e.c.record_id)
