@@ -140,3 +140,13 @@ def test_in_process_worker_delivers_and_stops(pg, monkeypatch: pytest.MonkeyPatc
         left = conn.execute(WAITING).all()
     assert {(s.status, s.attempts) for s in statuses} == {("done", 1)}
     assert left == []
+
+
+def test_table_queue_setting_defers_nothing(pg, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, _ = pg
+    monkeypatch.setenv("SEAMLINE_JOB_QUEUE", "table")
+    assert not uses_procrastinate(engine)
+    with engine.begin() as conn:
+        _effect(conn, 1)
+    with engine.connect() as conn:
+        assert conn.execute(WAITING).all() == []  # procrastinate_jobs stays empty

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -49,8 +50,8 @@ def queueing_lock(job_id: int) -> str:
 
 def active(conn: sa.Connection) -> bool:
     """Whether jobs on this connection's database are dispatched through procrastinate."""
-    if conn.dialect.name != "postgresql":
-        return False
+    if conn.dialect.name != "postgresql" or os.environ.get("SEAMLINE_JOB_QUEUE") == "table":
+        return False  # SEAMLINE_JOB_QUEUE=table: the table loop only, nothing deferred
     engine = conn.engine
     known = _installed.get(engine)
     if known is not None and (known[0] or time.monotonic() - known[1] < _RECHECK):
@@ -218,7 +219,8 @@ class ProcrastinateWorker:
 
         self.thread = threading.Thread(target=target, name="seamline-procrastinate", daemon=True)
         self.thread.start()
-        self._started.wait(10)
+        if not self._started.wait(10):
+            raise RuntimeError("the procrastinate worker did not start (see the log above)")
 
     def stop(self) -> None:
         if self._loop is not None and self._task is not None:
