@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fakes import fake_webhook
+from test_workers import APP, FORM  # the same one-form app with a webhook connector
 
 from engine.compile import compile_app
 from engine.flows import jobs, procrastinate_queue
@@ -18,16 +19,6 @@ from engine.forms.deploy import bundle_sources, deploy
 from engine.storage import create_db_engine
 from engine.views.live import LiveApp
 
-APP = """\
-name: hooks
-title: Hooks
-locale: en
-roles:
-  clerk: {label: Clerk}
-connectors:
-  hook: {type: webhook, url_env: HOOK_URL, token_env: HOOK_SECRET}
-"""
-FORM = "title: Note\nfields:\n  text: {type: text, label: Text}\n"
 WAITING = sa.text(
     "SELECT queueing_lock, task_name, scheduled_at, args FROM procrastinate_jobs "
     "WHERE status = 'todo' AND task_name = 'seamline.run_job' ORDER BY id"
