@@ -16,14 +16,14 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.dashboards.columns import TableColumns
+from engine.dashboards.event_times import first_end, first_start, payload_key
 from engine.dashboards.periods import Period, bucket_index, trend_period, trend_starts, window
 from engine.dashboards.sql_expr import condition
 from engine.expressions import EvalEnv
-from engine.spec import App, EventSpec, KpiSpec
+from engine.spec import App, KpiSpec
 
 __all__ = ["DURATIONS", "KpiQuery", "compile_kpi"]
 
@@ -127,100 +127,43 @@ class KpiQuery:
         return [sa.func.sum(column) if measure == "sum" else sa.func.avg(column)]
 
     def durations(self, period: Period, starts: list[date] | None = None) -> sa.Select[Any]:
-        """One row per record: id, label, state, hours, start_at (and bucket with ``starts``)."""
-        assert self.kpi.start is not None and self.kpi.end is not None
-        begin = self._first_start(period)
-        end = self._first_end(begin, period)
+        """One row per record: id, label, state, hours, start_at (and bucket with ``starts``);
+        records whose ``to`` has not happened yet have no row."""
+        spans = self._spans(period)
         t = self.table
-        # ``end`` carries its start too: joining the start CTE again made PostgreSQL (which
-        # guesses one row for an aggregate CTE) rescan it once per record
         columns: list[ColumnElement[Any]] = [
             t.c.id,
             self.title_column.label("label"),
             t.c.state,
-            _hours(end.c.start_at, end.c.at, self.dialect).label("hours"),
-            end.c.start_at.label("start_at"),
+            _hours(spans.c.start_at, spans.c.end_at, self.dialect).label("hours"),
+            spans.c.start_at.label("start_at"),
         ]
         if starts is not None:
-            columns.append(bucket_index(end.c.start_at, starts, self.timezone).label("bucket"))
+            columns.append(bucket_index(spans.c.start_at, starts, self.timezone).label("bucket"))
         return (
             sa.select(*columns)
-            .select_from(self.source.join(end, end.c.record_id == t.c.id))
-            .where(*self.where, *period.clauses(end.c.start_at))
+            .select_from(self.source.join(spans, spans.c.record_id == t.c.id))
+            .where(*self.where, spans.c.end_at.is_not(None))
         )
 
-    def _first_start(self, period: Period) -> Any:
-        """(record_id, at) of the first ``from`` event per record (creation: ``created_at``)."""
-        spec = self.kpi.start
-        assert spec is not None
-        if spec.kind == "created":
+    def _spans(self, period: Period) -> Any:
+        """(record_id, start_at, end_at): the first ``from`` in the period, the first ``to``
+        not before it (NULL when none yet) — computed once (a materialized CTE)."""
+        start, end = self.kpi.start, self.kpi.end
+        assert start is not None and end is not None
+        form = self.kpi.form
+        if payload_key(start) is None:  # from creation: the record's own created_at
             t = self.table
-            return (
+            begin = (
                 sa.select(t.c.id.label("record_id"), t.c.created_at.label("at"))
                 .where(*period.clauses(t.c.created_at))
-                .cte("first_from")
+                .subquery("first_from")
             )
-        e = self.events.alias("e_from")
-        if period.start is None or self.dialect != "postgresql":
-            # on SQLite the NOT EXISTS form below did not finish in minutes at 100,000 orders
-            # (its plan was not checked yet); the grouped form takes seconds there
-            query = (
-                sa.select(e.c.record_id, sa.func.min(e.c.at).label("at"))
-                .where(e.c.form == self.kpi.form, *self._matches(e, spec))
-                .group_by(e.c.record_id)
-            )
-            if period.start is not None:  # the first event must fall in the period
-                first = sa.func.min(e.c.at)
-                query = query.having(first >= period.start).where(e.c.at <= period.end)
-            return _materialized(query, "first_from")
-        # the record's FIRST such event must fall in the period: scan only the period's events
-        # (kind, at index) and drop those with an earlier one of the same record (record index)
-        before = self.events.alias("e_before")
-        earlier = sa.exists().where(
-            before.c.form == self.kpi.form,
-            before.c.record_id == e.c.record_id,
-            before.c.id < e.c.id,
-            *self._matches(before, spec),
-        )
-        query = sa.select(e.c.record_id, e.c.at).where(
-            e.c.form == self.kpi.form,
-            *self._matches(e, spec),
-            e.c.at >= period.start,
-            e.c.at <= period.end,
-            ~earlier,
-        )
-        return _materialized(query, "first_from")
-
-    def _first_end(self, begin: Any, period: Period) -> Any:
-        """(record_id, at) of the first ``to`` event of each record not before its start."""
-        spec = self.kpi.end
-        assert spec is not None
-        e = self.events.alias("e_to")
-        query = (
-            sa.select(
-                e.c.record_id,
-                sa.func.min(begin.c.at).label("start_at"),  # one start per record
-                sa.func.min(e.c.at).label("at"),
-            )
-            .select_from(e.join(begin, begin.c.record_id == e.c.record_id))
-            .where(e.c.form == self.kpi.form, e.c.at >= begin.c.at, *self._matches(e, spec))
-            .group_by(e.c.record_id)
-        )
-        if period.start is not None:
-            query = query.where(e.c.at >= period.start)
-        return _materialized(query, "first_to")
-
-    def _matches(self, e: sa.FromClause, spec: EventSpec) -> list[ColumnElement[bool]]:
-        if spec.kind == "created":
-            return [e.c.kind == "created"]
-        key = "to" if spec.kind == "state_entered" else "name"
-        # canonical JSON ('"to":"approved"') lets a LIKE discard most rows before parsing
-        prefilter = sa.or_(*(e.c.payload.like(f'%"{key}":"{n}"%') for n in spec.names))
-        return [
-            e.c.kind == "transition",
-            prefilter,
-            _json_text(e.c.payload, key, self.dialect).in_(spec.names),
-        ]
+        else:
+            begin = first_start(self.events, form, start, period).subquery("first_from")
+        end_at = first_end(self.events, form, end, begin.c.record_id, begin.c.at)
+        query = sa.select(begin.c.record_id, begin.c.at.label("start_at"), end_at.label("end_at"))
+        return query.cte("spans").prefix_with("MATERIALIZED")
 
     def _percentile(self, durations: sa.Select[Any], group: str | None) -> sa.Select[Any]:
         p = (self.kpi.percentile or 50) / 100 if self.kpi.measure == "percentile_hours" else 0.5
@@ -230,12 +173,6 @@ class KpiQuery:
             value = sa.func.percentile_cont(p).within_group(d.c.hours)
             return sa.select(*keys, value).group_by(*keys)
         return _interpolated(d, keys, p)
-
-
-def _materialized(query: sa.Select[Any], name: str) -> Any:
-    """A CTE PostgreSQL computes once: its row estimates for JSON and LIKE filters are far too
-    low, and a nested loop over an inlined aggregate then rescans the table per row."""
-    return query.cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
 
 
 def _interpolated(d: sa.Subquery, keys: list[Any], p: float) -> sa.Select[Any]:
@@ -267,12 +204,6 @@ def _hours(start: Any, end: Any, dialect: str) -> ColumnElement[float]:
     # julianday is a float of days: round to whole milliseconds so equal spans compare equal
     millis = sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000.0)
     return millis / 3_600_000.0
-
-
-def _json_text(column: Any, key: str, dialect: str) -> ColumnElement[str]:
-    if dialect == "postgresql":
-        return sa.cast(column, JSONB)[key].astext
-    return sa.func.json_extract(column, f"$.{key}")
 
 
 def compile_kpi(

@@ -244,6 +244,7 @@ class _Applier:
                 unique=bool(i.unique),
             )
             for i in table.indexes
+            if not _has_expressions(i)
         ]
         columns = []
         for col in table.columns:
@@ -252,6 +253,9 @@ class _Applier:
             columns.append(_fresh(col, unique=bool(col.unique), keys=ready))
         self.op.create_table(step.table, *columns, *indexes)
         self.tables.add(step.table)
+        for index in table.indexes:
+            if _has_expressions(index):  # e.g. the KPI indexes on a JSON key of sl_events
+                index.create(self.conn)
 
     def _can_refer(self, table: str, key: sa.ForeignKey) -> bool:
         """SQLite accepts a reference to a table not created yet; PostgreSQL does not."""
@@ -361,6 +365,9 @@ class _Applier:
         assert step.target is not None
         indexes = self.metadata.tables[step.table].indexes
         index = next(i for i in indexes if index_name(self.conn.dialect, i) == step.target)
+        if _has_expressions(index):
+            index.create(self.conn)
+            return
         self.op.create_index(
             step.target, step.table, [c.name for c in index.columns], unique=bool(index.unique)
         )
@@ -409,3 +416,8 @@ BEGIN
     ERRCODE = 'restrict_violation';
 END
 $$"""
+
+
+def _has_expressions(index: sa.Index) -> bool:
+    """An index on an expression (not only on columns): created by SQLAlchemy's own DDL."""
+    return any(not isinstance(e, sa.Column) for e in index.expressions)

@@ -412,7 +412,7 @@ class _Differ:
         drops: list[PlanStep] = []
         for table in self.existing():
             t = table.name
-            live = {i["name"] for i in self.inspector.get_indexes(self.live_name[t])}
+            live = live_index_names(self.conn, self.live_name[t])
             wanted = {index_name(self.conn.dialect, i): i for i in table.indexes}
             for name in sorted(set(wanted) - live):
                 cols = ", ".join(c.name for c in wanted[name].columns)
@@ -458,6 +458,22 @@ class _Differ:
                     f"allow UPDATE and DELETE on {t} again (no longer append-only)",
                     f"重新允许修改和删除 {t} 的行（不再是只增表）",
                 )
+
+
+def live_index_names(conn: sa.Connection, table: str) -> set[str]:
+    """The names of ``table``'s indexes, read from the catalogue: SQLAlchemy's reflection
+    skips (with a warning) the expression indexes SQLite holds."""
+    if conn.dialect.name == "sqlite":
+        query = sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+            " AND sql IS NOT NULL"
+        )
+    else:
+        query = sa.text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+            " AND schemaname = current_schema()"
+        )
+    return {str(name) for name in conn.execute(query, {"t": table}).scalars()}
 
 
 def creation_order(metadata: sa.MetaData) -> list[sa.Table]:

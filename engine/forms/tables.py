@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from engine.dashboards.event_times import kpi_event_indexes
 from engine.spec import App, FieldSpec, FormSpec
 from engine.system_tables import JSON, TS, add_system_tables
 
@@ -89,6 +90,7 @@ def build_metadata(app: App) -> sa.MetaData:
     """The tables the App needs: system tables plus one per form and child table."""
     metadata = sa.MetaData()
     add_system_tables(metadata)
+    kpi_event_indexes(app, metadata.tables["sl_events"])
     for form in app.forms.values():
         name = table_name(form.name)
         sa.Table(
