@@ -27,6 +27,17 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Index("ix_sl_events_kind_at", "kind", "at"),
     )
     sa.Table(
+        "sl_kpi_snapshots",  # closed trend buckets, refreshed by the worker (dashboards)
+        metadata,
+        sa.Column("dashboard", sa.String(64), primary_key=True),
+        sa.Column("kpi", sa.String(64), primary_key=True),
+        sa.Column("bucket", sa.String(16), primary_key=True),
+        sa.Column("start", sa.Date, primary_key=True),
+        sa.Column("value", sa.Float, nullable=True),
+        sa.Column("definition", sa.String(64), nullable=False),
+        sa.Column("computed_at", TS, nullable=False),
+    )
+    sa.Table(
         "sl_chain_head",
         metadata,
         sa.Column("id", sa.Integer, primary_key=True),

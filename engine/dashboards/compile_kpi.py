@@ -57,10 +57,12 @@ class KpiQuery:
         rows = self.records(period)
         return rows.with_only_columns(*self._aggregates())
 
-    def trend_select(self) -> tuple[list[date], sa.Select[Any]]:
-        """Bucket starts and ``SELECT bucket, <aggregates> … GROUP BY bucket``."""
+    def trend_select(self, starts: list[date] | None = None) -> tuple[list[date], sa.Select[Any]]:
+        """Bucket starts and ``SELECT bucket, <aggregates> … GROUP BY bucket`` (``starts``:
+        only these buckets, the last one running to now; default: the whole trend)."""
         assert self.kpi.trend is not None
-        starts = trend_starts(self.kpi.trend, self.now, self.timezone)
+        if starts is None:
+            starts = trend_starts(self.kpi.trend, self.now, self.timezone)
         period = trend_period(starts, self.now, self.timezone)
         if self.is_duration:
             return starts, self._percentile(self.durations(period, starts), "bucket")

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
 from engine.dashboards.periods import window
+from engine.dashboards.snapshots import trend_points
 from engine.evaluate import AppRuntime
 from engine.expressions import EvalEnv
 from engine.forms.tables import build_metadata
@@ -24,6 +25,7 @@ __all__ = [
     "UnknownDashboard",
     "dashboard_values",
     "drill_down",
+    "kpi_queries",
     "may_see",
     "status_of",
     "visible",
@@ -83,10 +85,19 @@ class _Context:
     """What every KPI query of one call shares: the app, tables, clock and dialect."""
 
     def __init__(
-        self, engine: Engine, app: App, now: datetime | None, metadata: sa.MetaData | None
+        self,
+        engine: Engine,
+        app: App,
+        now: datetime | None,
+        metadata: sa.MetaData | None,
+        dashboard: str = "",
+        cached: bool = False,
     ) -> None:
         self.engine = engine
         self.app = app
+        self.dashboard = dashboard
+        self.cached = cached  # closed trend buckets from the worker's snapshots
+        self.later: list[Callable[[], None]] = []  # writes once the read connection closed
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.metadata = metadata if metadata is not None else build_metadata(app)
         calendar = AppRuntime.of(app).calendar
@@ -112,20 +123,12 @@ def _kpi(dashboard: DashboardSpec, name: str) -> KpiSpec:
     raise UnknownDashboard(name)
 
 
-def _trend(conn: sa.Connection, query: KpiQuery) -> list[dict[str, Any]]:
-    starts, select = query.trend_select()
-    by_bucket = {int(row[0]): row[1:] for row in conn.execute(select)}
-    empty = query.finish([None, None])
-    return [
-        {
-            "start": day.isoformat(),
-            "value": _rounded(query.finish(by_bucket[i]) if i in by_bucket else empty),
-        }
-        for i, day in enumerate(starts)
-    ]
+def _trend(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str, Any]]:
+    points = trend_points(conn, query, ctx.dashboard, ctx.cached, ctx.later)
+    return [{"start": day.isoformat(), "value": _rounded(value)} for day, value in points]
 
 
-def _kpi_json(conn: sa.Connection, query: KpiQuery) -> dict[str, Any]:
+def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, Any]:
     kpi = query.kpi
     row = conn.execute(query.value_select()).first()
     value = _rounded(query.finish(row if row is not None else [None, None]))
@@ -143,7 +146,7 @@ def _kpi_json(conn: sa.Connection, query: KpiQuery) -> dict[str, Any]:
             "start": period.start.isoformat() if period.start else None,
             "end": period.end.isoformat(),
         },
-        "trend": {"bucket": kpi.trend, "points": _trend(conn, query)} if kpi.trend else None,
+        "trend": {"bucket": kpi.trend, "points": _trend(conn, query, ctx)} if kpi.trend else None,
     }
 
 
@@ -153,13 +156,18 @@ def dashboard_values(
     name: str,
     now: datetime | None = None,
     metadata: sa.MetaData | None = None,
+    cached: bool = False,
 ) -> dict[str, Any]:
     """``{"name", "title", "kpis": [{"id", "title", "value", "unit", "status",
-    "thresholds", "trend", …}]}`` computed in the database at ``now`` (default: the clock)."""
+    "thresholds", "trend", …}]}`` computed in the database at ``now`` (default: the clock).
+    ``cached``: closed trend buckets from the snapshots (engine/dashboards/snapshots.py) —
+    for the live view only, never for a dashboard as of a past day."""
     dashboard = _dashboard(app, name)
-    ctx = _Context(engine, app, now, metadata)
+    ctx = _Context(engine, app, now, metadata, dashboard.name, cached)
     with engine.connect() as conn:
-        kpis = [_kpi_json(conn, ctx.query(kpi)) for kpi in dashboard.kpis]
+        kpis = [_kpi_json(conn, ctx.query(kpi), ctx) for kpi in dashboard.kpis]
+    for write in ctx.later:
+        write()
     return {
         "name": dashboard.name,
         "title": dashboard.title,
@@ -167,6 +175,18 @@ def dashboard_values(
         "computed_at": ctx.now.isoformat(),
         "kpis": kpis,
     }
+
+
+def kpi_queries(
+    engine: Engine,
+    app: App,
+    dashboard: DashboardSpec,
+    now: datetime | None = None,
+    metadata: sa.MetaData | None = None,
+) -> list[KpiQuery]:
+    """Every KPI of ``dashboard`` compiled for ``now``."""
+    ctx = _Context(engine, app, now, metadata, dashboard.name)
+    return [ctx.query(kpi) for kpi in dashboard.kpis]
 
 
 def drill_down(

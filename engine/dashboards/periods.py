@@ -96,7 +96,7 @@ def bucket_index(
     whens = [
         (column >= _utc(_midnight(day, tz)), i)
         for i, day in reversed(list(enumerate(starts)))
-        if i > 0
+        if i > 0 or len(starts) == 1  # a CASE needs one WHEN
     ]
     return sa.case(*whens, else_=0)
 

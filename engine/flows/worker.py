@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from engine import clock
+from engine.dashboards import snapshots
 from engine.flows import jobs, procrastinate_queue
 from engine.flows.procrastinate_queue import ProcrastinateWorker
 from engine.flows.runner import FlowRuntime
@@ -50,10 +52,16 @@ def run_job(engine: sa.Engine, runtime: FlowRuntime, job: jobs.Job) -> None:
 
 
 def fire_schedules(runtime: FlowRuntime) -> None:
+    """The periodic round: cron automations, then the dashboards' trend snapshots."""
     try:
         runtime.fire_schedules()
     except sa.exc.DBAPIError:  # another worker holds the row; next round
         log.warning("schedules not checked this round", exc_info=True)
+    records = runtime.records
+    try:
+        snapshots.refresh_if_due(records.engine, runtime.app, records.metadata, clock.now())
+    except Exception:  # a KPI that cannot be computed must not stop the jobs
+        log.exception("dashboard snapshots not refreshed this round")
 
 
 def procrastinate_worker(

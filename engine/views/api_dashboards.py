@@ -101,7 +101,12 @@ def show_dashboard(request: Request, user: Any, data: Any) -> Response:
     dashboard = _allowed(request, user)
     current = live(request)
     values = dashboard_values(
-        current.records.engine, current.app, dashboard.name, clock.now(), current.metadata
+        current.records.engine,
+        current.app,
+        dashboard.name,
+        clock.now(),
+        current.metadata,
+        cached=True,
     )
     return json_response(values)
 

@@ -110,8 +110,10 @@ def _card(kpi: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _values(current: LiveApp, name: str, now: datetime) -> dict[str, Any]:
-    values = dashboard_values(current.records.engine, current.app, name, now, current.metadata)
+def _values(current: LiveApp, name: str, now: datetime, cached: bool) -> dict[str, Any]:
+    values = dashboard_values(
+        current.records.engine, current.app, name, now, current.metadata, cached=cached
+    )
     return {**values, "kpis": [_card(k) for k in values["kpis"]]}
 
 
@@ -119,7 +121,7 @@ async def _cards_context(request: Request, user: User) -> dict[str, Any]:
     dashboard = _dashboard(request, user)
     current = live(request)
     now, at = _as_of(request, current.app.timezone)
-    values = await run_in_threadpool(_values, current, dashboard.name, now)
+    values = await run_in_threadpool(_values, current, dashboard.name, now, not at)
     today = clock.now().astimezone(ZoneInfo(current.app.timezone)).date()
     return {
         "dashboard": dashboard,
