@@ -771,41 +771,99 @@ def approval_schema() -> dict[str, Any]:
 # --------------------------------------------------------------------------- dashboards
 
 
+def _kpi_endpoint() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Where a duration starts or ends: exactly one of created, "
+        "state_entered, transition, notified, field",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "created": boolean("When the record was created"),
+            "state_entered": one_or_many("The first time the record entered one of these states"),
+            "transition": one_or_many("The first time one of these transitions was fired"),
+            "notified": one_or_many(
+                "The first message of one of these automations delivered for the record"
+            ),
+            "field": ident("The value of this date or datetime field of the record"),
+        },
+    }
+
+
+def _kpi_count() -> dict[str, Any]:
+    return obj(
+        "For per_record: what is counted for each record — exactly one of state_entered, "
+        "transition, field_changed, notified, rows",
+        {
+            "state_entered": one_or_many("Times the record entered one of these states"),
+            "transition": one_or_many("Times one of these transitions was fired"),
+            "field_changed": one_or_many("Changes saved to one of these fields"),
+            "notified": one_or_many("Messages of these automations delivered"),
+            "rows": ident("Rows of this child table"),
+            "where": expr("With rows: only rows for which this is true (over the row's fields)"),
+        },
+    )
+
+
 def dashboard_schema() -> dict[str, Any]:
-    endpoint = _event()
+    rule = r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"
     kpi = obj(
         "A key figure with traffic-light thresholds",
         {
             "title": text("Name shown to people", minLength=1),
             "form": ident("Records measured"),
             "measure": {
-                "enum": ["count", "rate", "sum", "avg", "median_hours", "percentile_hours"],
-                "description": "count/sum/avg of records, rate of records matching "
-                "`numerator`, or median/percentile hours between two events",
+                "enum": [
+                    "count",
+                    "rate",
+                    "sum",
+                    "avg",
+                    "distinct_count",
+                    "per_record",
+                    "median_hours",
+                    "percentile_hours",
+                    "on_time_rate",
+                ],
+                "description": "count/sum/avg of records, distinct_count of a field's values, "
+                "rate of records matching `numerator`, per_record: average `count` per record, "
+                "median/percentile hours between `from` and `to`, on_time_rate: share of "
+                "records whose `to` came within `within_hours` of `from`",
             },
-            "where": expr("Only records for which this is true"),
+            "where": expr(
+                "Only records for which this is true; entered('state') and "
+                "fired('transition') ask the record's history"
+            ),
             "numerator": expr("For rate: records counted in the numerator"),
-            "field": ident("For sum/avg: the field summed"),
-            "from": endpoint,
-            "to": endpoint,
+            "field": ident("For sum/avg: the field summed; for distinct_count: the field"),
+            "from": _kpi_endpoint(),
+            "to": _kpi_endpoint(),
             "percentile": number(
                 "For percentile_hours, e.g. 90", exclusiveMinimum=0, exclusiveMaximum=100
             ),
+            "within_hours": number("For on_time_rate: on time within this many hours", minimum=0),
+            "count": _kpi_count(),
             "window": text(
                 "Time window: today, 7d, 30d, this_month, all",
                 pattern=r"^(today|"
                 r"all|this_month|\d+d)$",
             ),
             "unit": text("Unit shown after the value"),
-            "green": text(
-                "Green when the value meets this, e.g. '<= 2'",
-                pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$",
-            ),
-            "amber": text(
-                "Amber when the value meets this (otherwise red)",
-                pattern=r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$",
-            ),
+            "target": number("The value aimed at, shown next to the value"),
+            "green": text("Green when the value meets this, e.g. '<= 2'", pattern=rule),
+            "amber": text("Amber when the value meets this (otherwise red)", pattern=rule),
             "trend": {"enum": ["day", "week", "month"], "description": "Bucket of the trend"},
+            "group_by": ident(
+                "Also show the value per value of this field (a ref: per referenced record), "
+                "worst first"
+            ),
+            "top": integer(
+                "With group_by: how many groups to show (default 5)", minimum=1, maximum=50
+            ),
+            "drill": obj(
+                "The drill-down list",
+                {"columns": names("Fields shown for each record behind the value")},
+            ),
         },
         required=("title", "form", "measure"),
     )

@@ -138,7 +138,14 @@ class StateMachineSpec:
 
 
 EventKind = Literal[
-    "created", "updated", "field_changed", "state_entered", "transition", "schedule"
+    "created",
+    "updated",
+    "field_changed",
+    "state_entered",
+    "transition",
+    "schedule",
+    "notified",  # dashboards: a notification of these automations was delivered
+    "field",  # dashboards: a duration's end point is this date/datetime field's value
 ]
 
 
@@ -253,6 +260,16 @@ class ThresholdSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CountSpec:
+    """What a ``per_record`` KPI counts for each record: its events of one kind (``event``),
+    or its rows of a child table (``rows``) for which ``where`` holds."""
+
+    event: EventSpec | None = None
+    rows: str | None = None
+    where: CompiledExpr | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KpiSpec:
     name: str
     title: str
@@ -269,6 +286,14 @@ class KpiSpec:
     green: ThresholdSpec | None = None
     amber: ThresholdSpec | None = None
     trend: str | None = None
+    count: CountSpec | None = None
+    within_hours: float | None = None
+    target: float | None = None
+    group_by: str | None = None
+    top: int = 5
+    drill: tuple[str, ...] = ()
+    # the events ``entered(...)``/``fired(...)`` in ``where``/``numerator`` look up
+    condition_events: tuple[EventSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,17 +110,13 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         )
         if approval is not None:
             approvals[approval.name] = approval
-    field_types = {
-        n: {
-            f: (r.get("result") if r.get("type") == "computed" else r.get("type"))
-            for f, r in fields.items()
-        }
-        for n, fields in raw_fields.items()
-    }
+    by_form: dict[str, list[str]] = {}
+    for automation in automations:
+        by_form.setdefault(automation.form, []).append(automation.name)
     dashboards = {}
     for doc in _clean("dashboard", ws.of_kind("dashboard"), diags):
         name = ws.name_of(doc)
-        dashboard = compile_dashboard(ctx, doc, name, scopes, machines, form_fields, field_types)
+        dashboard = compile_dashboard(ctx, doc, name, scopes, machines, by_form)
         if dashboard is not None:
             dashboards[name] = dashboard
     ref_targets = {

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
-from engine.expressions import CompiledExpr, ExpressionError, Scope, compile_expression
+from engine.expressions import (
+    CompiledExpr,
+    ExpressionError,
+    FunctionSpec,
+    Scope,
+    compile_expression,
+)
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
 from engine.workspace import Workspace
@@ -117,12 +123,20 @@ class CompileContext:
         self.check_names(doc, path, self.roles, Text("role", "角色"), "unknown-role")
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, doc: LoadedYaml, path: YamlPath, scope: Scope) -> CompiledExpr | None:
+    def expr(
+        self,
+        doc: LoadedYaml,
+        path: YamlPath,
+        scope: Scope,
+        functions: Mapping[str, FunctionSpec] | None = None,
+    ) -> CompiledExpr | None:
+        """The checked expression at ``path`` (``functions``: allowed besides the built-in
+        ones), or None after reporting why not."""
         source = doc.get(path)
         if not isinstance(source, str):
             return None
         try:
-            compiled = compile_expression(source, scope)
+            compiled = compile_expression(source, scope, extra_functions=functions)
         except ExpressionError as exc:
             self._expr_diag(doc, path, source, exc, "error")
             return None

@@ -1,15 +1,18 @@
-"""Run-time columns for KPI conditions: the form's table and LEFT JOINs along ref paths."""
+"""Run-time columns for KPI conditions: the form's table and LEFT JOINs along ref paths, and
+the record's events for ``entered(…)``/``fired(…)``."""
 
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
+from engine.dashboards.event_times import record_event_count, record_has_event
 from engine.dashboards.sql_expr import Sql, kind_of, not_computable
 from engine.forms.tables import table_name
-from engine.spec import App
+from engine.spec import App, EventSpec
 
 __all__ = ["TableColumns"]
 
@@ -26,6 +29,12 @@ class TableColumns:
     @property
     def table(self) -> sa.Table:
         return self.metadata.tables[table_name(self.form)]
+
+    def record_events(self, spec: EventSpec, count: bool) -> Any:
+        events = self.metadata.tables["sl_events"]
+        if count:
+            return record_event_count(events, self.form, spec, self.table.c.id)
+        return record_has_event(events, self.form, spec, self.table.c.id)
 
     def column(self, path: tuple[str, ...], node: ast.AST) -> Sql:
         source: sa.FromClause = self.table

@@ -1,12 +1,15 @@
 """One KPI → SQLAlchemy selects that aggregate in the database.
 
-Record measures (count, sum, avg, rate) select from the form's table (LEFT JOINed to the ref
-tables its conditions use), windowed on ``created_at``. Duration measures (median_hours,
-percentile_hours) first build a ``durations`` subquery — one row per record: the first
-``from`` event, the first ``to`` event not before it, the hours between — windowed on the
-``from`` time; percentiles are ``percentile_cont`` on PostgreSQL and the same linear
-interpolation with window functions on SQLite. A trend is the same aggregate GROUPed BY a
-bucket index (one query); a drill-down lists the records behind the value.
+Record measures (count, sum, avg, rate, distinct_count, per_record) select from the form's
+table (LEFT JOINed to the ref tables its conditions use), windowed on ``created_at``;
+per_record averages a correlated count of each record's events or child rows
+(engine/dashboards/counts.py). Duration measures (median_hours, percentile_hours,
+on_time_rate) first build a ``durations`` subquery — one row per record: its span's start, end
+and the hours between (engine/dashboards/spans.py) — windowed on the start; percentiles are
+``percentile_cont`` on PostgreSQL and the same linear interpolation with window functions on
+SQLite; on_time_rate counts the spans within ``within_hours`` among those ended or already
+late. A trend is the same aggregate GROUPed BY a bucket index (one query); a drill-down lists
+the records behind the value.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.dashboards.columns import TableColumns
-from engine.dashboards.event_times import first_end, first_start, payload_key
+from engine.dashboards.counts import per_record_count
 from engine.dashboards.periods import Period, bucket_index, trend_period, trend_starts, window
+from engine.dashboards.spans import hours_between, is_dates, overdue_before, spans
 from engine.dashboards.sql_expr import condition
 from engine.expressions import EvalEnv
 from engine.spec import App, KpiSpec
 
 __all__ = ["DURATIONS", "KpiQuery", "compile_kpi"]
 
-DURATIONS = ("median_hours", "percentile_hours")
+DURATIONS = ("median_hours", "percentile_hours", "on_time_rate")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class KpiQuery:
     title_column: ColumnElement[Any]
     now: datetime
     timezone: str
+    counted: ColumnElement[int] | None = None  # per_record: the record's count
 
     @property
     def is_duration(self) -> bool:
@@ -70,12 +75,20 @@ class KpiQuery:
         query = self.records(period).with_only_columns(bucket, *self._aggregates())
         return starts, query.group_by(bucket)
 
+    def grouped_select(self, key: ColumnElement[Any]) -> sa.Select[Any]:
+        """``SELECT grp, <aggregates> … GROUP BY grp`` over the KPI's window."""
+        period = window(self.kpi.window, self.now, self.timezone)
+        if self.is_duration:
+            return self._percentile(self.durations(period, group=key), "grp")
+        rows = self.records(period).with_only_columns(key.label("grp"), *self._aggregates())
+        return rows.group_by(key)
+
     def finish(self, row: Any) -> float | int | None:
         """The KPI value from a row of aggregates (rate: numerator / population)."""
         measure = self.kpi.measure
-        if measure == "count":
+        if measure in ("count", "distinct_count"):
             return int(row[0] or 0)
-        if measure == "rate":
+        if measure in ("rate", "on_time_rate"):
             population, hits = int(row[0] or 0), int(row[1] or 0)
             if population == 0:
                 return None
@@ -87,23 +100,31 @@ class KpiQuery:
     # ---------------------------------------------------------------- drill-down
     def drill_select(self, limit: int) -> sa.Select[Any]:
         """The records behind the value: the population outside the numerator (rate), the
-        longest durations, or the records counted (largest ``field`` first for sum/avg)."""
+        longest durations (on_time_rate: the late ones, still open first), the records with
+        the most (per_record), or the records counted (largest ``field`` first for sum/avg)."""
         period = window(self.kpi.window, self.now, self.timezone)
-        t = self.table
+        t, measure = self.table, self.kpi.measure
         if self.is_duration:
             d = self.durations(period).subquery("d")
-            return (
-                sa.select(d.c.id, d.c.label, d.c.state, d.c.hours.label("value"))
-                .order_by(d.c.hours.desc(), d.c.id)
-                .limit(limit)
-            )
-        value: ColumnElement[Any] = t.c[self.kpi.field] if self.kpi.field else sa.null()
+            query = sa.select(d.c.id, d.c.label, d.c.state, d.c.hours.label("value"))
+            if measure == "on_time_rate":
+                late = sa.or_(d.c.hours.is_(None), d.c.hours > self._within())
+                query = query.where(late).order_by(d.c.hours.desc().nulls_first(), d.c.id)
+            else:
+                query = query.order_by(d.c.hours.desc(), d.c.id)
+            return query.limit(limit)
+        value: ColumnElement[Any] = sa.null()
+        if measure in ("sum", "avg"):
+            value = t.c[self.kpi.field or "id"]
+        elif measure == "per_record":
+            assert self.counted is not None
+            value = self.counted
         query = self.records(period).with_only_columns(
             t.c.id, self.title_column.label("label"), t.c.state, value.label("value")
         )
-        if self.kpi.measure == "rate" and self.numerator is not None:
+        if measure == "rate" and self.numerator is not None:
             query = query.where(sa.not_(self.numerator))
-        if self.kpi.field:
+        if measure in ("sum", "avg", "per_record"):
             return query.order_by(value.desc().nulls_last(), t.c.id.desc()).limit(limit)
         return query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
 
@@ -124,53 +145,62 @@ class KpiQuery:
             assert self.numerator is not None
             hit = sa.case((self.numerator, 1), else_=0)
             return [sa.func.count(), sa.func.sum(hit)]
+        if measure == "distinct_count":
+            assert self.kpi.field is not None
+            return [sa.func.count(sa.distinct(t.c[self.kpi.field]))]
+        if measure == "per_record":
+            assert self.counted is not None
+            return [sa.func.avg(self.counted)]
         assert self.kpi.field is not None
         column = t.c[self.kpi.field]
         return [sa.func.sum(column) if measure == "sum" else sa.func.avg(column)]
 
-    def durations(self, period: Period, starts: list[date] | None = None) -> sa.Select[Any]:
-        """One row per record: id, label, state, hours, start_at (and bucket with ``starts``);
-        records whose ``to`` has not happened yet have no row."""
-        spans = self._spans(period)
+    def durations(
+        self,
+        period: Period,
+        starts: list[date] | None = None,
+        group: ColumnElement[Any] | None = None,
+    ) -> sa.Select[Any]:
+        """One row per record: id, label, state, hours, start_at (and bucket with ``starts``,
+        grp with ``group``); records whose end has not come have no row — for on_time_rate
+        they have one (hours NULL) once they are late."""
+        span = spans(self.kpi, self.table, self.events, period, self.timezone)
         t = self.table
+        dates = is_dates(self.kpi, t)
         columns: list[ColumnElement[Any]] = [
             t.c.id,
             self.title_column.label("label"),
             t.c.state,
-            _hours(spans.c.start_at, spans.c.end_at, self.dialect).label("hours"),
-            spans.c.start_at.label("start_at"),
+            hours_between(span.c.start_at, span.c.end_at, self.dialect, dates).label("hours"),
+            span.c.start_at.label("start_at"),
         ]
         if starts is not None:
-            columns.append(bucket_index(spans.c.start_at, starts, self.timezone).label("bucket"))
+            columns.append(bucket_index(span.c.start_at, starts, self.timezone).label("bucket"))
+        if group is not None:
+            columns.append(group.label("grp"))
+        counted = span.c.end_at.is_not(None)
+        if self.kpi.measure == "on_time_rate":
+            late = span.c.start_at <= overdue_before(self.now, self._within())
+            counted = sa.or_(counted, late)
         return (
             sa.select(*columns)
-            .select_from(self.source.join(spans, spans.c.record_id == t.c.id))
-            .where(*self.where, spans.c.end_at.is_not(None))
+            .select_from(self.source.join(span, span.c.record_id == t.c.id))
+            .where(*self.where, counted)
         )
 
-    def _spans(self, period: Period) -> Any:
-        """(record_id, start_at, end_at): the first ``from`` in the period, the first ``to``
-        not before it (NULL when none yet) — computed once (a materialized CTE)."""
-        start, end = self.kpi.start, self.kpi.end
-        assert start is not None and end is not None
-        form = self.kpi.form
-        if payload_key(start) is None:  # from creation: the record's own created_at
-            t = self.table
-            begin = (
-                sa.select(t.c.id.label("record_id"), t.c.created_at.label("at"))
-                .where(*period.clauses(t.c.created_at))
-                .subquery("first_from")
-            )
-        else:
-            begin = first_start(self.events, form, start, period).subquery("first_from")
-        end_at = first_end(self.events, form, end, begin.c.record_id, begin.c.at)
-        query = sa.select(begin.c.record_id, begin.c.at.label("start_at"), end_at.label("end_at"))
-        return query.cte("spans").prefix_with("MATERIALIZED")
+    def _within(self) -> float:
+        assert self.kpi.within_hours is not None
+        return float(self.kpi.within_hours)
 
     def _percentile(self, durations: sa.Select[Any], group: str | None) -> sa.Select[Any]:
+        """The duration aggregate (per ``group``): the percentile of the hours, or for
+        on_time_rate (population, on time)."""
         p = (self.kpi.percentile or 50) / 100 if self.kpi.measure == "percentile_hours" else 0.5
         d = durations.subquery("durations")
         keys = [d.c[group]] if group else []
+        if self.kpi.measure == "on_time_rate":
+            on_time = sa.case((d.c.hours <= self._within(), 1), else_=0)
+            return sa.select(*keys, sa.func.count(), sa.func.sum(on_time)).group_by(*keys)
         if self.dialect == "postgresql":
             value = sa.func.percentile_cont(p).within_group(d.c.hours)
             return sa.select(*keys, value).group_by(*keys)
@@ -200,14 +230,6 @@ def _interpolated(d: sa.Subquery, keys: list[Any], p: float) -> sa.Select[Any]:
     )
 
 
-def _hours(start: Any, end: Any, dialect: str) -> ColumnElement[float]:
-    if dialect == "postgresql":
-        return sa.extract("epoch", end - start) / 3600.0
-    # julianday is a float of days: round to whole milliseconds so equal spans compare equal
-    millis = sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000.0)
-    return millis / 3_600_000.0
-
-
 def compile_kpi(
     app: App, metadata: sa.MetaData, kpi: KpiSpec, dialect: str, env: EvalEnv, now: datetime
 ) -> KpiQuery:
@@ -218,6 +240,9 @@ def compile_kpi(
     form = app.forms[kpi.form]
     t = columns.table
     title = t.c[form.title_field] if form.title_field else t.c.id
+    counted = None
+    if kpi.count is not None:
+        counted = per_record_count(app, metadata, kpi.form, kpi.count, t.c.id, env, now)
     return KpiQuery(
         kpi=kpi,
         dialect=dialect,
@@ -229,4 +254,5 @@ def compile_kpi(
         title_column=title,
         now=now,
         timezone=app.timezone,
+        counted=counted,
     )

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
+from engine.dashboards.drill_columns import drill_headers, drill_values
+from engine.dashboards.groups import group_label, group_select
 from engine.dashboards.periods import window
 from engine.dashboards.snapshots import trend_points
 from engine.evaluate import AppRuntime
@@ -128,6 +130,28 @@ def _trend(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str
     return [{"start": day.isoformat(), "value": _rounded(value)} for day, value in points]
 
 
+def _groups(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str, Any]]:
+    """``[{"key", "label", "value", "status"}]`` of the worst groups, worst first."""
+    kpi = query.kpi
+    rows = conn.execute(group_select(ctx.app, ctx.metadata, query)).all()
+    out = []
+    for row in rows:
+        value = _rounded(query.finish(row[2:]))
+        out.append(
+            {
+                "key": _plain_key(row[0]),
+                "label": group_label(ctx.app, kpi, row[0], row[1]),
+                "value": value,
+                "status": status_of(kpi, value),
+            }
+        )
+    return out
+
+
+def _plain_key(key: Any) -> Any:
+    return key.isoformat() if hasattr(key, "isoformat") else key
+
+
 def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, Any]:
     kpi = query.kpi
     row = conn.execute(query.value_select()).first()
@@ -141,6 +165,8 @@ def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, 
         "unit": kpi.unit,
         "status": status_of(kpi, value),
         "thresholds": _thresholds(kpi),
+        "target": kpi.target,
+        "groups": _groups(conn, query, ctx) if kpi.group_by else None,
         "window": {
             "name": kpi.window,
             "start": period.start.isoformat() if period.start else None,
@@ -198,24 +224,29 @@ def drill_down(
     limit: int = DRILL_LIMIT,
     metadata: sa.MetaData | None = None,
 ) -> dict[str, Any]:
-    """The records behind one KPI (at most ``limit``): ``{"kpi", "title", "form", "records":
-    [{"id", "label", "state", "value"}], "limit"}``."""
+    """The records behind one KPI (at most ``limit``): ``{"kpi", "title", "form", "unit",
+    "columns": [{"name", "label"}], "records": [{"id", "label", "state", "value", "fields"}],
+    "limit"}`` — ``columns`` and each record's ``fields`` are the KPI's ``drill.columns``."""
     kpi = _kpi(_dashboard(app, name), kpi_name)
     ctx = _Context(engine, app, now, metadata)
     query = ctx.query(kpi)
     with engine.connect() as conn:
         rows = conn.execute(query.drill_select(limit)).all()
+        extra = drill_values(conn, app, ctx.metadata, kpi, [row.id for row in rows])
     return {
         "kpi": kpi.name,
         "title": kpi.title,
         "form": kpi.form,
+        "unit": kpi.unit,
         "limit": limit,
+        "columns": drill_headers(app, kpi),
         "records": [
             {
                 "id": row.id,
                 "label": str(row.label) if row.label is not None else f"#{row.id}",
                 "state": row.state,
                 "value": _rounded(float(row.value)) if row.value is not None else None,
+                "fields": extra.get(row.id, {}),
             }
             for row in rows
         ],

@@ -8,6 +8,11 @@ on columns, and any part without field names (``today()``, ``date(2026, 1, 1)``,
 ``add_days(today(), -7)``), which is computed once per query in Python. Anything else raises
 :class:`NotSql` — at compile time, so ``seamline validate`` reports it.
 
+Two functions exist only here, over the record's events: ``entered('returned', …)`` — how
+many times the record entered one of these states — and ``fired('approve', …)`` — how many
+times one of these transitions was fired. As a condition on their own they mean "ever"
+(``EXISTS``); compared (``entered('approving') == 1``) they are counts.
+
 Blank values: a comparison with a blank is false, also under ``not``; ``!=`` and ``not in``
 are true for a blank (as in Python, ``None != 'x'``).
 """
@@ -21,15 +26,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from engine.expressions import EvalEnv, NameInfo, Scope, compile_expression
+from engine.expressions import EvalEnv, FunctionSpec, NameInfo, Scope, compile_expression
 from engine.i18n import Text
+from engine.spec import EventSpec
 
 __all__ = [
+    "EVENT_FUNCTIONS",
     "Columns",
     "NotSql",
     "ScopeColumns",
     "Sql",
     "condition",
+    "condition_events",
     "kind_of",
     "not_computable",
     "sql_refusal",
@@ -76,6 +84,72 @@ class Sql:
 class Columns(Protocol):
     def column(self, path: tuple[str, ...], node: ast.AST) -> Sql: ...
 
+    def record_events(self, spec: EventSpec, count: bool) -> Any:
+        """EXISTS such an event of the record (``count``: how many)."""
+        ...
+
+
+def _only_in_sql(*args: Any) -> Any:
+    raise RuntimeError("entered()/fired() only run in dashboard queries")
+
+
+# KPI conditions only: the record's events (compiled to SQL, never evaluated in Python)
+_EVENT_KINDS = {"entered": "state_entered", "fired": "transition"}
+EVENT_FUNCTIONS = {
+    "entered": FunctionSpec(
+        _only_in_sql,
+        1,
+        None,
+        Text(
+            "how many times the record entered one of these states, e.g. entered('returned')",
+            "记录进入这些状态的次数，例如 entered('returned')",
+        ),
+    ),
+    "fired": FunctionSpec(
+        _only_in_sql,
+        1,
+        None,
+        Text(
+            "how many times one of these transitions was fired, e.g. fired('approve')",
+            "这些流转被执行的次数，例如 fired('approve')",
+        ),
+    ),
+}
+
+
+def _event_call(node: ast.AST) -> EventSpec | None:
+    """The events an ``entered(…)``/``fired(…)`` call names (None for other nodes); raises
+    :class:`NotSql` unless every argument is a quoted name."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return None
+    kind = _EVENT_KINDS.get(node.func.id)
+    if kind is None:
+        return None
+    names = []
+    for arg in node.args:
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            raise _refuse(
+                arg,
+                f"{node.func.id}() takes quoted names, e.g. {node.func.id}('returned')",
+                f"{node.func.id}() 的参数须为带引号的名称，例如 {node.func.id}('returned')",
+            )
+        names.append(arg.value)
+    return EventSpec(kind, tuple(names))  # type: ignore[arg-type]
+
+
+def condition_events(tree: ast.Expression) -> list[tuple[ast.Call, EventSpec]]:
+    """The ``entered(…)``/``fired(…)`` calls of a checked condition and their events."""
+    found = []
+    for node in ast.walk(tree):
+        try:
+            spec = _event_call(node)
+        except NotSql:
+            continue
+        if spec is not None:
+            assert isinstance(node, ast.Call)
+            found.append((node, spec))
+    return found
+
 
 def kind_of(field_type: str | None) -> str:
     return _KINDS.get(field_type or "", "text")
@@ -87,6 +161,9 @@ class ScopeColumns:
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
+
+    def record_events(self, spec: EventSpec, count: bool) -> Any:
+        return _SHADOW
 
     def column(self, path: tuple[str, ...], node: ast.AST) -> Sql:
         info: NameInfo | None = self.scope.resolve(path)
@@ -123,8 +200,12 @@ def _path(node: ast.AST) -> tuple[str, ...] | None:
 
 
 def _name_free(node: ast.AST) -> bool:
-    """True when ``node`` uses no field (only literals and function calls)."""
-    called = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    """True when ``node`` uses no field (only literals and function calls, none of them over
+    the record's events)."""
+    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+    if any(isinstance(c.func, ast.Name) and c.func.id in _EVENT_KINDS for c in calls):
+        return False
+    called = {id(n.func) for n in calls}
     return not any(isinstance(n, ast.Name) and id(n) not in called for n in ast.walk(node))
 
 
@@ -177,6 +258,9 @@ class _Translator:
 
     # -- values
     def value(self, node: ast.expr) -> Sql:
+        events = _event_call(node)
+        if events is not None:
+            return Sql(self.columns.record_events(events, count=True), "number")
         if isinstance(node, ast.Constant) or (_name_free(node) and not isinstance(node, ast.Name)):
             value = node.value if isinstance(node, ast.Constant) else self.constant(node)
             kind = _value_kind(value)
@@ -241,6 +325,9 @@ class _Translator:
     # -- conditions
     def truth(self, node: ast.expr) -> Any:
         """A clause that is true exactly when ``node`` is truthy (never NULL at the top)."""
+        events = _event_call(node)
+        if events is not None:
+            return self.columns.record_events(events, count=False)
         if isinstance(node, ast.BoolOp):
             parts = [self.truth(v) for v in node.values]
             return self.ns.and_(*parts) if isinstance(node.op, ast.And) else self.ns.or_(*parts)

@@ -406,6 +406,7 @@ class FlowRuntime:
                 "app": {"title": self.app.title},
             },
         )
+        payload["automation"] = run.automation  # kept in notify_sent (dashboards: notified)
         self._save(
             run,
             _next(position),
@@ -670,6 +671,7 @@ class FlowRuntime:
                                 "via": payload["connector"],
                                 "title": payload["title"],
                                 "attempts": job.attempts,
+                                **_automation_of(payload),
                             },
                         )
                     ],
@@ -749,3 +751,9 @@ def _plain(value: Any) -> Any:
     from engine.forms.records import _plain as plain
 
     return plain(value)
+
+
+def _automation_of(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The automation that sent a message (none for approval notices)."""
+    name = payload.get("automation")
+    return {"automation": name} if isinstance(name, str) else {}

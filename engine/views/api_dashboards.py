@@ -138,9 +138,11 @@ def kpi_records_csv(request: Request, user: Any, data: Any) -> Response:
     found = _drill(request, user)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "label", "state", "value"])
+    columns = found.get("columns") or []
+    writer.writerow(["id", "label", "state", "value", *(c["label"] for c in columns)])
     for row in found["records"]:
-        writer.writerow([row["id"], row["label"], row["state"] or "", _cell(row["value"])])
+        extra = [_cell(row["fields"].get(c["name"])) for c in columns]
+        writer.writerow([row["id"], row["label"], row["state"] or "", _cell(row["value"]), *extra])
     name = f"{request.path_params['name']}-{found['kpi']}.csv"
     return Response(
         "\ufeff" + out.getvalue(),  # the BOM makes Excel read the Chinese labels as UTF-8

@@ -233,6 +233,19 @@ _KPI = {
         "status": {"enum": ["green", "amber", "red", "none"]},
         "thresholds": {"type": "object"},
         "trend": {"type": ["object", "null"]},
+        "target": {"type": ["number", "null"]},
+        "groups": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["key", "label", "value", "status"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "value": {"type": ["number", "null"]},
+                    "status": {"enum": ["green", "amber", "red", "none"]},
+                },
+            },
+        },
     },
 }
 
@@ -255,7 +268,11 @@ def _dashboard_paths(app: App) -> dict[str, Any]:
     records = {
         "type": "object",
         "required": ["kpi", "records"],
-        "properties": {"kpi": {"type": "string"}, "records": {"type": "array"}},
+        "properties": {
+            "kpi": {"type": "string"},
+            "columns": {"type": "array"},
+            "records": {"type": "array"},
+        },
     }
     return {
         "/api/dashboards": {

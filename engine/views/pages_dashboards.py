@@ -93,8 +93,9 @@ def _rule(rule: dict[str, Any] | None) -> str | None:
     return None if rule is None else f"{_OPS.get(rule['op'], rule['op'])} {shown(rule['value'])}"
 
 
-def _card(kpi: dict[str, Any]) -> dict[str, Any]:
-    """The API's KPI dict plus what the card shows: value text, rules, sparkline data."""
+def _card(kpi: dict[str, Any], group_label: str = "") -> dict[str, Any]:
+    """The API's KPI dict plus what the card shows: value text, rules, sparkline data, target
+    and the worst groups (``group_label``: what they are groups of)."""
     trend = kpi.get("trend") or {}
     points = trend.get("points") or []
     return {
@@ -107,14 +108,28 @@ def _card(kpi: dict[str, Any]) -> dict[str, Any]:
             "values": [p["value"] for p in points],
         },
         "trend_text": ", ".join(f"{p['start']}: {shown(p['value'])}" for p in points),
+        "target_shown": shown(kpi.get("target")),
+        "groups": [{**g, "shown": shown(g["value"])} for g in kpi.get("groups") or []],
+        "group_label": group_label,
     }
+
+
+def _group_labels(current: LiveApp, name: str) -> dict[str, str]:
+    """KPI id → the label of the field it is grouped by."""
+    dashboard = current.app.dashboards[name]
+    out = {}
+    for kpi in dashboard.kpis:
+        field = current.app.forms[kpi.form].by_name.get(kpi.group_by or "")
+        out[kpi.name] = field.label if field else (kpi.group_by or "")
+    return out
 
 
 def _values(current: LiveApp, name: str, now: datetime, cached: bool) -> dict[str, Any]:
     values = dashboard_values(
         current.records.engine, current.app, name, now, current.metadata, cached=cached
     )
-    return {**values, "kpis": [_card(k) for k in values["kpis"]]}
+    labels = _group_labels(current, name)
+    return {**values, "kpis": [_card(k, labels.get(k["id"], "")) for k in values["kpis"]]}
 
 
 async def _cards_context(request: Request, user: User) -> dict[str, Any]:

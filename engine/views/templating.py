@@ -207,6 +207,8 @@ CATALOG: dict[str, Text] = {
     "back_to_dashboard": Text("Back to the dashboard", "返回看板"),
     "drill_first": Text("The first {n} records are shown.", "仅显示前 {n} 条。"),
     "drill_csv_now": Text("The export is as of now.", "导出的是当前数据。"),
+    "target": Text("target {value}", "目标 {value}"),
+    "groups_worst": Text("Worst {by} first", "按{by}，最差在前"),
 }
 
 
