@@ -105,7 +105,7 @@ class KpiQuery:
         period = window(self.kpi.window, self.now, self.timezone)
         t, measure = self.table, self.kpi.measure
         if self.is_duration:
-            d = self.durations(period).subquery("d")
+            d = self.durations(period, listing=True).subquery("d")
             query = sa.select(d.c.id, d.c.label, d.c.state, d.c.hours.label("value"))
             if measure == "on_time_rate":
                 late = sa.or_(d.c.hours.is_(None), d.c.hours > self._within())
@@ -160,20 +160,29 @@ class KpiQuery:
         period: Period,
         starts: list[date] | None = None,
         group: ColumnElement[Any] | None = None,
+        listing: bool = False,
     ) -> sa.Select[Any]:
-        """One row per record: id, label, state, hours, start_at (and bucket with ``starts``,
-        grp with ``group``); records whose end has not come have no row — for on_time_rate
-        they have one (hours NULL) once they are late."""
-        span = spans(self.kpi, self.table, self.events, period, self.timezone)
+        """One row per record: hours, start_at (and bucket with ``starts``, grp with
+        ``group``, id/label/state with ``listing``); records whose end has not come have no
+        row — for on_time_rate they have one (hours NULL) once they are late."""
         t = self.table
+        span = spans(
+            self.kpi,
+            self.source,
+            t,
+            self.where,
+            self.events,
+            period,
+            self.timezone,
+            self.dialect,
+        )
         dates = is_dates(self.kpi, t)
         columns: list[ColumnElement[Any]] = [
-            t.c.id,
-            self.title_column.label("label"),
-            t.c.state,
             hours_between(span.c.start_at, span.c.end_at, self.dialect, dates).label("hours"),
             span.c.start_at.label("start_at"),
         ]
+        if listing:
+            columns += [t.c.id, self.title_column.label("label"), t.c.state]
         if starts is not None:
             columns.append(bucket_index(span.c.start_at, starts, self.timezone).label("bucket"))
         if group is not None:
@@ -182,11 +191,10 @@ class KpiQuery:
         if self.kpi.measure == "on_time_rate":
             late = span.c.start_at <= overdue_before(self.now, self._within())
             counted = sa.or_(counted, late)
-        return (
-            sa.select(*columns)
-            .select_from(self.source.join(span, span.c.record_id == t.c.id))
-            .where(*self.where, counted)
-        )
+        query = sa.select(*columns).where(counted)
+        if listing or group is not None:  # the spans hold only records meeting ``where``
+            return query.select_from(self.source.join(span, span.c.record_id == t.c.id))
+        return query.select_from(span)
 
     def _within(self) -> float:
         assert self.kpi.within_hours is not None

@@ -1,20 +1,18 @@
-"""When a record first met an event: the index-backed event queries of duration KPIs.
+"""When a record met an event: the index-backed event queries of KPIs.
 
-A KPI's ``from``/``to`` (``state_entered: approving``, ``transition: approve``) is a key of
-an event's JSON payload. Reading it per row (``json_extract`` on SQLite, ``->>`` on
-PostgreSQL) over millions of events is what made dashboards slow, so every key a dashboard
-uses gets two *expression indexes* on ``sl_events`` (added by plan/deploy, see
-:func:`kpi_event_indexes`):
+A KPI's events (``state_entered: approving``, ``transition: approve``, ``notified: x``,
+``field_changed: qty``) are tests on an event's JSON payload. Reading the payload per row
+(``json_extract`` on SQLite, ``->>`` on PostgreSQL) over millions of events is what made
+dashboards slow, so every event a dashboard uses gets two *partial indexes* on
+``sl_events`` (added by plan/deploy, see :func:`kpi_event_indexes`) holding only its rows:
 
-- ``(form, kind, key, at, record_id)`` — the events of one state in a time window;
-- ``(form, kind, key, record_id, at)`` — one record's events of that state, in time order.
+- ``(record_id, at, id) WHERE <the event's test>`` — one record's such events in time order;
+- ``(at, record_id, id) WHERE <the event's test>`` — such events in a time window.
 
-The queries here spell the key expression exactly as the index does (literal path, no bound
-parameter), which is what lets both databases use them.
-
-Kinds without a key (``field_changed: qty`` is a ``changed`` event whose ``changes`` hold
-``qty``) get ``(form, kind, at, record_id)`` and ``(form, kind, record_id, at)``; the JSON
-test then runs only on the rows those select.
+Their keys are plain columns, so both databases answer from the index alone (PostgreSQL
+cannot do that with an index on the JSON expression itself). A database uses a partial
+index only when the query's conditions contain the index's test, so the queries here spell
+the test exactly as the index does: literal values, never bound parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import Alias
 
 from engine.dashboards.periods import Period
 from engine.spec import App, EventSpec, KpiSpec
@@ -35,6 +34,7 @@ __all__ = [
     "event_key",
     "event_matches",
     "first_end",
+    "first_ends",
     "first_start",
     "kpi_event_indexes",
     "kpi_event_specs",
@@ -87,6 +87,17 @@ def _payload_text_postgresql(element: PayloadText, compiler: Any, **kw: Any) -> 
     return f"(CAST({compiler.process(payload, **kw)} AS JSONB) ->> '{key}')"
 
 
+@compiles(Alias, "sqlite")
+def _alias_sqlite(element: Alias, compiler: Any, **kw: Any) -> str:
+    """``sl_events AS e INDEXED BY <name>`` where a query names its index (SQLAlchemy's
+    ``with_hint`` renders nothing on SQLite)."""
+    text = compiler.visit_alias(element, **kw)
+    index = getattr(element, "_sl_indexed_by", None)
+    if index and kw.get("asfrom") and not kw.get("ashint"):
+        text = f"{text} INDEXED BY {index}"
+    return str(text)
+
+
 def event_key(payload: Any, key: str) -> ColumnElement[str]:
     """The payload's ``key`` as text, spelled exactly as the KPI indexes spell it."""
     if not key.isidentifier():
@@ -129,19 +140,37 @@ def _changed(payload: Any, field: str) -> ColumnElement[bool]:
     return PayloadPath(payload, sa.literal_column("'changes'"), key).is_not(None)
 
 
-def event_matches(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
-    """Conditions on the events alias ``e`` selecting ``spec``'s events of ``form``."""
+def _literal(value: str) -> ColumnElement[str]:
+    """A SQL string literal: a partial index matches only literal values."""
+    return sa.literal_column("'" + value.replace("'", "''") + "'", sa.String)
+
+
+def _one(spec: EventSpec) -> list[EventSpec]:
+    """One spec per name (``state_entered: [a, b]`` → a, b): each has its own indexes."""
+    if len(spec.names) <= 1:
+        return [spec]
+    return [EventSpec(spec.kind, (name,)) for name in spec.names]
+
+
+def _test(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
+    """The conditions selecting one-name ``spec``'s events of ``form`` on alias ``e``."""
+    on = [e.c.form == _literal(form)]
     if spec.kind in _PLAIN:
-        touched = [_changed(e.c.payload, name) for name in spec.names]
-        return [e.c.form == form, e.c.kind == _PLAIN[spec.kind], sa.or_(*touched)]
+        return [*on, e.c.kind == _literal(_PLAIN[spec.kind]), _changed(e.c.payload, spec.names[0])]
     keyed = payload_key(spec)
     if keyed is None:
-        return [e.c.form == form, e.c.kind == "created"]
+        return [*on, e.c.kind == _literal("created")]
     kind, key = keyed
-    value = event_key(e.c.payload, key)
-    names = list(spec.names)
-    named = value == names[0] if len(names) == 1 else value.in_(names)
-    return [e.c.form == form, e.c.kind == kind, named]
+    return [*on, e.c.kind == _literal(kind), event_key(e.c.payload, key) == _literal(spec.names[0])]
+
+
+def event_matches(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
+    """Conditions on the events alias ``e`` selecting ``spec``'s events of ``form``: each
+    name's test as its partial indexes spell it (several names: their OR)."""
+    tests = [_test(e, form, one) for one in _one(spec)]
+    if len(tests) == 1:
+        return tests[0]
+    return [sa.or_(*(sa.and_(*test) for test in tests))]
 
 
 def kpi_event_specs(kpi: KpiSpec) -> Iterator[EventSpec]:
@@ -153,43 +182,42 @@ def kpi_event_specs(kpi: KpiSpec) -> Iterator[EventSpec]:
     yield from kpi.condition_events
 
 
-def _used_keys(app: App) -> Iterator[tuple[str, str]]:
+def _used(app: App) -> Iterator[tuple[str, EventSpec]]:
+    """(form, one-name spec) of every event any dashboard's KPI looks up."""
     for dashboard in app.dashboards.values():
         for kpi in dashboard.kpis:
             for spec in kpi_event_specs(kpi):
-                keyed = payload_key(spec)
-                if keyed is not None:
-                    yield keyed
-
-
-def _used_plain_kinds(app: App) -> Iterator[str]:
-    for dashboard in app.dashboards.values():
-        for kpi in dashboard.kpis:
-            for spec in kpi_event_specs(kpi):
-                if spec.kind in _PLAIN:
-                    yield _PLAIN[spec.kind]
+                if spec.kind != "created":
+                    yield from ((kpi.form, one) for one in _one(spec))
 
 
 def kpi_event_indexes(app: App, events: sa.Table) -> None:
-    """Add the indexes the app's KPIs need to ``events`` (none without dashboards)."""
-    for kind, key in sorted(set(_used_keys(app))):
-        value = event_key(events.c.payload, key)
-        by_time = (events.c.form, events.c.kind, value, events.c.at, events.c.record_id)
-        by_record = (events.c.form, events.c.kind, value, events.c.record_id, events.c.at)
-        for suffix, columns in (("at", by_time), ("rec", by_record)):
-            sa.Index(_name(kind, key, suffix), *columns)
-    for kind in sorted(set(_used_plain_kinds(app))):
-        by_time = (events.c.form, events.c.kind, events.c.at, events.c.record_id)
-        by_record = (events.c.form, events.c.kind, events.c.record_id, events.c.at)
-        for suffix, columns in (("at", by_time), ("rec", by_record)):
-            sa.Index(_name(kind, "kind", suffix), *columns)
+    """Add the partial indexes the app's KPIs need to ``events`` (none without dashboards)."""
+    seen: set[str] = set()
+    for form, spec in sorted(set(_used(app)), key=lambda u: (u[0], u[1].kind, u[1].names)):
+        where = sa.and_(*_test(events, form, spec))
+        c = events.c
+        for suffix, columns in (
+            ("rec", (c.record_id, c.at, c.id)),
+            ("at", (c.at, c.record_id, c.id)),
+        ):
+            name = _name(form, spec, suffix)
+            if name not in seen:
+                seen.add(name)
+                sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
 
-def _name(kind: str, key: str, suffix: str) -> str:
-    name = f"ix_sl_events_kpi_{kind}_{key}_{suffix}"
-    if len(name) <= 60:
-        return name
-    return f"ix_sl_events_kpi_{hashlib.sha1(name.encode()).hexdigest()[:12]}_{suffix}"
+KPI_INDEX_PREFIX = "ix_sl_events_kpi_"
+_SHORT = {"state_entered": "in", "transition": "tr", "notified": "nt", "field_changed": "fc"}
+
+
+def _name(form: str, spec: EventSpec, suffix: str) -> str:
+    """``ix_sl_events_kpi_in_order_approved_rec``; a hash where that is too long or not plain."""
+    readable = f"{KPI_INDEX_PREFIX}{_SHORT.get(spec.kind, spec.kind)}_{form}_{spec.names[0]}"
+    if len(readable) + len(suffix) < 63 and readable.isascii() and readable.isidentifier():
+        return f"{readable}_{suffix}"
+    digest = hashlib.sha1(f"{form}|{spec.kind}|{spec.names[0]}".encode()).hexdigest()[:12]
+    return f"{KPI_INDEX_PREFIX}{digest}_{suffix}"
 
 
 def first_start(events: sa.Table, form: str, spec: EventSpec, period: Period) -> sa.Select[Any]:
@@ -210,9 +238,12 @@ def first_start(events: sa.Table, form: str, spec: EventSpec, period: Period) ->
         before.c.record_id == e.c.record_id,
         sa.tuple_(before.c.at, before.c.id) < sa.tuple_(e.c.at, e.c.id),
     )
-    return sa.select(e.c.record_id, e.c.at).where(
+    query = sa.select(e.c.record_id, e.c.at).where(
         *event_matches(e, form, spec), *period.clauses(e.c.at), ~earlier
     )
+    if len(spec.names) == 1:  # SQLite prefers (kind, at) even with statistics: name ours
+        e._sl_indexed_by = _name(form, spec, "at")  # type: ignore[attr-defined]
+    return query
 
 
 def first_end(
@@ -230,6 +261,27 @@ def first_end(
         )
         .scalar_subquery()
     )
+
+
+def first_ends(
+    events: sa.Table, form: str, spec: EventSpec, begin: Any, since: Any = None
+) -> sa.Subquery:
+    """(record_id, at): per record of ``begin`` (record_id, at), its first ``spec`` event at
+    or after its start — set-based: the window's such events (time-ordered index) joined to
+    the starts; ``since`` (the window's start) prunes the older ones. PostgreSQL's way;
+    :func:`first_end` is SQLite's."""
+    e = events.alias("e_to")
+    query = (
+        sa.select(e.c.record_id, sa.func.min(e.c.at).label("at"))
+        .select_from(
+            e.join(begin, sa.and_(begin.c.record_id == e.c.record_id, e.c.at >= begin.c.at))
+        )
+        .where(*event_matches(e, form, spec))
+        .group_by(e.c.record_id)
+    )
+    if since is not None:
+        query = query.where(e.c.at >= since)
+    return query.subquery("first_to")
 
 
 def record_has_event(

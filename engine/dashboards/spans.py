@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.dashboards.event_times import first_end, first_start
+from engine.dashboards.event_times import first_end, first_ends, first_start
 from engine.dashboards.periods import Period
 from engine.spec import EventSpec, KpiSpec
 
@@ -49,9 +49,19 @@ def is_dates(kpi: KpiSpec, table: sa.Table) -> bool:
     )
 
 
-def spans(kpi: KpiSpec, table: sa.Table, events: sa.Table, period: Period, timezone: str) -> sa.CTE:
-    """(record_id, start_at, end_at) of each record whose start lies in ``period``; end_at is
-    NULL while the end has not happened — computed once (a materialized CTE)."""
+def spans(
+    kpi: KpiSpec,
+    source: sa.FromClause,
+    table: sa.Table,
+    where: list[ColumnElement[bool]],
+    events: sa.Table,
+    period: Period,
+    timezone: str,
+    dialect: str,
+) -> sa.CTE:
+    """(record_id, start_at, end_at) of each record meeting ``where`` (over ``source``: the
+    form's table with its ref joins) whose start lies in ``period``; end_at is NULL while
+    the end has not happened — computed once (a materialized CTE)."""
     start, end = kpi.start, kpi.end
     assert start is not None and end is not None
     if start.kind in ("created", "field"):
@@ -61,19 +71,31 @@ def spans(kpi: KpiSpec, table: sa.Table, events: sa.Table, period: Period, timez
             if is_dates(kpi, table)
             else period.clauses(column)
         )
-        begin = (
+        first = (
             sa.select(table.c.id.label("record_id"), column.label("at"))
-            .where(*clauses)
-            .subquery("first_from")
+            .select_from(source)
+            .where(*clauses, *where)
         )
     else:
-        begin = first_start(events, kpi.form, start, period).subquery("first_from")
+        found = first_start(events, kpi.form, start, period).subquery("first_event")
+        first = sa.select(found.c.record_id, found.c.at)
+        if where:  # only the records the KPI counts look for an end
+            first = first.select_from(found.join(source, table.c.id == found.c.record_id))
+            first = first.where(*where)
+    if end.kind not in ("created", "field") and dialect == "postgresql":
+        begin: Any = first.cte("first_from").prefix_with("MATERIALIZED")
+        ends = first_ends(events, kpi.form, end, begin, period.start)
+        query = sa.select(
+            begin.c.record_id, begin.c.at.label("start_at"), ends.c.at.label("end_at")
+        ).select_from(begin.outerjoin(ends, ends.c.record_id == begin.c.record_id))
+        return query.cte("spans").prefix_with("MATERIALIZED")
+    begin = first.subquery("first_from")
     end_at: ColumnElement[Any]
     if end.kind in ("created", "field"):
         end_at = (
             sa.select(_column(table, end)).where(table.c.id == begin.c.record_id).scalar_subquery()
         )
-    else:
+    else:  # SQLite: one seek per start in the record-ordered index (no heap to visit)
         end_at = first_end(events, kpi.form, end, begin.c.record_id, begin.c.at)
     query = sa.select(begin.c.record_id, begin.c.at.label("start_at"), end_at.label("end_at"))
     return query.cte("spans").prefix_with("MATERIALIZED")

@@ -419,5 +419,7 @@ $$"""
 
 
 def _has_expressions(index: sa.Index) -> bool:
-    """An index on an expression (not only on columns): created by SQLAlchemy's own DDL."""
-    return any(not isinstance(e, sa.Column) for e in index.expressions)
+    """An index on an expression or a partial one (the KPI indexes on sl_events): created by
+    SQLAlchemy's own DDL, which renders both."""
+    partial = any(k.endswith("_where") for k in index.dialect_kwargs)
+    return partial or any(not isinstance(e, sa.Column) for e in index.expressions)

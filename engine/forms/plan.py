@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from engine.dashboards.event_times import KPI_INDEX_PREFIX
 from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.i18n import Lang, Text
 from engine.spec import App, FieldSpec
@@ -425,7 +426,10 @@ class _Differ:
                         target=name,
                     )
                 )
-            ours = {n for n in live if n and n.startswith("ix_")} if t.startswith("f_") else set()
+            if t.startswith("f_"):
+                ours = {n for n in live if n and n.startswith("ix_")}
+            else:  # the engine's tables: only the indexes dashboards asked for come and go
+                ours = {n for n in live if n and n.startswith(KPI_INDEX_PREFIX)}
             for name in sorted(ours - set(wanted)):
                 drops.append(
                     _step(
