@@ -17,6 +17,7 @@ from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
 from engine.dashboards.drill_columns import drill_headers, drill_values
 from engine.dashboards.groups import group_label, group_select
 from engine.dashboards.periods import window
+from engine.dashboards.reading import reading
 from engine.dashboards.snapshots import trend_points
 from engine.evaluate import AppRuntime
 from engine.expressions import EvalEnv
@@ -190,7 +191,7 @@ def dashboard_values(
     for the live view only, never for a dashboard as of a past day."""
     dashboard = _dashboard(app, name)
     ctx = _Context(engine, app, now, metadata, dashboard.name, cached)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         kpis = [_kpi_json(conn, ctx.query(kpi), ctx) for kpi in dashboard.kpis]
     for write in ctx.later:
         write()
@@ -230,7 +231,7 @@ def drill_down(
     kpi = _kpi(_dashboard(app, name), kpi_name)
     ctx = _Context(engine, app, now, metadata)
     query = ctx.query(kpi)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query.drill_select(limit)).all()
         extra = drill_values(conn, app, ctx.metadata, kpi, [row.id for row in rows])
     return {

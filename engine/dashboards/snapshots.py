@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery
 from engine.dashboards.periods import trend_starts
+from engine.dashboards.reading import reading
 from engine.expressions.compile import CompiledExpr
 from engine.spec import App, KpiSpec
 
@@ -162,7 +163,7 @@ def refresh(engine: Engine, app: App, metadata: sa.MetaData, now: datetime | Non
             if query.kpi.trend is None:
                 continue
             starts = trend_starts(query.kpi.trend, query.now, query.timezone)
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 values = _live(conn, query, starts)
             _store(engine, query, name, dict(zip(starts[:-1], values[:-1], strict=True)))
             done += 1
