@@ -146,17 +146,18 @@ def _literal(value: str) -> ColumnElement[str]:
 
 
 def _one(spec: EventSpec) -> list[EventSpec]:
-    """One spec per name (``state_entered: [a, b]`` → a, b): each has its own indexes."""
-    if len(spec.names) <= 1:
-        return [spec]
+    """The specs that have their own indexes: one per name (``state_entered: [a, b]`` → a,
+    b); a plain kind (``field_changed: [x, y]``) has one pair for all its names."""
+    if len(spec.names) <= 1 or spec.kind in _PLAIN:
+        return [EventSpec(spec.kind, spec.names[:1])] if spec.kind in _PLAIN else [spec]
     return [EventSpec(spec.kind, (name,)) for name in spec.names]
 
 
-def _test(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
-    """The conditions selecting one-name ``spec``'s events of ``form`` on alias ``e``."""
+def _indexed(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
+    """The test an index of ``_one(spec)`` holds (its WHERE), on alias ``e``."""
     on = [e.c.form == _literal(form)]
-    if spec.kind in _PLAIN:
-        return [*on, e.c.kind == _literal(_PLAIN[spec.kind]), _changed(e.c.payload, spec.names[0])]
+    if spec.kind in _PLAIN:  # every such event of the form; which fields: tested per row
+        return [*on, e.c.kind == _literal(_PLAIN[spec.kind])]
     keyed = payload_key(spec)
     if keyed is None:
         return [*on, e.c.kind == _literal("created")]
@@ -165,9 +166,13 @@ def _test(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bo
 
 
 def event_matches(e: sa.FromClause, form: str, spec: EventSpec) -> list[ColumnElement[bool]]:
-    """Conditions on the events alias ``e`` selecting ``spec``'s events of ``form``: each
-    name's test as its partial indexes spell it (several names: their OR)."""
-    tests = [_test(e, form, one) for one in _one(spec)]
+    """Conditions on the events alias ``e`` selecting ``spec``'s events of ``form``: the
+    test of its partial indexes spelled as they spell it (several names: their OR; a plain
+    kind's names are tested on the rows its index gives)."""
+    if spec.kind in _PLAIN:
+        touched = [_changed(e.c.payload, name) for name in spec.names]
+        return [*_indexed(e, form, spec), sa.or_(*touched)]
+    tests = [_indexed(e, form, one) for one in _one(spec)]
     if len(tests) == 1:
         return tests[0]
     return [sa.or_(*(sa.and_(*test) for test in tests))]
@@ -195,7 +200,7 @@ def kpi_event_indexes(app: App, events: sa.Table) -> None:
     """Add the partial indexes the app's KPIs need to ``events`` (none without dashboards)."""
     seen: set[str] = set()
     for form, spec in sorted(set(_used(app)), key=lambda u: (u[0], u[1].kind, u[1].names)):
-        where = sa.and_(*_test(events, form, spec))
+        where = sa.and_(*_indexed(events, form, spec))
         c = events.c
         for suffix, columns in (
             ("rec", (c.record_id, c.at, c.id)),
@@ -213,10 +218,11 @@ _SHORT = {"state_entered": "in", "transition": "tr", "notified": "nt", "field_ch
 
 def _name(form: str, spec: EventSpec, suffix: str) -> str:
     """``ix_sl_events_kpi_in_order_approved_rec``; a hash where that is too long or not plain."""
-    readable = f"{KPI_INDEX_PREFIX}{_SHORT.get(spec.kind, spec.kind)}_{form}_{spec.names[0]}"
+    what = _PLAIN.get(spec.kind) or spec.names[0]
+    readable = f"{KPI_INDEX_PREFIX}{_SHORT.get(spec.kind, spec.kind)}_{form}_{what}"
     if len(readable) + len(suffix) < 63 and readable.isascii() and readable.isidentifier():
         return f"{readable}_{suffix}"
-    digest = hashlib.sha1(f"{form}|{spec.kind}|{spec.names[0]}".encode()).hexdigest()[:12]
+    digest = hashlib.sha1(f"{form}|{spec.kind}|{what}".encode()).hexdigest()[:12]
     return f"{KPI_INDEX_PREFIX}{digest}_{suffix}"
 
 
@@ -241,7 +247,7 @@ def first_start(events: sa.Table, form: str, spec: EventSpec, period: Period) ->
     query = sa.select(e.c.record_id, e.c.at).where(
         *event_matches(e, form, spec), *period.clauses(e.c.at), ~earlier
     )
-    if len(spec.names) == 1:  # SQLite prefers (kind, at) even with statistics: name ours
+    if len(_one(spec)) == 1:  # SQLite prefers (kind, at) even with statistics: name ours
         e._sl_indexed_by = _name(form, spec, "at")  # type: ignore[attr-defined]
     return query
 
