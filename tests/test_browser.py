@@ -209,7 +209,7 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
     from engine.dashboards.compute import dashboard_values, drill_down
 
     base, api = server
-    world = _load(api)  # test_dashboards' fixed history: its stock check pass rate is red
+    world = _load(api)  # test_dashboards' fixed history: its schedule match rate is red
     values = dashboard_values(api.engine, api.app, "order_health", local(NOW), api.live.metadata)
     reds = [k["id"] for k in values["kpis"] if k["status"] == "red"]
     assert len(reds) == 1, values

@@ -30,11 +30,13 @@ WORDS = {"green": "绿灯", "amber": "黄灯", "red": "红灯", "none": "无灯"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def expected(world: World, now: datetime | None = None) -> dict[str, dict]:
+def expected(
+    world: World, now: datetime | None = None, dashboard: str = "order_health"
+) -> dict[str, dict]:
     """The KPIs as engine.dashboards computes them (test_dashboards checks those by hand)."""
     api = world.api
     at = now or local(NOW)
-    got = dashboard_values(api.engine, api.app, "order_health", at, api.live.metadata)
+    got = dashboard_values(api.engine, api.app, dashboard, at, api.live.metadata)
     return {k["id"]: k for k in got["kpis"]}
 
 
@@ -91,43 +93,53 @@ def test_list_and_navigation(client: TestClient) -> None:
     assert page.status_code == 200
     assert '<a href="/dashboards/order_health">订单健康度</a>' in page.text
     assert "6 项指标" in page.text
+    assert '<a href="/dashboards/outcomes">成效指标</a>' in page.text and "8 项指标" in page.text
     assert re.search(r'<a href="/dashboards" aria-current="page">看板</a>', page.text)
     assert '<a href="/dashboards">看板</a>' in client.get("/").text
 
 
 def test_cards_show_values_lights_thresholds_and_trends(client: TestClient, world: World) -> None:
-    kpis = expected(world)
-    assert {k["status"] for k in kpis.values()} == set(WORDS)  # every light is exercised
+    statuses = set()
+    for name, count in (("order_health", 6), ("outcomes", 8)):
+        kpis = expected(world, dashboard=name)
+        statuses |= {k["status"] for k in kpis.values()}
+        page = client.get(f"/dashboards/{name}")
+        assert page.status_code == 200, page.text
+        assert page.text.count('<p class="light"') == len(kpis) == count
+        for kpi, value in kpis.items():
+            shown_card = card(page.text, kpi)
+            status = value["status"]
+            assert value["title"] in shown_card
+            assert f'data-status="{status}"' in shown_card
+            assert f'<span class="word">{WORDS[status]}</span>' in shown_card
+            assert f'href="/dashboards/{name}/kpis/{kpi}"' in shown_card
+            assert f"{shown(value['value'])} {value['unit']}" in text_of(shown_card)
+    assert statuses == set(WORDS)  # every light is exercised
     page = client.get("/dashboards/order_health")
-    assert page.status_code == 200, page.text
     assert "<h1>订单健康度</h1>" in page.text
-    assert page.text.count('<p class="light"') == len(kpis) == 6
-    for kpi, value in kpis.items():
-        shown_card = card(page.text, kpi)
-        status = value["status"]
-        assert value["title"] in shown_card
-        assert f'data-status="{status}"' in shown_card
-        assert f'<span class="word">{WORDS[status]}</span>' in shown_card
-        assert f'href="/dashboards/order_health/kpis/{kpi}"' in shown_card
-        assert f"{shown(value['value'])} {value['unit']}" in text_of(shown_card)
-    red = text_of(card(page.text, "stock_check_pass_rate"))
-    assert "绿灯 ≥ 90 · 黄灯 ≥ 75 · 其余红灯" in red and "近 30 天" in red
-    assert "2.5 小时" in text_of(card(page.text, "approval_hours"))  # median 2.5 h, by hand
-    assert "4,200 元" in text_of(card(page.text, "order_amount"))
-    assert "未设阈值" in text_of(card(page.text, "order_amount"))
+    red = text_of(card(page.text, "schedule_match_rate"))
+    assert "红灯" in red and "绿灯 ≥ 95 · 黄灯 ≥ 85 · 其余红灯" in red and "近 30 天" in red
+    first = text_of(card(page.text, "first_response_hours"))
+    assert "2 小时" in first and "目标 1 小时" in first
+    groups = text_of(card(page.text, "first_pass_approval_rate"))
+    assert "按订单类型，最差在前 常规单 80 % 黄灯" in groups
     spark = re.search(r"data-spark='([^']*)'", card(page.text, "first_response_hours"))
     assert spark
     data = json.loads(html.unescape(spark[1]))
-    points = kpis["first_response_hours"]["trend"]["points"]
+    points = expected(world)["first_response_hours"]["trend"]["points"]
     assert data["values"] == [p["value"] for p in points]
     assert data["labels"] == [p["start"] for p in points]
     assert data["labels"][-1] == "2026-03-16"
-    assert "data-spark" not in card(page.text, "open_orders")  # no trend declared
     assert '<script src="/static/chart.umd.js" defer></script>' in page.text
     assert '<script src="/static/dashboards.js" defer></script>' in page.text
     assert 'hx-get="/dashboards/order_health/cards" hx-trigger="every 60s"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "<script>" not in page.text  # nothing inline: the CSP would block it
+    outcomes = client.get("/dashboards/outcomes")
+    assert "1 小时" in text_of(card(outcomes.text, "approval_hours"))  # median 1 h, by hand
+    assert "5,000 元" in text_of(card(outcomes.text, "order_amount"))
+    assert "未设阈值" in text_of(card(outcomes.text, "order_amount"))
+    assert "data-spark" not in card(outcomes.text, "open_orders")  # no trend declared
 
 
 def test_htmx_fragment(client: TestClient, world: World) -> None:
@@ -135,7 +147,7 @@ def test_htmx_fragment(client: TestClient, world: World) -> None:
     assert fragment.status_code == 200
     assert "<html" not in fragment.text
     assert fragment.text.count('<p class="light"') == 6
-    assert 'data-status="red"' in card(fragment.text, "stock_check_pass_rate")
+    assert 'data-status="red"' in card(fragment.text, "schedule_match_rate")
     anonymous = browser(world.api).get(
         "/dashboards/order_health/cards", headers={"HX-Request": "true"}, follow_redirects=False
     )
@@ -146,18 +158,18 @@ def test_htmx_fragment(client: TestClient, world: World) -> None:
 def test_period_selector(client: TestClient, world: World) -> None:
     # as of the end of 2026-02-28 in Shanghai: "this month" is February
     end_of_day = datetime(2026, 2, 28, 23, 59, 59, tzinfo=SHANGHAI)
-    february = expected(world, end_of_day)["order_amount"]["value"]
-    assert february != expected(world)["order_amount"]["value"]
-    page = client.get("/dashboards/order_health?at=2026-02-28")
+    february = expected(world, end_of_day, "outcomes")["order_amount"]["value"]
+    assert february != expected(world, dashboard="outcomes")["order_amount"]["value"]
+    page = client.get("/dashboards/outcomes?at=2026-02-28")
     assert page.status_code == 200
     assert 'name="at" value="2026-02-28"' in page.text
     assert f"{shown(february)} 元" in text_of(card(page.text, "order_amount"))
     assert "hx-trigger" not in page.text  # a past day does not change: no refresh
-    assert 'href="/dashboards/order_health/kpis/order_amount?at=2026-02-28"' in page.text
+    assert 'href="/dashboards/outcomes/kpis/order_amount?at=2026-02-28"' in page.text
     for odd in ("nonsense", "2099-01-01"):  # ignored: now
-        again = client.get(f"/dashboards/order_health?at={odd}")
+        again = client.get(f"/dashboards/outcomes?at={odd}")
         assert again.status_code == 200
-        assert "4,200 元" in text_of(card(again.text, "order_amount"))
+        assert "5,000 元" in text_of(card(again.text, "order_amount"))
 
 
 def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, world: World) -> None:
@@ -173,8 +185,10 @@ def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, wor
     for record_id in behind:
         label = world.labels[world.name(record_id)]
         assert f'<a href="/forms/order/{record_id}">{label}</a>' in page.text
-    if kpi == "stock_check_pass_rate":  # by hand: O2 (ATP after the desired date), O7 (none)
-        assert sorted(world.name(r) for r in rows) == ["O2", "O7"]
+    if kpi == "schedule_match_rate":  # by hand: O1, scheduled after its promised date
+        assert [world.name(r) for r in rows] == ["O1"]
+        assert '<th scope="col">排产交付日</th>' in page.text
+        assert "2026-04-12" in text_of(page.text)
     csv_link = f"/api/dashboards/order_health/kpis/{kpi}/records.csv"
     assert f'href="{csv_link}"' in page.text and "导出 CSV" in page.text
     exported = client.get(csv_link)
@@ -182,7 +196,7 @@ def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, wor
     assert exported.headers["content-type"].startswith("text/csv")
     for record_id in behind:
         assert world.labels[world.name(record_id)] in exported.text
-    hours = client.get("/dashboards/order_health/kpis/approval_hours")
+    hours = client.get("/dashboards/outcomes/kpis/approval_hours")
     assert '<th scope="col">数值</th>' in hours.text
     assert "5 小时" in text_of(hours.text)  # O8: approving 10:00 → approved 15:00
 
@@ -190,7 +204,7 @@ def test_drill_down_lists_the_records_behind_a_red_light(client: TestClient, wor
 def test_roles_and_unknown_names(world: World) -> None:
     outsider = signed_in(world, "liu.wh")  # warehouse: not among order_health's roles
     assert "暂无您可以查看的看板" in outsider.get("/dashboards").text
-    for path in ("", "/cards", "/kpis/open_orders"):
+    for path in ("", "/cards", "/kpis/first_response_hours"):
         refused = outsider.get(f"/dashboards/order_health{path}")
         assert refused.status_code == 403, path
         assert "您没有查看看板“订单健康度”的权限" in refused.text

@@ -1,8 +1,9 @@
 """The pack's history generator (examples/manufacturing_pack/data/make_history.py) on a fresh
 database: the event chain verifies, records read back through the records service look like
 the service's own (computed fields equal their formulas, the same created-event payload keys),
-every order's state is reached by its recorded transitions, and the dashboard has a value for
-every KPI."""
+every order's state is reached by its recorded transitions, what the dashboards read is there
+(scheduled dates, tracking numbers and their times, delivered progress messages, logged
+inquiries), and both pack dashboards have a value for every KPI."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def check_orders_reach_their_state_by_their_events(generated: Generated) -> None
                 state = spec.target
         row = rows[record_id]
         assert state == row.state
-        assert row.version == len(items)
+        assert row.version == 1 + sum(e.kind in ("changed", "transition") for e in items)
 
 
 def check_created_event_has_the_service_payload_shape(generated: Generated) -> None:
@@ -133,9 +134,40 @@ def check_created_event_has_the_service_payload_shape(generated: Generated) -> N
     assert made["order_no"] == f"SO-202603-{last + 1:05d}"  # the counter moved past ours
 
 
-def check_dashboard_has_every_value(generated: Generated) -> None:
-    values = dashboard_values(generated.engine, generated.app, "order_health", now=END)
-    assert [k["value"] is not None for k in values["kpis"]] == [True] * len(values["kpis"])
+def check_what_the_dashboards_read(generated: Generated) -> None:
+    events = generated.records.metadata.tables["sl_events"]
+    orders = generated.records.table("order")
+    log = generated.records.child_table("order", "communication_log")
+    with generated.engine.connect() as conn:
+        sent = conn.execute(
+            sa.select(events.c.payload).where(events.c.kind == "notify_sent")
+        ).scalars()
+        automations = {json.loads(p)["automation"] for p in sent}
+        shipped = conn.execute(
+            sa.select(orders.c.tracking_no, orders.c.tracking_at, orders.c.scheduled_date).where(
+                orders.c.state.in_(("shipped", "delivered"))
+            )
+        ).all()
+        topics = dict(
+            conn.execute(sa.select(log.c.topic, sa.func.count()).group_by(log.c.topic)).all()
+        )
+        added = conn.execute(
+            sa.select(sa.func.count()).where(events.c.kind == "child_added")
+        ).scalar_one()
+    assert automations == {"progress_to_customer"}
+    assert shipped and all(r.scheduled_date is not None for r in shipped)
+    delivered_tracked = [r for r in shipped if r.tracking_no]
+    assert len(delivered_tracked) >= len(shipped) * 0.8
+    assert all(r.tracking_at is not None for r in delivered_tracked)
+    assert topics["progress"] > generated.orders and topics["change"] > 0
+    assert added == sum(topics.values())
+
+
+def check_dashboards_have_every_value(generated: Generated) -> None:
+    for name in ("order_health", "outcomes"):
+        values = dashboard_values(generated.engine, generated.app, name, now=END)
+        missing = [k["id"] for k in values["kpis"] if k["value"] is None]
+        assert missing == [], name
 
 
 def test_generated_history(db_url: str) -> None:
@@ -145,4 +177,5 @@ def test_generated_history(db_url: str) -> None:
         check_records_read_back_with_computed_fields(generated)
         check_orders_reach_their_state_by_their_events(generated)
         check_created_event_has_the_service_payload_shape(generated)
-        check_dashboard_has_every_value(generated)
+        check_what_the_dashboards_read(generated)
+        check_dashboards_have_every_value(generated)

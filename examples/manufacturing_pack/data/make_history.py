@@ -8,14 +8,22 @@ the year before ``--end`` (default: now), each walked through the pack's state m
 submitted → [stock_pending] → stock_checked → approving → approved → scheduled → shipped →
 delivered; some returned, rejected or cancelled) with seeded-random, business-hours-biased
 timings. Rows and events are written in bulk, but look like what the records service writes:
-the same columns, "created" / "transition" / "changed" events with the same payloads,
-computed fields evaluated by the pack's own expressions, order numbers in the autonumber's
-format (and ``sl_counters`` moved past them), and every event hash computed with
+the same columns, "created" / "transition" / "changed" / "child_added" events with the same
+payloads, computed fields evaluated by the pack's own expressions, order numbers in the
+autonumber's format (and ``sl_counters`` moved past them), and every event hash computed with
 ``engine.events`` in id order, with the chain head updated — ``seamline audit verify`` passes.
 
-Not generated: flow-run bookkeeping (``flow_started``/``flow_step``/``notify_*`` events and
-``sl_flow_runs``/``sl_jobs`` rows) and approval instances (``sl_approvals``, tasks, decision
-events); the outcome transitions are fired by the approver, as the approvals service does.
+What the dashboards read is there too: the scheduled date set when scheduling (some after the
+promised date), the stock mismatch some shipments find, the tracking number entered after
+shipping (late for some) with ``tracking_at`` set as the pack's automation does, the
+customer's progress messages delivered (``notify_sent`` of ``progress_to_customer`` seconds —
+for a few, hours — after each state it reports) and the communication log: the customer's
+progress inquiries and changes (``topic`` progress / change).
+
+Not generated: the rest of the flow-run bookkeeping (``flow_started``/``flow_step``/
+``notify_queued`` events and ``sl_flow_runs``/``sl_jobs`` rows) and approval instances
+(``sl_approvals``, tasks, decision events); the outcome transitions are fired by the approver,
+as the approvals service does.
 The database is deployed first when it is empty. Events are written in time order (a heap
 merges each order's future events with the orders created later).
 """
@@ -77,6 +85,14 @@ CHANNELS = {"企业微信": 6, "电话": 3, "邮件": 2, "面谈": 1}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 BATCH = 2000  # orders per transaction
 OPEN, CLOSE = time(8, 30), time(17, 30)
+PROGRESS = {"stock_checked", "approved", "scheduled", "shipped"}  # progress_to_customer's states
+LOG = "communication_log"
+CHILD = f"f_order__{LOG}"
+CONCLUSIONS = {
+    "progress": "客户询问订单进度，已告知当前环节和预计交付日",
+    "change": "客户要求修改订单，已按要求调整",
+}
+INQUIRIES = {0: 30, 1: 30, 2: 20, 3: 10, 4: 6, 5: 4}  # progress inquiries per order, weights
 
 
 class Stop(Exception):
@@ -103,6 +119,7 @@ class Order:
     version: int = 1
     updated_at: datetime | None = None
     events: list[tuple[datetime, str, str, str]] = field(default_factory=list)
+    notes: list[tuple[datetime, str, str]] = field(default_factory=list)  # (at, actor, topic)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -132,6 +149,10 @@ class History:
         self.number_format = self.form.by_name["order_no"].format or ""
         self.counters: dict[str, int] = {}
         self.workday_cache: dict[tuple[date, int], date] = {}
+        self.state_labels = {s.name: s.label for s in machine.states}
+        computed = [f for f in self.form.fields if f.type == "computed" and f.expr is not None]
+        # fields the computed ones read: changing anything else leaves them as they are
+        self.computed_inputs = {n.split(".")[0] for f in computed for n in f.expr.names}  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ time
     def local(self, moment: datetime) -> datetime:
@@ -188,7 +209,7 @@ class History:
         if at > self.end:
             raise Stop
         order.events.append((at, actor, kind, canonical(payload)))
-        if kind != "created":
+        if kind in ("changed", "transition"):  # what the service writes to the row
             order.version += 1
             order.updated_at = at
 
@@ -198,13 +219,40 @@ class History:
         payload = {"name": name, "from": order.state, "to": transition.target}
         self.emit(order, at, actor, "transition", payload)
         order.state = transition.target
+        if order.state in PROGRESS:
+            self.progress_message(order, at)
+
+    def progress_message(self, order: Order, at: datetime) -> None:
+        """The worker delivers progress_to_customer's message: seconds later, or — the WeCom
+        robot down, retried with backoff — hours later; none when that is after the end."""
+        if self.rng.random() < 0.03:
+            delay = timedelta(hours=self.rng.uniform(1, 6))
+        else:
+            delay = timedelta(seconds=self.rng.uniform(2, 40))
+        if at + delay > self.end:
+            return
+        title = f"订单 {order.values['order_no']} 进度：{self.state_labels[order.state]}"
+        payload = {
+            "via": "wecom",
+            "title": title,
+            "attempts": 1 if delay < timedelta(minutes=5) else self.rng.randint(2, 5),
+            "automation": "progress_to_customer",
+        }
+        self.emit(order, at + delay, "flow", "notify_sent", payload)
+
+    def note(self, order: Order, at: datetime, actor: str, topic: str) -> None:
+        """A communication-log row (its child_added event is written with the row's id)."""
+        at = max(at, order.created_at + timedelta(seconds=1))
+        if at <= self.end:
+            order.notes.append((at, actor, topic))
 
     def change(self, order: Order, at: datetime, actor: str, updates: Mapping[str, Any]) -> None:
         if at > self.end:
             raise Stop
         before = dict(order.values)
         order.values.update(updates)
-        self.computed(order)
+        if not self.computed_inputs.isdisjoint(updates):
+            self.computed(order)
         changes = {k: [before.get(k), v] for k, v in order.values.items() if before.get(k) != v}
         if changes:
             self.emit(order, at, actor, "changed", {"changes": _plain(changes)})
@@ -227,6 +275,7 @@ class OrderWalk:
     def run(self, slow: bool) -> None:
         with contextlib.suppress(Stop):
             self.walk(slow)
+        self.inquiries()
 
     def walk(self, slow: bool) -> None:
         h, o, rng = self.h, self.o, self.rng
@@ -308,7 +357,9 @@ class OrderWalk:
         return self.h.workdays(atp, self.rng.choice((-6, -4, 4, 8)))
 
     def edit(self, at: datetime, actor: str) -> None:
+        """The customer changes the quantity or the date; sales logs the call."""
         rng, values = self.rng, self.o.values
+        self.h.note(self.o, at - timedelta(minutes=rng.uniform(2, 30)), actor, "change")
         if rng.random() < 0.6:
             quantity = max(1, int(values["quantity"] * rng.uniform(0.6, 1.5)))
             self.h.change(self.o, at, actor, {"quantity": quantity})
@@ -322,16 +373,44 @@ class OrderWalk:
         return at
 
     def fulfil(self, at: datetime) -> None:
-        h, o = self.h, self.o
+        h, o, rng = self.h, self.o, self.rng
         at = h.after(at, h.minutes(60 * 5, 1.0))
-        h.move(o, at, "zhou.pd", "schedule")
         promised: date = o.values["promised_date"]
-        ship_day = max(h.local(at).date(), h.workdays(promised, -self.rng.randint(1, 3)))
+        if rng.random() < 0.9:  # production meets the promise, mostly with a day or two spare
+            scheduled = h.workdays(promised, -rng.randint(0, 3))
+        else:
+            scheduled = h.workdays(promised, rng.randint(1, 5))
+        h.change(o, at, "zhou.pd", {"scheduled_date": scheduled})
+        h.move(o, at + timedelta(seconds=rng.uniform(1, 20)), "zhou.pd", "schedule")
+        ship_day = max(h.local(at).date(), h.workdays(scheduled, -rng.randint(0, 2)))
         ship = datetime.combine(ship_day, time(9), tzinfo=h.tz).astimezone(UTC)
         at = h.after(max(ship, at), h.minutes(120))
+        if rng.random() < 0.015:  # picking finds less than the stock check said
+            h.change(
+                o, at - timedelta(minutes=rng.uniform(5, 60)), "liu.wh", {"stock_mismatch": True}
+            )
         h.move(o, at, "ma.log", "ship")
-        at = h.after(at, 60 * 24 * self.rng.uniform(0.5, 3))
-        h.move(o, at, self.rng.choice(("ma.log", "chen.cs")), "deliver")
+        delivered = h.after(at, 60 * 24 * rng.uniform(0.5, 3))
+        if rng.random() < 0.85:  # the carrier's number comes back within the hour or so
+            tracked = at + timedelta(minutes=h.minutes(25, 0.7))
+        else:
+            tracked = at + timedelta(hours=rng.uniform(2.5, 30))
+        tracked = min(tracked, delivered - timedelta(minutes=1))
+        h.change(o, tracked, "ma.log", {"tracking_no": f"SF{rng.randrange(10**12):012d}"})
+        h.change(
+            o, tracked + timedelta(seconds=rng.uniform(1, 20)), SYSTEM, {"tracking_at": tracked}
+        )
+        h.move(o, delivered, rng.choice(("ma.log", "chen.cs")), "deliver")
+
+    def inquiries(self) -> None:
+        """The customer asks sales how the order is doing, until it is delivered (or ends)."""
+        h, o, rng = self.h, self.o, self.rng
+        count = rng.choices(list(INQUIRIES), weights=list(INQUIRIES.values()))[0]
+        last = o.updated_at or o.created_at
+        span = max((last - o.created_at).total_seconds(), 3600.0)
+        for _ in range(count):
+            at = h.after(o.created_at, rng.uniform(0, span) / 60)
+            h.note(o, at, self.sales, "progress")
 
 
 # ---------------------------------------------------------------------------- master data
@@ -482,8 +561,13 @@ class Generator:
         self.customer_weights = [TIER_VOLUME[c.values["tier"]] for c in customers]
         self.pending: list[tuple[datetime, int, int, tuple[datetime, str, str, str]]] = []
         self.seq = 0
-        self.rows: dict[str, list[dict[str, Any]]] = {"f_order": [], "sl_files": []}
+        self.rows: dict[str, list[dict[str, Any]]] = self.empty_rows()
         self.events: list[dict[str, Any]] = []
+        self.next_note = writer.next_id(CHILD)
+
+    @staticmethod
+    def empty_rows() -> dict[str, list[dict[str, Any]]]:
+        return {"f_order": [], CHILD: [], "sl_files": []}  # parents before their rows
 
     def order(self, rid: int, created: datetime) -> Order:
         h, rng = self.h, self.h.rng
@@ -536,9 +620,35 @@ class Generator:
         order = self.order(rid, created)
         OrderWalk(self.h, order).run(slow=self.h.rng.random() < 0.2)
         self.rows["f_order"].append(order.row())
+        self.log_rows(order)
         for event in order.events:
             self.seq += 1
             heapq.heappush(self.pending, (event[0], self.seq, rid, event))
+
+    def log_rows(self, order: Order) -> None:
+        """The order's communication-log rows, in time order, and their child_added events."""
+        contact = order.customer.values["contact"]
+        for position, (at, actor, topic) in enumerate(sorted(order.notes), start=1):
+            values = {
+                "topic": topic,
+                "contact": contact,
+                "talked_at": at,
+                "conclusion": CONCLUSIONS[topic],
+            }
+            row_id, self.next_note = self.next_note, self.next_note + 1
+            self.rows[CHILD].append(
+                {
+                    **values,
+                    "todo": None,
+                    "id": row_id,
+                    "parent_id": order.id,
+                    "position": position,
+                    "created_at": at,
+                    "created_by": actor,
+                }
+            )
+            payload = {"child": LOG, "row_id": row_id, "values": _plain(values)}
+            order.events.append((at, actor, "child_added", canonical(payload)))
 
     def release(self, before: datetime | None) -> None:
         """Chain every pending event earlier than ``before`` (all of them with None)."""
@@ -548,7 +658,7 @@ class Generator:
 
     def flush(self) -> None:
         self.writer.write(self.rows, self.events)
-        self.rows = {"f_order": [], "sl_files": []}
+        self.rows = self.empty_rows()
         self.events = []
 
 
@@ -566,7 +676,7 @@ def fix_sequences(engine: sa.Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as conn:
-        for table in ("f_customer", "f_product", "f_order"):
+        for table in ("f_customer", "f_product", "f_order", CHILD):
             conn.execute(
                 sa.text(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
