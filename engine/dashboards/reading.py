@@ -1,4 +1,5 @@
-"""The connection dashboards read through.
+"""The connection dashboards read through: a reader (SQLite: a deferred transaction, so a
+long dashboard never holds up order entry).
 
 On PostgreSQL, JIT compilation is turned off for it: KPI queries are estimated expensive
 (millions of events) but run in tens of milliseconds from the KPI indexes, and compiling
@@ -12,12 +13,16 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from engine.storage import reader
+
 __all__ = ["reading"]
 
 
 @contextmanager
 def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
-    with engine.connect() as conn:
+    """A read-only connection: no write lock on SQLite (WAL readers run beside writers)."""
+    with reader(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL jit = off")  # this transaction only
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         yield conn
