@@ -138,13 +138,7 @@ def _check_field(k: KpiNames, path: YamlPath, form: str, measure: str) -> bool:
         )
         return False
     if shape.type in _NOT_A_GROUP:
-        k.ctx.error(
-            k.doc,
-            path,
-            "bad-kpi-field",
-            Text(f"'{name}' holds a list or long text", f"'{name}' 是列表或长文本字段"),
-            Text("use a field with one short value", "请使用只有单个短值的字段"),
-        )
+        _not_a_group(k, path, name)
         return False
     return True
 
@@ -358,13 +352,7 @@ def _check_columns(k: KpiNames, path: YamlPath, form: str) -> bool:
             k.ctx.unknown(k.doc, at, name, pool, FIELD, "unknown-field")
             ok = False
         elif shape.type in _NOT_A_GROUP:
-            k.ctx.error(
-                k.doc,
-                at,
-                "bad-kpi-field",
-                Text(f"'{name}' holds a list or long text", f"'{name}' 是列表或长文本字段"),
-                Text("use a field with one short value", "请使用只有单个短值的字段"),
-            )
+            _not_a_group(k, at, name)
             ok = False
     return ok
 
@@ -426,4 +414,15 @@ def compile_kpi_spec(k: KpiNames, name: str, raw: dict[str, Any]) -> KpiSpec | N
         top=raw.get("top", 5),
         drill=tuple((raw.get("drill") or {}).get("columns") or ()),
         condition_events=tuple(events),
+    )
+
+
+def _not_a_group(k: KpiNames, at: YamlPath, name: str) -> None:
+    """``name`` cannot be grouped by or counted distinctly (a list or a long text)."""
+    k.ctx.error(
+        k.doc,
+        at,
+        "bad-kpi-field",
+        Text(f"'{name}' holds a list or long text", f"'{name}' 是列表或长文本字段"),
+        Text("use a field with one short value", "请使用只有单个短值的字段"),
     )
