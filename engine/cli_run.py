@@ -240,81 +240,135 @@ def export_command(ctx: click.Context, form: str, out: Path | None) -> None:
             stream.close()
 
 
-DEMO_PASSWORD = "seamline-demo"
-PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
-
-
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--dir",
+    "demo_dir",
+    default=".seamline-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the demo's SQLite database and files.",
+)
+@click.option("--reset", is_flag=True, help="Delete the demo folder's contents and start over.")
+@click.option(
+    "--orders",
+    default=42_000,
+    show_default=True,
+    type=click.IntRange(0, 2_000_000),
+    help="Orders of history to generate on the first run (a year).",
+)
 @click.option("--no-serve", is_flag=True, help="Set everything up, print the logins, then stop.")
+@click.option(
+    "--scenario", is_flag=True, help="Drive a day of orders through the API, step by step."
+)
 @click.pass_context
-def demo_command(ctx: click.Context, host: str, port: int, no_serve: bool) -> None:
-    """One command for a newcomer: deploy the manufacturing pack into a SQLite file, load its
-    sample data, give the org chart demo passwords, and serve it."""
+def demo_command(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    demo_dir: Path,
+    reset: bool,
+    orders: int,
+    no_serve: bool,
+    scenario: bool,
+) -> None:
+    """One command for a newcomer: the manufacturing pack on SQLite in --dir, with a year of
+    history, its mock warehouse and a page for the chat messages; prints the logins and serves."""
     import os
 
-    import sqlalchemy as sa
-
-    from engine.auth import set_password, sync_org_chart
+    from engine import demo
+    from engine.cli import DEFAULT_APP
     from engine.forms.deploy import bundle_sources, deploy
-    from engine.forms.transfer import count_rows, import_csv
 
-    if str(ctx.obj["app_dir"]) == "./configs" or ctx.obj["app_dir"] == Path("./configs"):
-        ctx.obj["app_dir"] = PACK
-    if not ctx.obj.get("db_url") and not os.environ.get("SEAMLINE_DB"):
-        ctx.obj["db_url"] = f"sqlite:///{Path.cwd() / 'seamline-demo.db'}"
+    if ctx.obj["app_dir"] == Path(DEFAULT_APP):
+        ctx.obj["app_dir"] = demo.PACK
+    app_dir = Path(ctx.obj["app_dir"])
+    folder = demo.DemoFolder(demo_dir)
+    try:
+        if reset:
+            removed = demo.reset_folder(folder)
+            for item in removed:
+                say(ctx, f"removed {item}", f"已删除 {item}")
+            if not removed:
+                say(ctx, f"{demo_dir} is empty already", f"{demo_dir} 已经是空的")
+        folder.create()
+    except demo.DemoError as failed:
+        tell(ctx, failed.text, err=True)
+        sys.exit(1)
+    if not ctx.obj.get("db_url"):  # never SEAMLINE_DB: the demo must not touch a real database
+        ctx.obj["db_url"] = folder.db_url
+    os.environ.setdefault("SEAMLINE_SECRET_KEY", folder.session_secret())
     result, engine = open_app(ctx)
-    _start_mock_warehouse(ctx, Path(ctx.obj["app_dir"]))
     outcome = deploy(engine, result.app, bundle_sources(result.workspace), actor="demo")
-    say(
-        ctx,
-        f"deployed {result.app.title} ({len(outcome.steps)} schema steps) into "
-        f"{engine.url.render_as_string(hide_password=True)}",
-        f"已部署 {result.app.title}（{len(outcome.steps)} 项结构变更）到 "
-        f"{engine.url.render_as_string(hide_password=True)}",
-    )
-    live = deployed_live(ctx, result, engine)
-    with engine.begin() as conn:
-        sync_org_chart(conn, live.app)
-        users = conn.execute(
-            sa.text(
-                "SELECT username, name, password_hash FROM sl_users WHERE active ORDER BY username"
-            )
-        ).all()
-        for user in users:
-            if user.password_hash is None:
-                set_password(conn, user.username, DEMO_PASSWORD, actor="demo")
-    for form in ("customer", "product"):
-        file = Path(ctx.obj["app_dir"]) / "data" / f"{form}s.csv"
-        if form not in live.app.forms or not file.is_file():
-            continue
-        if live.records.list_page(form, limit=1).items:
-            continue
-        text = file.read_text(encoding="utf-8-sig")
-        from rich.progress import Progress
-
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"{form}", total=count_rows(text))
-            report = import_csv(
-                live.records, form, text, _CliActor(), lambda n, t=task: progress.advance(t, n)
-            )
+    where = engine.url.render_as_string(hide_password=True)
+    if outcome.steps:
         say(
             ctx,
-            f"loaded {report.created} sample {form} records",
-            f"已载入 {report.created} 条示例{live.app.forms[form].title}",
+            f"deployed {result.app.title} ({len(outcome.steps)} schema steps) into {where}",
+            f"已部署 {result.app.title}（{len(outcome.steps)} 项结构变更）到 {where}",
         )
+    else:
+        say(ctx, f"reusing {where}", f"沿用已有数据库 {where}")
+    live = deployed_live(ctx, result, engine)
+    demo.give_demo_passwords(engine, live.app)
+    loaded = demo.load_sample_data(engine, live, app_dir, orders, lambda t: tell(ctx, t))
+    counts = ", ".join(f"{live.app.forms[f].title} {n:,}" for f, n in loaded.counts.items())
+    say(ctx, f"in the database: {counts}", f"数据库中：{counts}")
+    if no_serve and not scenario:
+        _print_logins(ctx, live.app, app_dir, f"http://{host}:{port}/", None)
+        return
+    warehouse = demo.start_mock_warehouse(app_dir)
+    if warehouse is not None:
+        say(
+            ctx,
+            f"mock warehouse system on {warehouse.url} (WMS_URL)",
+            f"模拟仓储系统已启动：{warehouse.url}（WMS_URL）",
+        )
+    chat, moved = demo.start_chat_sink(live.app, folder)
+    if chat is not None:
+        say(
+            ctx,
+            f"chat robots {', '.join(moved)} have no webhook set: their messages go to {chat.url}/",
+            f"聊天机器人 {', '.join(moved)} 未配置 Webhook：消息改发到 {chat.url}/ 以便查看",
+        )
+    if scenario:
+        from engine.demo_scenario import run_scenario
+
+        ok = run_scenario(engine, live, app_dir, chat.url if chat else None, _lang(ctx), click.echo)
+        sys.exit(0 if ok else 1)
+    _print_logins(ctx, live.app, app_dir, f"http://{host}:{port}/", chat.url if chat else None)
+    run_server(ctx, result, engine, host, port, 2.0)
+
+
+def tell(ctx: click.Context, text: Any, err: bool = False) -> None:
+    """Print an engine ``Text`` in the language of the command."""
+    click.echo(text(_lang(ctx)), err=err)
+
+
+def _print_logins(
+    ctx: click.Context, app: Any, app_dir: Path, url: str, chat_url: str | None
+) -> None:
+    from engine.demo import DEMO_PASSWORD, demo_logins
+
+    lang = _lang(ctx)
     click.echo("")
     say(
         ctx,
-        f"Open http://{host}:{port}/ and sign in (password for everyone: {DEMO_PASSWORD}):",
-        f"打开 http://{host}:{port}/ 登录（所有人的密码：{DEMO_PASSWORD}）：",
+        f"Open {url} and sign in (password for everyone: {DEMO_PASSWORD}):",
+        f"打开 {url} 登录（所有人的密码：{DEMO_PASSWORD}）：",
     )
-    for person in live.app.people.values():
-        roles = ", ".join(live.app.roles[r].label for r in person.roles if r in live.app.roles)
-        click.echo(f"  {person.user:<14} {person.name:<6} {roles}")
-    if not no_serve:
-        run_server(ctx, result, engine, host, port, 2.0)
+    for login in demo_logins(app, app_dir):
+        click.echo(f"  {login.user:<12} {login.name} · {login.role_label}")
+        if login.try_this is not None:
+            click.echo(f"      → {login.try_this(lang)}")
+    if chat_url:
+        say(
+            ctx,
+            f"DingTalk / WeCom messages: {chat_url}/",
+            f"钉钉 / 企业微信消息：{chat_url}/",
+        )
 
 
 @click.command("worker")
@@ -363,39 +417,3 @@ def worker_command(ctx: click.Context, poll: float, drain: bool, concurrency: in
         pass
     finally:
         deployments.stop()
-
-
-def _start_mock_warehouse(ctx: click.Context, app_dir: Path) -> None:
-    """The pack ships a mock warehouse system (mock_wms.py); the demo serves it on a free
-    loopback port and points the app's WMS_URL at it, unless WMS_URL is already set."""
-    import importlib.util
-    import os
-    import secrets
-    import socket
-    import threading
-
-    import uvicorn
-
-    source = app_dir / "mock_wms.py"
-    if os.environ.get("WMS_URL") or not source.is_file():
-        return
-    spec = importlib.util.spec_from_file_location("mock_wms", source)
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mock_wms"] = module
-    spec.loader.exec_module(module)
-    os.environ.setdefault("WMS_TOKEN", secrets.token_urlsafe(16))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(module.create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    threading.Thread(target=server.run, name="mock-wms", daemon=True).start()
-    os.environ["WMS_URL"] = f"http://127.0.0.1:{port}"
-    say(
-        ctx,
-        f"mock warehouse system on http://127.0.0.1:{port} (WMS_URL)",
-        f"模拟仓储系统已启动：http://127.0.0.1:{port}（WMS_URL）",
-    )

@@ -202,24 +202,3 @@ def test_console_script_runs_as_a_process() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-
-
-def test_demo_sets_everything_up(tmp_path: Path, monkeypatch) -> None:
-    import shutil
-
-    monkeypatch.setenv("WMS_URL", "http://127.0.0.1:9")  # no mock warehouse thread in tests
-
-    pack = tmp_path / "pack"
-    shutil.copytree(PACK, pack, ignore=shutil.ignore_patterns("schemas"))
-    products = (pack / "data" / "products.csv").read_text(encoding="utf-8").splitlines()
-    (pack / "data" / "products.csv").write_text("\n".join(products[:51]) + "\n", encoding="utf-8")
-    db = f"sqlite:///{tmp_path / 'demo.db'}"
-    code, out, err = run("--app", str(pack), "--db", db, "--lang", "en", "demo", "--no-serve")
-    assert code == 0, out + err
-    assert "loaded 40 sample customer records" in out
-    assert "loaded 50 sample product records" in out
-    assert "li.sales" in out and "seamline-demo" in out
-    again, out2, _ = run("--app", str(pack), "--db", db, "--lang", "en", "demo", "--no-serve")
-    assert again == 0 and "loaded" not in out2  # idempotent: nothing loaded twice
-    code, out, _ = run("--app", str(pack), "--db", db, "audit", "verify")
-    assert code == 0
