@@ -102,7 +102,9 @@ def confirm_gate(run: Run, order_id: int, transition: str, people: dict[str, str
         run.expect(
             answer.status_code in (200, 303),
             Text("{user} confirms the {field} as {role}", "{user} 以{role}身份确认{field}").format(
-                user=user, role=run.app.roles[role].label, field=gate.field
+                user=user,
+                role=run.app.roles[role].label,
+                field=run.app.forms["order"].by_name[gate.field].label,
             ),
         )
 
