@@ -177,6 +177,94 @@ def _connector() -> dict[str, Any]:
     )
 
 
+def _tracking() -> dict[str, Any]:
+    rate = obj(
+        "At most `count` requests in `minutes`.",
+        {
+            "count": integer("How many requests are allowed", minimum=1, maximum=10_000),
+            "minutes": number("Length of the window in minutes", exclusiveMinimum=0, maximum=1440),
+        },
+        required=("count", "minutes"),
+    )
+    contacts = obj(
+        "The form holding the people outside (e.g. customers) and how to reach them.",
+        {
+            "form": ident("The contact form"),
+            "phone": ident("Its phone field: what people type to find their records"),
+            "channel": ident(
+                "Its field with the recipient id for the code connector (e.g. a WeCom id)"
+            ),
+            "name": ident("Its field with a person's name, shown masked (e.g. 张**)"),
+        },
+        required=("form", "phone"),
+    )
+    records = obj(
+        "The form people track and the only fields they ever see.",
+        {
+            "form": ident("The tracked form (e.g. orders)"),
+            "contact": ident("Its ref field pointing at the contact form"),
+            "number": ident("Its number field (heading of each record; the suffix check)"),
+            "show": names(
+                "Fields shown besides the number and the state (never money, long text, "
+                "tables or files)"
+            ),
+            "hide_states": names("Records in these states are not listed, nor these steps"),
+            "limit": integer("At most this many records, newest first", minimum=1, maximum=200),
+        },
+        required=("form", "contact", "number"),
+    )
+    code = obj(
+        "The one-time code: how it is sent and how long it lives.",
+        {
+            "via": ident("Connector that sends the code (wecom, dingtalk, email or webhook)"),
+            "template": text("Message template under templates/ ({{ code }} is the code)"),
+            "length": integer("Digits of the code", minimum=6, maximum=10),
+            "minutes": number("Minutes a code stays valid", exclusiveMinimum=0, maximum=30),
+            "visible_to": names(
+                "Roles who may read code messages in the outbox (/runs) — for demos"
+            ),
+        },
+        required=("via", "template"),
+    )
+    return obj(
+        "The public tracking page /track: people find their records by phone number without "
+        "an account, after a one-time code (or the last characters of a record number).",
+        {
+            "title": text("Page title shown to people"),
+            "contacts": contacts,
+            "records": records,
+            "verify": {
+                "enum": ["code", "order_suffix"],
+                "description": "code: a one-time code sent to the contact (default); "
+                "order_suffix: the phone plus the last characters of a record number",
+            },
+            "code": code,
+            "suffix_length": integer(
+                "Characters of the number asked for with order_suffix", minimum=4, maximum=8
+            ),
+            "session_minutes": number(
+                "Minutes a verified visit lasts", exclusiveMinimum=0, maximum=120
+            ),
+            "max_attempts": integer(
+                "Wrong tries per phone number before it is locked", minimum=1, maximum=20
+            ),
+            "max_attempts_ip": integer(
+                "Wrong tries per address before it is locked", minimum=1, maximum=1000
+            ),
+            "lockout_minutes": number(
+                "How long a lockout lasts (wrong tries count in this window)",
+                exclusiveMinimum=0,
+                maximum=1440,
+            ),
+            "rate_limits": obj(
+                "How often a phone number and an address may ask.",
+                {"per_phone": rate, "per_ip": rate},
+            ),
+        },
+        required=("contacts", "records"),
+    )
+
+
 def app_schema() -> dict[str, Any]:
     calendar_obj = obj(
         "Working-day calendar with overrides.",
@@ -236,6 +324,7 @@ def app_schema() -> dict[str, Any]:
                 ),
                 "database": text("Default database URL (SEAMLINE_DB or --db override it)"),
                 "connectors": ident_map("Outside systems the flows talk to", _connector()),
+                "tracking": _tracking(),
             },
             required=("name", "title", "roles"),
         ),

@@ -135,6 +135,7 @@ def add_system_tables(metadata: sa.MetaData) -> None:
     )
 
     add_approval_tables(metadata)
+    add_tracking_tables(metadata)
 
 
 def add_approval_tables(metadata: sa.MetaData) -> None:
@@ -198,6 +199,33 @@ def add_approval_tables(metadata: sa.MetaData) -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("revoked_at", TS, nullable=True),
         sa.Index("ix_sl_delegations_delegate", "delegate", "starts_at"),
+    )
+
+
+def add_tracking_tables(metadata: sa.MetaData) -> None:
+    """The tracking page's one-time codes (hashes only) and its attempts (rate limits)."""
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    sa.Table(
+        "sl_track_codes",
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("phone_key", sa.String(64), nullable=False),  # HMAC of the phone number
+        sa.Column("code_hash", sa.String(64), nullable=False),  # HMAC of phone key and code
+        sa.Column("contacts", JSON, nullable=False),  # ids found for the phone (may be empty)
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=False),
+        sa.Column("failures", sa.Integer, nullable=False, default=0),
+        sa.Column("used_at", TS, nullable=True),  # verified, replaced or burnt by a lockout
+        sa.Index("ix_sl_track_codes_phone", "phone_key", "id"),
+    )
+    sa.Table(
+        "sl_track_hits",  # one row per counted attempt, e.g. "fail-phone:<key>"
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("key", sa.String(100), nullable=False),
+        sa.Column("at", TS, nullable=False),
+        sa.Index("ix_sl_track_hits_key", "key", "at"),
+        sa.Index("ix_sl_track_hits_at", "at"),
     )
 
 

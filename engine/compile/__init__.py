@@ -26,6 +26,7 @@ from engine.compile.dashboards import compile_dashboard, compile_tests
 from engine.compile.flows import compile_automations, compile_machine, machine_docs
 from engine.compile.forms import compile_forms
 from engine.compile.scopes import ScopeBuilder, shapes_from_raw
+from engine.compile.tracking import compile_tracking
 from engine.diagnostics import Diagnostics
 from engine.loader import LoadedYaml
 from engine.spec import App, frozen_map
@@ -126,6 +127,11 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     tests = []
     for doc in _clean("test", ws.of_kind("test"), diags):
         tests.extend(compile_tests(ctx, doc, form_fields, ref_targets, machines, approvals))
+    tracking = (
+        compile_tracking(ctx, app_doc, raw_fields, machines, raw_connectors, templates)
+        if app_doc
+        else None
+    )
     if diags.has_errors() or app_doc is None or calendar is None:
         return None
     data: dict[str, Any] = app_doc.data
@@ -150,6 +156,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         root=str(ws.root),
         content_hash=ws.digest,
         description=data.get("description"),
+        tracking=tracking,
     )
 
 

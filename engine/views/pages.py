@@ -214,7 +214,13 @@ async def runs_page(request: Request, user: User) -> Response:
     db = request.app.state.db
     runs = await run_in_threadpool(list_runs, db, limit=50)
     dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100)
-    return render(request, "runs.html", {"runs": runs, "dead": dead})
+    tracking = live(request).app.tracking
+    codes = None
+    if tracking is not None and ("*" in user.roles or user.roles & set(tracking.visible_to)):
+        from engine.views.track_codes import recent_code_messages
+
+        codes = await run_in_threadpool(recent_code_messages, db)
+    return render(request, "runs.html", {"runs": runs, "dead": dead, "codes": codes})
 
 
 @page
@@ -557,6 +563,7 @@ def page_routes() -> list[BaseRoute]:
     """Pages, the /api/files routes and the vendored assets under /static."""
     from engine.views.pages_dashboards import dashboard_page_routes
     from engine.views.pages_tasks import task_page_routes
+    from engine.views.track import track_routes
 
     base = "/forms/{form}"
     record = base + "/{record_id:int}"
@@ -564,6 +571,7 @@ def page_routes() -> list[BaseRoute]:
         *task_page_routes(),
         *dashboard_page_routes(),
         *file_routes(),
+        *track_routes(),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout_page, methods=["POST"]),
         Route("/", home),

@@ -209,6 +209,14 @@ CATALOG: dict[str, Text] = {
     "drill_csv_now": Text("The export is as of now.", "导出的是当前数据。"),
     "target": Text("target {value}", "目标 {value}"),
     "groups_worst": Text("Worst {by} first", "按{by}，最差在前"),
+    "ev_track_code_requested": Text(
+        "a tracking code was requested on /track", "客户在查询页申请了验证码"
+    ),
+    "ev_track_verified": Text("verified on /track", "客户在查询页验证成功"),
+    "ev_track_locked": Text(
+        "/track locked after too many wrong tries", "查询页因错误次数过多已锁定"
+    ),
+    "track_codes": Text("Tracking codes (outbox)", "查询验证码（待发送消息）"),
 }
 
 
