@@ -34,8 +34,9 @@ from engine.flows.approvals.routing import (
     plan_route,
     step_candidates,
 )
+from engine.flows.confirm import Confirmation, gate_status
 from engine.flows.machine import check_transition
-from engine.forms.records import SYSTEM_ACTOR, RecordChecks
+from engine.forms.records import SYSTEM_ACTOR, RecordChecks, _plain
 from engine.forms.validate import FieldError
 from engine.i18n import Lang, Text
 from engine.spec import App, ApprovalSpec, ConfigTestSpec, FormSpec
@@ -73,6 +74,7 @@ class BuiltRecord:
     errors: list[FieldError]
     loaded: Loaded
     refused_given: list[FieldError] = field(default_factory=list)  # in referenced records
+    children: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # child rows given
 
     def context(self, checks: RecordChecks) -> dict[str, Any]:
         """The names expressions see, as at run time."""
@@ -216,7 +218,7 @@ def build_record(
         rows[spec.name] = referenced.as_row(ref_id)
         refused += [_prefixed(spec.name, e) for e in referenced.given_refused(value)]
         refused += [_prefixed(spec.name, e) for e in referenced.refused_given]
-    draft, _children, loaded = checks.check_new(
+    draft, children, loaded = checks.check_new(
         form,
         data,
         SYSTEM_ACTOR,
@@ -224,7 +226,7 @@ def build_record(
         lambda values: _loaded_refs(checks.app, form, values, rows),
         lambda _values, _rows, _errors: None,  # uploads live in a database: not checked
     )
-    return BuiltRecord(form, state, draft.values, draft.errors, loaded, refused)
+    return BuiltRecord(form, state, draft.values, draft.errors, loaded, refused, children)
 
 
 def _loaded_refs(
@@ -349,7 +351,7 @@ def judge_transitions(
         name = spec.expect.get(key)
         if name is None:
             continue
-        refusal = transition_refusal(checks, record, name, spec.as_role)
+        refusal = transition_refusal(checks, record, name, spec.as_role, spec.confirmed_by)
         if refusal is None and not allowed:
             out.append(Mismatch(key, "refused", "allowed"))
         elif refusal is not None and allowed:
@@ -358,16 +360,26 @@ def judge_transitions(
 
 
 def transition_refusal(
-    checks: RecordChecks, record: BuiltRecord, name: str, as_role: str | None
+    checks: RecordChecks,
+    record: BuiltRecord,
+    name: str,
+    as_role: str | None,
+    confirmed_by: tuple[str, ...] = (),
 ) -> tuple[Text, ...] | None:
-    """None when ``name`` may fire on the record now, else the reasons it is refused."""
+    """None when ``name`` may fire on the record now, else the reasons it is refused. The
+    roles in ``confirmed_by`` confirmed the current value at the transition's gate."""
     machine = checks.app.state_machines.get(record.form.name)
     transition = next((t for t in machine.transitions if t.name == name), None) if machine else None
     if transition is None:
         return (Text(f"there is no transition '{name}'", f"没有流转 '{name}'"),)
     actor = _RoleActor(frozenset({as_role})) if as_role else SYSTEM_ACTOR
-    row = {**record.values, "id": None, "state": record.state}
-    refusal = check_transition(checks, record.form, row, transition, actor, record.loaded)
+    row = {**record.values, **record.children, "id": None, "state": record.state}
+    gate = None
+    if transition.confirm is not None:
+        value = _plain(row.get(transition.confirm.field))
+        given = [Confirmation(role, "seamline-test", value) for role in confirmed_by]
+        gate = gate_status(transition, row, given)
+    refusal = check_transition(checks, record.form, row, transition, actor, record.loaded, gate)
     return None if refusal is None else tuple(e.message for e in refusal.errors)
 
 

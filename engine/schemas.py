@@ -344,6 +344,16 @@ _COMMON_FIELD: dict[str, Any] = {
     "renamed_from": ident("The field's previous name, so deploy renames the column"),
 }
 
+_COMPARE = obj(
+    "Show this field beside another one on the record page, highlighted while a condition holds",
+    {
+        "with": ident("The field shown beside this one, e.g. the date the system can promise"),
+        "highlight": expr("Highlight the pair while this is true, e.g. promise_gap_days > 2"),
+        "message": text("Shown with the highlight"),
+    },
+    required=("with",),
+)
+
 
 def _field_props(kind: str, child: bool) -> dict[str, Any]:
     options = {
@@ -446,6 +456,8 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
     if child:
         props["type"] = {"enum": list(CHILD_FIELD_TYPES), "description": "Kind of value"}
     props.update(by_type[kind])
+    if not child and kind not in ("table", "files"):
+        props["compare"] = _COMPARE
     return props
 
 
@@ -694,6 +706,19 @@ def flow_schema() -> dict[str, Any]:
             "guard": expr("Must be true for the transition to be allowed"),
             "guard_message": text("Message shown when the guard is false"),
             "require": names("Fields that must be filled before it may fire"),
+            "confirm": obj(
+                "A confirmation gate: each role confirms the current value of a field, and the "
+                "transition fires only when all of them confirmed the same value; a change of "
+                "the field (or of a reopen_on field) re-opens the gate",
+                {
+                    "field": ident("The field whose value is confirmed, e.g. a promised date"),
+                    "by": {**names("Roles that must each confirm the value"), "minItems": 1},
+                    "reopen_on": names(
+                        "Other fields whose change also re-opens the gate, e.g. a computed date"
+                    ),
+                },
+                required=("field", "by"),
+            ),
         },
         required=("label", "from", "to"),
     )
@@ -1020,6 +1045,9 @@ def test_schema() -> dict[str, Any]:
                 "mapping of the referenced record's fields",
             },
             "as_role": ident("Role of the person acting"),
+            "confirmed_by": names(
+                "Roles that confirmed the current value at the gate of the expected transition"
+            ),
             "expect": expect,
         },
         required=("name", "form", "given", "expect"),

@@ -28,6 +28,16 @@ class OptionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CompareSpec:
+    """Show a field next to another one (e.g. a promised date beside the date the system can
+    promise), highlighted with ``message`` while ``highlight`` holds."""
+
+    with_field: str
+    highlight: CompiledExpr | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     name: str
     type: str
@@ -62,6 +72,7 @@ class FieldSpec:
     append_only: bool = False
     min_rows: int | None = None
     max_rows: int | None = None
+    compare: CompareSpec | None = None
 
     @property
     def option_values(self) -> tuple[str, ...]:
@@ -115,6 +126,21 @@ class StateSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmSpec:
+    """A confirmation gate on a transition: each role in ``by`` confirms the current value of
+    ``field``; the transition fires only when all of them confirmed that same value. A change
+    of ``field`` or of a ``reopen_on`` field re-opens the gate (the confirmations lapse)."""
+
+    field: str
+    by: tuple[str, ...]
+    reopen_on: tuple[str, ...] = ()
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        return (self.field, *self.reopen_on)
+
+
+@dataclass(frozen=True, slots=True)
 class TransitionSpec:
     name: str
     label: str
@@ -124,6 +150,7 @@ class TransitionSpec:
     guard: CompiledExpr | None = None
     guard_message: str | None = None
     require: tuple[str, ...] = ()
+    confirm: ConfirmSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +343,7 @@ class ConfigTestSpec:
     as_role: str | None = None
     source: str = ""
     line: int = 0
+    confirmed_by: tuple[str, ...] = ()  # roles that confirmed the gate's current value
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,8 @@ def compile_tests(
             ctx.check_names(doc, (*path, "state"), states, Text("state", "状态"), "unknown-state")
         if "as_role" in raw:
             ctx.check_roles(doc, (*path, "as_role"))
+        if "confirmed_by" in raw:
+            ctx.check_roles(doc, (*path, "confirmed_by"))
         out.append(
             ConfigTestSpec(
                 raw["name"],
@@ -113,6 +115,7 @@ def compile_tests(
                 raw.get("as_role"),
                 doc.path,
                 doc.mark(path).line,
+                tuple(raw.get("confirmed_by") or ()),
             )
         )
     return out

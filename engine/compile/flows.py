@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.compile.scopes import ScopeBuilder
+from engine.compile.scopes import FieldShape, ScopeBuilder
 from engine.expressions import NameInfo, Scope
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
 from engine.spec import (
     AutomationSpec,
+    ConfirmSpec,
     EventSpec,
     StateMachineSpec,
     StateSpec,
@@ -115,6 +117,11 @@ def compile_machine(
         if "require" in raw:
             ctx.check_names(doc, (*path, "require"), fields, FIELD, "unknown-field")
         guard = ctx.expr(doc, (*path, "guard"), scope) if "guard" in raw else None
+        confirm = (
+            compile_confirm(ctx, doc, (*path, "confirm"), scopes.forms.get(form) or {})
+            if "confirm" in raw
+            else None
+        )
         for source in as_list(raw["from"]):
             if raw_states.get(source, {}).get("final"):
                 ctx.error(
@@ -140,10 +147,40 @@ def compile_machine(
                 guard,
                 raw.get("guard_message"),
                 tuple(raw.get("require") or ()),
+                confirm,
             )
         )
     _check_reachability(ctx, doc, initial, raw_states, transitions)
     return StateMachineSpec(form, states, tuple(transitions), initial)
+
+
+def compile_confirm(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, fields: Mapping[str, FieldShape]
+) -> ConfirmSpec | None:
+    """A transition's confirmation gate: a field of the form, roles that exist."""
+    raw: dict[str, Any] = doc.get(path)
+    ctx.check_names(doc, (*path, "field"), fields, FIELD, "unknown-field")
+    ctx.check_roles(doc, (*path, "by"))
+    if "reopen_on" in raw:
+        ctx.check_names(doc, (*path, "reopen_on"), fields, FIELD, "unknown-field")
+    shape = fields.get(raw["field"])
+    kind = shape.type if shape is not None else None
+    if kind in ("table", "files"):
+        ctx.error(
+            doc,
+            (*path, "field"),
+            "bad-confirm-field",
+            Text(
+                f"'{raw['field']}' is a {kind} field; a gate confirms one value",
+                f"'{raw['field']}' 是 {kind} 字段；确认闸门只能确认单个值",
+            ),
+            Text(
+                "confirm a date, number, text or choice field",
+                "请确认日期、数字、文本或选项字段",
+            ),
+        )
+        return None
+    return ConfirmSpec(raw["field"], tuple(raw["by"]), tuple(raw.get("reopen_on") or ()))
 
 
 def _check_reachability(

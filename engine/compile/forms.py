@@ -11,7 +11,7 @@ from engine.compile.scopes import EMPTY_SCOPE, SYSTEM_FIELDS, ScopeBuilder, shap
 from engine.diagnostics import suggestion_hint
 from engine.i18n import Text
 from engine.loader import LoadedYaml, YamlPath
-from engine.spec import FieldSpec, FormSpec, OptionSpec, RuleSpec, frozen_map
+from engine.spec import CompareSpec, FieldSpec, FormSpec, OptionSpec, RuleSpec, frozen_map
 
 _AUTONUMBER_TOKEN = re.compile(r"\{([^{}]*)\}")
 _AUTONUMBER_OK = re.compile(r"^(yyyy|yy|mm|dd|seq(:[1-9]\d?)?)$")
@@ -186,6 +186,8 @@ def _compile_field(
     if kind in ("date", "datetime") and "default" in raw:
         default_expr = ctx.expr(doc, (*path, "default"), EMPTY_SCOPE)
         ok = ok and default_expr is not None
+    compare = _compare(ctx, doc, (*path, "compare"), scope) if "compare" in raw else None
+    ok = ok and ("compare" not in raw or compare is not None)
     children: list[FieldSpec | None] = []
     if kind == "table":
         row_scope = scopes.row_scope({n: shape_from_raw(c) for n, c in raw["fields"].items()})
@@ -232,7 +234,20 @@ def _compile_field(
         append_only=bool(raw.get("append_only", False)),
         min_rows=raw.get("min_rows"),
         max_rows=raw.get("max_rows"),
+        compare=compare,
     )
+
+
+def _compare(
+    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, scope: Any
+) -> CompareSpec | None:
+    """A field shown beside another one: that field exists, the highlight is an expression."""
+    raw = doc.get(path)
+    ctx.check_names(doc, (*path, "with"), list(doc.data["fields"]), FIELD, "unknown-field")
+    highlight = ctx.expr(doc, (*path, "highlight"), scope) if "highlight" in raw else None
+    if "highlight" in raw and highlight is None:
+        return None
+    return CompareSpec(raw["with"], highlight, raw.get("message"))
 
 
 def _options(

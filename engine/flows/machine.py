@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.expressions import EvaluationError
+from engine.flows.confirm import GateStatus, gate_refusal, gates_of
 from engine.forms.records import Actor, NotFound, RecordChecks, RecordService, check_version
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
@@ -46,8 +47,11 @@ def check_transition(
     transition: TransitionSpec,
     actor: Actor,
     loaded: Mapping[str, Any],
+    gate: GateStatus | None = None,
 ) -> Refusal | None:
-    """None when ``actor`` may fire ``transition`` on ``record`` now, else the reasons."""
+    """None when ``actor`` may fire ``transition`` on ``record`` now, else the reasons.
+    A transition with a confirmation gate needs ``gate`` (where the record stands at it);
+    ``record`` holds the child rows its guard counts."""
     machine = _machine(records, form)
     state = record["state"]
     if state not in transition.sources:
@@ -110,7 +114,26 @@ def check_transition(
         if not ok:
             message = transition.guard_message or f"'{transition.label}' is not allowed now"
             return Refusal(422, (FieldError(None, "guard", Text(message, message)),))
+    unconfirmed = gate_refusal(records.app, form, transition, gate)
+    if unconfirmed is not None:
+        return Refusal(422, (unconfirmed,))
     return None
+
+
+def _judged(
+    records: RecordService, conn: Any, form: FormSpec, record: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, GateStatus]]:
+    """The record with the child rows its guards count, and its gates."""
+    machine = records.app.state_machines.get(form.name)
+    tables = {f.name for f in form.fields if f.type == "table"}
+    counted = {
+        n.split(".")[0]
+        for t in (machine.transitions if machine else ())
+        if t.guard is not None and record["state"] in t.sources
+        for n in t.guard.names
+    }
+    rows = records.child_rows(conn, form, record["id"], sorted(counted & tables))
+    return {**record, **rows}, gates_of(records, conn, form, record)
 
 
 def available_transitions(
@@ -124,8 +147,9 @@ def available_transitions(
         return []
     with records.reads.connect() as conn:
         loaded = records.load_refs(conn, form, record)
+        judged, gates = _judged(records, conn, form, record)
     return [
-        (t, check_transition(records, form, record, t, actor, loaded))
+        (t, check_transition(records, form, judged, t, actor, loaded, gates.get(t.name)))
         for t in machine.transitions
         if record["state"] in t.sources
     ]
@@ -150,7 +174,10 @@ def fire_transition(
         record = records.row(conn, form, record_id, lock=True)
         check_version(record, expected_version)
         loaded = records.load_refs(conn, form, record)
-        refusal = check_transition(records, form, record, transition, actor, loaded)
+        judged, gates = _judged(records, conn, form, record)
+        refusal = check_transition(
+            records, form, judged, transition, actor, loaded, gates.get(transition.name)
+        )
         if refusal is not None:
             raise ValidationFailed(list(refusal.errors), status=refusal.status)
         records.change_state(conn, form, record, transition.name, transition.target, actor)

@@ -25,6 +25,7 @@ from engine import clock
 from engine.events import EventIn, append_events
 from engine.expressions import EvaluationError
 from engine.flows import jobs
+from engine.flows.confirm import reopen_gates
 from engine.flows.connectors import ConnectorError, Connectors, Recipient, keep_values
 from engine.flows.machine import fire_transition
 from engine.flows.messages import render_message
@@ -72,8 +73,12 @@ class FlowRuntime:
         from engine.flows.approvals.service import ApprovalRuntime
 
         self.by_name = {a.name: a for a in self.app.automations}
+        self.records.listeners.append(self.reopen_gates)
         self.records.listeners.append(self.on_record_event)
         self.approvals = ApprovalRuntime(self)
+
+    def reopen_gates(self, conn: sa.Connection, event: RecordEvent) -> None:
+        reopen_gates(self.records, conn, event)
 
     # ------------------------------------------------------------------ starting runs
     def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
@@ -403,6 +408,7 @@ class FlowRuntime:
                 "record": context,
                 "steps": results,
                 "state_label": labels.get(row["state"], ""),
+                "trigger": dict(run.trigger or {}),  # e.g. trigger.to: the state entered
                 "app": {"title": self.app.title},
             },
         )
@@ -653,6 +659,7 @@ class FlowRuntime:
                                 {"job": job.id, "error": str(failure)[:500]},
                             )
                         ],
+                        _now(),
                     )
             return "dead" if status == "dead" else "retry"
         with self.records.engine.begin() as conn:
@@ -675,6 +682,7 @@ class FlowRuntime:
                             },
                         )
                     ],
+                    _now(),  # the engine's clock: when the message was delivered
                 )
         return "done"
 

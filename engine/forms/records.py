@@ -842,17 +842,26 @@ class RecordService(RecordChecks):
 
     def _read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
         record = self.row(conn, form, record_id)
-        for spec in form.fields:
-            if spec.type == "table":
-                table = self.child_table(form.name, spec.name)
-                rows = conn.execute(
-                    sa.select(table)
-                    .where(table.c.parent_id == record_id)
-                    .order_by(table.c.position)
-                ).all()
-                record[spec.name] = [_row_json(r._mapping) for r in rows]
+        record.update(
+            self.child_rows(
+                conn, form, record_id, [f.name for f in form.fields if f.type == "table"]
+            )
+        )
         record["_titles"] = self._titles(conn, form, [record]).get(record_id, {})
         return record
+
+    def child_rows(
+        self, conn: sa.Connection, form: FormSpec, record_id: int, children: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The rows of the named child tables of one record, in their order."""
+        out = {}
+        for name in children:
+            table = self.child_table(form.name, name)
+            rows = conn.execute(
+                sa.select(table).where(table.c.parent_id == record_id).order_by(table.c.position)
+            ).all()
+            out[name] = [_row_json(r._mapping) for r in rows]
+        return out
 
     def _titles(
         self, conn: sa.Connection, form: FormSpec, records: Sequence[Mapping[str, Any]]

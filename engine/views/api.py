@@ -242,6 +242,51 @@ def fire_action(request: Request, user: Any, data: Any) -> Response:
 
 
 @guarded
+def gates(request: Request, user: Any, data: Any) -> Response:
+    from engine.flows.confirm import gates_of
+
+    form, records = _form(request), live(request).records
+    record = records.get(form.name, _record_id(request), user)
+    with records.reads.connect() as conn:
+        found = gates_of(records, conn, form, record)
+    return json_response({"gates": [g.to_json() for g in found.values()]})
+
+
+@guarded
+def confirm(request: Request, user: Any, data: Any) -> Response:
+    """Confirm the current value at a transition's gate: ``{"role"?, "value"?}`` — ``value``
+    is what the caller saw (refused with 409 when the record now holds another)."""
+    from engine.flows.confirm import confirm_gate
+
+    body = data if isinstance(data, dict) else {}
+    role, value = body.get("role"), body.get("value")
+    if (role is not None and not isinstance(role, str)) or isinstance(value, dict | list):
+        raise ValidationFailed(
+            [
+                FieldError(
+                    None,
+                    "type",
+                    Text(
+                        'the body is {"role": text, "value": the value seen}',
+                        '请求体应为 {"role": 文本, "value": 看到的值}',
+                    ),
+                )
+            ],
+            400,
+        )
+    status = confirm_gate(
+        live(request).records,
+        _form(request).name,
+        _record_id(request),
+        request.path_params["transition"],
+        user,
+        role,
+        value,
+    )
+    return json_response(status.to_json())
+
+
+@guarded
 def flow_runs(request: Request, user: Any, data: Any) -> Response:
     from engine.flows.monitor import list_runs
 
@@ -307,6 +352,8 @@ def api_routes() -> list[Route]:
         Route(base + "/{record_id}/events", record_events, methods=["GET"]),
         Route(base + "/{record_id}/children/{child}", add_child, methods=["POST"]),
         Route(base + "/{record_id}/actions/{transition}", fire_action, methods=["POST"]),
+        Route(base + "/{record_id}/confirmations", gates, methods=["GET"]),
+        Route(base + "/{record_id}/confirmations/{transition}", confirm, methods=["POST"]),
         Route("/api/runs", flow_runs, methods=["GET"]),
         Route("/api/outbox", outbox, methods=["GET"]),
         Route("/api/outbox/{job_id}/retry", retry_outbox, methods=["POST"]),

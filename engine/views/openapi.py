@@ -346,6 +346,52 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def _gate_paths(
+    base: str, pascal: str, id_param: dict[str, Any], gated: list[str]
+) -> dict[str, Any]:
+    """Where a record stands at its confirmation gates, and confirming at one."""
+    gate = {"type": "object", "description": "value, confirmed [{role, user, value, at}], missing"}
+    return {
+        base + "/{record_id}/confirmations": {
+            "get": {
+                "operationId": f"gates{pascal}",
+                "parameters": [id_param],
+                "responses": _ok({"type": "object", "properties": {"gates": {"type": "array"}}}),
+            }
+        },
+        base + "/{record_id}/confirmations/{transition}": {
+            "post": {
+                "operationId": f"confirm{pascal}",
+                "parameters": [
+                    id_param,
+                    {
+                        "name": "transition",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": gated},
+                    },
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "role": {"type": "string"},
+                                    "value": {"description": "the value the caller saw"},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": _ok(gate),
+            }
+        },
+    }
+
+
 def build_openapi(app: App) -> dict[str, Any]:
     """The document for ``app`` (built once per configuration)."""
     if app.content_hash not in _CACHE:
@@ -486,6 +532,9 @@ def _build(app: App) -> dict[str, Any]:
                     "responses": _ok(record),
                 }
             }
+        gated = [t.name for t in machine.transitions if t.confirm] if machine else []
+        if gated:
+            paths.update(_gate_paths(base, pascal, id_param, gated))
         for child in (f for f in form.fields if f.type == "table"):
             paths[f"{base}/{{record_id}}/children/{child.name}"] = {
                 "post": {

@@ -388,6 +388,14 @@ async def _show_record(
         for t, refusal in choices
     ]
     context["action_errors"] = action_errors or []
+    from engine.views.pages_confirm import compare_panel, gate_panel  # they build on pages
+
+    context["gates"] = await run_in_threadpool(
+        gate_panel, current, form, context["record"], user, fmt
+    )
+    context["compared"] = await run_in_threadpool(
+        compare_panel, current, form, context["record"], fmt
+    )
     return render(request, "record.html", context, status)
 
 
@@ -561,6 +569,7 @@ async def add_entry(request: Request, user: User) -> Response:
 
 def page_routes() -> list[BaseRoute]:
     """Pages, the /api/files routes and the vendored assets under /static."""
+    from engine.views.pages_confirm import confirm_page_routes
     from engine.views.pages_dashboards import dashboard_page_routes
     from engine.views.pages_tasks import task_page_routes
     from engine.views.track import track_routes
@@ -569,6 +578,7 @@ def page_routes() -> list[BaseRoute]:
     record = base + "/{record_id:int}"
     return [
         *task_page_routes(),
+        *confirm_page_routes(),
         *dashboard_page_routes(),
         *file_routes(),
         *track_routes(),

@@ -173,6 +173,17 @@ CATALOG: dict[str, Text] = {
     "st_returned": Text("Returned", "已退回"),
     "st_skipped": Text("Not needed", "无需处理"),
     "st_cancelled": Text("Cancelled", "已取消"),
+    "ev_confirmed": Text("confirmed {field} {value} as {role}", "以{role}身份确认{field}：{value}"),
+    "ev_confirm_reopened": Text(
+        "{changed} changed: the confirmations of {field} lapsed ({lapsed}); confirm again",
+        "{changed}已变更，{field}的确认作废（{lapsed}），须重新确认",
+    ),
+    "gates": Text("Confirmations", "双方确认"),
+    "gate_passed": Text("confirmed by everyone", "各方均已确认"),
+    "gate_waiting": Text("waiting for: {roles}", "等待确认：{roles}"),
+    "not_confirmed": Text("not confirmed", "未确认"),
+    "confirm_as": Text("Confirm {value} as {role}", "以{role}身份确认 {value}"),
+    "compared_with": Text("{label}: {value}", "{label}：{value}"),
     "ev_approval_started": Text("approval started", "发起审批"),
     "ev_approval_decided": Text("approval decision", "审批处理"),
     "ev_approval_finished": Text("approval finished", "审批结束"),
@@ -407,6 +418,8 @@ class Formatter:
                     from_=labels.get(payload.get("from"), payload.get("from")),
                     to=labels.get(payload.get("to"), payload.get("to")),
                 )
+            elif kind in ("confirmed", "confirm_reopened"):
+                title = self.gate_event(form, kind, payload)
             elif f"ev_{kind}" in CATALOG:
                 fields = {
                     "automation": "",
@@ -430,6 +443,44 @@ class Formatter:
                 }
             )
         return out
+
+    def gate_event(self, form: FormSpec, kind: str, payload: Mapping[str, Any]) -> str:
+        """A confirmation at a gate, or its re-opening, in words."""
+        spec = form.by_name.get(payload.get("field", ""))
+        field = spec.label if spec else str(payload.get("field"))
+        if kind == "confirmed":
+            return translate(
+                self.lang,
+                "ev_confirmed",
+                field=field,
+                value=self.value(spec, payload.get("value")),
+                role=self.role(payload.get("role")),
+            )
+        changed = [
+            form.by_name[n].label if n in form.by_name else n for n in payload.get("changed") or ()
+        ]
+        lapsed = [
+            " ".join(
+                (
+                    self.role(c.get("role")),
+                    self.person(c.get("user")),
+                    self.value(spec, c.get("value")),
+                )
+            )
+            for c in payload.get("lapsed") or ()
+        ]
+        sep = "、" if self.lang == "zh" else ", "
+        return translate(
+            self.lang,
+            "ev_confirm_reopened",
+            changed=sep.join(changed),
+            field=field,
+            lapsed=sep.join(lapsed),
+        )
+
+    def role(self, name: Any) -> str:
+        role = self.app.roles.get(str(name))
+        return role.label if role is not None else str(name)
 
 
 def page_lang(app: App) -> Lang:

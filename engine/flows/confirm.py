@@ -1,0 +1,295 @@
+"""Confirmation gates at run time: the people of each role named by a transition's ``confirm:``
+confirm the current value of a field; the transition fires only when every role confirmed that
+same value; any change of the field (or of a ``reopen_on`` field) re-opens the gate.
+
+Nothing is stored but events on the record's timeline, so the gate is as tamper-evident as the
+rest of the history: ``confirmed`` (who, as which role, which value) and ``confirm_reopened``
+(which change made the standing confirmations lapse). The confirmations standing for a gate are
+those after its last re-opening and after the transition last fired (leaving the gate uses
+them up), and only those of the field's current value count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.events import EventIn, append_events
+from engine.forms.records import Actor, NotFound, RecordEvent, RecordService, _plain
+from engine.forms.validate import FieldError, ValidationFailed, is_blank
+from engine.i18n import Text
+from engine.spec import App, ConfirmSpec, FormSpec, TransitionSpec
+
+__all__ = [
+    "CONFIRMED",
+    "REOPENED",
+    "Confirmation",
+    "GateStatus",
+    "confirm_gate",
+    "gate_refusal",
+    "gate_status",
+    "gates_of",
+    "reopen_gates",
+]
+
+CONFIRMED = "confirmed"
+REOPENED = "confirm_reopened"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    role: str
+    user: str
+    value: Any  # as stored in the event (dates as ISO text)
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    """Where a record stands at one gate: the value now, who confirmed it, who has not."""
+
+    transition: str
+    field: str
+    value: Any
+    confirmed: Mapping[str, Confirmation]
+    missing: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transition": self.transition,
+            "field": self.field,
+            "value": self.value,
+            "confirmed": [
+                {"role": c.role, "user": c.user, "value": c.value, "at": _plain(c.at)}
+                for c in self.confirmed.values()
+            ],
+            "missing": list(self.missing),
+            "open": bool(self.missing),
+        }
+
+
+def standing(
+    conn: sa.Connection, metadata: sa.MetaData, form: str, record_id: int
+) -> dict[str, list[Confirmation]]:
+    """Per gated transition, the confirmations that have not lapsed, oldest first."""
+    events = metadata.tables["sl_events"]
+    rows = conn.execute(
+        sa.select(events.c.at, events.c.actor, events.c.kind, events.c.payload)
+        .where(
+            events.c.form == form,
+            events.c.record_id == record_id,
+            events.c.kind.in_((CONFIRMED, REOPENED, "transition")),
+        )
+        .order_by(events.c.id)
+    ).all()
+    out: dict[str, list[Confirmation]] = {}
+    for row in rows:
+        payload = json.loads(row.payload)
+        if row.kind == "transition":
+            out.pop(payload.get("name"), None)  # the gate was passed: its confirmations used
+        elif row.kind == REOPENED:
+            out.pop(payload.get("transition"), None)
+        else:
+            out.setdefault(payload["transition"], []).append(
+                Confirmation(payload["role"], row.actor, payload["value"], row.at)
+            )
+    return out
+
+
+def gate_status(
+    transition: TransitionSpec, record: Mapping[str, Any], confirmations: list[Confirmation]
+) -> GateStatus:
+    """The gate of ``transition`` for ``record``, given the confirmations standing for it."""
+    spec = _spec(transition)
+    value = _plain(record.get(spec.field))
+    confirmed = {c.role: c for c in confirmations if c.value == value and not is_blank(value)}
+    return GateStatus(
+        transition.name,
+        spec.field,
+        value,
+        {r: confirmed[r] for r in spec.by if r in confirmed},
+        tuple(r for r in spec.by if r not in confirmed),
+    )
+
+
+def gates_of(
+    records: RecordService, conn: sa.Connection, form: FormSpec, record: Mapping[str, Any]
+) -> dict[str, GateStatus]:
+    """Every gate of the record's form, by transition name (empty when it has none)."""
+    machine = records.app.state_machines.get(form.name)
+    gated = [t for t in machine.transitions if t.confirm] if machine else []
+    if not gated:
+        return {}
+    found = standing(conn, records.metadata, form.name, record["id"])
+    return {t.name: gate_status(t, record, found.get(t.name, [])) for t in gated}
+
+
+def gate_refusal(
+    app: App, form: FormSpec, transition: TransitionSpec, gate: GateStatus | None
+) -> FieldError | None:
+    """Why ``transition`` may not fire yet because of its gate (None: nothing missing)."""
+    if transition.confirm is None or (gate is not None and not gate.missing):
+        return None
+    missing = gate.missing if gate is not None else transition.confirm.by
+    names = [app.roles[r].label if r in app.roles else r for r in missing]
+    label = form.by_name[transition.confirm.field].label
+    return FieldError(
+        transition.confirm.field,
+        "unconfirmed",
+        Text(
+            f"{label} must be confirmed by {', '.join(names)} before '{transition.label}'",
+            f"执行“{transition.label}”前，{'、'.join(names)}须确认{label}",
+        ),
+    )
+
+
+def confirm_gate(
+    records: RecordService,
+    form_name: str,
+    record_id: int,
+    transition_name: str,
+    actor: Actor,
+    role: str | None = None,
+    value: Any = None,
+) -> GateStatus:
+    """``actor`` confirms the current value at the gate of ``transition_name`` (as ``role``,
+    or as the first role of the gate they hold that has not confirmed yet). With ``value`` (the
+    value the person saw) the confirmation is refused when the record holds another one."""
+    form = records.form(form_name)
+    records.check_access(form, "update", actor)
+    machine = records.app.state_machines.get(form.name)
+    transition = next(
+        (t for t in machine.transitions if t.name == transition_name and t.confirm)
+        if machine
+        else (),
+        None,
+    )
+    if transition is None:
+        raise NotFound(f"{form.name} gate", None)
+    spec = _spec(transition)
+    with records.engine.begin() as conn:
+        record = records.row(conn, form, record_id, lock=True)
+        gate = gates_of(records, conn, form, record)[transition.name]
+        _check_state(records.app, form, transition, record["state"])
+        chosen = _role(records.app, transition, actor, role, gate)
+        label = form.by_name[spec.field].label
+        if is_blank(gate.value):
+            raise _refused(
+                422,
+                spec.field,
+                "required",
+                f"{label} must be filled before it can be confirmed",
+                f"请先填写{label}再确认",
+            )
+        if value is not None and _plain(value) != gate.value:
+            raise _refused(
+                409,
+                spec.field,
+                "changed",
+                f"{label} is now {gate.value}, not {_plain(value)}: reload and confirm again",
+                f"{label}已变为 {gate.value}（不是 {_plain(value)}），请刷新后重新确认",
+            )
+        if chosen in gate.confirmed:
+            return gate
+        payload = {
+            "transition": transition.name,
+            "field": spec.field,
+            "role": chosen,
+            "value": gate.value,
+        }
+        now = records.env().now()
+        append_events(
+            conn,
+            records.metadata,
+            [EventIn(actor.username, form.name, record_id, CONFIRMED, payload)],
+            now,
+        )
+        return gates_of(records, conn, form, record)[transition.name]
+
+
+def reopen_gates(records: RecordService, conn: sa.Connection, event: RecordEvent) -> None:
+    """A listener of the records service: a change of a gate's field (or of its ``reopen_on``
+    fields) re-opens the gate; when confirmations were standing, say so on the timeline."""
+    if event.kind not in ("changed", "transition") or not event.changes:
+        return
+    machine = records.app.state_machines.get(event.form)
+    gated = [
+        t
+        for t in (machine.transitions if machine else ())
+        if t.confirm and set(t.confirm.watched) & set(event.changes)
+    ]
+    if not gated:
+        return
+    found = standing(conn, records.metadata, event.form, event.record_id)
+    reopened = [
+        EventIn(
+            event.actor,
+            event.form,
+            event.record_id,
+            REOPENED,
+            {
+                "transition": t.name,
+                "field": _spec(t).field,
+                "changed": sorted(set(_spec(t).watched) & set(event.changes)),
+                "lapsed": [
+                    {"role": c.role, "user": c.user, "value": c.value} for c in found[t.name]
+                ],
+            },
+        )
+        for t in gated
+        if found.get(t.name)
+    ]
+    if reopened:
+        append_events(conn, records.metadata, reopened, records.env().now())
+
+
+# ---------------------------------------------------------------------- checks
+
+
+def _spec(transition: TransitionSpec) -> ConfirmSpec:
+    assert transition.confirm is not None
+    return transition.confirm
+
+
+def _check_state(app: App, form: FormSpec, transition: TransitionSpec, state: str) -> None:
+    if state in transition.sources:
+        return
+    machine = app.state_machines[form.name]
+    labels = {s.name: s.label for s in machine.states}
+    raise _refused(
+        409,
+        None,
+        "wrong_state",
+        f"'{transition.label}' cannot be confirmed while the record is "
+        f"'{labels.get(state, state)}'",
+        f"记录处于“{labels.get(state, state)}”状态，不能确认“{transition.label}”",
+    )
+
+
+def _role(
+    app: App, transition: TransitionSpec, actor: Actor, asked: str | None, gate: GateStatus
+) -> str:
+    """The role ``actor`` confirms as; 403 when they hold none of the gate's roles."""
+    by = _spec(transition).by
+    held = [r for r in by if r in actor.roles or "*" in actor.roles]
+    if asked is not None:
+        held = [r for r in held if r == asked]
+    if not held:
+        names = [app.roles[r].label if r in app.roles else r for r in by]
+        raise _refused(
+            403,
+            None,
+            "forbidden",
+            f"only {', '.join(names)} may confirm at '{transition.label}'",
+            f"只有{'、'.join(names)}可以确认“{transition.label}”",
+        )
+    return next((r for r in held if r not in gate.confirmed), held[0])
+
+
+def _refused(status: int, field: str | None, code: str, en: str, zh: str) -> ValidationFailed:
+    return ValidationFailed([FieldError(field, code, Text(en, zh))], status=status)
