@@ -79,6 +79,7 @@ from engine.events import EventIn, append_events, verify_chain
 from engine.expressions import EvalEnv
 from engine.flows.approvals.routing import RoutePlan, approval_context, plan_route
 from engine.flows.approvals.service import APPROVALS, TASKS
+from engine.flows.confirm import confirm_gate
 from engine.flows.jobs import JOBS
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR
@@ -216,6 +217,8 @@ def approving_order(api: Api, customer: int, product: int, sales: User) -> None:
     order = records.create("order", values, SYSTEM_ACTOR)
     fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
     fire_transition(records, "order", order["id"], "stock_ok", SYSTEM_ACTOR)
+    for _side in ("sales", "production_director"):  # the promise-date gate
+        confirm_gate(records, "order", order["id"], "confirm_promise", SYSTEM_ACTOR)
     moved = fire_transition(records, "order", order["id"], "confirm_promise", sales)
     assert moved["state"] == "approving", moved["state"]
 

@@ -98,10 +98,18 @@ def _order(api: Api, tier: str, order_type: str, price: float, quantity: int) ->
     with api.engine.begin() as conn:  # the stock check against the warehouse is not this test
         conn.execute(JOBS.delete().where(JOBS.c.kind == "flow"))
     sales = api.client("li.sales")
+    _confirm_promise_date(api, order["id"])
     moved = sales.post(f"/api/forms/order/records/{order['id']}/actions/confirm_promise")
     assert moved.status_code == 200, moved.text
     assert moved.json()["state"] == "approving"
     return order["id"]
+
+
+def _confirm_promise_date(api: Api, order: int) -> None:
+    """The promise-date gate: the salesperson and the production director confirm it."""
+    gate = f"/api/forms/order/records/{order}/confirmations/confirm_promise"
+    for user in ("li.sales", "zhou.pd"):
+        assert api.client(user).post(gate).status_code == 200
 
 
 def _tasks(api: Api, user: str) -> list[dict]:
@@ -351,6 +359,7 @@ def test_record_is_locked_while_approving_and_return_reopens_it(world) -> None:
     records = api.live.records
     fire_transition(records, "order", order, "submit", SYSTEM_ACTOR)
     fire_transition(records, "order", order, "stock_ok", SYSTEM_ACTOR)
+    _confirm_promise_date(api, order)
     assert (
         sales.post(f"/api/forms/order/records/{order}/actions/confirm_promise").status_code == 200
     )

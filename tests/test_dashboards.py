@@ -22,6 +22,7 @@ from engine import clock
 from engine.dashboards.compile_kpi import compile_kpi
 from engine.dashboards.compute import _Context, dashboard_values, drill_down, status_of
 from engine.events import EventIn, append_events
+from engine.flows.confirm import confirm_gate
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordService
 from engine.spec import KpiSpec, ThresholdSpec
@@ -128,6 +129,9 @@ def _step(records: RecordService, order: int, step: object, moment: datetime) ->
             append_events(conn, records.metadata, [sent], moment)
     else:
         assert isinstance(step, str)
+        if step == "confirm_promise":  # the gate: sales and production confirm the date
+            for _side in ("sales", "production_director"):
+                confirm_gate(records, "order", order, step, SYSTEM_ACTOR)
         fire_transition(records, "order", order, step, SYSTEM_ACTOR)
 
 

@@ -94,6 +94,12 @@ def test_refusals_explain_why(api) -> None:
         f"/api/forms/order/records/{o['id']}",
         json={"promised_date": (date.today() + timedelta(days=40)).isoformat()},
     )
+    unconfirmed = sales.post(url + "/confirm_promise")
+    assert unconfirmed.status_code == 422  # the gate: sales and production confirm the date
+    assert unconfirmed.json()["errors"][0]["code"] == "unconfirmed"
+    gate = f"/api/forms/order/records/{o['id']}/confirmations/confirm_promise"
+    assert sales.post(gate).status_code == 200
+    assert api.client("zhou.pd").post(gate).status_code == 200
     ok = sales.post(url + "/confirm_promise")
     assert ok.status_code == 200, ok.text
     assert ok.json()["state"] == "approving"

@@ -18,7 +18,10 @@ promised date), the stock mismatch some shipments find, the tracking number ente
 shipping (late for some) with ``tracking_at`` set as the pack's automation does, the
 customer's progress messages delivered (``notify_sent`` of ``progress_to_customer`` seconds —
 for a few, hours — after each state it reports) and the communication log: the customer's
-progress inquiries and changes (``topic`` progress / change).
+progress inquiries and changes (``topic`` progress / change). The promise-date gate is passed as
+the service passes it: the salesperson and the production director each confirm the promised
+date (``confirmed`` events) before ``confirm_promise``, and a later change of the promised or
+ATP date while confirmations stand writes ``confirm_reopened`` with what lapsed.
 
 Not generated: the rest of the flow-run bookkeeping (``flow_started``/``flow_step``/
 ``notify_queued`` events and ``sl_flow_runs``/``sl_jobs`` rows) and approval instances
@@ -85,7 +88,7 @@ CHANNELS = {"企业微信": 6, "电话": 3, "邮件": 2, "面谈": 1}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 BATCH = 2000  # orders per transaction
 OPEN, CLOSE = time(8, 30), time(17, 30)
-PROGRESS = {"stock_checked", "approved", "scheduled", "shipped"}  # progress_to_customer's states
+DIRECTOR = "zhou.pd"  # confirms the promised date for production, schedules
 LOG = "communication_log"
 CHILD = f"f_order__{LOG}"
 CONCLUSIONS = {
@@ -120,6 +123,7 @@ class Order:
     updated_at: datetime | None = None
     events: list[tuple[datetime, str, str, str]] = field(default_factory=list)
     notes: list[tuple[datetime, str, str]] = field(default_factory=list)  # (at, actor, topic)
+    confirmed: list[dict[str, Any]] = field(default_factory=list)  # standing at the gate
 
     def row(self) -> dict[str, Any]:
         return {
@@ -150,6 +154,10 @@ class History:
         self.counters: dict[str, int] = {}
         self.workday_cache: dict[tuple[date, int], date] = {}
         self.state_labels = {s.name: s.label for s in machine.states}
+        progress = next(a for a in app.automations if a.name == "progress_to_customer")
+        self.progress_states = set(progress.on.names)  # the states it reports
+        self.gate = self.transitions["confirm_promise"].confirm
+        assert self.gate is not None
         computed = [f for f in self.form.fields if f.type == "computed" and f.expr is not None]
         # fields the computed ones read: changing anything else leaves them as they are
         self.computed_inputs = {n.split(".")[0] for f in computed for n in f.expr.names}  # type: ignore[union-attr]
@@ -219,8 +227,23 @@ class History:
         payload = {"name": name, "from": order.state, "to": transition.target}
         self.emit(order, at, actor, "transition", payload)
         order.state = transition.target
-        if order.state in PROGRESS:
+        if name == "confirm_promise":
+            order.confirmed = []  # passing the gate uses the confirmations up
+        if order.state in self.progress_states:
             self.progress_message(order, at)
+
+    def confirm(self, order: Order, at: datetime, actor: str, role: str) -> None:
+        """``actor`` confirms the promised date at the gate, as the service records it."""
+        assert self.gate is not None
+        value = _plain(order.values[self.gate.field])
+        payload = {
+            "transition": "confirm_promise",
+            "field": self.gate.field,
+            "role": role,
+            "value": value,
+        }
+        self.emit(order, at, actor, "confirmed", payload)
+        order.confirmed.append({"role": role, "user": actor, "value": value})
 
     def progress_message(self, order: Order, at: datetime) -> None:
         """The worker delivers progress_to_customer's message: seconds later, or — the WeCom
@@ -256,6 +279,17 @@ class History:
         changes = {k: [before.get(k), v] for k, v in order.values.items() if before.get(k) != v}
         if changes:
             self.emit(order, at, actor, "changed", {"changes": _plain(changes)})
+        assert self.gate is not None
+        watched = sorted(set(self.gate.watched) & set(changes))
+        if watched and order.confirmed:  # the gate re-opens, as the service's listener says
+            payload = {
+                "transition": "confirm_promise",
+                "field": self.gate.field,
+                "changed": watched,
+                "lapsed": order.confirmed,
+            }
+            self.emit(order, at, actor, "confirm_reopened", payload)
+            order.confirmed = []
 
 
 def created_payload(order: Order) -> dict[str, Any]:
@@ -297,7 +331,11 @@ class OrderWalk:
                 h.move(o, at, self.sales, "return_for_changes")
                 at = self.rework(at)
                 continue
-            at = h.after(at, h.minutes(10))
+            at = h.after(at, h.minutes(4))
+            h.confirm(o, at, self.sales, "sales")
+            at = h.after(at, h.minutes(6))
+            h.confirm(o, at, DIRECTOR, "production_director")
+            at += timedelta(seconds=rng.uniform(5, 60))
             h.move(o, at, self.sales, "confirm_promise")
             at = h.after(at, h.minutes(70, 1.0))
             roll = rng.random()
@@ -380,8 +418,8 @@ class OrderWalk:
             scheduled = h.workdays(promised, -rng.randint(0, 3))
         else:
             scheduled = h.workdays(promised, rng.randint(1, 5))
-        h.change(o, at, "zhou.pd", {"scheduled_date": scheduled})
-        h.move(o, at + timedelta(seconds=rng.uniform(1, 20)), "zhou.pd", "schedule")
+        h.change(o, at, DIRECTOR, {"scheduled_date": scheduled})
+        h.move(o, at + timedelta(seconds=rng.uniform(1, 20)), DIRECTOR, "schedule")
         ship_day = max(h.local(at).date(), h.workdays(scheduled, -rng.randint(0, 2)))
         ship = datetime.combine(ship_day, time(9), tzinfo=h.tz).astimezone(UTC)
         at = h.after(max(ship, at), h.minutes(120))

@@ -1,0 +1,127 @@
+"""The pack's progress messages to the customer (``progress_to_customer``) on SQLite and
+PostgreSQL: on each stage the customer cares about, the WeCom fake receives a structured
+message — order number, expected delivery date, the stage in plain words — at any hour (here
+a National Day holiday night: nothing waits for business hours), and the first one delivered
+is what the outcomes dashboard's headline KPI (order → first progress message) reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apihelp import start_api
+from fakes import AsgiServer, fake_dingtalk, fake_wecom
+from test_flows import _mock_wms_module
+
+from engine import clock
+from engine.dashboards.compute import dashboard_values
+from engine.flows.machine import fire_transition
+from engine.flows.worker import Worker
+from engine.forms.records import SYSTEM_ACTOR
+
+SHANGHAI = timedelta(hours=8)
+
+
+class FakeClock:
+    def __init__(self, local: str) -> None:
+        self.at = self.local(local)
+
+    @staticmethod
+    def local(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC) - SHANGHAI
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def world(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    with (
+        AsgiServer(_mock_wms_module().create_app()) as wms,
+        fake_dingtalk(secret="ding-secret") as ding,
+        fake_wecom() as wecom,
+    ):
+        monkeypatch.setenv("WMS_URL", wms.base_url)
+        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
+        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
+        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
+        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+        fake = FakeClock("2026-10-02 22:40")  # National Day holiday, at night
+        clock.set_clock(fake)
+        api = start_api(db_url)
+        monkeypatch.setattr(api.live.records, "_now", fake)  # record timestamps too
+        worker = Worker(api.engine, lambda: api.live.flows, name="test-worker", schedules=False)
+        try:
+            yield api, worker, wecom, fake
+        finally:
+            clock.set_clock(None)
+            api.live.flows.connectors.close()
+            api.engine.dispose()
+
+
+def _content(message: dict) -> str:
+    assert message["msgtype"] == "markdown"
+    return message["markdown"]["content"]
+
+
+def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(world) -> None:
+    api, worker, wecom, fake = world
+    records = api.live.records
+    customer = records.create(
+        "customer",
+        {"code": "C00001", "name": "绍兴某汽车", "tier": "B", "wecom_id": "wx_c1"},
+        SYSTEM_ACTOR,
+    )
+    product = records.create(
+        "product",
+        {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
+        SYSTEM_ACTOR,
+    )
+    order = records.create(
+        "order",
+        {
+            "customer": customer["id"],
+            "product": product["id"],
+            "quantity": 5,
+            "desired_date": "2026-11-30",
+            "order_type": "normal",
+        },
+        SYSTEM_ACTOR,
+    )
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    fake.at += timedelta(minutes=12)  # the worker runs at 22:52 on the holiday
+    worker.run_until_idle()
+    checked = records.get("order", order["id"])
+    assert checked["state"] == "stock_checked" and checked["atp_date"] is not None
+    assert len(wecom.messages) == 1
+    first = _content(wecom.messages[0])
+    assert checked["order_no"] in first
+    assert f"预计交付日：{checked['atp_date'].isoformat()}" in first
+    assert "当前环节：库存已校验，正在与生产确认交付日" in first
+
+    # the headline KPI reads the first delivered message: 22:40 → 22:52 is 0.2 hours
+    outcomes = dashboard_values(api.engine, api.app, "outcomes", now=fake())
+    kpi = next(k for k in outcomes["kpis"] if k["id"] == "first_progress_message_hours")
+    assert kpi["value"] == pytest.approx(0.2, abs=0.01)
+
+    # the gate, approval and scheduling: one message per stage, each in plain words
+    promised = checked["atp_date"].isoformat()
+    records.update("order", order["id"], {"promised_date": promised}, SYSTEM_ACTOR)
+    gate = f"/api/forms/order/records/{order['id']}/confirmations/confirm_promise"
+    for user in ("li.sales", "zhou.pd"):
+        assert api.client(user).post(gate, json={"value": promised}).status_code == 200
+    moved = api.client("li.sales").post(
+        f"/api/forms/order/records/{order['id']}/actions/confirm_promise"
+    )
+    assert moved.status_code == 200, moved.text
+    fire_transition(records, "order", order["id"], "approve", SYSTEM_ACTOR)
+    fake.at += timedelta(hours=3)  # 01:52, still the holiday
+    worker.run_until_idle()
+    texts = [_content(m) for m in wecom.messages]
+    assert len(texts) == 3
+    assert "当前环节：交付日已与生产确认，订单进入审核" in texts[1]
+    assert "当前环节：已通过审核，进入排产队列" in texts[2]
+    assert all(f"预计交付日：{promised}" in t and checked["order_no"] in t for t in texts[1:])
+    outcomes = dashboard_values(api.engine, api.app, "outcomes", now=fake())
+    kpi = next(k for k in outcomes["kpis"] if k["id"] == "first_progress_message_hours")
+    assert kpi["value"] == pytest.approx(0.2, abs=0.01)  # still the first message
