@@ -413,6 +413,8 @@ def test_code_messages_visible_to_the_right_role_only(world: World) -> None:
     assert code[1] in runs_as("chen.cs")
     assert code[1] not in runs_as("li.sales")
     assert code[1] not in runs_as(None)
+    outbox = world.api.client("li.sales").get("/api/outbox")  # titles only, never the text
+    assert outbox.status_code == 200 and code[1] not in outbox.text
 
 
 # ---------------------------------------------------------------------------- order_suffix
