@@ -635,11 +635,28 @@ def test_pack_stock_shortage_template_in_chinese() -> None:
 
 
 def test_one_line_template_is_title_and_text() -> None:
-    env = message_environment(read_bundle(PACK))
-    message = render_message(env, "messages/progress.md", order_context())
+    line = (
+        "您好，{{ record.customer.name }}：订单 {{ record.order_no }} 当前状态为"
+        "「{{ state_label }}」，预计交付日 {{ record.promised_date or record.atp_date }}。"
+    )
+    env = message_environment({"templates/one.md": line})
+    message = render_message(env, "one.md", order_context())
     assert message.title == message.text
     assert "华东精密机械有限公司" in message.text and "「库存已检查」" in message.text
     assert "预计交付日 2026-01-20" in message.text  # promised_date is None → atp_date
+
+
+def test_pack_progress_template_says_the_stage_entered_in_plain_words() -> None:
+    env = message_environment(read_bundle(PACK))
+    context = {**order_context(), "trigger": {"kind": "transition", "to": "approved"}}
+    context["record"] = {**context["record"], "state": "scheduled"}  # moved on since
+    message = render_message(env, "messages/progress.md", context)
+    assert message.title == "订单 SO-20260101-001 进度：已通过审核，进入排产队列"
+    assert "- 订单号：SO-20260101-001" in message.text
+    assert "- 预计交付日：2026-01-20" in message.text  # promised_date is None → atp_date
+    assert "- 当前环节：已通过审核，进入排产队列" in message.text
+    unknown = {**order_context(), "trigger": {"to": "returned"}}  # no phrase: the state label
+    assert "当前环节：库存已检查" in render_message(env, "messages/progress.md", unknown).text
 
 
 def test_undefined_values_render_empty_and_are_logged(caplog: pytest.LogCaptureFixture) -> None:
