@@ -87,8 +87,8 @@ def confirm_promise(run: Run, user: str, order: dict[str, Any]) -> dict[str, Any
 
 
 def confirm_gate(run: Run, order_id: int, transition: str, people: dict[str, str]) -> None:
-    """Each role of the transition's ``confirm:`` gate confirms the current value (the record
-    page's confirm button); nothing to do for a transition without a gate."""
+    """Each role of the transition's ``confirm:`` gate confirms the current value through the
+    API; nothing to do for a transition without a gate."""
     machine = run.app.state_machines["order"]
     spec = next(t for t in machine.transitions if t.name == transition)
     gate = getattr(spec, "confirm", None)
@@ -97,10 +97,10 @@ def confirm_gate(run: Run, order_id: int, transition: str, people: dict[str, str
     for role in gate.by:
         user = people.get(role) or next(p.user for p in run.app.people.values() if role in p.roles)
         answer = run.api(user).post(
-            f"/forms/order/{order_id}/confirm/{transition}", data={"role": role}
+            f"{ORDERS}/{order_id}/confirmations/{transition}", json={"role": role}
         )
         run.expect(
-            answer.status_code in (200, 303),
+            answer.status_code in (200, 201),
             Text("{user} confirms the {field} as {role}", "{user} 以{role}身份确认{field}").format(
                 user=user,
                 role=run.app.roles[role].label,
