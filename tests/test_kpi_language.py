@@ -419,8 +419,8 @@ def test_event_lookups_have_their_indexes(tmp_path: Path) -> None:
         "ix_sl_events_kpi_in_ticket_returned_at",
         "ix_sl_events_kpi_tr_ticket_send_rec",  # fired(), from: {transition}
         "ix_sl_events_kpi_nt_ticket_tell_client_rec",  # to: {notified}
-        "ix_sl_events_kpi_fc_ticket_changed_at",  # count: {field_changed}, any fields
-        "ix_sl_events_kpi_fc_ticket_changed_rec",
+        "ix_sl_events_kpi_fc_ticket_changed_hours_kind_at",  # count: {field_changed}: the
+        "ix_sl_events_kpi_fc_ticket_changed_hours_kind_rec",  # set of fields in one index
     } <= names
 
 
