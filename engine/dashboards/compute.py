@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
 from engine.dashboards.drill_columns import drill_headers, drill_values
-from engine.dashboards.groups import group_label, group_select
+from engine.dashboards.groups import additive, group_label, group_select
 from engine.dashboards.periods import window
 from engine.dashboards.reading import reading
 from engine.dashboards.snapshots import trend_points
@@ -133,13 +133,20 @@ def _trend(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str
     return [{"start": day.isoformat(), "value": _rounded(value)} for day, value in points]
 
 
-def _groups(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str, Any]]:
-    """``[{"key", "label", "value", "status"}]`` of the worst groups, worst first."""
+def _groups(
+    conn: sa.Connection, query: KpiQuery, ctx: _Context
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """``[{"key", "label", "value", "status"}]`` of the worst groups, worst first, and for an
+    additive measure the KPI's own aggregates over all groups (else None)."""
     kpi = query.kpi
     rows = conn.execute(group_select(ctx.app, ctx.metadata, query)).all()
+    width = (len(rows[0]) - 2) // 2 if rows and additive(kpi) else None
+    totals = list(rows[0][2 + width :]) if width is not None else None
+    if additive(kpi) and not rows:
+        totals = [None, None]
     out = []
     for row in rows:
-        value = _rounded(query.finish(row[2:]))
+        value = _rounded(query.finish(row[2 : 2 + width] if width is not None else row[2:]))
         out.append(
             {
                 "key": _plain_key(row[0]),
@@ -148,7 +155,7 @@ def _groups(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[st
                 "status": status_of(kpi, value),
             }
         )
-    return out
+    return out, totals
 
 
 def _plain_key(key: Any) -> Any:
@@ -157,7 +164,9 @@ def _plain_key(key: Any) -> Any:
 
 def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, Any]:
     kpi = query.kpi
-    row = conn.execute(query.value_select()).first()
+    groups, row = _groups(conn, query, ctx) if kpi.group_by else (None, None)
+    if row is None:  # not grouped, or not additive: the value's own query
+        row = conn.execute(query.value_select()).first()
     value = _rounded(query.finish(row if row is not None else [None, None]))
     period = window(kpi.window, query.now, query.timezone)
     return {
@@ -169,7 +178,7 @@ def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, 
         "status": status_of(kpi, value),
         "thresholds": _thresholds(kpi),
         "target": kpi.target,
-        "groups": _groups(conn, query, ctx) if kpi.group_by else None,
+        "groups": groups,
         "window": {
             "name": kpi.window,
             "start": period.start.isoformat() if period.start else None,

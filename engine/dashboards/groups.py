@@ -17,7 +17,7 @@ from engine.dashboards.compile_kpi import KpiQuery
 from engine.forms.tables import table_name
 from engine.spec import App, KpiSpec
 
-__all__ = ["group_label", "group_select", "worst_is_high"]
+__all__ = ["additive", "group_label", "group_select", "worst_is_high"]
 
 
 def worst_is_high(kpi: KpiSpec) -> bool:
@@ -44,12 +44,20 @@ def group_select(app: App, metadata: sa.MetaData, query: KpiQuery) -> sa.Select[
         source = inner.outerjoin(target, target.c.id == grp)
         label = target.c[title] if title else target.c.id
     direction = order.desc() if worst_is_high(kpi) else order.asc()
+    # the KPI's own aggregates over every group (window sums, before the LIMIT): an additive
+    # measure's value then needs no second pass over the same records
+    totals = [sa.func.sum(v).over() for v in values] if additive(kpi) else []
     return (
-        sa.select(grp, label.label("label"), *values)
+        sa.select(grp, label.label("label"), *values, *totals)
         .select_from(source)
         .order_by(direction.nulls_last(), grp)
         .limit(kpi.top)
     )
+
+
+def additive(kpi: KpiSpec) -> bool:
+    """The KPI's aggregates add up over its groups (its value follows from theirs)."""
+    return kpi.measure in ("count", "sum", "rate", "on_time_rate")
 
 
 def group_label(app: App, kpi: KpiSpec, key: Any, label: Any) -> str:
