@@ -7,17 +7,13 @@ Needs /usr/bin/chromium (``scripts/install-browser``); skipped with the reason w
 from __future__ import annotations
 
 import re
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from apihelp import Api, start_api
+from browserhelp import launch, needs_chromium, serve, sign_in
 from starlette.testclient import TestClient
 
 from engine.auth import create_token, set_password
@@ -25,21 +21,11 @@ from engine.views.live import Deployments
 from engine.views.pages import page_routes
 from engine.views.server import create_web_app
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "order-centre-2026"
 RULE = "期望交付日不得早于当前日期+3个工作日"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 40
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} not found: run scripts/install-browser (Debian chromium)",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -48,19 +34,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Api]]:
     with api.engine.begin() as conn:
         set_password(conn, "li.sales", PASSWORD)
     web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
-    port = free_port()
-    config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the web server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", api
-    running.should_exit = True
-    thread.join(timeout=10)
+    with serve(web) as base:
+        yield base, api
     api.engine.dispose()
 
 
@@ -88,11 +63,7 @@ def test_order_in_a_real_browser(server: tuple[str, Api], tmp_path: Path) -> Non
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     far = (date.today() + timedelta(days=60)).isoformat()
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        chromium = launch(pw)
         try:
             context = chromium.new_context(viewport={"width": 1000, "height": 900}, locale="zh-CN")
             page = context.new_page()
@@ -101,9 +72,7 @@ def test_order_in_a_real_browser(server: tuple[str, Api], tmp_path: Path) -> Non
 
             page.goto(f"{base}/forms/order/new")
             expect(page).to_have_url(re.compile(r"/login\?next="))
-            page.fill("#username", "li.sales")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, "li.sales", PASSWORD)
             expect(page).to_have_url(f"{base}/forms/order/new")
             expect(page.locator("h1")).to_contain_text("新建销售订单")
 
@@ -172,19 +141,13 @@ def test_approve_from_the_inbox_in_a_real_browser(server: tuple[str, Api]) -> No
         set_password(conn, "huang.fin", PASSWORD)
     order = _order(api, "B", "normal", 80, 50)
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        chromium = launch(pw)
         try:
             page = chromium.new_context(locale="zh-CN").new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{base}/tasks")
-            page.fill("#username", "huang.fin")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, "huang.fin", PASSWORD)
             expect(page).to_have_url(f"{base}/tasks")
             row = page.locator("tr", has=page.locator(f'a[href="/forms/order/{order}"]'))
             expect(row.locator("[data-sla]")).to_have_text("正常")
@@ -218,11 +181,7 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
     clock.set_clock(lambda: local(NOW))
     try:
         with sync_playwright() as pw:
-            chromium = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-            )
+            chromium = launch(pw)
             try:
                 page = chromium.new_context(
                     viewport={"width": 390, "height": 844}, locale="zh-CN"
@@ -230,9 +189,7 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(f"{base}/")
-                page.fill("#username", "li.sales")
-                page.fill("#password", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, "li.sales", PASSWORD)
                 page.get_by_role("link", name="看板", exact=True).click()
                 page.get_by_role("link", name="订单健康度").click()
                 expect(page).to_have_url(f"{base}/dashboards/order_health")

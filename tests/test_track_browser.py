@@ -3,24 +3,17 @@ fake, type it, see the order and its progress (Debian's Chromium through Playwri
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
-from test_browser import CHROMIUM, free_port
+from browserhelp import launch, needs_chromium, serve
 from test_track import PACK, World, _world
 
 from engine.views.live import Deployments
 from engine.views.pages import page_routes
 from engine.views.server import create_web_app
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} not found: run scripts/install-browser (Debian chromium)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -29,21 +22,8 @@ def served(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Wor
         web = create_web_app(
             world.api.engine, Deployments(world.api.engine, world.api.live), page_routes()
         )
-        port = free_port()
-        config = uvicorn.Config(
-            web, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-        running = uvicorn.Server(config)
-        thread = threading.Thread(target=running.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not running.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail("the web server did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", world
-        running.should_exit = True
-        thread.join(timeout=10)
+        with serve(web) as base:
+            yield base, world
 
 
 def test_code_flow_on_a_phone(served: tuple[str, World]) -> None:
@@ -52,11 +32,7 @@ def test_code_flow_on_a_phone(served: tuple[str, World]) -> None:
     base, world = served
     mine, theirs = world.numbers[world.mine[0]], world.numbers[world.theirs]
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        chromium = launch(pw)
         try:
             context = chromium.new_context(
                 viewport={"width": 375, "height": 812}, locale="zh-CN", is_mobile=True
