@@ -219,6 +219,7 @@ def _show(value: Any) -> str:
 
 def _register() -> None:
     """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from engine.cli_insights import insights_group
     from engine.cli_run import (
         audit_group,
         demo_command,
@@ -240,6 +241,7 @@ def _register() -> None:
         user,
         token,
         test_command,
+        insights_group,
     ):
         main.add_command(command)
     try:

@@ -265,6 +265,26 @@ def _tracking() -> dict[str, Any]:
     )
 
 
+def _insight() -> dict[str, Any]:
+    return obj(
+        "Frequent combinations of a multiselect field, clustered into candidate standard "
+        "templates with their coverage (CLI, CSV and the page /insights/NAME)",
+        {
+            "title": text("Title of the report", minLength=1),
+            "form": ident("The form whose records are read"),
+            "field": ident("A multiselect field of that form"),
+            "min_support": integer(
+                "A combination becomes a candidate when at least this many records ask for "
+                "exactly it (default 2)",
+                minimum=1,
+            ),
+            "top": integer("How many templates to suggest at most (default 7)", minimum=1),
+            "roles": names("Roles that may open the page (default: everyone signed in)"),
+        },
+        required=("title", "form", "field"),
+    )
+
+
 def app_schema() -> dict[str, Any]:
     calendar_obj = obj(
         "Working-day calendar with overrides.",
@@ -325,6 +345,9 @@ def app_schema() -> dict[str, Any]:
                 "database": text("Default database URL (SEAMLINE_DB or --db override it)"),
                 "connectors": ident_map("Outside systems the flows talk to", _connector()),
                 "tracking": _tracking(),
+                "insights": ident_map(
+                    "Named insight reports (`seamline insights NAME`)", _insight()
+                ),
             },
             required=("name", "title", "roles"),
         ),

@@ -435,6 +435,20 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class InsightSpec:
+    """A named insight report (``insights:`` in app.yaml): frequent combinations of a
+    multiselect field as candidate standard templates."""
+
+    name: str
+    title: str
+    form: str
+    field: str
+    min_support: int = 2
+    top: int = 7
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     """The whole compiled configuration."""
 
@@ -459,3 +473,4 @@ class App:
     content_hash: str
     description: str | None = None
     tracking: TrackingSpec | None = None
+    insights: MappingProxyType[str, InsightSpec] = field(default_factory=frozen_map)

@@ -25,6 +25,7 @@ from engine.compile.context import CompileContext
 from engine.compile.dashboards import compile_dashboard, compile_tests
 from engine.compile.flows import compile_automations, compile_machine, machine_docs
 from engine.compile.forms import compile_forms
+from engine.compile.insights import compile_insights
 from engine.compile.scopes import ScopeBuilder, shapes_from_raw
 from engine.compile.tracking import compile_tracking
 from engine.diagnostics import Diagnostics
@@ -132,6 +133,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         if app_doc
         else None
     )
+    insights = compile_insights(ctx, app_doc, raw_fields) if app_doc else {}
     if diags.has_errors() or app_doc is None or calendar is None:
         return None
     data: dict[str, Any] = app_doc.data
@@ -157,6 +159,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         content_hash=ws.digest,
         description=data.get("description"),
         tracking=tracking,
+        insights=frozen_map(insights),
     )
 
 
