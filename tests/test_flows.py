@@ -3,8 +3,6 @@ warehouse, DingTalk to-dos and WeCom progress messages through the outbox, and f
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from apihelp import PACK, start_api
-from fakes import AsgiServer, fake_dingtalk, fake_wecom
+from packservices import pack_services
 
 from engine.events import verify_chain
 from engine.flows.jobs import JOBS, RUNS
@@ -23,28 +21,10 @@ from engine.system_tables import system_metadata
 FAR = (date.today() + timedelta(days=90)).isoformat()
 
 
-def _mock_wms_module():
-    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mock_wms"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def world(db_url: str, monkeypatch: pytest.MonkeyPatch):
-    wms_app = _mock_wms_module().create_app()
-    with (
-        AsgiServer(wms_app) as wms,
-        fake_dingtalk(secret="ding-secret") as ding,
-        fake_wecom() as wecom,
-    ):
-        monkeypatch.setenv("WMS_URL", wms.base_url)
-        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
-        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
-        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
-        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+    with pack_services(monkeypatch) as services:
+        wms, ding, wecom = services.wms, services.ding, services.wecom
         api = start_api(db_url)
         worker = Worker(api.engine, lambda: api.live.flows, name="test-worker")
         records = api.live.records

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from apihelp import start_api
-from fakes import AsgiServer, fake_dingtalk, fake_wecom
-from test_flows import _mock_wms_module
+from packservices import pack_services
 
 from engine import clock
 from engine.dashboards.compute import dashboard_values
@@ -36,16 +35,8 @@ class FakeClock:
 
 @pytest.fixture
 def world(db_url: str, monkeypatch: pytest.MonkeyPatch):
-    with (
-        AsgiServer(_mock_wms_module().create_app()) as wms,
-        fake_dingtalk(secret="ding-secret") as ding,
-        fake_wecom() as wecom,
-    ):
-        monkeypatch.setenv("WMS_URL", wms.base_url)
-        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
-        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
-        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
-        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+    with pack_services(monkeypatch) as services:
+        wecom = services.wecom
         fake = FakeClock("2026-10-02 22:40")  # National Day holiday, at night
         clock.set_clock(fake)
         api = start_api(db_url)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from apihelp import Api, start_api
 from browserhelp import launch, needs_chromium, serve, sign_in
-from fakes import AsgiServer, FakeDingTalk, FakeWeCom, fake_dingtalk, fake_wecom
-from test_flows import _mock_wms_module
+from fakes import FakeDingTalk, FakeWeCom
+from packservices import pack_services
 from test_track import CODE_RE
 
 from engine.auth import set_password
@@ -59,16 +59,8 @@ def _text(messages: list[dict[str, Any]]) -> list[str]:
 
 @pytest.fixture
 def story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Story]:
-    with (
-        AsgiServer(_mock_wms_module().create_app()) as wms,
-        fake_dingtalk(secret="ding-secret") as ding,
-        fake_wecom() as wecom,
-    ):
-        monkeypatch.setenv("WMS_URL", wms.base_url)
-        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
-        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
-        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
-        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+    with pack_services(monkeypatch) as services:
+        ding, wecom = services.ding, services.wecom
         api = start_api(f"sqlite:///{tmp_path / 'story.db'}")
         with api.engine.begin() as conn:
             for user in (SALES, DIRECTOR):

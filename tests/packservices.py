@@ -1,0 +1,47 @@
+"""The pack's outside world for a test: its mock warehouse system and the DingTalk and WeCom
+fakes, each a real HTTP server on 127.0.0.1, with the environment the pack's connectors read."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+from apihelp import PACK
+from fakes import AsgiServer, FakeDingTalk, FakeWeCom, fake_dingtalk, fake_wecom
+
+
+def mock_wms_module() -> ModuleType:
+    """examples/manufacturing_pack/mock_wms.py, imported as ``mock_wms``."""
+    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mock_wms"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class PackServices:
+    wms: AsgiServer
+    ding: FakeDingTalk
+    wecom: FakeWeCom
+
+
+@contextmanager
+def pack_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[PackServices]:
+    with (
+        AsgiServer(mock_wms_module().create_app()) as wms,
+        fake_dingtalk(secret="ding-secret") as ding,
+        fake_wecom() as wecom,
+    ):
+        monkeypatch.setenv("WMS_URL", wms.base_url)
+        monkeypatch.setenv("WMS_TOKEN", "wms-secret")
+        monkeypatch.setenv("DINGTALK_WEBHOOK", ding.url)
+        monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
+        monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
+        yield PackServices(wms, ding, wecom)
