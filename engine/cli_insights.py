@@ -8,10 +8,9 @@ field and limits; a hyphen in NAME stands for an underscore (the manufacturing p
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -176,26 +175,7 @@ def _print(report: ClusterReport, title: str | None, lang: str) -> None:
     )
 
 
-CSV_HEADER = ("rank", "template", "exact", "covers", "added", "cumulative", "coverage")
-
-
-def csv_rows(report: ClusterReport) -> list[tuple[Any, ...]]:
-    return [
-        (
-            i,
-            " + ".join(t.choices),
-            t.exact,
-            t.covers,
-            t.added,
-            t.cumulative,
-            f"{report.share(t.cumulative):.4f}",
-        )
-        for i, t in enumerate(report.templates, 1)
-    ]
-
-
 def write_csv(report: ClusterReport, target: Path) -> None:
-    with target.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(CSV_HEADER)
-        writer.writerows(csv_rows(report))
+    from engine.insights.clusters import csv_text
+
+    target.write_text(csv_text(report), encoding="utf-8")

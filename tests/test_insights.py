@@ -5,15 +5,20 @@ templates and coverage are computed by hand below, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
+import html
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from apihelp import start_api
 from click.testing import CliRunner
 from conftest import codes
+from test_pages import PASSWORD, browser, sign_in
 
+from engine.auth import set_password
 from engine.cli import main
 from engine.compile import CompileResult
 from engine.forms.tables import build_metadata
@@ -166,3 +171,37 @@ def test_report_must_name_a_multiselect(make_app: Callable[..., CompileResult]) 
     assert result.app is None
     assert codes(result) == [("app.yaml", 12, 12, "wrong-type")]
     assert codes(typo) == [("app.yaml", 11, 11, "unknown-form")]
+
+
+def test_page_and_csv_with_roles(make_app: Callable[..., CompileResult], db_url: str) -> None:
+    result, engine = _build(make_app, db_url)
+    engine.dispose()
+    api = start_api(db_url, Path(result.app.root))
+    try:
+        api.add_user("bo", "boss")
+        api.add_user("cl", "clerk")
+        with api.engine.begin() as conn:
+            set_password(conn, "bo", PASSWORD)
+            set_password(conn, "cl", PASSWORD)
+        boss, clerk = browser(api), browser(api)
+        sign_in(boss, "bo")
+        sign_in(clerk, "cl")
+        page = boss.get("/insights/step-sets")
+        download = boss.get("/insights/step_sets/templates.csv")
+        refused = clerk.get("/insights/step_sets")
+        refused_csv = clerk.get("/insights/step_sets/templates.csv")
+        missing = boss.get("/insights/nope")
+    finally:
+        api.engine.dispose()
+    assert page.status_code == 200
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
+    assert "2 templates cover 86% of custom demands (12 of 14)." in text
+    assert "1 cut + glue 3 10 10 10 (71%) 2 paint 2 2 2 12 (86%)" in text
+    assert "<script" not in page.text.split("<main", 1)[-1]  # nothing inline for the CSP
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.text.splitlines()[1:] == [
+        "1,cut + glue,3,10,10,10,0.7143",
+        "2,paint,2,2,2,12,0.8571",
+    ]
+    assert (refused.status_code, refused_csv.status_code, missing.status_code) == (403, 403, 404)

@@ -13,6 +13,8 @@ combination with its record count. The rest runs in Python over those few combin
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -32,6 +34,7 @@ __all__ = [
     "Template",
     "cluster_report",
     "combination_counts",
+    "csv_text",
     "pick_templates",
 ]
 
@@ -183,3 +186,17 @@ def cluster_report(
         min_support=min_support,
         templates=templates,
     )
+
+
+CSV_HEADER = ("rank", "template", "exact", "covers", "added", "cumulative", "coverage")
+
+
+def csv_text(report: ClusterReport) -> str:
+    """The templates as CSV: one row per template, the coverage as a share (0.6300)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    for i, t in enumerate(report.templates, 1):
+        share = f"{report.share(t.cumulative):.4f}"
+        writer.writerow((i, " + ".join(t.choices), t.exact, t.covers, t.added, t.cumulative, share))
+    return out.getvalue()

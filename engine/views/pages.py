@@ -571,6 +571,7 @@ def page_routes() -> list[BaseRoute]:
     """Pages, the /api/files routes and the vendored assets under /static."""
     from engine.views.pages_confirm import confirm_page_routes
     from engine.views.pages_dashboards import dashboard_page_routes
+    from engine.views.pages_insights import insight_page_routes
     from engine.views.pages_tasks import task_page_routes
     from engine.views.track import track_routes
 
@@ -580,6 +581,7 @@ def page_routes() -> list[BaseRoute]:
         *task_page_routes(),
         *confirm_page_routes(),
         *dashboard_page_routes(),
+        *insight_page_routes(),
         *file_routes(),
         *track_routes(),
         Route("/login", login_page, methods=["GET", "POST"]),

@@ -188,6 +188,23 @@ CATALOG: dict[str, Text] = {
     "ev_approval_decided": Text("approval decision", "审批处理"),
     "ev_approval_finished": Text("approval finished", "审批结束"),
     "dashboards": Text("Dashboards", "看板"),
+    "insight_summary": Text(
+        "{n} templates cover {share} of custom demands ({covered} of {demands}).",
+        "{n} 个模板覆盖 {share} 的定制需求（{covered} / {demands}）。",
+    ),
+    "insight_basis": Text(
+        "{form}, {field}: {records} records, {combinations} distinct combinations; a "
+        "combination asked for exactly at least {support} times is a candidate; a template "
+        "covers a demand whose choices are equal to or a subset of it.",
+        "{form}·{field}：共 {records} 条记录，{combinations} 种不同组合；被完全相同地要求至少 "
+        "{support} 次的组合才是候选；需求的选项与模板相同或是其子集即算覆盖。",
+    ),
+    "insight_template": Text("Template", "模板"),
+    "insight_exact": Text("Asked for exactly", "完全相同"),
+    "insight_covers": Text("Covers", "可覆盖"),
+    "insight_added": Text("Adds", "新增覆盖"),
+    "insight_cumulative": Text("Cumulative coverage", "累计覆盖"),
+    "insight_none": Text("No combination is frequent enough yet.", "暂无足够频繁的组合。"),
     "no_dashboards": Text("No dashboard is open to your roles.", "暂无您可以查看的看板。"),
     "n_kpis": Text("{n} indicators", "{n} 项指标"),
     "light_green": Text("Green", "绿灯"),
