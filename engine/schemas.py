@@ -521,6 +521,31 @@ def _field_schema(child: bool) -> dict[str, Any]:
     }
 
 
+def _hint() -> dict[str, Any]:
+    return obj(
+        "Among the last records with the same values that reached a state, compare a date "
+        "field with the day each reached it; when all were early (or all late) by at least "
+        "min_days, show it with the evidence, e.g. delivered 2 days before the promised date",
+        {
+            "match": {
+                "type": "array",
+                "description": "Fields whose values the earlier records share with this one: "
+                "a field or a path through a ref, e.g. [customer, product.category]",
+                "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"},
+                "minItems": 1,
+                "uniqueItems": True,
+            },
+            "state": ident("The state the earlier records reached, e.g. delivered"),
+            "date": ident("A date field compared with the day they reached it"),
+            "last": integer("How many of the latest such records are read (default 3)", minimum=1),
+            "min_days": integer(
+                "Each must be early (or late) by at least this many days (default 2)", minimum=1
+            ),
+        },
+        required=("match", "state", "date"),
+    )
+
+
 def form_schema() -> dict[str, Any]:
     rule = obj(
         "A rule across fields: when `check` is false the record is refused with `message`.",
@@ -558,6 +583,7 @@ def form_schema() -> dict[str, Any]:
                     "Fields in display order", {"$ref": "#/definitions/field"}, min_props=1
                 ),
                 "rules": {"type": "array", "description": "Rules across fields", "items": rule},
+                "hints": ident_map("Hints from earlier records on the record page", _hint()),
             },
             required=("title", "fields"),
         ),

@@ -94,6 +94,21 @@ class RuleSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HintSpec:
+    """A hint from history on the record page (``hints:`` on a form): among the last ``last``
+    other records with the same values of ``match`` that entered ``state``, the days between
+    ``date`` and the day each entered it; shown when all are early (or all late) by at least
+    ``min_days``."""
+
+    name: str
+    match: tuple[str, ...]  # field names, or ref.field paths (one hop)
+    state: str
+    date: str
+    last: int = 3
+    min_days: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class FormSpec:
     name: str
     title: str
@@ -110,6 +125,7 @@ class FormSpec:
         return not allowed or "*" in roles or bool(roles & set(allowed))
 
     by_name: MappingProxyType[str, FieldSpec] = field(default_factory=frozen_map)
+    hints: tuple[HintSpec, ...] = ()
 
     def field(self, name: str) -> FieldSpec:
         return self.by_name[name]

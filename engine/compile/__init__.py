@@ -25,6 +25,7 @@ from engine.compile.context import CompileContext
 from engine.compile.dashboards import compile_dashboard, compile_tests
 from engine.compile.flows import compile_automations, compile_machine, machine_docs
 from engine.compile.forms import compile_forms
+from engine.compile.hints import compile_hints
 from engine.compile.insights import compile_insights
 from engine.compile.scopes import ScopeBuilder, shapes_from_raw
 from engine.compile.tracking import compile_tracking
@@ -91,6 +92,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
             if machine is not None:
                 machines[form] = machine
     forms = compile_forms(ctx, form_docs, scopes, {f: s for f, s in states.items()})
+    compile_hints(ctx, form_docs, raw_fields, states, forms)
     templates = template_dirs(ws.root)
     automations = []
     for doc in flow_docs:

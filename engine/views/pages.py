@@ -396,6 +396,9 @@ async def _show_record(
     context["compared"] = await run_in_threadpool(
         compare_panel, current, form, context["record"], fmt
     )
+    from engine.views.pages_insights import hint_panel
+
+    context["hints"] = await run_in_threadpool(hint_panel, current, form, context["record"], lang)
     return render(request, "record.html", context, status)
 
 

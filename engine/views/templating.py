@@ -200,6 +200,7 @@ CATALOG: dict[str, Text] = {
         "{support} 次的组合才是候选；需求的选项与模板相同或是其子集即算覆盖。",
     ),
     "insight_template": Text("Template", "模板"),
+    "hint_days": Text("Days", "相差天数"),
     "insight_exact": Text("Asked for exactly", "完全相同"),
     "insight_covers": Text("Covers", "可覆盖"),
     "insight_added": Text("Adds", "新增覆盖"),
