@@ -10,17 +10,14 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from apihelp import start_api
 from starlette.testclient import TestClient
-from test_dashboards import NOW, World, _load, local
+from test_dashboards import NOW, World, local, world_fixture  # noqa: F401  (the world fixture)
 from test_pages import PASSWORD, browser, sign_in
 
-from engine import clock
 from engine.auth import set_password
 from engine.dashboards.compute import dashboard_values, drill_down
 from engine.views.pages import STATIC_DIR
@@ -50,19 +47,6 @@ def red_kpi(world: World) -> str:
     reds = [k for k, v in expected(world).items() if v["status"] == "red"]
     assert reds, "the fixed history should make a light red"
     return reds[0]
-
-
-@pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    """test_dashboards' fixed history, the clock at its NOW."""
-    api = start_api(db_url)
-    clock.set_clock(lambda: local(NOW))
-    try:
-        yield _load(api)
-    finally:
-        clock.set_clock(None)
-        api.live.flows.connectors.close()
-        api.engine.dispose()
 
 
 @pytest.fixture

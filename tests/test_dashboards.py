@@ -166,8 +166,9 @@ def _load(api: Api) -> World:
     return World(api, ids, labels)
 
 
-@pytest.fixture
-def world(db_url: str) -> Iterator[World]:
+@pytest.fixture(name="world")
+def world_fixture(db_url: str) -> Iterator[World]:
+    """The fixed history on a fresh database, the clock at NOW (test_dashboard_pages too)."""
     api = start_api(db_url)
     clock.set_clock(lambda: local(NOW))
     try:
