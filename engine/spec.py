@@ -167,6 +167,8 @@ class TransitionSpec:
     guard_message: str | None = None
     require: tuple[str, ...] = ()
     confirm: ConfirmSpec | None = None
+    by_system: bool = False  # ``by: system``: only the engine fires it (approval outcomes, flows)
+    sets: tuple[tuple[str, CompiledExpr], ...] = ()  # ``set:`` written with the transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +291,9 @@ class ApprovalSpec:
     on_returned: str | None = None
     sla: SlaSpec | None = None
     if_record_changes: str = "lock"
-    allow_self_approval: bool = False
+    # who may never decide the record: forbid_creator_and_starter (the record's creator and
+    # whoever started the approval) | forbid_starter | allow
+    self_approval: str = "forbid_creator_and_starter"
     add_steps: tuple[RouteSpec, ...] = ()  # rules that append steps after the route's own
     params: MappingProxyType[str, Any] = field(default_factory=frozen_map)
     notify: MessageSpec | None = None

@@ -23,7 +23,12 @@ from engine.compile.app import (
 from engine.compile.approvals import compile_approval
 from engine.compile.context import CompileContext
 from engine.compile.dashboards import compile_dashboard, compile_tests
-from engine.compile.flows import compile_automations, compile_machine, machine_docs
+from engine.compile.flows import (
+    compile_automations,
+    compile_machine,
+    machine_docs,
+    warn_open_transitions,
+)
 from engine.compile.forms import compile_forms
 from engine.compile.hints import compile_hints
 from engine.compile.insights import compile_insights
@@ -114,6 +119,8 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         )
         if approval is not None:
             approvals[approval.name] = approval
+    for form in sorted({a.form for a in approvals.values()}):
+        warn_open_transitions(ctx, machines_src[form], machines[form])
     by_form: dict[str, list[str]] = {}
     for automation in automations:
         by_form.setdefault(automation.form, []).append(automation.name)

@@ -13,6 +13,7 @@ from engine.compile.context import CompileContext
 from engine.diagnostics import Mark, suggestion_hint
 from engine.i18n import Text
 from engine.loader import LoadedYaml, load_yaml_text
+from engine.permissions import ADMIN_ROLE
 from engine.spec import ConnectorSpec, OperationSpec, PersonSpec, RoleSpec, frozen_map
 from engine.workspace import display_path, read_source
 
@@ -115,10 +116,20 @@ def compile_calendar(ctx: CompileContext, doc: LoadedYaml) -> CalendarSpec | Non
 
 
 def compile_roles(doc: LoadedYaml) -> dict[str, RoleSpec]:
-    return {
+    """The app's roles, plus the built-in ``admin`` (operators: flow runs, the outbox) unless
+    the app declares it itself."""
+    roles = {
         n: RoleSpec(n, r["label"], r.get("description"))
         for n, r in (doc.data.get("roles") or {}).items()
     }
+    if ADMIN_ROLE not in roles:
+        zh = str(doc.data.get("locale", "zh-CN")).lower().startswith("zh")
+        roles[ADMIN_ROLE] = RoleSpec(
+            ADMIN_ROLE,
+            "系统管理员" if zh else "Administrator",
+            "运维：流程运行、发件箱、重试" if zh else "operations: flow runs, outbox, retries",
+        )
+    return roles
 
 
 def compile_connectors(ctx: CompileContext, doc: LoadedYaml) -> dict[str, ConnectorSpec]:

@@ -114,9 +114,34 @@ def compile_machine(
         ctx.check_names(doc, (*path, "to"), raw_states, STATE, "unknown-state")
         if "roles" in raw:
             ctx.check_roles(doc, (*path, "roles"))
+            if raw.get("by") == "system":
+                ctx.error(
+                    doc,
+                    (*path, "roles"),
+                    "system-with-roles",
+                    Text(
+                        f"'{tname}' is fired by the system only, so roles cannot fire it",
+                        f"'{tname}' 只由系统执行，角色无法执行它",
+                    ),
+                    Text(
+                        "remove 'roles:' (or remove 'by: system' to let these roles fire it)",
+                        "请删除 'roles:'（或删除 'by: system'，让这些角色可以执行）",
+                    ),
+                    key=True,
+                )
         if "require" in raw:
             ctx.check_names(doc, (*path, "require"), fields, FIELD, "unknown-field")
         guard = ctx.expr(doc, (*path, "guard"), scope) if "guard" in raw else None
+        sets = []
+        for target in raw.get("set") or {}:
+            if target not in fields:
+                ctx.unknown(
+                    doc, (*path, "set", target), target, fields, FIELD, "unknown-field", key=True
+                )
+                continue
+            compiled = ctx.expr(doc, (*path, "set", target), scope)
+            if compiled is not None:
+                sets.append((target, compiled))
         confirm = (
             compile_confirm(ctx, doc, (*path, "confirm"), scopes.forms.get(form) or {})
             if "confirm" in raw
@@ -148,10 +173,37 @@ def compile_machine(
                 raw.get("guard_message"),
                 tuple(raw.get("require") or ()),
                 confirm,
+                raw.get("by") == "system",
+                tuple(sets),
             )
         )
     _check_reachability(ctx, doc, initial, raw_states, transitions)
     return StateMachineSpec(form, states, tuple(transitions), initial)
+
+
+def warn_open_transitions(ctx: CompileContext, doc: LoadedYaml, machine: StateMachineSpec) -> None:
+    """In a form with an approval, a transition without ``roles:`` is open to everyone who may
+    update the form: say so, so nobody walks around the approval by accident."""
+    for transition in machine.transitions:
+        if transition.roles or transition.by_system:
+            continue
+        ctx.warning(
+            doc,
+            ("transitions", transition.name),
+            "transition-open",
+            Text(
+                f"'{transition.name}' has no roles: everyone who may update '{machine.form}' "
+                "records may fire it, and this form has an approval",
+                f"'{transition.name}' 没有 roles：凡能修改 '{machine.form}' 记录的人都能执行它，"
+                "而此表单有审批",
+            ),
+            Text(
+                "list who may fire it with 'roles: [...]', or 'by: system' if only automations "
+                "and approvals fire it",
+                "请用 'roles: [...]' 写明谁能执行；若只由自动化或审批执行，写 'by: system'",
+            ),
+            key=True,
+        )
 
 
 def compile_confirm(

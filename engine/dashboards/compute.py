@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from engine.dashboards.snapshots import trend_points
 from engine.evaluate import AppRuntime
 from engine.expressions import EvalEnv
 from engine.forms.tables import build_metadata
+from engine.permissions import Resource, allowed
 from engine.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "dashboard_values",
     "drill_down",
     "kpi_queries",
-    "may_see",
     "status_of",
     "visible",
 ]
@@ -43,15 +43,13 @@ class UnknownDashboard(LookupError):
     """No such dashboard (or KPI on it)."""
 
 
-def may_see(dashboard: DashboardSpec, roles: Iterable[str]) -> bool:
-    """No ``roles`` on the dashboard: everyone signed in; ``*`` (the engine) sees all."""
-    held = set(roles)
-    return not dashboard.roles or "*" in held or bool(held & set(dashboard.roles))
-
-
-def visible(app: App, roles: Iterable[str]) -> list[DashboardSpec]:
-    held = list(roles)
-    return [d for _, d in sorted(app.dashboards.items()) if may_see(d, held)]
+def visible(app: App, actor: Any) -> list[DashboardSpec]:
+    """The dashboards ``actor`` may see, by name (the permission model decides)."""
+    return [
+        d
+        for _, d in sorted(app.dashboards.items())
+        if allowed(app, actor, "dashboard", Resource(dashboard=d))
+    ]
 
 
 def _meets(value: float, rule: ThresholdSpec) -> bool:

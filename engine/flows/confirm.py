@@ -23,6 +23,7 @@ from engine.events import EventIn, append_events
 from engine.forms.records import Actor, NotFound, RecordEvent, RecordService, _plain
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import App, ConfirmSpec, FormSpec, TransitionSpec
 
 __all__ = [
@@ -161,7 +162,6 @@ def confirm_gate(
     or as the first role of the gate they hold that has not confirmed yet). With ``value`` (the
     value the person saw) the confirmation is refused when the record holds another one."""
     form = records.form(form_name)
-    records.check_access(form, "update", actor)
     machine = records.app.state_machines.get(form.name)
     transition = next(
         (t for t in machine.transitions if t.name == transition_name and t.confirm)
@@ -171,6 +171,17 @@ def confirm_gate(
     )
     if transition is None:
         raise NotFound(f"{form.name} gate", None)
+    if not allowed(records.app, actor, "confirm", Resource(form, transition=transition)):
+        raise ValidationFailed(
+            [
+                FieldError(
+                    None,
+                    "forbidden",
+                    refusal(records.app, "confirm", Resource(form, transition=transition)),
+                )
+            ],
+            status=403,
+        )
     spec = _spec(transition)
     with records.engine.begin() as conn:
         record = records.row(conn, form, record_id, lock=True)

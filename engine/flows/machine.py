@@ -13,6 +13,7 @@ from engine.flows.confirm import GateStatus, gate_refusal, gates_of
 from engine.forms.records import Actor, NotFound, RecordChecks, RecordService, check_version
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import FormSpec, StateMachineSpec, TransitionSpec
 
 __all__ = ["Refusal", "available_transitions", "check_transition", "fire_transition"]
@@ -54,6 +55,17 @@ def check_transition(
     ``record`` holds the child rows its guard counts."""
     machine = _machine(records, form)
     state = record["state"]
+    if not allowed(records.app, actor, "transition", Resource(form, transition=transition)):
+        return Refusal(
+            403,
+            (
+                FieldError(
+                    None,
+                    "forbidden",
+                    refusal(records.app, "transition", Resource(form, transition=transition)),
+                ),
+            ),
+        )
     if state not in transition.sources:
         labels = {s.name: s.label for s in machine.states}
         return Refusal(
@@ -66,23 +78,6 @@ def check_transition(
                         f"'{transition.label}' is not possible while the record is "
                         f"'{labels.get(state, state)}'",
                         f"记录处于“{labels.get(state, state)}”状态，不能执行“{transition.label}”",
-                    ),
-                ),
-            ),
-        )
-    if transition.roles and "*" not in actor.roles and not (actor.roles & set(transition.roles)):
-        names = [
-            records.app.roles[r].label if r in records.app.roles else r for r in transition.roles
-        ]
-        return Refusal(
-            403,
-            (
-                FieldError(
-                    None,
-                    "forbidden",
-                    Text(
-                        f"only {', '.join(names)} may '{transition.label}'",
-                        f"只有{'、'.join(names)}可以执行“{transition.label}”",
                     ),
                 ),
             ),
@@ -139,8 +134,10 @@ def _judged(
 def available_transitions(
     records: RecordService, form_name: str, record: Mapping[str, Any], actor: Actor
 ) -> list[tuple[TransitionSpec, Refusal | None]]:
-    """The transitions leaving the record's state, each with its refusal (None = allowed):
-    pages show the allowed ones as buttons and the others with their reason."""
+    """The transitions leaving the record's state that ``actor`` may fire at all, each with its
+    refusal now (None = allowed): pages show the allowed ones as buttons and the others with
+    their reason. Transitions the actor may never fire (``by: system``, other roles) are left
+    out: nobody sees a button they may not press."""
     form = records.form(form_name)
     machine = records.app.state_machines.get(form.name)
     if machine is None:
@@ -152,6 +149,7 @@ def available_transitions(
         (t, check_transition(records, form, judged, t, actor, loaded, gates.get(t.name)))
         for t in machine.transitions
         if record["state"] in t.sources
+        and allowed(records.app, actor, "transition", Resource(form, transition=t))
     ]
 
 
@@ -168,7 +166,6 @@ def fire_transition(
     """Fire ``name`` on the record (all checks on the server); returns the record after
     (unless ``read_back`` is false). With ``conn`` it runs inside the caller's transaction."""
     form = records.form(form_name)
-    records.check_access(form, "update", actor)
     transition = _transition(_machine(records, form), name)
     with records.transaction(conn) as conn:
         record = records.row(conn, form, record_id, lock=True)
@@ -180,5 +177,12 @@ def fire_transition(
         )
         if refusal is not None:
             raise ValidationFailed(list(refusal.errors), status=refusal.status)
-        records.change_state(conn, form, record, transition.name, transition.target, actor)
+        values = (
+            records.transition_values(form, judged, transition.sets, loaded)
+            if transition.sets
+            else None
+        )
+        records.change_state(
+            conn, form, record, transition.name, transition.target, actor, values
+        )
         return records.read(conn, form, record_id) if read_back else None

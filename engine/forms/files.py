@@ -20,9 +20,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.forms.tables import child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Text
-from engine.spec import FieldSpec
+from engine.spec import App, FieldSpec
 from engine.system_tables import add_system_tables
 
 __all__ = [
@@ -307,3 +308,38 @@ def missing_files(conn: sa.Connection, ids: Iterable[str]) -> list[str]:
     ids = list(ids)
     known = set(file_infos(conn, ids))
     return [i for i in ids if i not in known]
+
+
+def file_owners(conn: sa.Connection, metadata: sa.MetaData, app: App, file_id: str) -> set[str]:
+    """The forms whose records (or child rows, or sealed approval records) hold ``file_id``:
+    whoever may read one of them may download it. A LIKE over the files columns: downloads
+    are rare and the id is a random token, so nothing else matches it."""
+    if not isinstance(file_id, str) or not _ID.match(file_id):
+        return set()
+    owners: set[str] = set()
+    pattern = f'%"{file_id}"%'
+    for form in app.forms.values():
+        places: list[tuple[str, list[str]]] = [
+            (table_name(form.name), [f.name for f in form.fields if f.type == "files"])
+        ]
+        places += [
+            (child_table_name(form.name, t.name), [c.name for c in t.children if c.type == "files"])
+            for t in form.fields
+            if t.type == "table"
+        ]
+        for table_key, columns in places:
+            table = metadata.tables.get(table_key)
+            if table is None or not columns:
+                continue
+            test = sa.or_(*(sa.cast(table.c[c], sa.Text).like(pattern) for c in columns))
+            if conn.execute(sa.select(sa.literal(1)).where(test).limit(1)).first():
+                owners.add(form.name)
+                break
+    approvals = metadata.tables.get("sl_approvals")
+    if approvals is not None:
+        owners.update(
+            conn.execute(
+                sa.select(approvals.c.form).where(approvals.c.record_file == file_id).distinct()
+            ).scalars()
+        )
+    return owners

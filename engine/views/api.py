@@ -14,6 +14,7 @@ from starlette.routing import Route
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Lang, Text, lang_from_locale
+from engine.permissions import Action, Resource, allowed, refusal
 from engine.spec import App, FieldSpec, FormSpec
 from engine.views.jsonio import error, error_response, json_response, read_json
 from engine.views.live import LiveApp
@@ -154,10 +155,24 @@ async def openapi(request: Request) -> Response:
     return json_response(build_openapi(live(request).app))
 
 
+def require(request: Request, user: Any, action: Action, resource: Resource | None = None) -> None:
+    """Refuse (403, with who may) unless ``allowed`` says yes."""
+    app = live(request).app
+    if not allowed(app, user, action, resource):
+        raise ValidationFailed([FieldError(None, "forbidden", refusal(app, action, resource))], 403)
+
+
 @guarded
 def list_forms(request: Request, user: Any, data: Any) -> Response:
+    require(request, user, "use")
     app = live(request).app
-    return json_response([{"name": f.name, "title": f.title} for f in app.forms.values()])
+    return json_response(
+        [
+            {"name": f.name, "title": f.title}
+            for f in app.forms.values()
+            if allowed(app, user, "read", Resource(f))
+        ]
+    )
 
 
 def _form(request: Request) -> FormSpec:
@@ -166,6 +181,7 @@ def _form(request: Request) -> FormSpec:
 
 @guarded
 def describe_form(request: Request, user: Any, data: Any) -> Response:
+    require(request, user, "read", Resource(_form(request)))
     return json_response(form_json(live(request).app, _form(request)))
 
 
@@ -290,6 +306,8 @@ def confirm(request: Request, user: Any, data: Any) -> Response:
 def flow_runs(request: Request, user: Any, data: Any) -> Response:
     from engine.flows.monitor import list_runs
 
+    require(request, user, "operate")
+
     params = request.query_params
     record = params.get("record_id", "")
     return json_response(
@@ -305,6 +323,8 @@ def flow_runs(request: Request, user: Any, data: Any) -> Response:
 @guarded
 def outbox(request: Request, user: Any, data: Any) -> Response:
     from engine.flows.monitor import JOB_STATUSES, list_jobs
+
+    require(request, user, "operate")
 
     status = request.query_params.get("status")
     if status and status not in JOB_STATUSES:
@@ -331,6 +351,8 @@ def outbox(request: Request, user: Any, data: Any) -> Response:
 @guarded
 def retry_outbox(request: Request, user: Any, data: Any) -> Response:
     from engine.flows.monitor import retry_job
+
+    require(request, user, "operate")
 
     raw = request.path_params["job_id"]
     if not re.fullmatch(r"[0-9]{1,18}", raw) or not retry_job(request.app.state.db, int(raw)):

@@ -23,14 +23,14 @@ from engine.dashboards.compute import (
     UnknownDashboard,
     dashboard_values,
     drill_down,
-    may_see,
     visible,
 )
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Text
+from engine.permissions import Resource
 from engine.spec import DashboardSpec
-from engine.views.api import guarded, live
+from engine.views.api import guarded, live, require
 from engine.views.files import content_disposition
 from engine.views.jsonio import json_response
 
@@ -43,20 +43,7 @@ def _allowed(request: Request, user: Any) -> DashboardSpec:
     dashboard = live(request).app.dashboards.get(name)
     if dashboard is None:
         raise NotFound("dashboard", None)
-    if not may_see(dashboard, user.roles):
-        raise ValidationFailed(
-            [
-                FieldError(
-                    None,
-                    "forbidden",
-                    Text(
-                        f"you may not see the dashboard {dashboard.title}",
-                        f"您没有查看看板{dashboard.title}的权限",
-                    ),
-                )
-            ],
-            403,
-        )
+    require(request, user, "dashboard", Resource(dashboard=dashboard))
     return dashboard
 
 
@@ -80,7 +67,8 @@ def _limit(request: Request) -> int:
 
 @guarded
 def list_dashboards(request: Request, user: Any, data: Any) -> Response:
-    mine = visible(live(request).app, user.roles)
+    require(request, user, "use")
+    mine = visible(live(request).app, user)
     return json_response(
         {
             "dashboards": [

@@ -25,7 +25,7 @@ from engine.forms.files import load_file
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Text
-from engine.views.api import guarded, live
+from engine.views.api import guarded, live, require
 from engine.views.files import content_disposition
 from engine.views.jsonio import json_response
 
@@ -41,6 +41,7 @@ def _id(request: Request, name: str, what: str) -> int:
 
 @guarded
 def my_tasks(request: Request, user: Any, data: Any) -> Response:
+    require(request, user, "use")  # one's own inbox
     current = live(request)
     with current.records.reads.connect() as conn:
         tasks = inbox_module.inbox(
@@ -52,6 +53,9 @@ def my_tasks(request: Request, user: Any, data: Any) -> Response:
 def _decide(decision: str):
     @guarded
     def endpoint(request: Request, user: Any, data: Any) -> Response:
+        # Anyone signed in may try; the approval decides (assignee or delegate, never the
+        # creator or starter) — the approval itself is the permission.
+        require(request, user, "use")
         if data is not None and not isinstance(data, dict):
             raise ValidationFailed(
                 [
@@ -111,6 +115,7 @@ def approval_pdf(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def delegations(request: Request, user: Any, data: Any) -> Response:
+    require(request, user, "use")  # one's own delegations
     current = live(request)
     if request.method == "POST":
         with current.records.engine.begin() as conn:
@@ -124,6 +129,7 @@ def delegations(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def revoke_delegation(request: Request, user: Any, data: Any) -> Response:
+    require(request, user, "use")  # only one's own (the query is by user)
     current = live(request)
     delegation_id = _id(request, "delegation_id", "delegation")
     with current.records.engine.begin() as conn:

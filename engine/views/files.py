@@ -23,8 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from engine.forms.files import load_file, max_bytes, store_file
+from engine.forms.files import file_owners, load_file, max_bytes, store_file
 from engine.forms.validate import ValidationFailed
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import FieldSpec
 from engine.views.api import lang_of, live
 from engine.views.jsonio import error, error_response, json_response
@@ -97,6 +98,11 @@ async def upload(request: Request) -> Response:
             "form 和 field 须指向一个文件字段（?form=F&field=X）",
             lang,
         )
+    app = live(request).app
+    form = Resource(app.forms[request.query_params["form"]])
+    if not (allowed(app, user, "create", form) or allowed(app, user, "update", form)):
+        refused = refusal(app, "update", form)
+        return error(403, "forbidden", refused.en, refused.zh, lang)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "multipart/form-data":
         return error(
@@ -147,12 +153,25 @@ def content_disposition(name: str) -> str:
 
 async def download(request: Request) -> Response:
     lang = lang_of(request)
-    if await current_user(request) is None:
+    user = await current_user(request)
+    if user is None:
         return error(401, "unauthenticated", "sign in first", "请先登录", lang)
+    current = live(request)
+    file_id = request.path_params["file_id"]
 
     def fetch() -> Any:
-        with request.app.state.db.connect() as conn:
-            return load_file(conn, request.path_params["file_id"])
+        with current.records.reads.connect() as conn:
+            found = load_file(conn, file_id)
+            if found is None:
+                return None
+            # Its uploader (a file not yet saved on a record), or whoever may read a record
+            # that holds it; anyone else is told it does not exist.
+            owners = file_owners(conn, current.records.metadata, current.app, file_id)
+            forms = [current.app.forms[f] for f in sorted(owners) if f in current.app.forms]
+            mine = found[0].uploaded_by == user.username and allowed(current.app, user, "use")
+            if mine or any(allowed(current.app, user, "file_download", Resource(f)) for f in forms):
+                return found
+            return None
 
     found = await run_in_threadpool(fetch)
     if found is None:

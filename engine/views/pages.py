@@ -26,8 +26,9 @@ from engine.auth import User
 from engine.flows.machine import available_transitions, fire_transition
 from engine.forms.files import file_infos
 from engine.forms.records import NotFound
-from engine.forms.validate import ValidationFailed, is_blank
+from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Lang
+from engine.permissions import Action, Resource, allowed, refusal
 from engine.spec import FieldSpec, FormSpec
 from engine.views.api import live
 from engine.views.files import file_routes
@@ -201,9 +202,21 @@ async def logout_page(request: Request) -> Response:
 # ---------------------------------------------------------------------------- reading
 
 
+def require_page(
+    request: Request, user: User, action: Action, resource: Resource | None = None
+) -> None:
+    """403 (the page wrapper shows it) unless ``allowed`` says yes."""
+    app = live(request).app
+    if not allowed(app, user, action, resource):
+        raise ValidationFailed([FieldError(None, "forbidden", refusal(app, action, resource))], 403)
+
+
 @page
 async def home(request: Request, user: User) -> Response:
-    return render(request, "home.html", {"forms": list(live(request).app.forms.values())})
+    require_page(request, user, "use")
+    app = live(request).app
+    forms = [f for f in app.forms.values() if allowed(app, user, "read", Resource(f))]
+    return render(request, "home.html", {"forms": forms})
 
 
 @page
@@ -211,6 +224,7 @@ async def runs_page(request: Request, user: User) -> Response:
     """Recent flow runs (inputs, outputs, errors, attempts) and the dead-letter list."""
     from engine.flows.monitor import list_jobs, list_runs
 
+    require_page(request, user, "operate")
     db = request.app.state.db
     runs = await run_in_threadpool(list_runs, db, limit=50)
     dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100)
@@ -227,6 +241,7 @@ async def runs_page(request: Request, user: User) -> Response:
 async def retry_page(request: Request, user: User) -> Response:
     from engine.flows.monitor import retry_job
 
+    require_page(request, user, "operate")
     await run_in_threadpool(retry_job, request.app.state.db, request.path_params["job_id"])
     return RedirectResponse("/runs", 303)
 
@@ -319,6 +334,8 @@ async def pick(request: Request, user: User) -> Response:
     spec = _ref_spec(form, request.path_params["field"])
     if spec is None or spec.ref_form is None:
         raise NotFound(form.name)
+    # The picker lists records of the ref's form: reading them needs its read permission.
+    require_page(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
     q = _search(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [])
     return render(request, "_options.html", {"options": options, "q": q})
@@ -515,8 +532,11 @@ async def edit_record(request: Request, user: User) -> Response:
     form, current = _form(request), live(request)
     record_id = _record_id(request) if "record_id" in request.path_params else None
     fmt = Formatter(current.app, page_lang(current.app))
+    require_page(request, user, "update" if record_id else "create", Resource(form))
     record = (
-        await run_in_threadpool(current.records.get, form.name, record_id) if record_id else None
+        await run_in_threadpool(current.records.get, form.name, record_id, user)
+        if record_id
+        else None
     )
     state = record["state"] if record else current.records.initial_state(form.name)
     editable = _editable(current, form, user, state, record is None)

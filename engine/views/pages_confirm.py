@@ -17,6 +17,7 @@ from engine.auth import User
 from engine.expressions import EvaluationError
 from engine.flows.confirm import confirm_gate, gates_of
 from engine.forms.validate import ValidationFailed
+from engine.permissions import Resource, allowed
 from engine.spec import FormSpec
 from engine.views.api import live
 from engine.views.live import LiveApp
@@ -70,6 +71,9 @@ def gate_panel(
         if gate is None or transition.confirm is None or record["state"] not in transition.sources:
             continue
         spec = form.by_name[gate.field]
+        may_confirm = allowed(
+            current.app, user, "confirm", Resource(form, transition=transition), shown_only=True
+        )
         roles = []
         for role in transition.confirm.by:
             done = gate.confirmed.get(role)
@@ -79,7 +83,9 @@ def gate_panel(
                     "label": fmt.role(role),
                     "user": fmt.person(done.user) if done else None,
                     "at": fmt.datetime(done.at) if done else None,
-                    "can": done is None and (role in user.roles or "*" in user.roles),
+                    "can": may_confirm
+                    and done is None
+                    and (role in user.roles or "*" in user.roles),
                 }
             )
         out.append(

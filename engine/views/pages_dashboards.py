@@ -29,16 +29,15 @@ from engine.dashboards.compute import (
     UnknownDashboard,
     dashboard_values,
     drill_down,
-    may_see,
     visible,
 )
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
-from engine.i18n import Text
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import DashboardSpec
 from engine.views.api import live
 from engine.views.live import LiveApp
-from engine.views.pages import page
+from engine.views.pages import page, require_page
 from engine.views.templating import render
 
 __all__ = ["dashboard_page_routes"]
@@ -56,11 +55,9 @@ def _dashboard(request: Request, user: User) -> DashboardSpec:
     dashboard = live(request).app.dashboards.get(request.path_params["name"])
     if dashboard is None:
         raise NotFound("dashboard", None)
-    if not may_see(dashboard, user.roles):
-        text = Text(
-            f"You may not see the dashboard {dashboard.title}.",
-            f"您没有查看看板“{dashboard.title}”的权限。",
-        )
+    resource = Resource(dashboard=dashboard)
+    if not allowed(live(request).app, user, "dashboard", resource):
+        text = refusal(live(request).app, "dashboard", resource)
         raise ValidationFailed([FieldError(None, "forbidden", text)], 403)
     return dashboard
 
@@ -152,7 +149,8 @@ async def _cards_context(request: Request, user: User) -> dict[str, Any]:
 
 
 async def dashboards_page(request: Request, user: User) -> Response:
-    mine = visible(live(request).app, user.roles)
+    require_page(request, user, "use")
+    mine = visible(live(request).app, user)
     return render(request, "dashboards.html", {"dashboards": mine})
 
 

@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 from engine.auth import User
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
-from engine.i18n import Text
 from engine.insights.clusters import ClusterReport, cluster_report, csv_text
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import FormSpec, InsightSpec
 from engine.views.api import live
 from engine.views.live import LiveApp
@@ -38,11 +38,9 @@ def _insight(request: Request, user: User) -> InsightSpec:
     spec = live(request).app.insights.get(name)
     if spec is None:
         raise NotFound("insight", None)
-    held = set(user.roles)
-    if spec.roles and "*" not in held and not held & set(spec.roles):
-        text = Text(
-            f"You may not see the report {spec.title}.", f"您没有查看报告“{spec.title}”的权限。"
-        )
+    app = live(request).app
+    if not allowed(app, user, "insight", Resource(insight=spec)):
+        text = refusal(app, "insight", Resource(insight=spec))
         raise ValidationFailed([FieldError(None, "forbidden", text)], 403)
     return spec
 

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse
 
 import engine
 from engine.i18n import Lang, Text, lang_from_locale
+from engine.permissions import Action, Resource, allowed
 from engine.spec import App, FieldSpec, FormSpec
 from engine.views.api import live
 from engine.views.live import LiveApp
@@ -535,9 +536,22 @@ def render(
         "path": request.url.path,
         "open_tasks": getattr(request.state, "open_tasks", None),
         "flash": _flash(request),
+        "may": partial(_may, current.app, getattr(request.state, "seamline_user", None)),
     }
     html = environment(current).get_template(name).render({**base, **(context or {})})
     return HTMLResponse(html, status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def _may(app: App, user: Any, action: Action, name: str | None = None) -> bool:
+    """For templates: whether to show a link or button (the route checks again on use)."""
+    if user is None:
+        return False
+    resource = Resource(
+        form=app.forms.get(name or "") if action not in ("dashboard", "insight") else None,
+        dashboard=app.dashboards.get(name or "") if action == "dashboard" else None,
+        insight=app.insights.get(name or "") if action == "insight" else None,
+    )
+    return allowed(app, user, action, resource, shown_only=True)
 
 
 def _templates(bundle: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -328,7 +328,7 @@ class OrderWalk:
                     h.move(o, h.after(at, h.minutes(60 * 20)), self.sales, "cancel")
                     return
                 at = h.after(at, h.minutes(180))
-                h.move(o, at, self.sales, "return_for_changes")
+                h.move(o, at, self.sales, "revise")
                 at = self.rework(at)
                 continue
             at = h.after(at, h.minutes(4))
