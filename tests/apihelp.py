@@ -17,6 +17,7 @@ from engine.storage import create_db_engine
 from engine.views.live import Deployments, LiveApp
 from engine.views.server import create_web_app
 
+BROWSER_PASSWORD = "order-centre-2026"
 PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
 
 
@@ -33,6 +34,29 @@ class Api:
         return TestClient(
             web, headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False
         )
+
+    def browser(self, username: str) -> tuple[TestClient, str]:
+        """A signed-in page session (cookie, as a browser has) and its CSRF token."""
+        import re
+
+        from engine.auth import set_password
+        from engine.views.pages import page_routes
+
+        with self.engine.begin() as conn:
+            set_password(conn, username, BROWSER_PASSWORD)
+        web = create_web_app(self.engine, Deployments(self.engine, self.live), page_routes())
+        client = TestClient(web, raise_server_exceptions=False)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token is not None
+        signed = client.post(
+            "/login",
+            data={"csrf_token": token[1], "username": username, "password": BROWSER_PASSWORD},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303, signed.text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
+        assert found is not None
+        return client, found[1]
 
     def add_user(self, username: str, *roles: str) -> None:
         with self.engine.begin() as conn:

@@ -99,9 +99,11 @@ def approval_pdf(request: Request, user: Any, data: Any) -> Response:
                 APPROVALS.c.id == approval_id
             )
         ).first()
-        if row is None or row.record_file is None or row.form not in current.app.forms:
+        if row is None or row.form not in current.app.forms:
             raise NotFound("approval", approval_id)
         current.records.check_access(current.records.form(row.form), "read", user)
+        if row.record_file is None:  # not rendered yet
+            raise NotFound("approval", approval_id)
         found = load_file(conn, row.record_file)
     if found is None:
         raise NotFound("approval", approval_id)

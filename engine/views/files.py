@@ -168,7 +168,7 @@ async def download(request: Request) -> Response:
             # that holds it; anyone else is told it does not exist.
             owners = file_owners(conn, current.records.metadata, current.app, file_id)
             forms = [current.app.forms[f] for f in sorted(owners) if f in current.app.forms]
-            mine = found[0].uploaded_by == user.username and allowed(current.app, user, "use")
+            mine = allowed(current.app, user, "use") and found[0].uploaded_by == user.username
             if mine or any(allowed(current.app, user, "file_download", Resource(f)) for f in forms):
                 return found
             return None

@@ -335,6 +335,7 @@ async def pick(request: Request, user: User) -> Response:
     if spec is None or spec.ref_form is None:
         raise NotFound(form.name)
     # The picker lists records of the ref's form: reading them needs its read permission.
+    require_page(request, user, "read", Resource(form))
     require_page(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
     q = _search(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [])

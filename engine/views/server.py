@@ -33,6 +33,26 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
+# Routes that answer without asking ``engine.permissions.allowed``: signing in and out, the
+# health check and API description, the vendored assets, and the customers' tracking page
+# (its own verified-visit cookie, rate limits and whitelisted fields; no staff roles).
+# tests/test_route_permissions.py proves every other route asks before it answers.
+PUBLIC_ROUTES = frozenset(
+    {
+        "/login",
+        "/logout",
+        "/api/health",
+        "/api/openapi.json",
+        "/static",
+        "/track",
+        "/track/code",
+        "/track/verify",
+        "/track/orders",
+        "/track/logout",
+    }
+)
+
+
 def create_web_app(
     db: Engine, deployments: Deployments, extra_routes: list[BaseRoute] | None = None
 ) -> Starlette:

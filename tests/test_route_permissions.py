@@ -1,0 +1,154 @@
+"""The route table test (issue 12): every HTTP route of the web app asks the one permission
+model (``engine.permissions.allowed``) before it answers, about the resource the route names
+— except the public ones listed in ``engine.views.server.PUBLIC_ROUTES``. A new route that
+forgets its check fails here, whatever it does."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from apihelp import BROWSER_PASSWORD, Api, start_api
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from test_permissions import _approving
+
+from engine import clock
+from engine.auth import set_password
+from engine.flows.approvals.service import APPROVALS, TASKS
+from engine.flows.jobs import JOBS
+from engine.forms.files import store_bytes
+from engine.permissions import checked_actions
+from engine.views.live import Deployments
+from engine.views.pages import page_routes
+from engine.views.server import PUBLIC_ROUTES, create_web_app
+
+
+class Recorder:
+    """ASGI wrapper: the actions ``allowed`` was asked about while serving the last request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.last: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with checked_actions() as log:
+            await self.app(scope, receive, send)
+        self.last = list(log)
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[tuple[Api, dict[str, str]]]:
+    api = start_api(db_url)
+    order = _approving(api)
+    with api.engine.begin() as conn:
+        approval = conn.execute(sa.select(APPROVALS.c.id)).scalar_one()
+        task = conn.execute(sa.select(TASKS.c.id).where(TASKS.c.status == "open")).scalars().first()
+        job = conn.execute(sa.select(JOBS.c.id)).scalars().first()
+        stored = store_bytes(conn, "a.pdf", "application/pdf", b"%PDF-1.4\n", "li.sales")
+    dashboard = next(iter(api.app.dashboards.values()))
+    params = {
+        "form": "order",
+        "record_id": str(order),
+        "child": "communication_log",
+        "transition": "confirm_promise",
+        "task_id": str(task),
+        "decision": "approve",
+        "approval_id": str(approval),
+        "delegation_id": "1",
+        "job_id": str(job or 1),
+        "file_id": stored.id,
+        "name": dashboard.name,
+        "kpi": dashboard.kpis[0].name,
+        "field": "customer",
+    }
+    if api.app.insights:
+        params["insight"] = next(iter(api.app.insights))
+    yield api, params
+    clock.set_clock(None)
+    api.live.flows.connectors.close()
+    api.engine.dispose()
+
+
+def _routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    for route in routes:
+        if isinstance(route, Mount):
+            yield prefix + route.path, "GET"
+        elif isinstance(route, Route):
+            for method in sorted(route.methods or {"GET"}):
+                if method != "HEAD":
+                    yield prefix + route.path, method
+
+
+def _url(path: str, params: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        name = match[1]
+        if path.startswith("/insights") and name == "name":
+            return params.get("insight", "none").replace("_", "-")
+        return params[name]
+
+    return re.sub(r"\{([a-z_]+)(?::[a-z]+)?\}", fill, path)
+
+
+def _expected(path: str, params: dict[str, str]) -> str | None:
+    """The resource the check must name: the form, dashboard or insight in the path."""
+    if "{form}" in path:
+        return f":{params['form']}"
+    if path.startswith("/api/dashboards/{name}") or path.startswith("/dashboards/{name}"):
+        return f"dashboard:{params['name']}"
+    if path.startswith("/insights/{name}"):
+        return f"insight:{params.get('insight')}"
+    if path.startswith(("/runs", "/api/runs", "/api/outbox")):
+        return "operate"
+    return None
+
+
+def test_every_route_asks_the_permission_model(world: tuple[Api, dict[str, str]]) -> None:
+    api, params = world
+    with api.engine.begin() as conn:
+        set_password(conn, "qian.it", BROWSER_PASSWORD)
+    web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
+    recorder = Recorder(web)
+    client = TestClient(recorder, raise_server_exceptions=False)  # type: ignore[arg-type]
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]  # type: ignore[index]
+    signed = client.post(
+        "/login",
+        data={"csrf_token": token, "username": "qian.it", "password": BROWSER_PASSWORD},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)[1]  # type: ignore[index]
+
+    unchecked, wrong, seen = [], [], set()
+    routes = sorted(_routes(web.routes), key=lambda r: r[0] == "/logout")  # signs out: last
+    for path, method in routes:
+        if path.startswith("/insights") and "insight" not in params:
+            continue
+        url = _url(path, params)
+        if path.startswith("/api/files") and method == "POST":
+            url += "?form=order&field=attachments"
+        answer = client.request(
+            method,
+            url,
+            headers={"x-csrf-token": csrf},
+            data={"csrf_token": csrf} if method == "POST" and not path.startswith("/api") else None,
+            follow_redirects=False,
+        )
+        assert answer.status_code < 500, (method, url, answer.text[:300])
+        seen.add(path)
+        if path in PUBLIC_ROUTES:
+            continue
+        if not recorder.last:
+            unchecked.append(f"{method} {path} → {answer.status_code}")
+            continue
+        want = _expected(path, params)
+        if want is not None and not any(a.endswith(want) or a == want for a in recorder.last):
+            wrong.append(f"{method} {path}: asked {recorder.last}, not {want}")
+    assert not unchecked, "routes answered without asking allowed(): " + "; ".join(unchecked)
+    assert not wrong, "; ".join(wrong)
+    assert seen >= PUBLIC_ROUTES, PUBLIC_ROUTES - seen  # the public list names real routes
+    assert len(seen) > 50
