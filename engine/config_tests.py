@@ -12,8 +12,9 @@ Each case goes through three stages:
    :mod:`engine.flows.approvals.routing` (no submitter).
 3. **judge** — every expectation is compared with what happened; a failed expectation is a
    :class:`Mismatch` with the expected and the actual value. A transition is judged by
-   :func:`engine.flows.machine.check_transition` from ``state`` for ``as_role`` (without
-   ``as_role``, roles are not checked).
+   :func:`engine.flows.machine.check_transition` from ``state`` for ``as_role`` or
+   ``as_user`` (a person of the org chart, with all their roles); without either, the engine
+   acts (roles are not checked, ``by: system`` transitions may fire).
 """
 
 from __future__ import annotations
@@ -351,7 +352,9 @@ def judge_transitions(
         name = spec.expect.get(key)
         if name is None:
             continue
-        refusal = transition_refusal(checks, record, name, spec.as_role, spec.confirmed_by)
+        refusal = transition_refusal(
+            checks, record, name, spec.as_role, spec.confirmed_by, spec.as_user
+        )
         if refusal is None and not allowed:
             out.append(Mismatch(key, "refused", "allowed"))
         elif refusal is not None and allowed:
@@ -365,6 +368,7 @@ def transition_refusal(
     name: str,
     as_role: str | None,
     confirmed_by: tuple[str, ...] = (),
+    as_user: str | None = None,
 ) -> tuple[Text, ...] | None:
     """None when ``name`` may fire on the record now, else the reasons it is refused. The
     roles in ``confirmed_by`` confirmed the current value at the transition's gate."""
@@ -372,7 +376,11 @@ def transition_refusal(
     transition = next((t for t in machine.transitions if t.name == name), None) if machine else None
     if transition is None:
         return (Text(f"there is no transition '{name}'", f"没有流转 '{name}'"),)
-    actor = _RoleActor(frozenset({as_role})) if as_role else SYSTEM_ACTOR
+    person = checks.app.people.get(as_user) if as_user else None
+    if person is not None:
+        actor: Any = _RoleActor(frozenset(person.roles), person.user)
+    else:
+        actor = _RoleActor(frozenset({as_role})) if as_role else SYSTEM_ACTOR
     row = {**record.values, **record.children, "id": None, "state": record.state}
     gate = None
     if transition.confirm is not None:

@@ -751,10 +751,30 @@ def flow_schema() -> dict[str, Any]:
             "label": text("Button text", minLength=1),
             "from": one_or_many("State(s) it leaves from"),
             "to": ident("State it goes to"),
-            "roles": names("Roles that may fire it (default: anyone who may edit the record)"),
+            "roles": {
+                **names(
+                    "Roles that may fire it (default: the roles that may update the form; "
+                    "see README 'Who may do what')"
+                ),
+                "minItems": 1,
+            },
+            "by": {
+                "enum": ["people", "system"],
+                "description": "Who fires it: 'people' (default: a person presses the button) or "
+                "'system' (only the engine: an approval's outcome or an automation; people "
+                "get 403 and never see the button)",
+            },
             "guard": expr("Must be true for the transition to be allowed"),
             "guard_message": text("Message shown when the guard is false"),
             "require": names("Fields that must be filled before it may fire"),
+            "set": {
+                "type": "object",
+                "description": "Fields written together with the transition, each from an "
+                "expression evaluated when it fires (e.g. keep the price the order was "
+                "submitted with: unit_price: product.unit_price)",
+                "propertyNames": {"pattern": IDENT},
+                "additionalProperties": expr("The value written"),
+            },
             "confirm": obj(
                 "A confirmation gate: each role confirms the current value of a field, and the "
                 "transition fires only when all of them confirmed the same value; a change of "
@@ -909,8 +929,14 @@ def approval_schema() -> dict[str, Any]:
                     "description": "While approving: restart approvals "
                     "when the record changes, or lock it",
                 },
+                "self_approval": {
+                    "enum": ["forbid_creator_and_starter", "forbid_starter", "allow"],
+                    "description": "Who may never decide the record: its creator and whoever "
+                    "started the approval (forbid_creator_and_starter, the default), only the "
+                    "starter (forbid_starter), or nobody is refused (allow)",
+                },
                 "allow_self_approval": boolean(
-                    "Whether the submitter may approve their own record (default false)"
+                    "Deprecated: true is self_approval: allow (with a warning)"
                 ),
                 "params": ident_map("Named values for the conditions (params.NAME)", param),
                 "notify": message,
@@ -1094,6 +1120,10 @@ def test_schema() -> dict[str, Any]:
                 "mapping of the referenced record's fields",
             },
             "as_role": ident("Role of the person acting"),
+            "as_user": text(
+                "A person of the org chart acting, with all their roles (instead of as_role)",
+                minLength=1,
+            ),
             "confirmed_by": names(
                 "Roles that confirmed the current value at the gate of the expected transition"
             ),

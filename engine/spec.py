@@ -364,6 +364,7 @@ class ConfigTestSpec:
     source: str = ""
     line: int = 0
     confirmed_by: tuple[str, ...] = ()  # roles that confirmed the gate's current value
+    as_user: str | None = None  # a person of the org chart acting (their roles)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,15 @@ def compile_tests(
             ctx.check_names(doc, (*path, "state"), states, Text("state", "状态"), "unknown-state")
         if "as_role" in raw:
             ctx.check_roles(doc, (*path, "as_role"))
+        if "as_user" in raw and raw["as_user"] not in ctx.people:
+            ctx.unknown(
+                doc,
+                (*path, "as_user"),
+                raw["as_user"],
+                ctx.people,
+                Text("person", "人员"),
+                "unknown-person",
+            )
         if "confirmed_by" in raw:
             ctx.check_roles(doc, (*path, "confirmed_by"))
         out.append(
@@ -116,6 +125,7 @@ def compile_tests(
                 doc.path,
                 doc.mark(path).line,
                 tuple(raw.get("confirmed_by") or ()),
+                raw.get("as_user"),
             )
         )
     return out
