@@ -367,6 +367,27 @@ def test_record_is_locked_while_approving_and_return_reopens_it(world) -> None:
     assert [a["status"] for a in approvals] == ["active", "returned"]  # re-entered routing
 
 
+def test_the_communication_log_stays_appendable_while_approving(world) -> None:
+    """The pack locks orders while approving, but a call with the customer is still logged
+    (an append-only table): 201, and the approval goes on as it was."""
+    api, _worker, _ding = world
+    order = _order(api, "B", "normal", 80, 50)
+    before = _approval(api, order)
+    assert before["status"] == "active"
+    note = {"topic": "progress", "contact": "王经理（采购）", "conclusion": "询问审批进度"}
+    for user in ("li.sales", "zhou.pd"):
+        added = api.client(user).post(
+            f"/api/forms/order/records/{order}/children/communication_log", json=note
+        )
+        assert added.status_code == 201, added.text
+    assert len(api.live.records.get("order", order)["communication_log"]) == 2
+    assert _approval(api, order) == before
+    kinds = [e["kind"] for e in api.live.records.events("order", order)]
+    assert "approval_restarted" not in kinds and "approval_cancelled" not in kinds
+    answer = _decide(api, "huang.fin", _task_for(api, "huang.fin", order)["id"], "approve")
+    assert answer.status_code == 200, answer.text
+
+
 def test_cancelling_while_approving_closes_the_tasks(world) -> None:
     api, _worker, _ding = world
     order = _order(api, "B", "normal", 80, 50)

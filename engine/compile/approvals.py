@@ -96,12 +96,52 @@ def compile_approval(
         on_returned=data.get("on_returned"),
         sla=_sla(data.get("sla")),
         if_record_changes=data.get("if_record_changes", "lock"),
-        allow_self_approval=bool(data.get("allow_self_approval", False)),
+        self_approval=_self_approval(ctx, doc),
         add_steps=extras,
         params=frozen_map(params),
         notify=_message(data.get("notify")),
         description=data.get("description"),
     )
+
+
+SELF_APPROVAL = ("forbid_creator_and_starter", "forbid_starter", "allow")
+
+
+def _self_approval(ctx: CompileContext, doc: LoadedYaml) -> str:
+    """``self_approval`` (the schema checks its values); the older ``allow_self_approval:
+    true`` still means ``allow`` (false: the default), with a warning to write the new key."""
+    data = doc.data
+    if "allow_self_approval" not in data:
+        return str(data.get("self_approval", SELF_APPROVAL[0]))
+    if "self_approval" in data:
+        ctx.error(
+            doc,
+            ("allow_self_approval",),
+            "self-approval-twice",
+            Text(
+                "give either self_approval or allow_self_approval, not both",
+                "self_approval 与 allow_self_approval 只能写一个",
+            ),
+            Text("remove allow_self_approval", "请删除 allow_self_approval"),
+            key=True,
+        )
+        return str(data["self_approval"])
+    allowed = bool(data["allow_self_approval"])
+    ctx.warning(
+        doc,
+        ("allow_self_approval",),
+        "deprecated-key",
+        Text(
+            "allow_self_approval is replaced by self_approval",
+            "allow_self_approval 已由 self_approval 取代",
+        ),
+        Text(
+            f"write 'self_approval: {'allow' if allowed else SELF_APPROVAL[0]}'",
+            f"请写 'self_approval: {'allow' if allowed else SELF_APPROVAL[0]}'",
+        ),
+        key=True,
+    )
+    return "allow" if allowed else SELF_APPROVAL[0]
 
 
 def _param_type(value: Any) -> str:

@@ -15,6 +15,7 @@ from engine.flows.approvals.service import (
     DELEGATIONS,
     TASKS,
     delegators,
+    excluded_of,
     refuse,
     sla_colour,
 )
@@ -95,7 +96,8 @@ def inbox(
                 "waited_hours": round((now - created).total_seconds() / 3600, 2),
                 "waited_business_hours": round(calendar.business_hours_between(created, now), 2),
                 "sla": sla_colour(due, _utc(row.remind_at), now, created),
-                "self_submitted": row.submitter == user,
+                # filed or submitted it: deciding would be refused (403)
+                "self_submitted": row.submitter == user or user in excluded_of(row),
                 "can_return": bool(row.plan.get("on_returned")),
             }
         )
@@ -133,6 +135,7 @@ def record_approvals(conn: sa.Connection, form: str, record_id: int) -> list[dic
                 "status": a.status,
                 "step": steps[a.step]["label"] if a.step < len(steps) else None,
                 "submitter": a.submitter,
+                "excluded": excluded_of(a),
                 "started_at": _utc(a.started_at),
                 "finished_at": _utc(a.finished_at),
                 "record_file": a.record_file,

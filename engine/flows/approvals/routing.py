@@ -6,12 +6,13 @@ routing benchmark all call these, so what a config test shows is what run time d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.expressions import CompiledExpr, EvalEnv, EvaluationError
-from engine.flows.people import people_for
+from engine.flows.people import managers_of, people_for
+from engine.forms.records import SYSTEM_ACTOR
 from engine.spec import App, ApprovalSpec, ApprovalStepSpec, RouteSpec, WhoSpec
 
 
@@ -69,6 +70,17 @@ def plan_route(approval: ApprovalSpec, context: Mapping[str, Any], env: EvalEnv)
     return RoutePlan(chosen, tuple(added), tuple(steps))
 
 
+def excluded_people(approval: ApprovalSpec, starter: str | None, creator: str | None) -> list[str]:
+    """Who may never decide the record under the approval's ``self_approval``: whoever started
+    the approval and (by default) whoever created the record. The system actor is nobody."""
+    people: list[str | None] = []
+    if approval.self_approval != "allow":
+        people.append(starter)
+    if approval.self_approval == "forbid_creator_and_starter":
+        people.append(creator)
+    return sorted({p for p in people if p and p != SYSTEM_ACTOR.username})
+
+
 def candidates(
     app: App,
     approval: ApprovalSpec,
@@ -77,16 +89,22 @@ def candidates(
     env: EvalEnv,
     *,
     submitter: str | None,
+    excluded: Collection[str] | None = None,
 ) -> list[str]:
-    """User names who may decide for one approver slot — never the submitter themself
-    (unless the approval allows self-approval)."""
+    """User names who may decide for one approver slot — never the ``excluded`` people
+    (by default ``excluded_people``: the starter and the record's creator)."""
+    if excluded is None:
+        excluded = excluded_people(approval, submitter, context.get("created_by"))
+    return [u for u in _everyone(app, who, context, env, submitter) if u not in excluded]
+
+
+def _everyone(
+    app: App, who: WhoSpec, context: Mapping[str, Any], env: EvalEnv, submitter: str | None
+) -> list[str]:
     people = people_for(
         app, who, context, env, submitter=submitter, owner=context.get("created_by")
     )
-    users = [p.user for p in people]
-    if not approval.allow_self_approval:
-        users = [u for u in users if u != submitter]
-    return users
+    return [p.user for p in people]
 
 
 def step_candidates(
@@ -97,8 +115,47 @@ def step_candidates(
     env: EvalEnv,
     *,
     submitter: str | None,
+    excluded: Collection[str] | None = None,
 ) -> list[list[str]]:
     """Candidates per slot of ``step`` (one slot per approver entry)."""
     return [
-        candidates(app, approval, who, context, env, submitter=submitter) for who in step.approvers
+        candidates(app, approval, who, context, env, submitter=submitter, excluded=excluded)
+        for who in step.approvers
     ]
+
+
+def step_slots(
+    app: App,
+    approval: ApprovalSpec,
+    step: ApprovalStepSpec,
+    context: Mapping[str, Any],
+    env: EvalEnv,
+    *,
+    submitter: str | None,
+    excluded: Collection[str],
+) -> list[list[str]]:
+    """The people asked per slot of ``step`` at run time: the candidates, and for a slot only
+    excluded people could fill, their managers instead (further up while those are excluded
+    too); a slot nobody holds goes to the submitter's manager."""
+    slots = []
+    for who in step.approvers:
+        everyone = _everyone(app, who, context, env, submitter)
+        kept = [u for u in everyone if u not in excluded]
+        if not kept:
+            kept = stand_ins(app, [u for u in everyone if u in excluded] or [submitter], excluded)
+        slots.append(kept)
+    return slots
+
+
+def stand_ins(app: App, users: Sequence[str | None], excluded: Collection[str]) -> list[str]:
+    """The nearest managers of ``users`` above them who are not ``excluded``."""
+    level = [u for u in users if u]
+    seen = set(level)
+    while level:
+        above = [m for m in managers_of(app, level) if m not in seen]
+        found = [m for m in above if m not in excluded]
+        if found:
+            return found
+        seen.update(above)
+        level = above
+    return []

@@ -24,7 +24,12 @@ import sqlalchemy as sa
 from engine import clock
 from engine.events import EventIn, append_events
 from engine.flows import jobs
-from engine.flows.approvals.routing import approval_context, plan_route, step_candidates
+from engine.flows.approvals.routing import (
+    approval_context,
+    excluded_people,
+    plan_route,
+    step_slots,
+)
 from engine.flows.connectors import ConnectorError
 from engine.flows.people import managers_of
 from engine.forms.files import store_bytes
@@ -45,6 +50,9 @@ ASSIGNEES = _META.tables["sl_task_assignees"]
 DELEGATIONS = _META.tables["sl_delegations"]
 EVENTS = _META.tables["sl_events"]
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
+# record events that change a record under approval (lock refuses them, restart re-routes);
+# "children_changed" is an update that replaced child rows only
+CHANGES = ("changed", "children_changed", "child_added", "child_removed")
 TIMER_ATTEMPTS = 1000  # timers re-arm themselves when they fire early; they never go dead
 
 
@@ -127,7 +135,9 @@ class ApprovalRuntime:
             if event.kind == "transition" and event.to_state not in plan["start_states"]:
                 self._close(conn, active, "cancelled", event.actor)
                 active = None
-            elif event.kind in ("changed", "child_added", "child_removed"):
+            elif event.kind in CHANGES:
+                if self._appended_to_log(event):
+                    return  # an append-only table (a log) stays open while approving
                 if plan.get("if_record_changes") == "lock" and event.actor != SYSTEM_ACTOR.username:
                     raise locked()  # rolls the edit back: listeners run inside its transaction
                 if plan.get("if_record_changes") == "restart":
@@ -145,6 +155,14 @@ class ApprovalRuntime:
                     active = None
                 self.start(conn, spec, event.form, event.record_id, event.actor)
 
+    def _appended_to_log(self, event: RecordEvent) -> bool:
+        """A row added to append-only child tables only (``add_child_row``)."""
+        if event.kind != "child_added":
+            return False
+        form = self.records.form(event.form)
+        tables = [form.by_name.get(name) for name in event.changes]
+        return bool(tables) and all(t is not None and t.append_only for t in tables)
+
     def start(
         self,
         conn: sa.Connection,
@@ -159,11 +177,13 @@ class ApprovalRuntime:
         scope = approval_context(spec, context, submitter)
         env = self.records.env()
         plan = plan_route(spec, scope, env)
+        excluded = excluded_people(spec, submitter, context.get("created_by"))
         steps = []
         for step in plan.steps:
-            slots = step_candidates(self.app, spec, step, scope, env, submitter=submitter)
-            # nobody but the submitter holds the role: their manager decides instead
-            slots = [s or managers_of(self.app, [submitter] if submitter else []) for s in slots]
+            # a slot only excluded people could fill goes to their manager instead
+            slots = step_slots(
+                self.app, spec, step, scope, env, submitter=submitter, excluded=excluded
+            )
             needed = len(slots) if step.kind == "all_of" else step.needed
             steps.append(
                 {
@@ -190,7 +210,8 @@ class ApprovalRuntime:
             "on_rejected": spec.on_rejected,
             "on_returned": spec.on_returned,
             "if_record_changes": spec.if_record_changes,
-            "allow_self_approval": spec.allow_self_approval,
+            "self_approval": spec.self_approval,
+            "excluded": excluded,  # never asked, never act (nor as a delegate)
             "start_states": start_states,
             "record_label": record_label(form, context),
         }
@@ -501,7 +522,16 @@ class ApprovalRuntime:
         self, conn: sa.Connection, task: Any, approval: Any, actor: Actor, now: datetime
     ) -> str | None:
         """None when ``actor`` is an assignee, the absent assignee's name when ``actor`` is
-        their delegate; refuses (403) anyone else and the submitter."""
+        their delegate; refuses (403) anyone else, and the people the approval excludes (the
+        submitter and the record's creator by default) even as a delegate."""
+        excluded = excluded_of(approval)
+        if actor.username in excluded:  # the clearer reason, assignee or not
+            raise refuse(
+                "self-approval",
+                "you cannot decide a record you created or submitted for approval",
+                "不能审批自己创建或提交审批的单据",
+                403,
+            )
         assignees = set(
             conn.execute(
                 sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == task.id)
@@ -518,15 +548,11 @@ class ApprovalRuntime:
                     403,
                 )
             on_behalf_of = principals[0]
-        submitter = approval.submitter
-        if not approval.plan.get("allow_self_approval") and submitter in (
-            actor.username,
-            on_behalf_of,
-        ):
+        if on_behalf_of in excluded:
             raise refuse(
                 "self-approval",
-                "you cannot approve your own submission",
-                "不能审批自己提交的单据",
+                f"you cannot decide for {on_behalf_of}: they created or submitted this record",
+                f"不能代 {on_behalf_of} 审批：该单据由其创建或提交审批",
                 403,
             )
         return on_behalf_of
@@ -579,7 +605,8 @@ class ApprovalRuntime:
         sla = step.get("sla") or {}
         current = self._users(conn, task.id)
         targets = managers_of(self.app, current) if sla.get("escalate_to") == "manager" else []
-        targets = [t for t in targets if t != approval.submitter]
+        excluded = excluded_of(approval)
+        targets = [t for t in targets if t not in excluded]
         payload = {"approval_id": approval.id, "task_id": task.id, "step": step["name"]}
         if task.escalations >= sla.get("max_escalations", 0) or not targets:
             reason = "max" if targets else "no-manager"
@@ -801,6 +828,18 @@ class ApprovalRuntime:
         if not pending:
             return []
         return append_events(conn, self.records.metadata, [e for e, _ in pending], pending[0][1])
+
+
+def excluded_of(approval: Any) -> list[str]:
+    """The people an approval (a ``sl_approvals`` row) never lets decide, as stored in its plan
+    when it started; plans stored before ``self_approval`` existed exclude the submitter unless
+    they allowed self-approval."""
+    plan = approval.plan
+    if "excluded" in plan:
+        return list(plan["excluded"])
+    if plan.get("allow_self_approval") or not approval.submitter:
+        return []
+    return [approval.submitter]
 
 
 def delegators(conn: sa.Connection, delegate: str, at: datetime) -> list[str]:
