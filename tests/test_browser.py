@@ -41,7 +41,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Api]]:
 
 def seed_through_api(api: Api) -> None:
     with api.engine.begin() as conn:
-        token = create_token(conn, "li.sales")
+        token = create_token(conn, "huang.fin")  # finance files customers and prices products
     web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
     client = TestClient(web, headers={"Authorization": f"Bearer {token}"})
     c = client.post(

@@ -17,11 +17,12 @@ def api(db_url: str):
     api.engine.dispose()
 
 
-def order(client) -> dict:
-    c = client.post(
+def order(client, finance) -> dict:
+    """An order filed by ``client``; its customer and product by ``finance``."""
+    c = finance.post(
         "/api/forms/customer/records", json={"code": "C00001", "name": "客户", "tier": "A"}
     ).json()
-    p = client.post(
+    p = finance.post(
         "/api/forms/product/records",
         json={"code": "SD-100001", "name": "面套", "unit_price": 10, "lead_days": 5},
     ).json()
@@ -41,22 +42,28 @@ def order(client) -> dict:
 
 def test_submit_moves_state_and_is_in_history(api) -> None:
     sales = api.client("li.sales")
-    o = order(sales)
+    o = order(sales, api.client("huang.fin"))
     r = sales.post(f"/api/forms/order/records/{o['id']}/actions/submit")
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "submitted"
     events = sales.get(f"/api/forms/order/records/{o['id']}/events").json()
     moves = [e for e in events if e["kind"] == "transition"]
-    assert moves[-1]["payload"] == {"name": "submit", "from": "draft", "to": "submitted"}
+    assert moves[-1]["payload"] == {
+        "name": "submit",
+        "from": "draft",
+        "to": "submitted",
+        "changes": {"unit_price": [None, "10.00"]},  # the price it was submitted with
+    }
     assert events[-1]["kind"] == "flow_started"  # the stock check starts in the same commit
 
 
 def test_refusals_explain_why(api) -> None:
     sales = api.client("li.sales")
-    o = order(sales)
+    o = order(sales, api.client("huang.fin"))
     url = f"/api/forms/order/records/{o['id']}/actions"
-    wrong_state = sales.post(url + "/ship")
+    wrong_state = sales.post(url + "/confirm_promise")  # sales may, but not from a draft
     assert wrong_state.status_code == 409
+    assert sales.post(url + "/ship").status_code == 403  # who comes before when
     assert "草稿" in wrong_state.json()["errors"][0]["message"]
     warehouse = api.client("liu.wh")
     forbidden = warehouse.post(url + "/submit")
@@ -107,7 +114,7 @@ def test_refusals_explain_why(api) -> None:
 
 def test_record_locked_after_leaving_an_editable_state(api) -> None:
     sales = api.client("li.sales")
-    o = order(sales)
+    o = order(sales, api.client("huang.fin"))
     sales.post(f"/api/forms/order/records/{o['id']}/actions/submit")
     r = sales.patch(f"/api/forms/order/records/{o['id']}", json={"quantity": 9})
     assert r.status_code == 422
@@ -125,7 +132,7 @@ def test_transition_buttons_on_the_record_page(api) -> None:
     from engine.views.server import create_web_app
 
     sales = api.client("li.sales")
-    o = order(sales)
+    o = order(sales, api.client("huang.fin"))
     with api.engine.begin() as conn:
         set_password(conn, "li.sales", "correct-horse-1")
     web = create_web_app(api.engine, Deployments(api.engine, api.live), page_routes())
