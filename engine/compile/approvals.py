@@ -70,6 +70,7 @@ def compile_approval(
     for key in ("on_approved", "on_rejected", "on_returned"):
         if key in data:
             ctx.check_names(doc, (key,), transitions, TRANSITION, "unknown-transition")
+            _check_outcome_closed(ctx, doc, key, machine)
     params = dict(data.get("params") or {})
     scope = scopes.form_scope(
         form,
@@ -142,6 +143,33 @@ def _self_approval(ctx: CompileContext, doc: LoadedYaml) -> str:
         key=True,
     )
     return "allow" if allowed else SELF_APPROVAL[0]
+
+
+def _check_outcome_closed(
+    ctx: CompileContext, doc: LoadedYaml, key: str, machine: StateMachineSpec
+) -> None:
+    """An approval's outcome transition fires when the approval decides; if people could fire
+    it too, anyone allowed could approve (or reject) around the approvers."""
+    name = doc.data[key]
+    transition = next((t for t in machine.transitions if t.name == name), None)
+    if transition is None or transition.by_system:
+        return
+    ctx.error(
+        doc,
+        (key,),
+        "outcome-open-to-people",
+        Text(
+            f"transition '{name}' is this approval's outcome, but people may fire it by hand "
+            "(they would skip the approval)",
+            f"流转 '{name}' 是本审批的结果，但人可以手动执行它（等于绕过审批）",
+        ),
+        Text(
+            f"add 'by: system' to transition '{name}' in the flows/ file of form "
+            f"'{machine.form}' (and remove its roles:)",
+            f"请在表单 '{machine.form}' 的 flows/ 文件中给流转 '{name}' 加上 'by: system'"
+            "（并去掉 roles:）",
+        ),
+    )
 
 
 def _param_type(value: Any) -> str:

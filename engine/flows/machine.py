@@ -182,7 +182,5 @@ def fire_transition(
             if transition.sets
             else None
         )
-        records.change_state(
-            conn, form, record, transition.name, transition.target, actor, values
-        )
+        records.change_state(conn, form, record, transition.name, transition.target, actor, values)
         return records.read(conn, form, record_id) if read_back else None

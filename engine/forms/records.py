@@ -25,6 +25,7 @@ from engine.forms.files import missing_files
 from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
 from engine.i18n import Lang, Text, lang_from_locale
+from engine.permissions import Action, Resource, allowed, refusal
 from engine.spec import App, FieldSpec, FormSpec
 from engine.storage import reader
 
@@ -54,7 +55,7 @@ class RecordEvent:
     """What happened to a record, handed to listeners inside the same transaction (so what a
     listener writes — flow runs, outbox rows — commits or rolls back with the change)."""
 
-    kind: str  # created | changed | child_added | transition
+    kind: str  # created | changed | children_changed (child rows only) | child_added | transition
     form: str
     record_id: int
     actor: str
@@ -247,14 +248,13 @@ class RecordChecks:
             )
         if system:
             return None
-        if spec.editable_by and not (actor.roles & set(spec.editable_by)):
+        if spec.editable_by and not allowed(
+            self.app, actor, "field_edit", Resource(self._form_of(spec), field=spec)
+        ):
             return FieldError(
                 spec.name,
                 "forbidden",
-                Text(
-                    f"{spec.label} may only be changed by: {', '.join(spec.editable_by)}",
-                    f"{spec.label}只能由以下角色修改：{'、'.join(self._role_labels(spec.editable_by))}",
-                ),
+                refusal(self.app, "field_edit", Resource(self._form_of(spec), field=spec)),
             )
         if state is not None:
             if spec.editable_in:
@@ -277,15 +277,22 @@ class RecordChecks:
                 )
         return None
 
+    def _form_of(self, spec: FieldSpec) -> FormSpec | None:
+        """The form holding ``spec`` (a field, or a child table's column's table)."""
+        for form in self.app.forms.values():
+            if form.by_name.get(spec.name) is spec:
+                return form
+            for table in form.fields:
+                if table.type == "table" and spec in table.children:
+                    return form
+        return None
+
     def _state_editable(self, state: str) -> bool:
         for machine in self.app.state_machines.values():
             for s in machine.states:
                 if s.name == state:
                     return s.editable
         return True
-
-    def _role_labels(self, roles: Sequence[str]) -> list[str]:
-        return [self.app.roles[r].label if r in self.app.roles else r for r in roles]
 
     def _defaults(self, form: FormSpec, draft: _Draft) -> None:
         for spec in form.fields:
@@ -316,7 +323,13 @@ class RecordChecks:
                 )
 
     def _children_input(
-        self, form: FormSpec, data: Mapping[str, Any], draft: _Draft, actor: Actor, creating: bool
+        self,
+        form: FormSpec,
+        data: Mapping[str, Any],
+        draft: _Draft,
+        actor: Actor,
+        creating: bool,
+        state: str | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         if not isinstance(data, Mapping):
@@ -325,6 +338,22 @@ class RecordChecks:
             if spec.type != "table" or spec.name not in data:
                 continue
             rows = data[spec.name]
+            if not creating and not spec.append_only:
+                # Replacing a child table's rows is an edit like any other: who may edit it
+                # (its editable_by) and in which state (editable_in / editable states).
+                if not allowed(self.app, actor, "child_edit", Resource(form, field=spec)):
+                    draft.errors.append(
+                        FieldError(
+                            spec.name,
+                            "forbidden",
+                            refusal(self.app, "child_edit", Resource(form, field=spec)),
+                        )
+                    )
+                    continue
+                locked = self.edit_refusal(spec, actor, state)
+                if locked is not None:
+                    draft.errors.append(locked)
+                    continue
             if spec.append_only and not creating:
                 draft.errors.append(
                     FieldError(
@@ -427,16 +456,7 @@ class RecordChecks:
         """Computed fields, then the form's rules."""
         ctx = self.context(form, draft.values, state, record_id, loaded)
         env = self.env()
-        computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
-        for _ in range(2):  # a computed field may use one defined after it
-            for spec in computed:
-                try:
-                    value = spec.expr(ctx, env)  # type: ignore[misc]
-                except EvaluationError:
-                    value = None
-                value = _as_result(spec, value)
-                draft.values[spec.name] = value
-                ctx[spec.name] = value
+        self._compute(form, ctx, draft.values)
         failed = {e.field for e in draft.errors}
         for rule in form.rules:
             used = {n.split(".")[0] for n in rule.check.names}
@@ -455,6 +475,49 @@ class RecordChecks:
                 draft.errors.append(
                     FieldError(rule.field, "rule", Text(rule.message, rule.message))
                 )
+
+    def _compute(self, form: FormSpec, ctx: dict[str, Any], into: dict[str, Any]) -> None:
+        """Fill the computed fields into ``into`` (and ``ctx``) from the values in ``ctx``."""
+        env = self.env()
+        computed = [f for f in form.fields if f.type == "computed" and f.expr is not None]
+        for _ in range(2):  # a computed field may use one defined after it
+            for spec in computed:
+                try:
+                    value = spec.expr(ctx, env)  # type: ignore[misc]
+                except EvaluationError:
+                    value = None
+                value = _as_result(spec, value)
+                into[spec.name] = value
+                ctx[spec.name] = value
+
+    def transition_values(
+        self,
+        form: FormSpec,
+        record: Mapping[str, Any],
+        sets: Sequence[tuple[str, Any]],
+        loaded: Mapping[str, dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """The values a transition's ``set:`` writes with it (e.g. the price an order was
+        submitted with), and the computed fields that follow from them. An expression that
+        cannot be evaluated raises :class:`ValidationFailed` (422): the transition does not
+        fire half-done."""
+        ctx = self.context(form, record, record.get("state"), record.get("id"), loaded)
+        values: dict[str, Any] = {}
+        for name, expr in sets:
+            try:
+                raw = expr(ctx, self.env())
+            except EvaluationError as exc:
+                raise ValidationFailed([FieldError(name, "set_error", exc.message)]) from exc
+            spec = form.by_name[name]
+            value = (
+                raw
+                if raw is None or spec.type not in ("money", "decimal")
+                else _as_result(spec, raw)
+            )
+            values[name] = value
+            ctx[name] = value
+        self._compute(form, ctx, values)
+        return values
 
 
 class RecordService(RecordChecks):
@@ -481,21 +544,13 @@ class RecordService(RecordChecks):
     def child_table(self, form: str, child: str) -> sa.Table:
         return self.metadata.tables[child_table_name(form, child)]
 
-    def check_access(self, form: FormSpec, action: str, actor: Actor | None) -> None:
+    def check_access(self, form: FormSpec, action: Action, actor: Actor | None) -> None:
         """Refuse (403) when the form's permissions do not let ``actor`` do ``action``.
         ``actor=None`` is the engine itself reading (flows, exports)."""
-        if actor is None or form.allows(action, actor.roles):
+        if actor is None or allowed(self.app, actor, action, Resource(form)):
             return
-        words = {"read": ("see", "查看"), "create": ("create", "新建"), "update": ("edit", "修改")}
-        en, zh = words[action]
         raise ValidationFailed(
-            [
-                FieldError(
-                    None,
-                    "forbidden",
-                    Text(f"you may not {en} {form.title} records", f"您没有{zh}{form.title}的权限"),
-                )
-            ],
+            [FieldError(None, "forbidden", refusal(self.app, action, Resource(form)))],
             403,
         )
 
@@ -675,7 +730,9 @@ class RecordService(RecordChecks):
                 if f.name not in draft.values and f.type != "table":
                     draft.values[f.name] = current[f.name]
             self._required(form, draft, creating=False)
-            children = self._children_input(form, data, draft, actor, creating=False)
+            children = self._children_input(
+                form, data, draft, actor, creating=False, state=current["state"]
+            )
             loaded = self.load_refs(conn, form, draft.values)
             self._refs(form, draft, loaded)
             self._files(conn, form, draft.values, children, draft.errors)
@@ -711,6 +768,7 @@ class RecordService(RecordChecks):
                         {"changes": _plain(changes)},
                     )
                 )
+            replaced: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
             for child, rows in children.items():
                 table = self.child_table(form.name, child)
                 old = conn.execute(
@@ -718,6 +776,7 @@ class RecordService(RecordChecks):
                     .where(table.c.parent_id == record_id)
                     .order_by(table.c.position)
                 ).all()
+                replaced[child] = ([_child_fields(_loaded(g._mapping)) for g in old], rows)
                 for gone in old:
                     events.append(
                         EventIn(
@@ -752,6 +811,22 @@ class RecordService(RecordChecks):
                         current["state"],
                     ),
                 )
+            elif moved := _rows_changed(replaced):
+                # only child rows changed: listeners (approvals' lock and restart) still hear
+                # of it, under its own kind so "updated"/"field_changed" automations do not
+                self.publish(
+                    conn,
+                    RecordEvent(
+                        "children_changed",
+                        form.name,
+                        record_id,
+                        actor.username,
+                        moved,
+                        None,
+                        current["state"],
+                        current["state"],
+                    ),
+                )
             return self._read(conn, form, record_id)
 
     # ------------------------------------------------------------------ child rows
@@ -759,10 +834,20 @@ class RecordService(RecordChecks):
         self, form_name: str, record_id: int, child: str, data: Mapping[str, Any], actor: Actor
     ) -> dict[str, Any]:
         form = self.form(form_name)
-        self.check_access(form, "update", actor)
         spec = form.by_name.get(child)
         if spec is None or spec.type != "table":
             raise NotFound(f"{form_name}.{child}")
+        if not allowed(self.app, actor, "child_append", Resource(form, field=spec)):
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        child,
+                        "forbidden",
+                        refusal(self.app, "child_append", Resource(form, field=spec)),
+                    )
+                ],
+                403,
+            )
         with self.engine.begin() as conn:
             self.row(conn, form, record_id, lock=True)
             values, errors = self._child_values(spec, data, actor)
@@ -1067,6 +1152,20 @@ def _loaded(row: Mapping[str, Any]) -> dict[str, Any]:
         k: (v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v)
         for k, v in row.items()
     }
+
+
+def _rows_changed(
+    replaced: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+) -> dict[str, tuple[Any, Any]]:
+    """The child tables whose rows an update replaced with different ones: {name: (old, new)}
+    (the same values in the same order are no change)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for child, (old, new) in replaced.items():
+        if len(old) != len(new) or any(
+            _differs(a.get(k), b.get(k)) for a, b in zip(old, new, strict=True) for k in {*a, *b}
+        ):
+            out[child] = (old, new)
+    return out
 
 
 def _child_fields(row: Mapping[str, Any]) -> dict[str, Any]:
