@@ -71,6 +71,7 @@ def approval_panel(current: LiveApp, form: str, record_id: int, user: User) -> l
                 and task["status"] == "open"
                 and bool(principals & set(task["assignees"]))
                 and approval["submitter"] != user.username  # never one's own submission
+                and user.username not in (approval.get("excluded") or ())  # nor its creator
             )
     return approvals
 
