@@ -63,7 +63,7 @@ from engine.events import GENESIS, canonical, event_hash  # noqa: E402
 from engine.expressions import EvalEnv  # noqa: E402
 from engine.forms.autonumber import render_prefix  # noqa: E402
 from engine.forms.deploy import bundle_sources, deploy, latest_deployment  # noqa: E402
-from engine.forms.records import _as_result, _plain  # noqa: E402
+from engine.forms.records import RecordChecks, _as_result, _plain  # noqa: E402
 from engine.forms.tables import build_metadata  # noqa: E402
 from engine.spec import App, FormSpec  # noqa: E402
 from engine.storage import create_db_engine  # noqa: E402
@@ -147,6 +147,7 @@ class History:
         self.tz = ZoneInfo(app.timezone)
         self.calendar: WorkCalendar = AppRuntime.of(app).calendar
         self.env = EvalEnv(calendar=self.calendar, now=lambda: end, timezone=app.timezone)
+        self.checks = RecordChecks(app, now=lambda: end)  # a transition's set:, as the service
         self.form: FormSpec = app.forms["order"]
         machine = app.state_machines["order"]
         self.transitions = {t.name: t for t in machine.transitions}
@@ -224,7 +225,16 @@ class History:
     def move(self, order: Order, at: datetime, actor: str, name: str) -> None:
         transition = self.transitions[name]
         assert order.state in transition.sources, (order.state, name)
-        payload = {"name": name, "from": order.state, "to": transition.target}
+        payload: dict[str, Any] = {"name": name, "from": order.state, "to": transition.target}
+        if transition.sets:  # e.g. submit keeps the unit price: the service's own code
+            loaded = {"customer": order.customer.values, "product": order.product.values}
+            record = {**order.values, "state": order.state, "id": order.id}
+            values = self.checks.transition_values(self.form, record, transition.sets, loaded)
+            changes = {k: [order.values.get(k), v] for k, v in values.items()}
+            changes = {k: pair for k, pair in changes.items() if pair[0] != pair[1]}
+            order.values.update(values)
+            if changes:
+                payload["changes"] = _plain(changes)
         self.emit(order, at, actor, "transition", payload)
         order.state = transition.target
         if name == "confirm_promise":
