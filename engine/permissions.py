@@ -32,6 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Text
 from engine.spec import App, DashboardSpec, FieldSpec, FormSpec, InsightSpec, TransitionSpec
 
@@ -43,6 +44,7 @@ __all__ = [
     "checked_actions",
     "is_system",
     "refusal",
+    "require",
     "transition_open_to_people",
 ]
 
@@ -222,3 +224,18 @@ def refusal(app: App, action: Action, resource: Resource | None = None) -> Text:
         )
     en, zh = _VERBS.get(action, ("edit", "修改"))
     return Text(f"you may not {en} {form.title} records", f"您没有{zh}{form.title}的权限")
+
+
+def require(
+    app: App,
+    actor: Actor,
+    action: Action,
+    resource: Resource | None = None,
+    field: str | None = None,
+) -> None:
+    """Raise a 403 refusal (naming who may, on ``field`` when given) unless ``allowed``."""
+
+    if not allowed(app, actor, action, resource):
+        raise ValidationFailed(
+            [FieldError(field, "forbidden", refusal(app, action, resource))], 403
+        )

@@ -191,7 +191,7 @@ def test_roles_and_unknown_names(world: World) -> None:
     for path in ("", "/cards", "/kpis/first_response_hours"):
         refused = outsider.get(f"/dashboards/order_health{path}")
         assert refused.status_code == 403, path
-        assert "您没有查看看板“订单健康度”的权限" in refused.text
+        assert "此看板仅限销售、客服、财务、生产总监、总经理查看" in refused.text
     sales = signed_in(world, "li.sales")
     assert sales.get("/dashboards/nope").status_code == 404
     assert sales.get("/dashboards/order_health/kpis/nope").status_code == 404

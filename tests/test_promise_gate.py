@@ -144,7 +144,7 @@ def test_confirming_needs_a_role_of_the_gate_and_the_gate_state(api) -> None:
     assert _confirm(api.client("li.sales"), order, role=7).status_code == 400
     unknown = api.client("li.sales").post(URL.format(id=order) + "/confirmations/submit")
     assert unknown.status_code == 404
-    fire_transition(api.live.records, "order", order, "return_for_changes", SYSTEM_ACTOR)
+    fire_transition(api.live.records, "order", order, "revise", SYSTEM_ACTOR)
     wrong_state = _confirm(api.client("li.sales"), order)
     assert wrong_state.status_code == 409
     assert _gate_events(api, order) == []

@@ -23,7 +23,7 @@ from engine.events import EventIn, append_events
 from engine.forms.records import Actor, NotFound, RecordEvent, RecordService, _plain
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
 from engine.i18n import Text
-from engine.permissions import Resource, allowed, refusal
+from engine.permissions import Resource, require
 from engine.spec import App, ConfirmSpec, FormSpec, TransitionSpec
 
 __all__ = [
@@ -171,17 +171,7 @@ def confirm_gate(
     )
     if transition is None:
         raise NotFound(f"{form.name} gate", None)
-    if not allowed(records.app, actor, "confirm", Resource(form, transition=transition)):
-        raise ValidationFailed(
-            [
-                FieldError(
-                    None,
-                    "forbidden",
-                    refusal(records.app, "confirm", Resource(form, transition=transition)),
-                )
-            ],
-            status=403,
-        )
+    require(records.app, actor, "confirm", Resource(form, transition=transition))
     spec = _spec(transition)
     with records.engine.begin() as conn:
         record = records.row(conn, form, record_id, lock=True)

@@ -25,7 +25,7 @@ from engine.forms.files import missing_files
 from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
 from engine.i18n import Lang, Text, lang_from_locale
-from engine.permissions import Action, Resource, allowed, refusal
+from engine.permissions import Action, Resource, allowed, refusal, require
 from engine.spec import App, FieldSpec, FormSpec
 from engine.storage import reader
 
@@ -547,12 +547,8 @@ class RecordService(RecordChecks):
     def check_access(self, form: FormSpec, action: Action, actor: Actor | None) -> None:
         """Refuse (403) when the form's permissions do not let ``actor`` do ``action``.
         ``actor=None`` is the engine itself reading (flows, exports)."""
-        if actor is None or allowed(self.app, actor, action, Resource(form)):
-            return
-        raise ValidationFailed(
-            [FieldError(None, "forbidden", refusal(self.app, action, Resource(form)))],
-            403,
-        )
+        if actor is not None:
+            require(self.app, actor, action, Resource(form))
 
     # ------------------------------------------------------------------ create
     def transaction(self, conn: sa.Connection | None = None) -> Any:
@@ -837,17 +833,7 @@ class RecordService(RecordChecks):
         spec = form.by_name.get(child)
         if spec is None or spec.type != "table":
             raise NotFound(f"{form_name}.{child}")
-        if not allowed(self.app, actor, "child_append", Resource(form, field=spec)):
-            raise ValidationFailed(
-                [
-                    FieldError(
-                        child,
-                        "forbidden",
-                        refusal(self.app, "child_append", Resource(form, field=spec)),
-                    )
-                ],
-                403,
-            )
+        require(self.app, actor, "child_append", Resource(form, field=spec), field=child)
         with self.engine.begin() as conn:
             self.row(conn, form, record_id, lock=True)
             values, errors = self._child_values(spec, data, actor)

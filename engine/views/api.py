@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from engine import permissions
 from engine.forms.records import NotFound
 from engine.forms.validate import FieldError, ValidationFailed
 from engine.i18n import Lang, Text, lang_from_locale
-from engine.permissions import Action, Resource, allowed, refusal
+from engine.permissions import Action, Resource, allowed
 from engine.spec import App, FieldSpec, FormSpec
 from engine.views.jsonio import error, error_response, json_response, read_json
 from engine.views.live import LiveApp
@@ -156,10 +157,8 @@ async def openapi(request: Request) -> Response:
 
 
 def require(request: Request, user: Any, action: Action, resource: Resource | None = None) -> None:
-    """Refuse (403, with who may) unless ``allowed`` says yes."""
-    app = live(request).app
-    if not allowed(app, user, action, resource):
-        raise ValidationFailed([FieldError(None, "forbidden", refusal(app, action, resource))], 403)
+    """Refuse (403, with who may) unless ``allowed`` says yes — for the API and the pages."""
+    permissions.require(live(request).app, user, action, resource)
 
 
 @guarded

@@ -26,11 +26,11 @@ from engine.auth import User
 from engine.flows.machine import available_transitions, fire_transition
 from engine.forms.files import file_infos
 from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed, is_blank
+from engine.forms.validate import ValidationFailed, is_blank
 from engine.i18n import Lang
-from engine.permissions import Action, Resource, allowed, refusal
+from engine.permissions import Resource, allowed
 from engine.spec import FieldSpec, FormSpec
-from engine.views.api import live
+from engine.views.api import live, require
 from engine.views.files import file_routes
 from engine.views.live import LiveApp
 from engine.views.security import SecurityError, check_csrf, current_user, login, logout
@@ -202,18 +202,9 @@ async def logout_page(request: Request) -> Response:
 # ---------------------------------------------------------------------------- reading
 
 
-def require_page(
-    request: Request, user: User, action: Action, resource: Resource | None = None
-) -> None:
-    """403 (the page wrapper shows it) unless ``allowed`` says yes."""
-    app = live(request).app
-    if not allowed(app, user, action, resource):
-        raise ValidationFailed([FieldError(None, "forbidden", refusal(app, action, resource))], 403)
-
-
 @page
 async def home(request: Request, user: User) -> Response:
-    require_page(request, user, "use")
+    require(request, user, "use")
     app = live(request).app
     forms = [f for f in app.forms.values() if allowed(app, user, "read", Resource(f))]
     return render(request, "home.html", {"forms": forms})
@@ -224,7 +215,7 @@ async def runs_page(request: Request, user: User) -> Response:
     """Recent flow runs (inputs, outputs, errors, attempts) and the dead-letter list."""
     from engine.flows.monitor import list_jobs, list_runs
 
-    require_page(request, user, "operate")
+    require(request, user, "operate")
     db = request.app.state.db
     runs = await run_in_threadpool(list_runs, db, limit=50)
     dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100)
@@ -241,7 +232,7 @@ async def runs_page(request: Request, user: User) -> Response:
 async def retry_page(request: Request, user: User) -> Response:
     from engine.flows.monitor import retry_job
 
-    require_page(request, user, "operate")
+    require(request, user, "operate")
     await run_in_threadpool(retry_job, request.app.state.db, request.path_params["job_id"])
     return RedirectResponse("/runs", 303)
 
@@ -335,8 +326,8 @@ async def pick(request: Request, user: User) -> Response:
     if spec is None or spec.ref_form is None:
         raise NotFound(form.name)
     # The picker lists records of the ref's form: reading them needs its read permission.
-    require_page(request, user, "read", Resource(form))
-    require_page(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
+    require(request, user, "read", Resource(form))
+    require(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
     q = _search(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [])
     return render(request, "_options.html", {"options": options, "q": q})
@@ -533,7 +524,7 @@ async def edit_record(request: Request, user: User) -> Response:
     form, current = _form(request), live(request)
     record_id = _record_id(request) if "record_id" in request.path_params else None
     fmt = Formatter(current.app, page_lang(current.app))
-    require_page(request, user, "update" if record_id else "create", Resource(form))
+    require(request, user, "update" if record_id else "create", Resource(form))
     record = (
         await run_in_threadpool(current.records.get, form.name, record_id, user)
         if record_id

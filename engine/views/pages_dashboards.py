@@ -32,12 +32,11 @@ from engine.dashboards.compute import (
     visible,
 )
 from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed
-from engine.permissions import Resource, allowed, refusal
+from engine.permissions import Resource
 from engine.spec import DashboardSpec
-from engine.views.api import live
+from engine.views.api import live, require
 from engine.views.live import LiveApp
-from engine.views.pages import page, require_page
+from engine.views.pages import page
 from engine.views.templating import render
 
 __all__ = ["dashboard_page_routes"]
@@ -55,10 +54,7 @@ def _dashboard(request: Request, user: User) -> DashboardSpec:
     dashboard = live(request).app.dashboards.get(request.path_params["name"])
     if dashboard is None:
         raise NotFound("dashboard", None)
-    resource = Resource(dashboard=dashboard)
-    if not allowed(live(request).app, user, "dashboard", resource):
-        text = refusal(live(request).app, "dashboard", resource)
-        raise ValidationFailed([FieldError(None, "forbidden", text)], 403)
+    require(request, user, "dashboard", Resource(dashboard=dashboard))
     return dashboard
 
 
@@ -149,7 +145,7 @@ async def _cards_context(request: Request, user: User) -> dict[str, Any]:
 
 
 async def dashboards_page(request: Request, user: User) -> Response:
-    require_page(request, user, "use")
+    require(request, user, "use")
     mine = visible(live(request).app, user)
     return render(request, "dashboards.html", {"dashboards": mine})
 

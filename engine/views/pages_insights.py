@@ -21,11 +21,10 @@ from starlette.routing import BaseRoute, Route
 
 from engine.auth import User
 from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed
 from engine.insights.clusters import ClusterReport, cluster_report, csv_text
-from engine.permissions import Resource, allowed, refusal
+from engine.permissions import Resource
 from engine.spec import FormSpec, InsightSpec
-from engine.views.api import live
+from engine.views.api import live, require
 from engine.views.live import LiveApp
 from engine.views.pages import page
 from engine.views.templating import render
@@ -38,10 +37,7 @@ def _insight(request: Request, user: User) -> InsightSpec:
     spec = live(request).app.insights.get(name)
     if spec is None:
         raise NotFound("insight", None)
-    app = live(request).app
-    if not allowed(app, user, "insight", Resource(insight=spec)):
-        text = refusal(app, "insight", Resource(insight=spec))
-        raise ValidationFailed([FieldError(None, "forbidden", text)], 403)
+    require(request, user, "insight", Resource(insight=spec))
     return spec
 
 

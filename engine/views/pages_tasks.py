@@ -27,9 +27,9 @@ from engine.flows.approvals.inbox import inbox, record_approvals
 from engine.flows.approvals.service import APPROVALS, ASSIGNEES, TASKS, delegators
 from engine.forms.records import NotFound
 from engine.forms.validate import ValidationFailed
-from engine.views.api import live
+from engine.views.api import live, require
 from engine.views.live import LiveApp
-from engine.views.pages import _CONTROL, _show_record, _text, page, require_page
+from engine.views.pages import _CONTROL, _show_record, _text, page
 from engine.views.templating import page_lang, render, translate
 
 __all__ = ["approval_panel", "open_task_count", "task_page_routes"]
@@ -94,7 +94,7 @@ async def _show_inbox(
 
 
 async def tasks_page(request: Request, user: User) -> Response:
-    require_page(request, user, "use")  # one's own inbox
+    require(request, user, "use")  # one's own inbox
     return await _show_inbox(request, user)
 
 
@@ -106,7 +106,7 @@ def _back(raw: str) -> str:
 async def decide_page(request: Request, user: User) -> Response:
     """Approve, reject or return a task from a plain form; ``decide`` checks everything
     (assignee or delegate, never the creator or starter: the approval is the permission)."""
-    require_page(request, user, "use")
+    require(request, user, "use")
     decision = request.path_params["decision"]
     task_id = int(request.path_params["task_id"])
     post = request.state.post
