@@ -174,6 +174,35 @@ def test_reservations_and_safety_stock_are_not_available() -> None:
     assert "扣除已预留 8 件、安全库存 5 件后可用 0 件" in over.explanation
 
 
+def test_net_of_reservations_the_warehouse_reserved_amount_is_what_stock_covers() -> None:
+    # the stock answer was read before the reservation; the reservation answer decides
+    stock = {"on_hand": {"A-01-01": 10}, "reserved": 2, "incoming": [PO_123]}
+    covered = atp(1, **stock, lead_days=5, allocated=1)
+    assert (covered.available, covered.shortfall, covered.date) == (1, 0, date(2026, 12, 7))
+    assert covered.sources == (AtpSource("stock", 1, MONDAY),)
+    assert covered.explanation.startswith("需求 1 件，仓库已从现有库存为本单预留 1 件，库存充足；")
+    assert covered.explanation_en.startswith(
+        "Need 1 pcs: the warehouse reserved 1 from stock for this order, enough in stock;"
+    )
+    # the stock answer said 8 were free, but other orders took them first: nothing reserved
+    late = atp(1, **stock, lead_days=5, allocated=0)
+    assert (late.available, late.shortfall) == (0, 1)
+    assert late.date == CN.add_workdays(date(2026, 12, 10), 5)  # PO-123 arrives Dec 10
+    assert late.sources == (
+        AtpSource("incoming", 1, date(2026, 12, 10), po="PO-123", eta=date(2026, 12, 10)),
+    )
+    assert "现有库存已无可用量，仓库未能为本单预留，不足 1 件" in late.explanation
+    assert "nothing left in stock to reserve for this order, 1 short" in late.explanation_en
+    partial = atp(5, **stock, lead_days=5, allocated=3)
+    assert (partial.shortfall, [x.quantity for x in partial.sources]) == (2, [3, 2])
+    assert "仓库已从现有库存为本单预留 3 件，不足 2 件" in partial.explanation
+    assert atp(5, **stock, lead_days=5, allocated=9).shortfall == 0  # never more than needed
+    with pytest.raises(AtpInputError, match="allocated must not be negative"):
+        atp(1, allocated=-1)
+    from_answer = atp_from_stock(WMS_ANSWER, 100, today=MONDAY, calendar=CN, allocated=0)
+    assert from_answer.shortfall == 100
+
+
 # ---- the Chinese calendar -----------------------------------------------------------------
 
 
@@ -346,6 +375,18 @@ def test_expression_functions() -> None:
     assert evaluate(DATE_EXPR, blank) is None
     assert evaluate(TEXT_EXPR, VALUES | {"quantity": None}) is None
     assert {"available_to_promise", "atp_explanation"} == set(ATP_FUNCTIONS)
+    # the 4th argument (5th of the explanation): what the warehouse reserved for the order
+    netted = VALUES | {"quantity": 100}
+    reserved = "available_to_promise(quantity, steps.stock, product.lead_days, {})"
+    assert evaluate(reserved.format("quantity"), netted) == date(2026, 12, 7)
+    assert evaluate(reserved.format("0"), netted) == date(2026, 12, 17)
+    assert evaluate(reserved.format("None"), netted) == date(2026, 12, 17)  # blank: the stock's
+    said = "atp_explanation(quantity, steps.stock, product.lead_days, 'en', 100)"
+    assert evaluate(said, VALUES).startswith("Need 100 pcs: the warehouse reserved 100 from")
+    with pytest.raises(EvaluationError, match="4th argument"):
+        evaluate(reserved.format("'x'"), netted)
+    with pytest.raises(EvaluationError, match="5th argument"):
+        evaluate("atp_explanation(quantity, steps.stock, product.lead_days, 'zh', 1.5)", VALUES)
     assert all(spec.needs_env and not spec.pure for spec in ATP_FUNCTIONS.values())
 
 
@@ -377,9 +418,9 @@ def test_expression_errors(values: dict[str, Any], env: EvalEnv, code: str, frag
 
 
 def test_expression_arity_is_checked() -> None:
-    with pytest.raises(Exception, match="takes 3 arguments"):
-        compile_expression("available_to_promise(1, 2)", SCOPE, extra_functions=ATP_FUNCTIONS)
     with pytest.raises(Exception, match="takes 3 to 4 arguments"):
+        compile_expression("available_to_promise(1, 2)", SCOPE, extra_functions=ATP_FUNCTIONS)
+    with pytest.raises(Exception, match="takes 3 to 5 arguments"):
         compile_expression("atp_explanation(1)", SCOPE, extra_functions=ATP_FUNCTIONS)
 
 

@@ -614,7 +614,8 @@ def order_context() -> dict[str, Any]:
                 "reserved": 0,
                 "safety_stock": 0,
                 "incoming": [{"po": "PO-260101", "quantity": 100, "eta": date(2026, 1, 15)}],
-            }
+            },
+            "reservation": {"id": "RSV-000007", "reserved": 30, "short": 90},
         },
         "state_label": "库存已检查",
     }
@@ -631,6 +632,7 @@ def test_pack_stock_shortage_template_in_chinese() -> None:
     assert "伺服电机 750W" in message.text
     assert "30.0" in message.text and "2026-01-20" in message.text
     assert "PO-260101" in message.text and "2026-01-15" in message.text
+    assert "已从库存预留：30（预留单 RSV-000007），缺口：90" in message.text
     assert "None" not in message.text
 
 
@@ -718,7 +720,7 @@ def test_pack_connectors_end_to_end(client: httpx.Client) -> None:
         answer = conns.call("wms", "stock", {"sku": "DP-100001"}, idempotency_key="o1:stock")
         kept = keep_values(answer.data, {"available": "available", "incoming": "incoming"})
         context = order_context()
-        context["steps"] = {"stock": kept}
+        context["steps"] = {**context["steps"], "stock": kept}
         env = message_environment(read_bundle(PACK))
         message = render_message(
             env, "messages/stock_shortage.md", context, todo=True, to=PROCUREMENT

@@ -19,6 +19,7 @@ from engine.forms.records import SYSTEM_ACTOR
 from engine.system_tables import system_metadata
 
 FAR = (date.today() + timedelta(days=90)).isoformat()
+WMS_AUTH = {"Authorization": "Bearer wms-secret"}
 
 
 @pytest.fixture
@@ -115,15 +116,18 @@ def test_warehouse_down_then_recovering_loses_nothing_checks_once(world) -> None
         runs = conn.execute(sa.select(RUNS.c.status, RUNS.c.automation)).all()
     checks = [r for r in runs if r.automation == "stock_check"]
     assert len(checks) == 5 and {r.status for r in checks} == {"done"}
-    # each order's stock check completed exactly once
+    # each order's stock check completed exactly once: one stock query, one reservation
     for o in orders:
         assert _kinds(api, o).count("flow_done") >= 1
         steps = [
-            e
+            e["payload"]["operation"]
             for e in api.live.records.events("order", o)
             if e["kind"] == "flow_step" and e["payload"].get("action") == "call"
         ]
-        assert len(steps) == 1
+        assert steps == ["stock", "reserve"]
+    held = httpx.get(wms.base_url + "/api/reservations?status=active", headers=WMS_AUTH).json()
+    assert held["count"] == 5
+    assert sorted(r["quantity"] for r in held["reservations"]) == [1, 2, 3, 4, 5]
 
 
 def test_outbox_survives_a_dead_robot_then_delivers_once(world) -> None:

@@ -189,6 +189,60 @@ def test_reservation_errors(client: TestClient) -> None:
     assert not_json.status_code == 400
 
 
+def test_allow_partial_reserves_what_is_available_and_says_how_much(client: TestClient) -> None:
+    client.put("/_stock/P-1", json={"locations": {"A-01-01": 10}, "safety_stock": 2})
+    first = reserve(client, "p-1", sku="P-1", quantity=5, allow_partial=True)
+    assert first.status_code == 201
+    assert first.json() | {"id": ""} == {
+        "id": "",
+        "sku": "P-1",
+        "quantity": 5,
+        "requested": 5,
+        "short": 0,
+        "order_no": "SO-1",
+        "idempotency_key": "p-1",
+        "status": "active",
+    }
+    some = reserve(client, "p-2", sku="P-1", quantity=5, order_no="SO-2", allow_partial=True)
+    assert (some.json()["quantity"], some.json()["short"], some.json()["status"]) == (
+        3,
+        2,
+        "active",
+    )
+    none = reserve(client, "p-3", sku="P-1", quantity=4, order_no="SO-3", allow_partial=True)
+    assert none.status_code == 201
+    assert (none.json()["quantity"], none.json()["short"], none.json()["status"]) == (
+        0,
+        4,
+        "unfilled",
+    )
+    # the same key again is the same answer, even after stock came free
+    client.delete(f"/api/reservations/{first.json()['id']}")
+    again = reserve(client, "p-3", sku="P-1", quantity=4, order_no="SO-3", allow_partial=True)
+    assert again.status_code == 200 and again.json() == none.json()
+    stock = client.get("/api/stock/P-1").json()
+    assert (stock["reserved"], stock["available"]) == (3, 5)
+    assert client.get("/api/reservations?status=active").json()["count"] == 1
+    bad = reserve(client, "p-4", sku="P-1", quantity=1, allow_partial="yes")
+    assert bad.status_code == 422
+
+
+def test_concurrent_partial_reservations_never_oversell(client: TestClient) -> None:
+    client.put("/_stock/P-2", json={"locations": {"A-01-01": 10}})
+
+    def one(i: int) -> int:
+        body = {"sku": "P-2", "quantity": 1, "order_no": f"SO-{i}", "allow_partial": True}
+        answer = client.post("/api/reservations", json=body, headers={"Idempotency-Key": f"c{i}"})
+        return int(answer.json()["quantity"])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        granted = list(pool.map(one, range(40)))
+    assert sum(granted) == 10 and sorted(set(granted)) == [0, 1]
+    assert client.get("/api/stock/P-2").json()["available"] == 0
+
+
 def test_safety_stock_is_not_reservable(client: TestClient) -> None:
     client.put("/_stock/S-1", json={"locations": {"A-01-01": 30}, "safety_stock": 5})
     assert reserve(client, "a", sku="S-1", quantity=26).json()["short"] == 1
@@ -221,6 +275,22 @@ def test_fail_for_the_next_n_requests(client: TestClient) -> None:
     assert stats["paths"] == {"GET /api/stock/DP-100001": 3}
     assert stats["endpoints"] == {"GET /api/stock/{sku}": 3}
     assert stats["total"] == 3
+
+
+def test_fail_a_share_of_requests_at_random(client: TestClient) -> None:
+    control = client.post("/_control", json={"mode": "fail", "rate": 0.25, "seed": 7})
+    assert control.json()["fault"]["rate"] == 0.25
+    codes = [client.get("/api/stock/DP-100001").status_code for _ in range(400)]
+    failed = codes.count(500)
+    assert 60 <= failed <= 140 and codes.count(200) == 400 - failed
+    assert client.get("/_stats").json()["faults"] == {"fail": failed}
+    # the same seed draws the same requests
+    client.post("/_control", json={"mode": "fail", "rate": 0.25, "seed": 7})
+    assert [client.get("/api/stock/DP-100001").status_code for _ in range(400)] == codes
+    counted = client.post("/_control", json={"mode": "fail", "rate": 0.5, "count": 3, "seed": 1})
+    assert counted.json()["fault"]["remaining"] == 3
+    later = [client.get("/api/stock/DP-100001").status_code for _ in range(100)]
+    assert later.count(500) == 3 and client.get("/_control").json() == {"fault": None}
 
 
 def test_fail_until_reset_and_controls_are_never_faulted(client: TestClient) -> None:
@@ -286,6 +356,9 @@ def test_bad_control_bodies(client: TestClient) -> None:
         {"mode": "fail", "after": "yes"},
         {"mode": "fail", "path": "api"},
         {"mode": "fail", "colour": "red"},
+        {"mode": "fail", "rate": 0},
+        {"mode": "fail", "rate": 1.5},
+        {"mode": "fail", "seed": "x"},
     ):
         answer = client.post("/_control", json=bad)
         assert answer.status_code == 400, bad

@@ -13,15 +13,22 @@ takes ``lead_days`` working days — longer when ``capacity_per_day`` says the l
   assumed to be possible at any time, so a PO arriving later than a new purchase would is
   not waited for either (which also keeps the date monotone in the quantity);
 * with ``capacity_per_day``, production takes ``ceil((load_ahead + quantity) / capacity)``
-  working days when that is more than ``lead_days``.
+  working days when that is more than ``lead_days``;
+* with ``allocated`` — what the warehouse has reserved from stock for this very order, as its
+  reservation answer says — the stock covers exactly that much (the warehouse decided,
+  atomically with the other orders' reservations) instead of on hand − reserved − safety
+  stock, and only the rest comes from incoming POs or a new purchase: the promise is net of
+  every other order's reservation even when many orders check the same SKU at once.
 
 Working days come from :class:`engine.calendar.WorkCalendar` (``CalendarSpec(base="cn")``
 skips the Chinese statutory holidays and counts the make-up Saturdays). Every result carries
 a one-paragraph explanation a salesperson can read, in Chinese and in English.
 
-The expression functions ``available_to_promise(quantity, stock, lead_days)`` and
-``atp_explanation(quantity, stock, lead_days[, lang])`` are in :data:`ATP_FUNCTIONS`; ``stock``
-is the mock WMS's ``GET /api/stock/{sku}`` answer (see :func:`atp_from_stock`).
+The expression functions ``available_to_promise(quantity, stock, lead_days[, reserved])`` and
+``atp_explanation(quantity, stock, lead_days[, lang[, reserved]])`` are in
+:data:`ATP_FUNCTIONS`; ``stock`` is the mock WMS's ``GET /api/stock/{sku}`` answer (see
+:func:`atp_from_stock`) and ``reserved`` the quantity its reservation answer says was reserved
+from stock for the order (``allocated``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ _NAMES = {
     "load_ahead": "已排产数量",
     "replenish_days": "补货周期（工作日）",
     "on_hand": "库存数量",
+    "allocated": "本单已预留数量",
 }
 
 
@@ -103,7 +111,7 @@ class AtpResult:
     explanation_en: str
     shortfall: int  # quantity not covered by the stock available now
     sources: tuple[AtpSource, ...]
-    available: int  # on hand − reserved − safety stock, at least 0
+    available: int  # on hand − reserved − safety stock, at least 0 (or ``allocated``)
     ready: dt.date
     production_days: int  # working days after ``ready``
 
@@ -137,11 +145,14 @@ def available_to_promise(
     capacity_per_day: int | None = None,
     load_ahead: int = 0,
     replenish_days: int = DEFAULT_REPLENISH_DAYS,
+    allocated: int | None = None,
 ) -> AtpResult:
     """The earliest date ``quantity`` can be promised, with the lines that cover it.
 
     ``on_hand`` is a total or a mapping location → quantity; ``incoming`` holds purchase
-    order lines ``{"po": "PO-1", "quantity": 100, "eta": date or "YYYY-MM-DD"}``. Raises
+    order lines ``{"po": "PO-1", "quantity": 100, "eta": date or "YYYY-MM-DD"}``.
+    ``allocated`` is the quantity the warehouse reserved from stock for this order: when
+    given, the stock covers ``min(quantity, allocated)`` and nothing more. Raises
     :class:`AtpInputError` (a ``ValueError``) for a bad input.
     """
     qty = _whole(quantity, "quantity")
@@ -153,6 +164,7 @@ def available_to_promise(
     load = _whole(load_ahead, "load_ahead")
     replenish = _whole(replenish_days, "replenish_days")
     capacity = None if capacity_per_day is None else _whole(capacity_per_day, "capacity_per_day")
+    own = None if allocated is None else _whole(allocated, "allocated")
     if capacity == 0:
         raise AtpInputError(
             Text("capacity_per_day must be more than 0", "日产能必须大于 0（不限产能请留空）")
@@ -170,9 +182,13 @@ def available_to_promise(
             )
         )
 
-    available = max(0, total - held - safety)
+    if own is None:
+        available = max(0, total - held - safety)
+        sources = list(_from_stock(min(qty, available), locations, total, day))
+    else:  # the warehouse's reservation says how much; it does not say from which location
+        available = own
+        sources = [AtpSource("stock", min(qty, own), day)] if min(qty, own) else []
     shortfall = max(0, qty - available)
-    sources = list(_from_stock(min(qty, available), locations, total, day))
 
     used, missing = _cover(shortfall, lines)
     replenish_ready = calendar.add_workdays(day, replenish)
@@ -210,6 +226,7 @@ def available_to_promise(
         production=production,
         promised=promised,
         holidays=_holidays(calendar, day if missing else ready, promised, day),
+        allocated=own,
     )
     return AtpResult(
         date=promised,
@@ -233,8 +250,10 @@ def atp_from_stock(
     capacity_per_day: int | None = None,
     load_ahead: int = 0,
     replenish_days: int = DEFAULT_REPLENISH_DAYS,
+    allocated: int | None = None,
 ) -> AtpResult:
-    """:func:`available_to_promise` from the WMS ``GET /api/stock/{sku}`` JSON answer.
+    """:func:`available_to_promise` from the WMS ``GET /api/stock/{sku}`` JSON answer
+    (``allocated``: what the WMS's reservation answer says it reserved for this order).
 
     Uses ``locations`` (per-location on hand) when they add up to ``on_hand``, else the
     total; ``reserved``, ``safety_stock`` and ``incoming`` default to none. The answer's own
@@ -284,6 +303,7 @@ def atp_from_stock(
         capacity_per_day=capacity_per_day,
         load_ahead=load_ahead,
         replenish_days=replenish_days,
+        allocated=allocated,
     )
 
 
@@ -475,6 +495,7 @@ class _Facts:
     production: int
     promised: dt.date
     holidays: list[tuple[dt.date, dt.date]]
+    allocated: int | None = None  # reserved from stock for this order by the warehouse
 
     @property
     def capacity_bound(self) -> bool:
@@ -519,7 +540,14 @@ def _explain_zh(f: _Facts) -> str:
     shown, more = f.shown_locations()
     locs = "、".join(f"{name} {qty} 件" for name, qty in shown)
     locs = f"（{locs}{f' 等 {len(shown) + more} 个库位' if more else ''}）" if locs else ""
-    if f.reserved == 0 and f.safety == 0:
+    taken = min(f.quantity, f.available)
+    if f.allocated is not None:
+        stock = (
+            f"仓库已从现有库存为本单预留 {taken} 件"
+            if taken or not f.quantity
+            else "现有库存已无可用量，仓库未能为本单预留"
+        )
+    elif f.reserved == 0 and f.safety == 0:
         stock = f"现有可用 {f.available} 件{locs}" if f.total else "当前无库存"
     else:
         held = "、".join(
@@ -585,7 +613,14 @@ def _explain_en(f: _Facts) -> str:
     shown, more = f.shown_locations()
     locs = ", ".join(f"{name}: {qty}" for name, qty in shown)
     locs = f" ({locs}{f' and {more} more locations' if more else ''})" if locs else ""
-    if f.reserved == 0 and f.safety == 0:
+    taken = min(f.quantity, f.available)
+    if f.allocated is not None:
+        stock = (
+            f"the warehouse reserved {taken} from stock for this order"
+            if taken or not f.quantity
+            else "nothing left in stock to reserve for this order"
+        )
+    elif f.reserved == 0 and f.safety == 0:
         stock = f"{f.available} available now{locs}" if f.total else "nothing in stock"
     else:
         held = " and ".join(
@@ -654,7 +689,13 @@ def _explain_en(f: _Facts) -> str:
 
 
 def _expr_result(
-    fname: str, env: EvalEnv, quantity: Any, stock: Any, lead_days: Any
+    fname: str,
+    env: EvalEnv,
+    quantity: Any,
+    stock: Any,
+    lead_days: Any,
+    reserved: Any = None,
+    reserved_position: str = "4th",
 ) -> AtpResult | None:
     from engine.expressions.errors import EvaluationError
     from engine.expressions.messages import describe
@@ -678,6 +719,8 @@ def _expr_result(
 
     qty = whole(quantity, "1st")
     lead = whole(lead_days, "3rd")
+    # blank: no reservation to go by (the stock answer's own availability is used)
+    own = None if reserved is None else whole(reserved, reserved_position)
     if not isinstance(stock, Mapping):
         got = describe(stock)
         raise EvaluationError(
@@ -700,7 +743,12 @@ def _expr_result(
         )
     try:
         return atp_from_stock(
-            stock, qty, today=env.local_now().date(), lead_days=lead, calendar=env.calendar
+            stock,
+            qty,
+            today=env.local_now().date(),
+            lead_days=lead,
+            calendar=env.calendar,
+            allocated=own,
         )
     except AtpInputError as exc:
         raise EvaluationError(
@@ -709,7 +757,7 @@ def _expr_result(
         ) from None
 
 
-_ZH_POSITION = {"1st": "一", "3rd": "三"}
+_ZH_POSITION = {"1st": "一", "3rd": "三", "4th": "四", "5th": "五"}
 
 
 def _integral(value: float | Decimal) -> bool:
@@ -718,17 +766,24 @@ def _integral(value: float | Decimal) -> bool:
 
 
 def fn_available_to_promise(
-    env: EvalEnv, quantity: Any, stock: Any, lead_days: Any
+    env: EvalEnv, quantity: Any, stock: Any, lead_days: Any, reserved: Any = None
 ) -> dt.date | None:
-    """``available_to_promise(quantity, stock, lead_days)`` in expressions: the date."""
-    result = _expr_result("available_to_promise", env, quantity, stock, lead_days)
+    """``available_to_promise(quantity, stock, lead_days[, reserved])`` in expressions: the
+    date; ``reserved`` is what the warehouse reserved from stock for this order."""
+    result = _expr_result("available_to_promise", env, quantity, stock, lead_days, reserved)
     return None if result is None else result.date
 
 
 def fn_atp_explanation(
-    env: EvalEnv, quantity: Any, stock: Any, lead_days: Any, lang: Any = "zh"
+    env: EvalEnv,
+    quantity: Any,
+    stock: Any,
+    lead_days: Any,
+    lang: Any = "zh",
+    reserved: Any = None,
 ) -> str | None:
-    """``atp_explanation(quantity, stock, lead_days[, lang])``: the text (Chinese unless 'en')."""
+    """``atp_explanation(quantity, stock, lead_days[, lang[, reserved]])``: the text (Chinese
+    unless 'en')."""
     if lang is not None and not isinstance(lang, str):
         from engine.expressions.errors import EvaluationError
 
@@ -739,7 +794,9 @@ def fn_atp_explanation(
                 "atp_explanation()：语言参数必须是 'zh' 或 'en'",
             ),
         )
-    result = _expr_result("atp_explanation", env, quantity, stock, lead_days)
+    result = _expr_result(
+        "atp_explanation", env, quantity, stock, lead_days, reserved, reserved_position="5th"
+    )
     if result is None:
         return None
     return result.explanation_en if lang_from_locale(lang or "zh") == "en" else result.explanation
@@ -752,25 +809,27 @@ def _build_functions() -> dict[str, FunctionSpec]:
         "available_to_promise": FunctionSpec(
             fn_available_to_promise,
             3,
-            3,
+            4,
             Text(
-                "available_to_promise(quantity, stock, lead_days): the earliest date the "
-                "quantity can be promised, from the kept WMS stock answer, in-transit POs and "
-                "lead_days working days of production",
-                "available_to_promise(数量, 库存, 生产周期)：根据仓储系统返回的库存、在途采购和"
-                "生产周期（工作日）计算的最早可承诺交付日",
+                "available_to_promise(quantity, stock, lead_days, reserved): the earliest date "
+                "the quantity can be promised, from the kept WMS stock answer, in-transit POs and "
+                "lead_days working days of production; with reserved (what the warehouse "
+                "reserved from stock for this order) only that much comes from stock",
+                "available_to_promise(数量, 库存, 生产周期, 已预留)：根据仓储系统返回的库存、"
+                "在途采购和生产周期（工作日）计算的最早可承诺交付日；给出已预留（仓库为本单从库存"
+                "预留的数量）时，只有这部分按现货计",
             ),
             needs_env=True,
         ),
         "atp_explanation": FunctionSpec(
             fn_atp_explanation,
             3,
-            4,
+            5,
             Text(
-                "atp_explanation(quantity, stock, lead_days, lang='zh'): how the earliest "
-                "promise date was found, in words for the salesperson",
-                "atp_explanation(数量, 库存, 生产周期, 语言='zh')：最早可承诺交付日的计算说明，"
-                "可直接给销售阅读",
+                "atp_explanation(quantity, stock, lead_days, lang='zh', reserved): how the "
+                "earliest promise date was found, in words for the salesperson",
+                "atp_explanation(数量, 库存, 生产周期, 语言='zh', 已预留)：最早可承诺交付日的"
+                "计算说明，可直接给销售阅读",
             ),
             needs_env=True,
         ),

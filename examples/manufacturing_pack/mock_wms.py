@@ -17,7 +17,13 @@ API (JSON, English keys):
 
 * ``GET /api/stock/{sku}`` — on hand per location, reserved, safety stock, available, incoming;
 * ``POST /api/reservations`` — ``{"sku", "quantity", "order_no"}`` with an ``Idempotency-Key``
-  header (201 created; the same key again → 200 with the same reservation);
+  header (201 created; the same key again → 200 with the same reservation). The check and the
+  reservation are one step, so concurrent requests never reserve the same units twice. By
+  default it is all or nothing (409 ``insufficient_stock`` when short, and nothing is kept);
+  with ``"allow_partial": true`` the warehouse reserves what is available, up to the quantity,
+  and the answer says how much: ``requested``, ``quantity`` (reserved from stock) and
+  ``short``. A reservation of 0 is kept with status ``unfilled``, so a retry with the same
+  key gets the same answer;
 * ``GET /api/reservations`` (``?sku=``, ``?order_no=``, ``?status=``) and
   ``DELETE /api/reservations/{id}``.
 
@@ -26,10 +32,12 @@ With ``WMS_TOKEN`` set, ``/api/*`` needs ``Authorization: Bearer <token>``.
 Test controls (never authenticated, never faulted — keep the mock on localhost):
 
 * ``POST /_control`` ``{"mode": "ok"|"fail"|"slow"|"drop", "status": 500, "delay": 2.0,
-  "count": N, "path": "/api/", "method": "GET", "after": false}`` — the next N matching
-  requests (all of them until reset when ``count`` is omitted) fail with ``status``, wait
-  ``delay`` seconds, or lose their connection. ``after: true`` runs the request first and then
-  spoils the answer (the reservation exists but the client never hears about it);
+  "count": N, "path": "/api/", "method": "GET", "after": false, "rate": 1.0, "seed": S}`` —
+  the next N matching requests (all of them until reset when ``count`` is omitted) fail with
+  ``status``, wait ``delay`` seconds, or lose their connection. ``after: true`` runs the
+  request first and then spoils the answer (the reservation exists but the client never hears
+  about it). With ``rate`` below 1 each matching request is spoiled with that probability
+  (``seed`` makes the draws repeatable) and ``count`` counts the spoiled ones;
   ``GET /_control`` shows the current fault;
 * ``POST /_reset`` — fresh data, no fault, zeroed statistics;
 * ``GET /_stats`` — requests per endpoint, per path, per idempotency key, and faults injected;
@@ -69,6 +77,9 @@ HERE = Path(__file__).resolve().parent
 PRODUCTS_CSV = HERE / "data" / "products.csv"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MODES = ("ok", "fail", "slow", "drop")
+FAULT_KEYS = frozenset(
+    ("mode", "status", "delay", "count", "path", "method", "after", "rate", "seed")
+)
 MAX_DELAY = 60.0
 MAX_KEY_LENGTH = 200
 MAX_QUANTITY = 10**9
@@ -174,6 +185,7 @@ class Warehouse:
         self.by_key: dict[str, str] = {}
         self.next_id = 1
         self.fault: dict[str, Any] | None = None
+        self.fault_rng = random.Random()
         self.stats = Stats()
 
     # -- stock --
@@ -215,14 +227,19 @@ class Warehouse:
 
     # -- reservations --
 
-    def reserve(self, sku: str, quantity: int, order_no: str, key: str) -> dict[str, Any]:
+    def reserve(
+        self, sku: str, requested: int, granted: int, order_no: str, key: str
+    ) -> dict[str, Any]:
+        """Keep a reservation of ``granted`` of the ``requested`` units (0 → ``unfilled``)."""
         reservation: dict[str, Any] = {
             "id": f"RSV-{self.next_id:06d}",
             "sku": sku,
-            "quantity": quantity,
+            "quantity": granted,
+            "requested": requested,
+            "short": requested - granted,
             "order_no": order_no,
             "idempotency_key": key,
-            "status": "active",
+            "status": "active" if granted else "unfilled",
         }
         self.next_id += 1
         self.reservations[reservation["id"]] = reservation
@@ -321,7 +338,7 @@ def _parse_record(body: Mapping[str, Any]) -> StockRecord:
 
 
 def _parse_fault(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    unknown = set(body) - {"mode", "status", "delay", "count", "path", "method", "after"}
+    unknown = set(body) - FAULT_KEYS
     if unknown:
         raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
     mode = body.get("mode", "ok")
@@ -347,6 +364,12 @@ def _parse_fault(body: Mapping[str, Any]) -> dict[str, Any] | None:
     after = body.get("after", False)
     if not isinstance(after, bool):
         raise ValueError("after must be true or false")
+    rate = body.get("rate", 1.0)
+    if type(rate) not in (int, float) or not 0 < rate <= 1:
+        raise ValueError("rate must be a probability above 0 and at most 1")
+    seed = body.get("seed")
+    if seed is not None and type(seed) is not int:
+        raise ValueError("seed must be a whole number")
     return {
         "mode": mode,
         "status": status,
@@ -355,6 +378,8 @@ def _parse_fault(body: Mapping[str, Any]) -> dict[str, Any] | None:
         "path": path,
         "method": method.upper() if method else None,
         "after": after,
+        "rate": float(rate),
+        "seed": seed,
     }
 
 
@@ -384,11 +409,14 @@ async def post_reservation(request: Request) -> Response:
         sku = _text(body.get("sku"), "sku")
         quantity = _count(body.get("quantity"), "quantity", positive=True)
         order_no = _text(body.get("order_no"), "order_no")
+        partial = body.get("allow_partial", False)
+        if not isinstance(partial, bool):
+            raise ValueError("allow_partial must be true or false")
     except ValueError as exc:
         return _error(422, "invalid_request", str(exc))
     if key in wms.by_key:
         existing = wms.reservations[wms.by_key[key]]
-        if (existing["sku"], existing["quantity"], existing["order_no"]) != (
+        if (existing["sku"], existing["requested"], existing["order_no"]) != (
             sku,
             quantity,
             order_no,
@@ -403,8 +431,9 @@ async def post_reservation(request: Request) -> Response:
     record = wms.record(sku)
     if record is None:
         return _error(404, "unknown_sku", f"no such SKU: {sku}", sku=sku)
+    # no await from here on: the check and the reservation are one step of the event loop
     available = wms.stock(sku, record)["available"]
-    if quantity > available:
+    if quantity > available and not partial:
         return _error(
             409,
             "insufficient_stock",
@@ -414,7 +443,8 @@ async def post_reservation(request: Request) -> Response:
             available=available,
             short=quantity - available,
         )
-    return JSONResponse(wms.reserve(sku, quantity, order_no, key), status_code=201)
+    granted = min(quantity, available)
+    return JSONResponse(wms.reserve(sku, quantity, granted, order_no, key), status_code=201)
 
 
 async def list_reservations(request: Request) -> Response:
@@ -447,6 +477,8 @@ async def control(request: Request) -> Response:
             wms.fault = _parse_fault(body)
         except ValueError as exc:
             return _error(400, "invalid_control", str(exc))
+        if wms.fault is not None:
+            wms.fault_rng = random.Random(wms.fault["seed"])
     return JSONResponse({"fault": wms.fault})
 
 
@@ -568,6 +600,8 @@ class MockWms(Starlette):
         if fault is None or not scope["path"].startswith(fault["path"]):
             return None
         if fault["method"] is not None and fault["method"] != scope["method"]:
+            return None
+        if fault["rate"] < 1 and self.wms.fault_rng.random() >= fault["rate"]:
             return None
         if fault["remaining"] is not None:
             fault["remaining"] -= 1
