@@ -9,7 +9,8 @@ Each case goes through three stages:
    are the record's values as the engine stores them, so field permissions (readonly,
    ``editable_by``, ``editable_in``) are not what a case tests; ``today`` fixes ``today()``.
 2. **route** — the approval route, added steps and approvers, from
-   :mod:`engine.flows.approvals.routing` (no submitter).
+   :mod:`engine.flows.approvals.routing`; ``as_user`` is the person who filed and submitted
+   the record (never asked), without it nobody is.
 3. **judge** — every expectation is compared with what happened; a failed expectation is a
    :class:`Mismatch` with the expected and the actual value. A transition is judged by
    :func:`engine.flows.machine.check_transition` from ``state`` for ``as_role`` or
@@ -34,6 +35,7 @@ from engine.flows.approvals.routing import (
     approval_context,
     plan_route,
     step_candidates,
+    step_slots,
 )
 from engine.flows.confirm import Confirmation, gate_status
 from engine.flows.machine import check_transition
@@ -161,7 +163,7 @@ def run_case(app: App, spec: ConfigTestSpec) -> CaseResult:
     checks = RecordChecks(app, now=(lambda: now) if now else None)
     record = build_record(checks, app.forms[spec.form], spec.given, _state_of(app, spec))
     env = checks.env()
-    route = route_of(checks, record, _approval_for(app, spec), env)
+    route = route_of(checks, record, _approval_for(app, spec), env, spec.as_user)
     mismatches = [
         *judge_given(record),
         *judge_validity(record, spec.expect),
@@ -270,16 +272,25 @@ def route_of(
     record: BuiltRecord,
     approval: ApprovalSpec | None,
     env: EvalEnv,
+    as_user: str | None = None,
 ) -> RouteSeen | None:
+    """The route and the people asked; ``as_user`` files and submits the record, so (as at
+    run time) they are never asked: a slot only they could fill goes to their manager."""
     if approval is None:
         return None
-    context = approval_context(approval, record.context(checks), None)
+    context = approval_context(approval, record.context(checks), as_user)
     plan = plan_route(approval, context, env)
     approvers: dict[str, list[str]] = {}
     for step in plan.steps:
         if step.name in approvers:
             continue
-        slots = step_candidates(checks.app, approval, step, context, env, submitter=None)
+        if as_user:  # as at run time: the people asked, the filer never among them
+            excluded = set() if approval.self_approval == "allow" else {as_user}
+            slots = step_slots(
+                checks.app, approval, step, context, env, submitter=as_user, excluded=excluded
+            )
+        else:
+            slots = step_candidates(checks.app, approval, step, context, env, submitter=None)
         approvers[step.name] = list(dict.fromkeys(user for slot in slots for user in slot))
     return RouteSeen(plan, approvers)
 
