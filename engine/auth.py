@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from engine.diagnostics import suggestion_hint
 from engine.events import EventIn, append_events
 from engine.i18n import Text
+from engine.sessions import find_session, revoke_user_sessions
 from engine.spec import App
 from engine.system_tables import add_system_tables
 
@@ -47,7 +48,6 @@ __all__ = [
     "needs_rehash",
     "revoke_token",
     "revoke_token_id",
-    "session_stamp",
     "set_password",
     "sync_org_chart",
     "user_for_session",
@@ -278,7 +278,8 @@ def set_password(
     )
     if done.rowcount != 1:
         raise _unknown_user(username)
-    _log(conn, actor, "password_set", {"username": username})
+    ended = revoke_user_sessions(conn, username, "password")
+    _log(conn, actor, "password_set", {"username": username, "sessions_ended": ended})
 
 
 def authenticate(conn: sa.Connection, username: str, password: str) -> User | None:
@@ -302,32 +303,15 @@ def authenticate(conn: sa.Connection, username: str, password: str) -> User | No
     return _user(row)
 
 
-def session_stamp(conn: sa.Connection, username: str) -> str | None:
-    """A short fingerprint of the user's password hash, kept in the session cookie.
-
-    A session whose stamp no longer matches (the password was changed) is not accepted, so
-    changing a password signs the user out everywhere. None for an unknown user.
-    """
-    row = conn.execute(
-        sa.select(_USERS.c.password_hash).where(_USERS.c.username == username)
-    ).first()
-    if row is None:
+def user_for_session(conn: sa.Connection, session_id: object) -> tuple[User, bool] | None:
+    """The active user of a live server-side session (see :mod:`engine.sessions`) and whether
+    its last-seen time is due to be written; None when the session is unknown, signed out,
+    revoked by a new password or a deactivation, expired, or its user is inactive."""
+    found = find_session(conn, session_id)
+    if found is None:
         return None
-    return _stamp(row.password_hash)
-
-
-def _stamp(password_hash: str | None) -> str:
-    return hashlib.sha256(b"session:" + (password_hash or "").encode()).hexdigest()[:24]
-
-
-def user_for_session(conn: sa.Connection, username: str, stamp: str) -> User | None:
-    """The active user of a signed-in session, or None when inactive or the password changed."""
-    row = _row(conn, username)
-    if row is None or not row.active:
-        return None
-    if not secrets.compare_digest(_stamp(row.password_hash).encode(), stamp.encode()):
-        return None
-    return _user(row)
+    row, stale = found
+    return _user(row), stale
 
 
 # ---------------------------------------------------------------------------- org chart
@@ -368,6 +352,7 @@ def sync_org_chart(conn: sa.Connection, app: App, *, actor: str = "system") -> S
     )
     if gone:
         conn.execute(_USERS.update().where(_USERS.c.username.in_(gone)).values(active=False))
+        revoke_user_sessions(conn, gone, "deactivated")
     _log_sync(conn, actor, app, created, updated, gone)
     return SyncReport(tuple(created), tuple(updated), tuple(gone))
 

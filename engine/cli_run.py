@@ -96,10 +96,12 @@ def run_server(
     import uvicorn
 
     from engine.auth import sync_org_chart
+    from engine.sessions import ensure_session_tables
     from engine.views.live import Deployments
     from engine.views.server import create_web_app
 
     current = deployed_live(ctx, result, engine)
+    ensure_session_tables(engine)  # a database deployed before server-side sessions
     with engine.begin() as conn:
         sync_org_chart(conn, current.app)
     deployments = Deployments(engine, current, poll_seconds=poll)

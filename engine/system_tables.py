@@ -1,4 +1,5 @@
-"""The engine's own tables: event log, chain head, counters, deployments, people, tokens, files."""
+"""The engine's own tables: event log, chain head, counters, deployments, people, tokens,
+sessions, files."""
 
 from __future__ import annotations
 
@@ -82,6 +83,21 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("label", sa.String(200), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    )
+    sa.Table(
+        "sl_sessions",  # signed-in browsers (engine.sessions); the cookie holds only the id
+        metadata,
+        sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the session id
+        sa.Column("username", sa.String(64), sa.ForeignKey("sl_users.username"), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("last_seen_at", TS, nullable=False),  # written at most every few minutes
+        sa.Column("expires_at", TS, nullable=False),  # the absolute limit
+        sa.Column("revoked_at", TS, nullable=True),
+        sa.Column("revoked_reason", sa.String(32), nullable=True),  # logout password …
+        sa.Column("user_agent", sa.String(200), nullable=True),
+        sa.Column("address", sa.String(64), nullable=True),
+        sa.Index("ix_sl_sessions_user", "username", "revoked_at"),
+        sa.Index("ix_sl_sessions_expires", "expires_at"),
     )
     sa.Table(
         "sl_flow_runs",
@@ -203,7 +219,7 @@ def add_approval_tables(metadata: sa.MetaData) -> None:
 
 
 def add_tracking_tables(metadata: sa.MetaData) -> None:
-    """The tracking page's one-time codes (hashes only) and its attempts (rate limits)."""
+    """The tracking page's one-time codes (hashes only), visits and attempts (rate limits)."""
     big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     sa.Table(
         "sl_track_codes",
@@ -217,6 +233,17 @@ def add_tracking_tables(metadata: sa.MetaData) -> None:
         sa.Column("failures", sa.Integer, nullable=False, default=0),
         sa.Column("used_at", TS, nullable=True),  # verified, replaced or burnt by a lockout
         sa.Index("ix_sl_track_codes_phone", "phone_key", "id"),
+    )
+    sa.Table(
+        "sl_track_visits",  # a verified visit; the cookie holds only its id (and is checked)
+        metadata,
+        sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the visit id
+        sa.Column("contacts", JSON, nullable=False),
+        sa.Column("phone_key", sa.String(64), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=False),
+        sa.Column("ended_at", TS, nullable=True),  # left with POST /track/logout
+        sa.Index("ix_sl_track_visits_expires", "expires_at"),
     )
     sa.Table(
         "sl_track_hits",  # one row per counted attempt, e.g. "fail-phone:<key>"

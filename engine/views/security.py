@@ -15,15 +15,27 @@ How views use this module
   ``X-CSRF-Token`` header. Requests with ``Authorization: Bearer`` are exempt (no cookie is
   involved, and such requests never fall back to the session). ``check_csrf(request,
   form_value)`` is the same test as a plain bool for views that parse the form themselves.
-* The login view calls ``await login(request, username, password)``: a User (the session is
-  set and the CSRF token rotated), None for wrong credentials, or a 429 SecurityError when
-  there were too many failures for this user name from this address.
+* The login view calls ``await login(request, username, password)``: a User (a server-side
+  session is started and the CSRF token rotated), None for wrong credentials, or a 429
+  SecurityError when there were too many failures for this user name from this address.
+* ``logout(request)`` clears the cookie at once; the session's record in ``sl_sessions`` is
+  revoked by the session middleware before the response goes out, so a copy of the old
+  cookie is refused from then on.
+
+Sessions live on the server (:mod:`engine.sessions`): the signed cookie carries only a random
+session id (plus, before sign-in, the visitor's CSRF token); every request looks the id up
+(one primary-key read; the last-seen time is written at most every few minutes). A signed-in
+session's CSRF token is an HMAC of its id under the secret key, so it changes with every
+sign-in and needs no storage.
 
 Database work runs in Starlette's thread pool so it never blocks the event loop.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -34,15 +46,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
 
-from engine.auth import User, authenticate, session_stamp, user_for_session, user_for_token
+from engine.auth import User, authenticate, user_for_session, user_for_token
 from engine.i18n import Lang, Text, default_lang, lang_from_locale
+from engine.sessions import end_session, start_session, touch_session
 from engine.storage import reader
 
 __all__ = [
@@ -69,11 +84,12 @@ __all__ = [
 log = logging.getLogger("seamline.security")
 
 SESSION_COOKIE = "seamline_session"
-SESSION_MAX_AGE = 12 * 60 * 60  # a working day; signing in again after that is cheap
+SESSION_MAX_AGE = 12 * 60 * 60  # the cookie's life; the server's limits are engine.sessions'
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_USER_KEY, _STAMP_KEY, _CSRF_KEY = "user", "stamp", "csrf"
+_SID_KEY, _CSRF_KEY = "sid", "csrf"
+_ENDING = "seamline_ending_session"  # request.state: a session id to revoke before answering
 _UNSET = object()
 _generated_secret: str | None = None
 
@@ -147,10 +163,36 @@ def secure_cookies() -> bool:
     return os.environ.get("SEAMLINE_SECURE_COOKIES", "").strip().lower() in ("1", "true", "yes")
 
 
+class ServerSessionMiddleware(SessionMiddleware):
+    """Starlette's signed cookie, plus: a session ended by :func:`logout` is revoked in
+    ``sl_sessions`` before the response starts (the view itself stays synchronous)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ending = scope.get("state", {}).pop(_ENDING, None)
+                app = scope.get("app")
+                if ending is not None and app is not None:
+                    await run_in_threadpool(_end, app.state.db, ending)
+            await send(message)
+
+        await super().__call__(scope, receive, sending)
+
+
+def _end(engine: Engine, session_id: str) -> None:
+    with engine.begin() as conn:
+        end_session(conn, session_id)
+
+
 def session_middleware() -> Middleware:
-    """Signed-cookie sessions: HttpOnly, SameSite=Lax, Secure with SEAMLINE_SECURE_COOKIES=1."""
+    """Signed-cookie sessions backed by ``sl_sessions``: HttpOnly, SameSite=Lax, Secure with
+    SEAMLINE_SECURE_COOKIES=1."""
     return Middleware(
-        SessionMiddleware,
+        ServerSessionMiddleware,
         secret_key=session_secret(),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE,
@@ -191,12 +233,21 @@ def _resolve(request: Request) -> User | None:
             return user_for_token(conn, token)
     if "session" not in request.scope:
         return None
-    username = request.session.get(_USER_KEY)
-    stamp = request.session.get(_STAMP_KEY)
-    if not isinstance(username, str) or not isinstance(stamp, str):
+    session_id = request.session.get(_SID_KEY)
+    if not isinstance(session_id, str):
         return None
     with _db(request).connect() as conn:
-        return user_for_session(conn, username, stamp)
+        found = user_for_session(conn, session_id)
+    if found is None:
+        return None
+    user, stale = found
+    if stale:  # at most every few minutes: note that the session is in use
+        try:
+            with request.app.state.db.begin() as conn:
+                touch_session(conn, session_id)
+        except OperationalError:  # e.g. SQLite's write lock stayed busy: try next time
+            log.warning("could not note the use of a session", exc_info=True)
+    return user
 
 
 async def current_user(request: Request) -> User | None:
@@ -220,9 +271,19 @@ async def require_user(request: Request) -> User:
 # ---------------------------------------------------------------------------- CSRF
 
 
+def _session_csrf(session_id: str) -> str:
+    key = session_secret().encode("utf-8")
+    digest = hmac.new(key, b"csrf:" + session_id.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 def csrf_token(request: Request) -> str:
-    """This session's CSRF token (made on first use, also for visitors not signed in)."""
+    """This session's CSRF token: derived from a signed-in session's id, else made on first
+    use and kept in the cookie (visitors not signed in, e.g. on the sign-in page)."""
     session = _session(request)
+    session_id = session.get(_SID_KEY)
+    if isinstance(session_id, str) and session_id:
+        return _session_csrf(session_id)
     token = session.get(_CSRF_KEY)
     if not isinstance(token, str) or not token:
         token = secrets.token_urlsafe(32)
@@ -235,7 +296,13 @@ def check_csrf(request: Request, form_value: str | None) -> bool:
     ``X-CSRF-Token`` header) equal to the session's."""
     if request.method in SAFE_METHODS or _bearer(request) is not None:
         return True
-    expected = request.session.get(_CSRF_KEY) if "session" in request.scope else None
+    expected: object = None
+    if "session" in request.scope:
+        session_id = request.session.get(_SID_KEY)
+        if isinstance(session_id, str) and session_id:
+            expected = _session_csrf(session_id)
+        else:
+            expected = request.session.get(_CSRF_KEY)
     given = form_value or request.headers.get(CSRF_HEADER)
     if not isinstance(expected, str) or not expected or not given:
         return False
@@ -322,13 +389,24 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _check_login(engine: Engine, username: str, password: str) -> tuple[User | None, str]:
+def _check_login(
+    engine: Engine,
+    username: str,
+    password: str,
+    previous: object,
+    user_agent: str | None,
+    address: str,
+) -> tuple[User | None, str]:
+    """The user and a new session id; the session this browser had before is ended."""
     if "\x00" in username or "\x00" in password:  # no such user can exist (PostgreSQL
         return None, ""  # would refuse the text outright)
     with engine.begin() as conn:  # begin(): authenticate may store a rehashed password
         user = authenticate(conn, username, password)
-        stamp = session_stamp(conn, username) if user is not None else None
-    return user, stamp or ""
+        if user is None:
+            return None, ""
+        end_session(conn, previous, "signed-in-again")
+        session_id = start_session(conn, user.username, user_agent=user_agent, address=address)
+    return user, session_id
 
 
 async def login(request: Request, username: str, password: str) -> User | None:
@@ -347,20 +425,32 @@ async def login(request: Request, username: str, password: str) -> User | None:
             ),
             {"Retry-After": str(wait)},
         )
-    user, stamp = await run_in_threadpool(_check_login, request.app.state.db, username, password)
+    session = _session(request)
+    user, session_id = await run_in_threadpool(
+        _check_login,
+        request.app.state.db,
+        username,
+        password,
+        session.get(_SID_KEY),
+        request.headers.get("user-agent"),
+        _client(request),
+    )
     if user is None:
         return None
     limiter.reset(key)
-    session = _session(request)
     session.clear()
-    session.update(
-        {_USER_KEY: user.username, _STAMP_KEY: stamp, _CSRF_KEY: secrets.token_urlsafe(32)}
-    )
+    session[_SID_KEY] = session_id  # the CSRF token is derived from it: rotated too
     request.state.seamline_user = user
     return user
 
 
 def logout(request: Request) -> None:
-    """End the session (the CSRF token goes too; a new one is made on next use)."""
-    _session(request).clear()
+    """End the session: the cookie is cleared now, and the server-side record is revoked by
+    :class:`ServerSessionMiddleware` before the response starts (the CSRF token goes too; a
+    new one is made on next use)."""
+    session = _session(request)
+    session_id = session.get(_SID_KEY)
+    session.clear()
+    if isinstance(session_id, str) and session_id:
+        setattr(request.state, _ENDING, session_id)
     request.state.seamline_user = None

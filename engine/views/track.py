@@ -7,14 +7,15 @@ GET  /track/orders   the records of the verified contact, masked and whitelisted
 POST /track/logout   end the visit
 
 The visit is its own short-lived cookie (``seamline_track``: signed, HttpOnly, SameSite=Strict,
-path /track, Secure on HTTPS), holding only the verified contact ids, the phone key and an
-expiry on the engine's clock. Every POST carries the site's CSRF token (engine.views.security).
+path /track, Secure on HTTPS), holding a random visit id, the verified contact ids, the phone
+key and an expiry on the engine's clock; the visit itself lives on the server
+(engine.views.track_visits), so leaving ends it there and a copied cookie is refused after.
+Every POST carries the site's CSRF token (engine.views.security).
 Nothing here needs an account; without ``tracking:`` in app.yaml every address is a 404.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -34,6 +35,7 @@ from engine.views.templating import page_lang, render, translate
 from engine.views.track_codes import Outcome, request_code, verify_code, verify_suffix
 from engine.views.track_limits import normalise_phone
 from engine.views.track_read import read_tracked
+from engine.views.track_visits import end_visit, start_visit, visit_is_live
 
 __all__ = ["TRACK_COOKIE", "TRACK_TEXTS", "track_routes"]
 
@@ -119,10 +121,13 @@ def _signer() -> URLSafeSerializer:
     return URLSafeSerializer(session_secret(), salt="seamline.track")
 
 
-def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -> Response:
-    ends = clock.now() + timedelta(minutes=spec.session_minutes)
+async def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -> Response:
+    engine = live(request).records.engine
+    visit_id, ends = await run_in_threadpool(
+        start_visit, engine, outcome.contacts, outcome.phone_key, spec.session_minutes
+    )
     value = _signer().dumps(
-        {"c": list(outcome.contacts), "p": outcome.phone_key, "e": int(ends.timestamp())}
+        {"v": visit_id, "c": list(outcome.contacts), "p": outcome.phone_key, "e": ends}
     )
     response = RedirectResponse("/track/orders", 303)
     response.set_cookie(
@@ -137,7 +142,8 @@ def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -> Resp
     return response
 
 
-def _visit(request: Request) -> tuple[list[int], str] | None:
+def _cookie(request: Request) -> tuple[str, list[int], str] | None:
+    """The visit id, contact ids and phone key of a well-signed, unexpired cookie."""
     raw = request.cookies.get(TRACK_COOKIE)
     if not raw or len(raw) > 4096:
         return None
@@ -149,10 +155,25 @@ def _visit(request: Request) -> tuple[list[int], str] | None:
         return None
     if data["e"] <= clock.now().timestamp():
         return None
-    ids, key = data.get("c"), data.get("p")
+    visit_id, ids, key = data.get("v"), data.get("c"), data.get("p")
     if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or not ids:
         return None
-    return (ids, key) if isinstance(key, str) else None
+    if not isinstance(visit_id, str) or not isinstance(key, str):
+        return None
+    return visit_id, ids, key
+
+
+async def _visit(request: Request) -> tuple[list[int], str] | None:
+    """The contact ids and phone key of a live visit: the cookie checked against the server's
+    record (ended by leaving, expired, or made for other contacts: None)."""
+    found = _cookie(request)
+    if found is None:
+        return None
+    visit_id, ids, key = found
+    engine = live(request).records.engine
+    if not await run_in_threadpool(visit_is_live, engine, visit_id, ids, key):
+        return None
+    return ids, key
 
 
 def _end_visit(response: Response) -> Response:
@@ -167,7 +188,7 @@ async def track_home(request: Request) -> Response:
     spec = _spec(request)
     if spec is None:
         return not_found_page(request)
-    if _visit(request) is not None:
+    if await _visit(request) is not None:
         return RedirectResponse("/track/orders", 303)
     return _page(request, spec, "track.html")
 
@@ -225,7 +246,7 @@ async def track_verify(request: Request) -> Response:
     else:
         outcome = await run_in_threadpool(verify_suffix, current, spec, phone, fields["suffix"], ip)
     if outcome.status == "ok":
-        return _start_visit(request, spec, outcome)
+        return await _start_visit(request, spec, outcome)
     if outcome.status == "locked":
         error = _t(lang, "track_locked", minutes=_minutes(spec.lockout_minutes))
         return _page(request, spec, "track.html", 429, error=error, phone=phone)
@@ -237,7 +258,7 @@ async def track_orders(request: Request) -> Response:
     spec = _spec(request)
     if spec is None:
         return not_found_page(request)
-    visit = _visit(request)
+    visit = await _visit(request)
     if visit is None:
         error = _t(_lang(request), "track_expired")
         response = _page(request, spec, "track.html", 401, error=error)
@@ -256,6 +277,9 @@ async def track_logout(request: Request) -> Response:
     _fields, refused = await _form(request, spec)
     if refused is not None:
         return refused
+    found = _cookie(request)
+    if found is not None:  # ended on the server: a copy of the cookie is refused from now on
+        await run_in_threadpool(end_visit, live(request).records.engine, found[0])
     return _end_visit(RedirectResponse("/track", 303))
 
 
