@@ -18,6 +18,8 @@ The rules, in one place (README "Who may do what" repeats them for IT staff):
 * ``file_download``: whoever may ``read`` the form the file is attached to.
 * ``dashboard`` / ``insight``: the roles the dashboard or insight report lists (none listed: all).
 * ``operate`` (flow runs, the outbox, retrying dead letters): the built-in ``admin`` role.
+* ``track_codes`` (the tracking page's one-time codes as sent, on /runs): the roles in
+  ``tracking.code.visible_to`` — administrators only when listed there.
 * ``use``: any signed-in person (their own inbox, delegations, the home page).
 
 The engine itself (automations, imports: the role ``*``) may do everything. Callers never test
@@ -63,6 +65,7 @@ Action = Literal[
     "dashboard",
     "insight",
     "operate",
+    "track_codes",
     "use",
 ]
 
@@ -144,6 +147,8 @@ def allowed(
         return True
     if action == "operate":
         return ADMIN_ROLE in actor.roles
+    if action == "track_codes":  # the tracking page's one-time codes, for customer service
+        return app.tracking is not None and bool(actor.roles & set(app.tracking.visible_to))
     if action == "dashboard":
         return res.dashboard is not None and _holds(actor, res.dashboard.roles)
     if action == "insight":
@@ -188,6 +193,11 @@ def refusal(app: App, action: Action, resource: Resource | None = None) -> Text:
     """Why ``allowed`` said no, naming who may (en/zh)."""
     res = resource or Resource()
     form = res.form
+    if action == "track_codes":
+        return Text(
+            "only the roles the tracking page names may see its one-time codes",
+            "只有查询页配置中指定的角色可以查看验证码消息",
+        )
     if action == "operate":
         return Text(
             "only administrators (role 'admin') may see flow runs and the outbox",

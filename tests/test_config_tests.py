@@ -88,13 +88,18 @@ transitions:
     roles: [boss]
     guard: "total < 1000"
     guard_message: Big purchases cannot be closed here.
+  decided:
+    label: Decided
+    from: sent
+    to: done
+    by: system
 """
 
 APPROVAL = """\
 form: purchase
 start: {state_entered: sent}
-on_approved: close
-on_rejected: close
+on_approved: decided
+on_rejected: decided
 params: {big: 1000}
 routes:
   - name: gold

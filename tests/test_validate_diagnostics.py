@@ -26,8 +26,8 @@ states:
   rejected: {label: Rejected, final: true}
 transitions:
   submit: {label: Submit, from: draft, to: waiting, roles: [clerk]}
-  approve: {label: Approve, from: waiting, to: done}
-  reject: {label: Reject, from: waiting, to: rejected}
+  approve: {label: Approve, from: waiting, to: done, by: system}
+  reject: {label: Reject, from: waiting, to: rejected, by: system}
 """
 
 
@@ -207,7 +207,7 @@ def test_shadowed_route_and_missing_default(make_app) -> None:
 
 
 def test_unknown_state_role_and_unreachable_state(make_app) -> None:
-    flow = FLOW.replace("to: done}", "to: dnoe}").replace("roles: [clerk]", "roles: [clerc]")
+    flow = FLOW.replace("to: done, by", "to: dnoe, by").replace("roles: [clerk]", "roles: [clerc]")
     flow = flow.replace(
         "  rejected: {label: Rejected, final: true}\n",
         "  rejected: {label: Rejected, final: true}\n  limbo: {label: L}\n",

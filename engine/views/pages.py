@@ -215,13 +215,15 @@ async def runs_page(request: Request, user: User) -> Response:
     """Recent flow runs (inputs, outputs, errors, attempts) and the dead-letter list."""
     from engine.flows.monitor import list_jobs, list_runs
 
-    require(request, user, "operate")
-    db = request.app.state.db
-    runs = await run_in_threadpool(list_runs, db, limit=50)
-    dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100)
-    tracking = live(request).app.tracking
+    app, db = live(request).app, request.app.state.db
+    operator = allowed(app, user, "operate")
+    sees_codes = allowed(app, user, "track_codes")
+    if not sees_codes:
+        require(request, user, "operate")
+    runs = await run_in_threadpool(list_runs, db, limit=50) if operator else None
+    dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100) if operator else None
     codes = None
-    if tracking is not None and ("*" in user.roles or user.roles & set(tracking.visible_to)):
+    if sees_codes:
         from engine.views.track_codes import recent_code_messages
 
         codes = await run_in_threadpool(recent_code_messages, db)
