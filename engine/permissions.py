@@ -14,7 +14,8 @@ The rules, in one place (README "Who may do what" repeats them for IT staff):
 * ``confirm`` (a transition's confirmation gate): the roles in its ``confirm.by``.
 * ``child_append`` / ``child_edit``: whoever may ``update`` the record, narrowed by the child
   table's ``editable_by`` when it has one. ``field_edit``: a field's ``editable_by`` (when it
-  has one) on top of ``update``; the state rules (``editable_in``, editable states) come after.
+  has one) — callers ask it after ``create`` or ``update``; the state rules (``editable_in``,
+  editable states) come after.
 * ``file_download``: whoever may ``read`` the form the file is attached to.
 * ``dashboard`` / ``insight``: the roles the dashboard or insight report lists (none listed: all).
 * ``operate`` (flow runs, the outbox, retrying dead letters): the built-in ``admin`` role.

@@ -119,11 +119,6 @@ class FormSpec:
     list_columns: tuple[str, ...] = ()
     permissions: MappingProxyType[str, tuple[str, ...]] = field(default_factory=frozen_map)
 
-    def allows(self, action: str, roles: frozenset[str]) -> bool:
-        """May someone holding ``roles`` do ``action`` (read, create, update)?"""
-        allowed = self.permissions.get(action)
-        return not allowed or "*" in roles or bool(roles & set(allowed))
-
     by_name: MappingProxyType[str, FieldSpec] = field(default_factory=frozen_map)
     hints: tuple[HintSpec, ...] = ()
 

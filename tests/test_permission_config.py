@@ -112,3 +112,16 @@ def test_set_names_fields_of_the_form(make_app) -> None:  # type: ignore[no-unty
     assert any(c[3] == "unknown-field" for c in codes(bad))
     bad_expr = build(make_app, flow(extra="    set: {price: amout * 2}"))
     assert bad_expr.app is None
+
+
+def test_set_refuses_computed_and_table_targets(make_app) -> None:  # type: ignore[no-untyped-def]
+    form = FORM + "  total: {type: computed, label: Total, expr: 'amount * 2', result: money}\n"
+    result = make_app(
+        {
+            "forms/request.yaml": form,
+            "flows/request.yaml": flow(extra="    set: {total: amount}"),
+            "approvals/request.yaml": APPROVAL,
+        }
+    )
+    assert any(c[3] == "set-not-settable" for c in codes(result))
+    assert result.app is None

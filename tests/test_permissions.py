@@ -260,6 +260,32 @@ SMALL_APP = {
             editable_by: [boss]
             fields:
               text: {type: text, label: Text}
+          lines:
+            type: table
+            label: Lines
+            max_rows: 2
+            fields:
+              what: {type: text, label: What}
+              checked: {type: boolean, label: Checked, editable_by: [boss]}
+              stamp: {type: text, label: Stamp, readonly: true}
+          drawing: {type: files, label: Drawing, accept: [.pdf]}
+        """,
+    "flows/item.yaml": """\
+        form: item
+        states:
+          open: {label: Open, initial: true, editable: true}
+          closed: {label: Closed, final: true}
+        transitions:
+          close: {label: Close, from: open, to: closed, roles: [boss]}
+        """,
+    "dashboards/secrets.yaml": """\
+        title: Secrets
+        kpis:
+          how_many:
+            title: How many
+            form: secret
+            measure: count
+            unit: n
         """,
 }
 
@@ -305,3 +331,78 @@ def test_a_child_tables_editable_by_holds_on_append_and_on_edit(small: Api) -> N
     assert boss.post(url + "/children/notes", json={"text": "fine"}).status_code == 201
     assert clerk.patch(url, json={"name": "y"}).status_code == 200
     assert [r["text"] for r in small.live.records.get("item", item["id"])["notes"]] == ["fine"]
+
+
+def test_child_columns_keep_their_own_rules(small: Api) -> None:
+    item = small.live.records.create("item", {"name": "x"}, SYSTEM_ACTOR)
+    url = f"/api/forms/item/records/{item['id']}"
+    clerk, boss = small.client("cl"), small.client("bo")
+    refused = clerk.post(url + "/children/lines", json={"what": "a", "checked": True})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "lines.checked"
+    stamped = clerk.post(url + "/children/lines", json={"what": "a", "stamp": "forged"})
+    assert stamped.status_code == 422 and stamped.json()["errors"][0]["field"] == "lines.stamp"
+    assert clerk.post(url + "/children/lines", json={"what": "a"}).status_code == 201
+    assert (
+        boss.post(url + "/children/lines", json={"what": "b", "checked": True}).status_code == 201
+    )
+    full = boss.post(url + "/children/lines", json={"what": "c"})
+    assert full.status_code == 422 and full.json()["errors"][0]["code"] == "max_rows"
+
+
+def test_child_rows_on_create_obey_editable_by(small: Api) -> None:
+    made = small.client("cl").post(
+        "/api/forms/item/records", json={"name": "x", "notes": [{"text": "sneaky"}]}
+    )
+    assert made.status_code == 403 or made.json()["errors"][0]["field"] == "notes", made.text
+    assert (
+        small.client("bo")
+        .post("/api/forms/item/records", json={"name": "y", "notes": [{"text": "fine"}]})
+        .status_code
+        == 201
+    )
+
+
+def test_rows_of_a_locked_record_cannot_be_added(small: Api) -> None:
+    item = small.live.records.create("item", {"name": "x"}, SYSTEM_ACTOR)
+    fire_transition(small.live.records, "item", item["id"], "close", SYSTEM_ACTOR)
+    added = small.client("bo").post(
+        f"/api/forms/item/records/{item['id']}/children/lines", json={"what": "late"}
+    )
+    assert added.status_code == 409, added.text
+    assert small.live.records.get("item", item["id"])["lines"] == []
+
+
+def test_nobody_gains_a_file_by_naming_its_id(small: Api) -> None:
+    from engine.forms.files import store_bytes
+
+    with small.engine.begin() as conn:
+        theirs = store_bytes(conn, "plan.pdf", "application/pdf", b"%PDF-1.4\n", "bo")
+        mine = store_bytes(conn, "mine.pdf", "application/pdf", b"%PDF-1.4\n", "cl")
+    clerk = small.client("cl")
+    downloads = small.browser("cl")[0]  # /api/files is served beside the pages
+    taken = clerk.post("/api/forms/item/records", json={"name": "x", "drawing": [theirs.id]})
+    assert taken.status_code == 422 and taken.json()["errors"][0]["field"] == "drawing"
+    assert downloads.get(f"/api/files/{theirs.id}").status_code == 404
+    assert downloads.get(f"/api/files/{mine.id}").status_code == 200  # one's own upload
+    kept = clerk.post("/api/forms/item/records", json={"name": "y", "drawing": [mine.id]})
+    assert kept.status_code == 201, kept.text
+    # the boss attached their own file; the clerk may read items, so may download it, and
+    # may save the record again with it in place
+    item = small.client("bo").post(
+        "/api/forms/item/records", json={"name": "z", "drawing": [theirs.id]}
+    )
+    assert item.status_code == 201
+    assert downloads.get(f"/api/files/{theirs.id}").status_code == 200
+    again = clerk.patch(f"/api/forms/item/records/{item.json()['id']}", json={"name": "z2"})
+    assert again.status_code == 200, again.text
+
+
+def test_a_drill_down_needs_the_forms_read_permission(small: Api) -> None:
+    small.live.records.create("secret", {"name": "the plan"}, SYSTEM_ACTOR)
+    clerk, boss = small.client("cl"), small.client("bo")
+    assert clerk.get("/api/dashboards/secrets").status_code == 200  # the count is for all
+    url = "/api/dashboards/secrets/kpis/how_many/records"
+    assert clerk.get(url).status_code == 403
+    assert clerk.get(url + ".csv").status_code == 403
+    assert boss.get(url).status_code == 200

@@ -93,7 +93,10 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     machines = {}
     for form, doc in machines_src.items():
         if form in form_docs:
-            machine = compile_machine(ctx, doc, scopes, form_fields[form])
+            kinds = {
+                n: str(r.get("type")) for n, r in raw_fields[form].items() if isinstance(r, dict)
+            }
+            machine = compile_machine(ctx, doc, scopes, form_fields[form], kinds)
             if machine is not None:
                 machines[form] = machine
     forms = compile_forms(ctx, form_docs, scopes, {f: s for f, s in states.items()})

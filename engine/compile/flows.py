@@ -72,8 +72,14 @@ def machine_docs(
 
 
 def compile_machine(
-    ctx: CompileContext, doc: LoadedYaml, scopes: ScopeBuilder, fields: list[str]
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    scopes: ScopeBuilder,
+    fields: list[str],
+    kinds: Mapping[str, str] | None = None,
 ) -> StateMachineSpec | None:
+    """The form's states and transitions; ``kinds`` are the fields' types as written (a
+    transition's ``set:`` may not target computed, autonumber, table or files fields)."""
     data = doc.data
     form = data["form"]
     raw_states: dict[str, Any] = data["states"]
@@ -137,6 +143,24 @@ def compile_machine(
             if target not in fields:
                 ctx.unknown(
                     doc, (*path, "set", target), target, fields, FIELD, "unknown-field", key=True
+                )
+                continue
+            kind = (kinds or {}).get(target)
+            if kind in ("computed", "autonumber", "table", "files"):
+                ctx.error(
+                    doc,
+                    (*path, "set", target),
+                    "set-not-settable",
+                    Text(
+                        f"'{target}' is a {kind} field: a transition cannot set it",
+                        f"'{target}' 是 {kind} 字段，流转不能给它赋值",
+                    ),
+                    Text(
+                        "set a plain field (text, number, money, date, select, ref …); computed "
+                        "fields follow from the fields they read",
+                        "请给普通字段赋值（文本、数字、金额、日期、选项、引用……）；计算字段会随所读字段自动更新",
+                    ),
+                    key=True,
                 )
                 continue
             compiled = ctx.expr(doc, (*path, "set", target), scope)

@@ -177,10 +177,10 @@ def fire_transition(
         )
         if refusal is not None:
             raise ValidationFailed(list(refusal.errors), status=refusal.status)
-        values = (
-            records.transition_values(form, judged, transition.sets, loaded)
-            if transition.sets
-            else None
-        )
+        values = None
+        if transition.sets:  # computed fields may read any child table: load them all
+            tables = [f.name for f in form.fields if f.type == "table"]
+            whole = {**judged, **records.child_rows(conn, form, record_id, tables)}
+            values = records.transition_values(form, whole, transition.sets, loaded)
         records.change_state(conn, form, record, transition.name, transition.target, actor, values)
         return records.read(conn, form, record_id) if read_back else None

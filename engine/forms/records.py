@@ -21,11 +21,11 @@ from engine.evaluate import AppRuntime
 from engine.events import EventIn, append_events
 from engine.expressions import EvalEnv, EvaluationError
 from engine.forms.autonumber import next_number
-from engine.forms.files import missing_files
+from engine.forms.files import file_infos
 from engine.forms.tables import build_metadata, child_table_name, table_name
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
 from engine.i18n import Lang, Text, lang_from_locale
-from engine.permissions import Action, Resource, allowed, refusal, require
+from engine.permissions import Action, Resource, allowed, is_system, refusal, require
 from engine.spec import App, FieldSpec, FormSpec
 from engine.storage import reader
 
@@ -139,7 +139,7 @@ class RecordChecks:
         return machine.initial if machine else None
 
     def _child_values(
-        self, spec: FieldSpec, data: Any, actor: Actor
+        self, spec: FieldSpec, data: Any, actor: Actor, form: FormSpec | None = None
     ) -> tuple[dict[str, Any], list[FieldError]]:
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
@@ -165,6 +165,13 @@ class RecordChecks:
                     )
                 )
         for child in spec.children:
+            if not is_blank(data.get(child.name)):  # a column's readonly and editable_by
+                refused = self.edit_refusal(child, actor, None, form)
+                if refused is not None:
+                    errors.append(
+                        FieldError(f"{spec.name}.{child.name}", refused.code, refused.message)
+                    )
+                    continue
             value, error = coerce_field(child, data.get(child.name), self.app.timezone)
             if error:
                 errors.append(FieldError(f"{spec.name}.{child.name}", error.code, error.message))
@@ -223,10 +230,10 @@ class RecordChecks:
             if spec.name not in data or spec.type == "table":
                 continue
             raw = data[spec.name]
-            refusal = self.edit_refusal(spec, actor, state)
-            if refusal is not None:
+            refused = self.edit_refusal(spec, actor, state, form)
+            if refused is not None:
                 if not (spec.readonly and creating and is_blank(raw)):
-                    draft.errors.append(refusal)
+                    draft.errors.append(refused)
                 continue
             value, error = coerce_field(spec, raw, self.app.timezone)
             if error:
@@ -235,11 +242,13 @@ class RecordChecks:
                 draft.values[spec.name] = value
         return draft
 
-    def edit_refusal(self, spec: FieldSpec, actor: Actor, state: str | None) -> FieldError | None:
+    def edit_refusal(
+        self, spec: FieldSpec, actor: Actor, state: str | None, form: FormSpec | None = None
+    ) -> FieldError | None:
         """Why ``actor`` may not set ``spec`` in ``state`` (None when they may). The system
         (flows, imports: role ``*``) may set readonly fields such as an ATP date, but never
         computed fields or autonumbers."""
-        system = "*" in actor.roles
+        system = is_system(actor)
         if spec.type in ("computed", "autonumber") or (spec.readonly and not system):
             return FieldError(
                 spec.name,
@@ -248,13 +257,14 @@ class RecordChecks:
             )
         if system:
             return None
+        owner = form or self._form_of(spec)
         if spec.editable_by and not allowed(
-            self.app, actor, "field_edit", Resource(self._form_of(spec), field=spec)
+            self.app, actor, "field_edit", Resource(owner, field=spec)
         ):
             return FieldError(
                 spec.name,
                 "forbidden",
-                refusal(self.app, "field_edit", Resource(self._form_of(spec), field=spec)),
+                refusal(self.app, "field_edit", Resource(owner, field=spec)),
             )
         if state is not None:
             if spec.editable_in:
@@ -267,7 +277,7 @@ class RecordChecks:
                             f"当前状态下不能修改{spec.label}",
                         ),
                     )
-            elif not self._state_editable(state):
+            elif not self._state_editable(state, owner):
                 return FieldError(
                     spec.name,
                     "locked",
@@ -287,7 +297,14 @@ class RecordChecks:
                     return form
         return None
 
-    def _state_editable(self, state: str) -> bool:
+    def _state_editable(self, state: str, form: FormSpec | None = None) -> bool:
+        """Whether records in ``state`` may be edited — of ``form``'s own state machine when
+        known (two forms may both have a state called 'review')."""
+        if form is not None:
+            own = self.app.state_machines.get(form.name)
+            if own is None:
+                return True
+            return next((s.editable for s in own.states if s.name == state), True)
         for machine in self.app.state_machines.values():
             for s in machine.states:
                 if s.name == state:
@@ -338,19 +355,22 @@ class RecordChecks:
             if spec.type != "table" or spec.name not in data:
                 continue
             rows = data[spec.name]
-            if not creating and not spec.append_only:
-                # Replacing a child table's rows is an edit like any other: who may edit it
-                # (its editable_by) and in which state (editable_in / editable states).
-                if not allowed(self.app, actor, "child_edit", Resource(form, field=spec)):
-                    draft.errors.append(
-                        FieldError(
-                            spec.name,
-                            "forbidden",
-                            refusal(self.app, "child_edit", Resource(form, field=spec)),
-                        )
+            # Rows given on create obey the table's editable_by; replacing them later is an
+            # edit like any other: who may (update + editable_by) and in which state.
+            action: Action = "field_edit" if creating else "child_edit"
+            if not (creating and spec.append_only) and not allowed(
+                self.app, actor, action, Resource(form, field=spec)
+            ):
+                draft.errors.append(
+                    FieldError(
+                        spec.name,
+                        "forbidden",
+                        refusal(self.app, action, Resource(form, field=spec)),
                     )
-                    continue
-                locked = self.edit_refusal(spec, actor, state)
+                )
+                continue
+            if not creating and not spec.append_only:
+                locked = self.edit_refusal(spec, actor, state, form)
                 if locked is not None:
                     draft.errors.append(locked)
                     continue
@@ -389,7 +409,7 @@ class RecordChecks:
                 continue
             parsed = []
             for row in rows:
-                values, errors = self._child_values(spec, row, actor)
+                values, errors = self._child_values(spec, row, actor, form)
                 draft.errors.extend(errors)
                 parsed.append(values)
             out[spec.name] = parsed
@@ -509,11 +529,9 @@ class RecordChecks:
             except EvaluationError as exc:
                 raise ValidationFailed([FieldError(name, "set_error", exc.message)]) from exc
             spec = form.by_name[name]
-            value = (
-                raw
-                if raw is None or spec.type not in ("money", "decimal")
-                else _as_result(spec, raw)
-            )
+            value, error = coerce_field(spec, _plain(raw), self.app.timezone)
+            if error is not None:  # e.g. a text where a date belongs, an unknown option
+                raise ValidationFailed([FieldError(name, "set_error", error.message)])
             values[name] = value
             ctx[name] = value
         self._compute(form, ctx, values)
@@ -573,7 +591,7 @@ class RecordService(RecordChecks):
                 actor,
                 state,
                 lambda values: self.load_refs(conn, form, values),
-                lambda values, rows, errors: self._files(conn, form, values, rows, errors),
+                lambda values, rows, errors: self._files(conn, form, values, rows, errors, actor),
             )
             if draft.errors:
                 raise ValidationFailed(draft.errors)
@@ -731,7 +749,8 @@ class RecordService(RecordChecks):
             )
             loaded = self.load_refs(conn, form, draft.values)
             self._refs(form, draft, loaded)
-            self._files(conn, form, draft.values, children, draft.errors)
+            held = self._held_files(conn, form, current)
+            self._files(conn, form, draft.values, children, draft.errors, actor, held)
             self._finish(form, draft, current["state"], record_id, loaded)
             if draft.errors:
                 raise ValidationFailed(draft.errors)
@@ -835,9 +854,16 @@ class RecordService(RecordChecks):
             raise NotFound(f"{form_name}.{child}")
         require(self.app, actor, "child_append", Resource(form, field=spec), field=child)
         with self.engine.begin() as conn:
-            self.row(conn, form, record_id, lock=True)
-            values, errors = self._child_values(spec, data, actor)
-            self._files(conn, form, {}, {child: [values]}, errors)
+            current = self.row(conn, form, record_id, lock=True)
+            if not spec.append_only:
+                # An append-only log is open in every state; any other table is edited like a
+                # field: its state rules and its row limit hold for one added row too.
+                locked = self.edit_refusal(spec, actor, current["state"], form)
+                if locked is not None:
+                    raise ValidationFailed([locked], 409 if locked.code == "locked" else 403)
+                self._check_row_limit(conn, form, record_id, spec)
+            values, errors = self._child_values(spec, data, actor, form)
+            self._files(conn, form, {}, {child: [values]}, errors, actor)
             if errors:
                 raise ValidationFailed(errors)
             now = self._now()
@@ -850,6 +876,29 @@ class RecordService(RecordChecks):
                 ),
             )
             return row
+
+    def _check_row_limit(
+        self, conn: sa.Connection, form: FormSpec, record_id: int, spec: FieldSpec
+    ) -> None:
+        if spec.max_rows is None:
+            return
+        table = self.child_table(form.name, spec.name)
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(table).where(table.c.parent_id == record_id)
+        ).scalar_one()
+        if count >= spec.max_rows:
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        spec.name,
+                        "max_rows",
+                        Text(
+                            f"{spec.label}: at most {spec.max_rows} rows",
+                            f"{spec.label}：最多 {spec.max_rows} 行",
+                        ),
+                    )
+                ]
+            )
 
     def _insert_child(
         self,
@@ -1025,6 +1074,22 @@ class RecordService(RecordChecks):
                 loaded[spec.name] = _loaded(row._mapping) if row is not None else None
         return loaded
 
+    def _held_files(
+        self, conn: sa.Connection, form: FormSpec, current: Mapping[str, Any]
+    ) -> frozenset[str]:
+        """The file ids the record holds now (its files fields and child rows' files)."""
+        held = {i for f in form.fields if f.type == "files" for i in _file_ids(current.get(f.name))}
+        for table in form.fields:
+            columns = [c.name for c in table.children if c.type == "files"]
+            if table.type != "table" or not columns:
+                continue
+            rows = self.child_table(form.name, table.name)
+            for row in conn.execute(
+                sa.select(*(rows.c[c] for c in columns)).where(rows.c.parent_id == current["id"])
+            ):
+                held.update(i for value in row for i in _file_ids(value))
+        return frozenset(held)
+
     def _files(
         self,
         conn: sa.Connection,
@@ -1032,8 +1097,13 @@ class RecordService(RecordChecks):
         values: Mapping[str, Any],
         children: Mapping[str, list[dict[str, Any]]],
         errors: list[FieldError],
+        actor: Actor | None = None,
+        held: frozenset[str] = frozenset(),
     ) -> None:
-        """Every id in a files field (or a files column of a child table) must be uploaded."""
+        """Every id in a files field (or a files column of a child table) must be uploaded —
+        by ``actor`` themselves unless the record already ``held`` it: nobody gains a file
+        (its download right follows the records holding it) by naming someone else's id."""
+        foreign_ok = actor is None or is_system(actor)
         for spec in form.fields:
             found = [(spec.name, spec.label, values.get(spec.name))] if spec.type == "files" else []
             found += [
@@ -1043,7 +1113,14 @@ class RecordService(RecordChecks):
                 for row in children.get(spec.name, ())
             ]
             for name, label, ids in found:
-                missing = missing_files(conn, ids or [])
+                infos = file_infos(conn, ids or [])
+                missing = [i for i in ids or [] if i not in infos]
+                if not missing and not foreign_ok:
+                    missing = [
+                        i
+                        for i in ids or []
+                        if i not in held and infos[i].uploaded_by != actor.username  # type: ignore[union-attr]
+                    ]
                 if missing:
                     errors.append(
                         FieldError(
@@ -1055,6 +1132,10 @@ class RecordService(RecordChecks):
                             ),
                         )
                     )
+
+
+def _file_ids(values: Any) -> list[str]:
+    return [i for i in values or () if isinstance(i, str)]
 
 
 def check_version(record: Mapping[str, Any], expected: int | None) -> None:

@@ -253,6 +253,8 @@ def fire_action(request: Request, user: Any, data: Any) -> Response:
         user,
         expected,
     )
+    if record is not None and not allowed(live(request).app, user, "read", Resource(form)):
+        record = {k: record[k] for k in ("id", "state", "version")}  # may fire, may not read
     return json_response(record)
 
 

@@ -102,6 +102,9 @@ def show_dashboard(request: Request, user: Any, data: Any) -> Response:
 def _drill(request: Request, user: Any) -> dict[str, Any]:
     dashboard = _allowed(request, user)
     current = live(request)
+    kpi = next((k for k in dashboard.kpis if k.name == request.path_params["kpi"]), None)
+    if kpi is not None and kpi.form in current.app.forms:  # the records behind it: read them
+        require(request, user, "read", Resource(current.app.forms[kpi.form]))
     try:
         return drill_down(
             current.records.engine,

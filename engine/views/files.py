@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from engine.forms.files import file_owners, load_file, max_bytes, store_file
+from engine.forms.files import file_infos, file_owners, load_file, max_bytes, store_file
 from engine.forms.validate import ValidationFailed
 from engine.permissions import Resource, allowed, refusal
 from engine.spec import FieldSpec
@@ -161,17 +161,18 @@ async def download(request: Request) -> Response:
 
     def fetch() -> Any:
         with current.records.reads.connect() as conn:
-            found = load_file(conn, file_id)
-            if found is None:
+            info = file_infos(conn, [file_id]).get(file_id)
+            if info is None:
                 return None
             # Its uploader (a file not yet saved on a record), or whoever may read a record
-            # that holds it; anyone else is told it does not exist.
-            owners = file_owners(conn, current.records.metadata, current.app, file_id)
-            forms = [current.app.forms[f] for f in sorted(owners) if f in current.app.forms]
-            mine = allowed(current.app, user, "use") and found[0].uploaded_by == user.username
-            if mine or any(allowed(current.app, user, "file_download", Resource(f)) for f in forms):
-                return found
-            return None
+            # that holds it; anyone else is told it does not exist. The bytes are read after.
+            mine = allowed(current.app, user, "use") and info.uploaded_by == user.username
+            if not mine:
+                owners = file_owners(conn, current.records.metadata, current.app, file_id)
+                forms = [current.app.forms[f] for f in sorted(owners) if f in current.app.forms]
+                if not any(allowed(current.app, user, "file_download", Resource(f)) for f in forms):
+                    return None
+            return load_file(conn, file_id)
 
     found = await run_in_threadpool(fetch)
     if found is None:

@@ -303,10 +303,13 @@ def _title(target: FormSpec, row: Mapping[str, Any]) -> str:
 
 
 def ref_options(
-    current: LiveApp, target_name: str, q: str | None, selected: list[str]
+    current: LiveApp, target_name: str, q: str | None, selected: list[str], user: User
 ) -> list[tuple[str, str]]:
-    """(id, title) choices for a ref picker: the newest (or matching) records, plus the chosen."""
+    """(id, title) choices for a ref picker: the newest (or matching) records, plus the chosen.
+    Someone who may not read the target form sees only the chosen ids, without titles."""
     target = current.app.forms[target_name]
+    if not allowed(current.app, user, "read", Resource(target)):
+        return [(c, f"#{c}") for c in selected if c and c.isdecimal()]
     items = current.records.list_page(target.name, q=q or None, limit=PICK_LIMIT).items
     options = [(str(r["id"]), _title(target, r)) for r in items]
     known = {o[0] for o in options}
@@ -331,14 +334,15 @@ async def pick(request: Request, user: User) -> Response:
     require(request, user, "read", Resource(form))
     require(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
     q = _search(request)
-    options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [])
+    options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [], user)
     return render(request, "_options.html", {"options": options, "q": q})
 
 
 def _ref_titles(
-    current: LiveApp, form: FormSpec, events: list[dict[str, Any]]
+    current: LiveApp, form: FormSpec, events: list[dict[str, Any]], user: User
 ) -> dict[str, dict[int, str]]:
-    """Titles of the records that ref fields pointed at in the changes of ``events``."""
+    """Titles of the records that ref fields pointed at in the changes of ``events`` (of the
+    forms ``user`` may read; the others stay ids)."""
     wanted: dict[str, set[int]] = {}
     for event in events:
         for name, pair in ((event.get("payload") or {}).get("changes") or {}).items():
@@ -348,6 +352,8 @@ def _ref_titles(
     titles: dict[str, dict[int, str]] = {}
     for name, ids in wanted.items():
         target = current.app.forms[form.by_name[name].ref_form or ""]
+        if not allowed(current.app, user, "read", Resource(target)):
+            continue
         rows = current.records.list_page(
             target.name, filters={"id__in": ",".join(map(str, sorted(ids)))}, limit=500
         ).items
@@ -362,7 +368,7 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
         files = file_infos(
             conn, [i for f in form.fields if f.type == "files" for i in record[f.name] or []]
         )
-    titles = _ref_titles(current, form, events)
+    titles = _ref_titles(current, form, events, user)
     from engine.views.pages_tasks import approval_panel
 
     approvals = approval_panel(current, form.name, record_id, user)
@@ -493,13 +499,13 @@ def _editable(
         spec.name
         for spec in form.fields
         if spec.type not in ("computed", "autonumber")
-        and current.records.edit_refusal(spec, user, state) is None
+        and current.records.edit_refusal(spec, user, state, form) is None
         and not (spec.type == "table" and spec.append_only and not (creating and spec.min_rows))
     }
 
 
 def _form_context(
-    current: LiveApp, form: FormSpec, editable: set[str], inputs: Mapping[str, Any]
+    current: LiveApp, form: FormSpec, editable: set[str], inputs: Mapping[str, Any], user: User
 ) -> dict[str, Any]:
     """Ref choices and file metadata for the inputs of the edit form."""
     options: dict[str, list[tuple[str, str]]] = {}
@@ -507,13 +513,13 @@ def _form_context(
     for spec in (f for f in form.fields if f.name in editable):
         value: Any = inputs.get(spec.name)
         if spec.type == "ref" and spec.ref_form:
-            options[spec.name] = ref_options(current, spec.ref_form, None, [value or ""])
+            options[spec.name] = ref_options(current, spec.ref_form, None, [value or ""], user)
         file_ids.extend(value if spec.type == "files" else [])
         for child in spec.children:
             chosen = [r.get(child.name) or "" for r in value or []]
             if child.type == "ref" and child.ref_form:
                 options[f"{spec.name}.{child.name}"] = ref_options(
-                    current, child.ref_form, None, chosen
+                    current, child.ref_form, None, chosen, user
                 )
             file_ids.extend(i for ids in chosen for i in ids if child.type == "files")
     with current.records.engine.connect() as conn:
@@ -555,7 +561,7 @@ async def edit_record(request: Request, user: User) -> Response:
         except ValidationFailed as failed:
             errors, general = _errors(failed, request, editable)  # others: at the top
             status = failed.status
-    context = await run_in_threadpool(_form_context, current, form, editable, inputs)
+    context = await run_in_threadpool(_form_context, current, form, editable, inputs, user)
     context.update(
         form=form, record=record, inputs=inputs, editable=editable, errors=errors, general=general
     )

@@ -177,6 +177,9 @@ async def kpi_records_page(request: Request, user: User) -> Response:
     if card is None:
         raise NotFound("kpi", None)
     current = live(request)
+    spec = next(k for k in context["dashboard"].kpis if k.name == kpi_name)
+    if spec.form in current.app.forms:  # the records behind the light: reading them
+        require(request, user, "read", Resource(current.app.forms[spec.form]))
     now, _at = _as_of(request, current.app.timezone)
     found = await run_in_threadpool(_drill, current, context["dashboard"].name, kpi_name, now)
     form = current.app.forms.get(found["form"])
