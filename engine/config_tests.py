@@ -42,6 +42,7 @@ from engine.flows.machine import check_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordChecks, _plain
 from engine.forms.validate import FieldError
 from engine.i18n import Lang, Text
+from engine.permissions import Resource, allowed, refusal
 from engine.spec import App, ApprovalSpec, ConfigTestSpec, FormSpec
 
 __all__ = ["CaseResult", "Mismatch", "run_case", "run_config_tests"]
@@ -170,6 +171,7 @@ def run_case(app: App, spec: ConfigTestSpec) -> CaseResult:
         *judge_values(record, spec.expect, app.timezone),
         *judge_route(route, spec.expect),
         *judge_transitions(checks, record, spec),
+        *judge_edits(checks, record, spec),
     ]
     return CaseResult(
         spec,
@@ -359,18 +361,49 @@ def judge_transitions(
     checks: RecordChecks, record: BuiltRecord, spec: ConfigTestSpec
 ) -> list[Mismatch]:
     out = []
-    for key, allowed in (("transition", True), ("refused_transition", False)):
+    for key, expected in (("transition", True), ("refused_transition", False)):
         name = spec.expect.get(key)
         if name is None:
             continue
-        refusal = transition_refusal(
+        refused = transition_refusal(
             checks, record, name, spec.as_role, spec.confirmed_by, spec.as_user
         )
-        if refusal is None and not allowed:
+        if refused is None and not expected:
             out.append(Mismatch(key, "refused", "allowed"))
-        elif refusal is not None and allowed:
-            out.append(Mismatch(key, "allowed", "refused", refusal))
+        elif refused is not None and expected:
+            out.append(Mismatch(key, "allowed", "refused", refused))
     return out
+
+
+def judge_edits(checks: RecordChecks, record: BuiltRecord, spec: ConfigTestSpec) -> list[Mismatch]:
+    """``editable`` / ``refused_edit``: may the person acting change these fields on such a
+    record now — the same answer the records service gives (update permission, the field's
+    ``editable_by``/``readonly``, the state)."""
+    out = []
+    actor = _actor(checks, spec.as_role, spec.as_user)
+    form = record.form
+    for key, wanted in (("editable", True), ("refused_edit", False)):
+        for name in spec.expect.get(key) or ():
+            field = form.by_name[name]
+            refused: Any = None
+            if not allowed(checks.app, actor, "update", Resource(form)):
+                refused = refusal(checks.app, "update", Resource(form))
+            else:
+                found = checks.edit_refusal(field, actor, record.state, form)
+                refused = found.message if found is not None else None
+            if wanted and refused is not None:
+                out.append(Mismatch(f"{key}.{name}", "allowed", "refused", (refused,)))
+            elif not wanted and refused is None:
+                out.append(Mismatch(f"{key}.{name}", "refused", "allowed"))
+    return out
+
+
+def _actor(checks: RecordChecks, as_role: str | None, as_user: str | None) -> Any:
+    """The person a case acts as: a person of the org chart, a role, or the engine."""
+    person = checks.app.people.get(as_user) if as_user else None
+    if person is not None:
+        return _RoleActor(frozenset(person.roles), person.user)
+    return _RoleActor(frozenset({as_role})) if as_role else SYSTEM_ACTOR
 
 
 def transition_refusal(
@@ -387,11 +420,7 @@ def transition_refusal(
     transition = next((t for t in machine.transitions if t.name == name), None) if machine else None
     if transition is None:
         return (Text(f"there is no transition '{name}'", f"没有流转 '{name}'"),)
-    person = checks.app.people.get(as_user) if as_user else None
-    if person is not None:
-        actor: Any = _RoleActor(frozenset(person.roles), person.user)
-    else:
-        actor = _RoleActor(frozenset({as_role})) if as_role else SYSTEM_ACTOR
+    actor = _actor(checks, as_role, as_user)
     row = {**record.values, **record.children, "id": None, "state": record.state}
     gate = None
     if transition.confirm is not None:

@@ -1104,6 +1104,18 @@ def test_schema() -> dict[str, Any]:
             ),
             "transition": ident("Transition expected to be allowed"),
             "refused_transition": ident("Transition expected to be refused"),
+            "editable": {
+                "type": "array",
+                "description": "Fields the person acting (as_role / as_user) may change on such "
+                "a record in its state",
+                "items": ident("Field name"),
+            },
+            "refused_edit": {
+                "type": "array",
+                "description": "Fields the person acting may not change (the form's update "
+                "permission, the field's editable_by or readonly, the state)",
+                "items": ident("Field name"),
+            },
         },
         minProperties=1,
     )

@@ -125,3 +125,45 @@ def test_set_refuses_computed_and_table_targets(make_app) -> None:  # type: igno
     )
     assert any(c[3] == "set-not-settable" for c in codes(result))
     assert result.app is None
+
+
+def test_config_tests_judge_who_may_edit(make_app) -> None:  # type: ignore[no-untyped-def]
+    from engine.config_tests import run_config_tests
+
+    form = FORM.replace(
+        "  price: {type: money, label: Price, readonly: true}",
+        "  price: {type: money, label: Price, editable_by: [boss]}",
+    )
+    cases = """\
+cases:
+  - name: the clerk may not set the price
+    form: request
+    as_role: clerk
+    given: {amount: 1}
+    expect: {refused_edit: [price], editable: [amount]}
+  - name: wrongly expected
+    form: request
+    as_role: clerk
+    given: {amount: 1}
+    expect: {editable: [price]}
+  - name: the boss may
+    form: request
+    as_role: boss
+    given: {amount: 1}
+    expect: {editable: [price]}
+"""
+    result = make_app(
+        {
+            "forms/request.yaml": form,
+            "flows/request.yaml": flow(),
+            "approvals/request.yaml": APPROVAL,
+            "tests/edits.yaml": cases,
+        }
+    )
+    assert result.app is not None, result.diagnostics.sorted()
+    outcome = {r.spec.name: r.passed for r in run_config_tests(result.app)}
+    assert outcome == {
+        "the clerk may not set the price": True,
+        "wrongly expected": False,
+        "the boss may": True,
+    }

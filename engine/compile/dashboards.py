@@ -74,6 +74,17 @@ def compile_tests(
                     FIELD,
                     "unknown-field",
                 )
+        for key in ("editable", "refused_edit"):
+            for j, fname in enumerate(expect.get(key) or []):
+                if fname not in form_fields[form]:
+                    ctx.unknown(
+                        doc,
+                        (*path, "expect", key, j),
+                        fname,
+                        form_fields[form],
+                        FIELD,
+                        "unknown-field",
+                    )
         for fname in expect.get("values") or {}:
             if fname not in form_fields[form]:
                 ctx.unknown(
