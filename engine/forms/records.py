@@ -396,16 +396,7 @@ class RecordChecks:
                 )
                 continue
             if spec.max_rows is not None and len(rows) > spec.max_rows:
-                draft.errors.append(
-                    FieldError(
-                        spec.name,
-                        "max_rows",
-                        Text(
-                            f"{spec.label}: at most {spec.max_rows} rows",
-                            f"{spec.label}：最多 {spec.max_rows} 行",
-                        ),
-                    )
-                )
+                draft.errors.append(_too_many_rows(spec))
                 continue
             parsed = []
             for row in rows:
@@ -887,18 +878,7 @@ class RecordService(RecordChecks):
             sa.select(sa.func.count()).select_from(table).where(table.c.parent_id == record_id)
         ).scalar_one()
         if count >= spec.max_rows:
-            raise ValidationFailed(
-                [
-                    FieldError(
-                        spec.name,
-                        "max_rows",
-                        Text(
-                            f"{spec.label}: at most {spec.max_rows} rows",
-                            f"{spec.label}：最多 {spec.max_rows} 行",
-                        ),
-                    )
-                ]
-            )
+            raise ValidationFailed([_too_many_rows(spec)])
 
     def _insert_child(
         self,
@@ -1132,6 +1112,16 @@ class RecordService(RecordChecks):
                             ),
                         )
                     )
+
+
+def _too_many_rows(spec: FieldSpec) -> FieldError:
+    return FieldError(
+        spec.name,
+        "max_rows",
+        Text(
+            f"{spec.label}: at most {spec.max_rows} rows", f"{spec.label}：最多 {spec.max_rows} 行"
+        ),
+    )
 
 
 def _file_ids(values: Any) -> list[str]:
