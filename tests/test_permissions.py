@@ -172,6 +172,10 @@ def test_sales_cannot_make_a_customer_vip(api: Api) -> None:
     assert made.status_code == 201 and made.json()["tier"] == "B"
     answer = api.client("sun.sales").patch(f"/api/forms/customer/records/{customer}", json=vip)
     assert answer.status_code == 200, answer.text  # the sales manager may
+    # the new-customer page shows the tier as set for them, and who sets it — not an input
+    page = api.browser("li.sales")[0].get("/forms/customer/new").text
+    assert 'name="tier"' not in page and "客户等级只能由以下角色修改：销售经理、财务" in page
+    assert 'name="tier"' in api.browser("sun.sales")[0].get("/forms/customer/new").text
 
 
 def test_the_order_keeps_the_price_it_was_submitted_with(api: Api) -> None:

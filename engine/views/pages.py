@@ -504,6 +504,21 @@ def _editable(
     }
 
 
+def _locked_for(
+    current: LiveApp, form: FormSpec, user: User, state: str | None, editable: set[str], lang: Lang
+) -> dict[str, str]:
+    """Why a field this person sees is not theirs to set (e.g. a tier only finance sets), for
+    the fields that are not filled in by the system: shown beside the value, not hidden."""
+    out = {}
+    for spec in form.fields:
+        if spec.name in editable or spec.type in ("computed", "autonumber", "table"):
+            continue
+        refused = current.records.edit_refusal(spec, user, state, form)
+        if refused is not None and refused.code == "forbidden":
+            out[spec.name] = refused.message(lang)
+    return out
+
+
 def _form_context(
     current: LiveApp, form: FormSpec, editable: set[str], inputs: Mapping[str, Any], user: User
 ) -> dict[str, Any]:
@@ -565,6 +580,7 @@ async def edit_record(request: Request, user: User) -> Response:
     context.update(
         form=form, record=record, inputs=inputs, editable=editable, errors=errors, general=general
     )
+    context["locked"] = _locked_for(current, form, user, state, editable, _lang(request))
     context["defaults"] = fmt.row_defaults(form, current.records.env())
     return render(request, "form.html", context, status)
 
