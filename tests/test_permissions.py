@@ -114,6 +114,7 @@ def test_the_record_page_shows_no_outcome_button(api: Api) -> None:
     page = api.browser("li.sales")[0].get(f"/forms/order/{order}")
     assert page.status_code == 200
     assert "审批通过" not in page.text and "驳回</button>" not in page.text
+    assert f"/forms/order/{order}/edit" not in page.text  # nothing of it is theirs to change now
     record = api.live.records.get("order", order)
     shown = available_transitions(api.live.records, "order", record, _user(api, "ma.log"))
     assert [t.name for t, _ in shown] == []

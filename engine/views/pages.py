@@ -405,6 +405,10 @@ async def _show_record(
         for t, refusal in choices
     ]
     context["action_errors"] = action_errors or []
+    # the edit button only when this person may change something of it in this state
+    context["can_edit"] = allowed(current.app, user, "update", Resource(form)) and bool(
+        _editable(current, form, user, context["record"].get("state"), creating=False)
+    )
     from engine.views.pages_confirm import compare_panel, gate_panel  # they build on pages
 
     context["gates"] = await run_in_threadpool(
