@@ -48,7 +48,6 @@ __all__ = [
     "is_system",
     "refusal",
     "require",
-    "transition_open_to_people",
 ]
 
 ADMIN_ROLE = "admin"
@@ -118,10 +117,6 @@ def _holds(actor: Actor, roles: tuple[str, ...]) -> bool:
 
 def _form_roles(form: FormSpec, action: str) -> tuple[str, ...]:
     return tuple(form.permissions.get(action) or ())
-
-
-def transition_open_to_people(transition: TransitionSpec) -> bool:
-    return not transition.by_system
 
 
 def allowed(

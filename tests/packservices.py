@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pytest
 from apihelp import PACK
@@ -45,3 +46,20 @@ def pack_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[PackServices]:
         monkeypatch.setenv("DINGTALK_SECRET", "ding-secret")
         monkeypatch.setenv("WECOM_WEBHOOK", wecom.url)
         yield PackServices(wms, ding, wecom)
+
+
+def submit_order(records: Any, customer: int, product: int, quantity: int, desired: str) -> int:
+    """A normal order filed by the engine and submitted: its stock check starts."""
+    from engine.flows.machine import fire_transition
+    from engine.forms.records import SYSTEM_ACTOR
+
+    values = {
+        "customer": customer,
+        "product": product,
+        "quantity": quantity,
+        "desired_date": desired,
+        "order_type": "normal",
+    }
+    order = records.create("order", values, SYSTEM_ACTOR)
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    return int(order["id"])

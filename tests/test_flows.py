@@ -10,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from apihelp import PACK, start_api
-from packservices import pack_services
+from packservices import pack_services, submit_order
 
 from engine.events import verify_chain
 from engine.flows.jobs import JOBS, RUNS
@@ -46,22 +46,7 @@ def _product(api, code: str) -> int:
 
 
 def _submit(api, customer: int, product: int, quantity: int) -> int:
-    from engine.flows.machine import fire_transition
-
-    records = api.live.records
-    order = records.create(
-        "order",
-        {
-            "customer": customer,
-            "product": product,
-            "quantity": quantity,
-            "desired_date": FAR,
-            "order_type": "normal",
-        },
-        SYSTEM_ACTOR,
-    )
-    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
-    return order["id"]
+    return submit_order(api.live.records, customer, product, quantity, FAR)
 
 
 def _kinds(api, order_id: int) -> list[str]:

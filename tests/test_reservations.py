@@ -27,7 +27,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from apihelp import PACK, Api, start_api
-from packservices import pack_services
+from packservices import pack_services, submit_order
 
 from engine.calendar import CalendarSpec, WorkCalendar
 from engine.compile import compile_app
@@ -99,19 +99,7 @@ def _master_data(records: Any, sku: str) -> tuple[int, int]:
 
 
 def _submit(records: Any, customer: int, product: int, quantity: int) -> int:
-    order = records.create(
-        "order",
-        {
-            "customer": customer,
-            "product": product,
-            "quantity": quantity,
-            "desired_date": FAR,
-            "order_type": "normal",
-        },
-        SYSTEM_ACTOR,
-    )
-    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
-    return int(order["id"])
+    return submit_order(records, customer, product, quantity, FAR)
 
 
 def _from_stock() -> date:

@@ -139,7 +139,7 @@ class RecordChecks:
         return machine.initial if machine else None
 
     def _child_values(
-        self, spec: FieldSpec, data: Any, actor: Actor, form: FormSpec | None = None
+        self, spec: FieldSpec, data: Any, actor: Actor, form: FormSpec
     ) -> tuple[dict[str, Any], list[FieldError]]:
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
@@ -243,7 +243,7 @@ class RecordChecks:
         return draft
 
     def edit_refusal(
-        self, spec: FieldSpec, actor: Actor, state: str | None, form: FormSpec | None = None
+        self, spec: FieldSpec, actor: Actor, state: str | None, form: FormSpec
     ) -> FieldError | None:
         """Why ``actor`` may not set ``spec`` in ``state`` (None when they may). The system
         (flows, imports: role ``*``) may set readonly fields such as an ATP date, but never
@@ -257,14 +257,13 @@ class RecordChecks:
             )
         if system:
             return None
-        owner = form or self._form_of(spec)
         if spec.editable_by and not allowed(
-            self.app, actor, "field_edit", Resource(owner, field=spec)
+            self.app, actor, "field_edit", Resource(form, field=spec)
         ):
             return FieldError(
                 spec.name,
                 "forbidden",
-                refusal(self.app, "field_edit", Resource(owner, field=spec)),
+                refusal(self.app, "field_edit", Resource(form, field=spec)),
             )
         if state is not None:
             if spec.editable_in:
@@ -277,7 +276,7 @@ class RecordChecks:
                             f"当前状态下不能修改{spec.label}",
                         ),
                     )
-            elif not self._state_editable(state, owner):
+            elif not self._state_editable(state, form):
                 return FieldError(
                     spec.name,
                     "locked",
@@ -287,29 +286,13 @@ class RecordChecks:
                 )
         return None
 
-    def _form_of(self, spec: FieldSpec) -> FormSpec | None:
-        """The form holding ``spec`` (a field, or a child table's column's table)."""
-        for form in self.app.forms.values():
-            if form.by_name.get(spec.name) is spec:
-                return form
-            for table in form.fields:
-                if table.type == "table" and spec in table.children:
-                    return form
-        return None
-
-    def _state_editable(self, state: str, form: FormSpec | None = None) -> bool:
-        """Whether records in ``state`` may be edited — of ``form``'s own state machine when
-        known (two forms may both have a state called 'review')."""
-        if form is not None:
-            own = self.app.state_machines.get(form.name)
-            if own is None:
-                return True
-            return next((s.editable for s in own.states if s.name == state), True)
-        for machine in self.app.state_machines.values():
-            for s in machine.states:
-                if s.name == state:
-                    return s.editable
-        return True
+    def _state_editable(self, state: str, form: FormSpec) -> bool:
+        """Whether ``form``'s records in ``state`` may be edited (its own state machine: two
+        forms may both have a state called 'review')."""
+        machine = self.app.state_machines.get(form.name)
+        if machine is None:
+            return True
+        return next((s.editable for s in machine.states if s.name == state), True)
 
     def _defaults(self, form: FormSpec, draft: _Draft) -> None:
         for spec in form.fields:
