@@ -38,12 +38,11 @@ SERVER = textwrap.dedent("""
     from starlette.responses import JSONResponse
     from starlette.routing import Route
     from apihelp import start_api
-    from engine.events import EventIn, append_events
+    from engine.store.events import EventIn, append_events
     from engine.forms.records import SYSTEM_ACTOR
-    from engine.system_tables import system_metadata
-    from engine.views.live import Deployments
-    from engine.views.server import create_web_app
-
+    from engine.store.system_tables import system_metadata
+    from engine.runtime import Deployments
+    from engine.web.server import create_web_app
     api = start_api({url!r})
     r = api.live.records
     c = r.create("customer", {{"code": "C00001", "name": "客户", "tier": "A"}}, SYSTEM_ACTOR)
@@ -76,7 +75,7 @@ SERVER = textwrap.dedent("""
     web = create_web_app(api.engine, Deployments(api.engine, api.live),
                          extra_routes=[Route("/baseline", baseline, methods=["POST"])])
     with api.engine.begin() as conn:
-        from engine.auth import create_token
+        from engine.accounts.auth import create_token
         token = create_token(conn, "li.sales")
     open({token_file!r}, "w").write(f"{{token}} {{c['id']}} {{p['id']}}")
     uvicorn.run(web, host="127.0.0.1", port={port}, log_level="warning")

@@ -24,7 +24,8 @@
    Baseline, same server process, same database, same event chain: a hand-written Starlette
    endpoint (``/baseline/tasks/{id}/approve``) over SQLAlchemy Core and its own ``bench_tasks``
    table (one row per order and role), one transaction per decision: look up the bearer token
-   (engine.auth.user_for_token, one SELECT), lock the task row, check the role and that it is
+   (engine.accounts.auth.user_for_token, one SELECT), lock the task row, check the role and
+   that it is
    open, lock the order row (so two countersigns cannot both miss the completion), update the
    task, append one hash-chained event, count the step's approved tasks, and when both are in
    set the order's state to 'approved'. No history, no plan, no jobs. Its orders are plain
@@ -73,21 +74,21 @@ from bench_api_server import FAR, free_port
 from bench_records import fill
 from bench_routing import ORDERS, PACK
 
-from engine.auth import User, create_token, get_user, user_for_token
+from engine.accounts.auth import User, create_token, get_user, user_for_token
 from engine.compile import compile_app
-from engine.events import EventIn, append_events, verify_chain
 from engine.expressions import EvalEnv
 from engine.flows.approvals.routing import RoutePlan, approval_context, plan_route
 from engine.flows.approvals.service import APPROVALS, TASKS
 from engine.flows.confirm import confirm_gate
-from engine.flows.jobs import JOBS
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR
-from engine.spec import ApprovalSpec
-from engine.storage import create_db_engine
-from engine.system_tables import system_metadata
-from engine.views.live import Deployments
-from engine.views.server import create_web_app
+from engine.model.spec import ApprovalSpec
+from engine.outbox.jobs import JOBS
+from engine.runtime import Deployments
+from engine.store.events import EventIn, append_events, verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.system_tables import system_metadata
+from engine.web.server import create_web_app
 
 ZEN_US = 8.6  # GoRules zen-engine, 4-rule decision table
 SPIFF_PER_S = 273  # SpiffWorkflow, persisted approval instances completed per second

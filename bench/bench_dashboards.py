@@ -40,10 +40,10 @@ from engine.compile import compile_app  # noqa: E402
 from engine.dashboards.compute import dashboard_values  # noqa: E402
 from engine.dashboards.periods import window  # noqa: E402
 from engine.dashboards.snapshots import refresh  # noqa: E402
-from engine.forms.tables import build_metadata  # noqa: E402
-from engine.spec import App  # noqa: E402
-from engine.storage import create_db_engine  # noqa: E402
-from engine.system_tables import TS  # noqa: E402
+from engine.model.spec import App  # noqa: E402
+from engine.store.storage import create_db_engine  # noqa: E402
+from engine.store.system_tables import TS  # noqa: E402
+from engine.store.tables import build_metadata  # noqa: E402
 
 DASHBOARD = "order_health"
 

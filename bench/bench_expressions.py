@@ -37,7 +37,7 @@ FIXED_NOW = datetime(2026, 9, 29, 2, 0, tzinfo=UTC)  # 10:00 on 2026-09-29 in Sh
 
 
 def _calendar() -> Any:
-    from engine.calendar import CalendarSpec, WorkCalendar
+    from engine.model.calendar import CalendarSpec, WorkCalendar
 
     return WorkCalendar(CalendarSpec(base="cn"))
 

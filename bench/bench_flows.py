@@ -41,15 +41,15 @@ from fakes import (  # noqa: E402
     fake_wecom,
 )
 
-from engine.flows import jobs, procrastinate_queue  # noqa: E402
-from engine.flows.connectors import Connectors  # noqa: E402
 from engine.flows.machine import fire_transition  # noqa: E402
-from engine.flows.procrastinate_queue import ProcrastinateWorker  # noqa: E402
 from engine.flows.runner import FlowRuntime  # noqa: E402
-from engine.flows.worker import Worker, procrastinate_worker  # noqa: E402
 from engine.forms.records import SYSTEM_ACTOR  # noqa: E402
-from engine.spec import ConnectorSpec  # noqa: E402
-from engine.storage import create_db_engine  # noqa: E402
+from engine.model.spec import ConnectorSpec  # noqa: E402
+from engine.outbox import jobs, procrastinate_queue  # noqa: E402
+from engine.outbox.connectors import Connectors  # noqa: E402
+from engine.outbox.procrastinate_queue import ProcrastinateWorker  # noqa: E402
+from engine.outbox.worker import Worker, procrastinate_worker  # noqa: E402
+from engine.store.storage import create_db_engine  # noqa: E402
 
 Runtime = Callable[[], FlowRuntime]
 

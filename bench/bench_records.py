@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from apihelp import start_api
 
-from engine.events import EventIn, append_events
 from engine.forms.records import SYSTEM_ACTOR
-from engine.system_tables import system_metadata
+from engine.store.events import EventIn, append_events
+from engine.store.system_tables import system_metadata
 
 _SERIAL = itertools.count()
 FAR = (date.today() + timedelta(days=60)).isoformat()

@@ -36,7 +36,7 @@ def main() -> None:
     py = sys.executable
     bare = timed([py, "-c", "pass"], runs)
     libs = timed([py, "-c", "import yaml, jsonschema, click, chinese_calendar, simpleeval"], runs)
-    validate = timed([py, "-m", "engine.cli", "--app", str(PACK), "validate"], runs)
+    validate = timed([py, "-m", "engine.cli.main", "--app", str(PACK), "validate"], runs)
     print(f"runs per command: {runs} (median wall time of fresh processes)")
     print(f"{'python -c pass':<46} {bare * 1000:8.1f} ms")
     print(f"{'python importing yaml/jsonschema/click/cc/se':<46} {libs * 1000:8.1f} ms")

@@ -8,14 +8,14 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
-from engine.auth import create_token, create_user, sync_org_chart
+from engine.accounts.auth import create_token, create_user, sync_org_chart
 from engine.compile import compile_app
-from engine.forms.deploy import bundle_sources
-from engine.forms.tables import build_metadata
-from engine.spec import App
-from engine.storage import create_db_engine
-from engine.views.live import Deployments, LiveApp
-from engine.views.server import create_web_app
+from engine.deploy.apply import bundle_sources
+from engine.model.spec import App
+from engine.runtime import Deployments, LiveApp
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
+from engine.web.server import create_web_app
 
 BROWSER_PASSWORD = "order-centre-2026"
 PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
@@ -39,8 +39,8 @@ class Api:
         """A signed-in page session (cookie, as a browser has) and its CSRF token."""
         import re
 
-        from engine.auth import set_password
-        from engine.views.pages import page_routes
+        from engine.accounts.auth import set_password
+        from engine.web.pages import page_routes
 
         with self.engine.begin() as conn:
             set_password(conn, username, BROWSER_PASSWORD)

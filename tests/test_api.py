@@ -61,8 +61,8 @@ def test_health_and_forms(api) -> None:
 def test_unauthenticated_is_401(api) -> None:
     from starlette.testclient import TestClient
 
-    from engine.views.live import Deployments
-    from engine.views.server import create_web_app
+    from engine.runtime import Deployments
+    from engine.web.server import create_web_app
 
     anon = TestClient(create_web_app(api.engine, Deployments(api.engine, api.live)))
     assert anon.get("/api/forms").status_code == 401

@@ -16,9 +16,9 @@ from starlette.testclient import TestClient
 from test_approvals import _order
 from test_pages import PASSWORD, browser, sign_in
 
-from engine import clock
-from engine.auth import set_password
-from engine.flows.worker import Worker
+from engine.accounts.auth import set_password
+from engine.model import clock
+from engine.outbox.worker import Worker
 
 PEOPLE = ("li.sales", "huang.fin", "zhao.fin", "yang.wh", "wu.proc", "ma.log")
 

@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from apihelp import Api, start_api
 
-from engine import clock
 from engine.compile import compile_app
 from engine.flows.approvals.service import APPROVALS
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR
+from engine.model import clock
 
 APP = """\
 name: exp

@@ -17,17 +17,17 @@ import sqlalchemy as sa
 from apihelp import PACK, Api, start_api
 from fakes import fake_dingtalk
 
-from engine import clock
 from engine.compile import compile_app
-from engine.events import verify_chain
 from engine.flows.approvals.service import APPROVALS, TASKS
-from engine.flows.jobs import JOBS
 from engine.flows.machine import fire_transition
-from engine.flows.worker import Worker
-from engine.forms.files import store_bytes
 from engine.forms.records import SYSTEM_ACTOR
-from engine.system_tables import system_metadata
-from engine.views.live import LiveApp
+from engine.model import clock
+from engine.outbox.jobs import JOBS
+from engine.outbox.worker import Worker
+from engine.runtime import LiveApp
+from engine.store.events import verify_chain
+from engine.store.files import store_bytes
+from engine.store.system_tables import system_metadata
 
 FAR = (date.today() + timedelta(days=60)).isoformat()
 SHANGHAI = timedelta(hours=8)
@@ -438,8 +438,8 @@ def test_redeploy_with_an_edited_route_leaves_approvals_in_flight_alone(
 def test_audit_verify_checks_the_stored_pdf_against_its_sealed_hash(world) -> None:
     from click.testing import CliRunner
 
-    from engine.cli import main
-    from engine.system_tables import system_metadata as meta
+    from engine.cli.main import main
+    from engine.store.system_tables import system_metadata as meta
 
     api, worker, _ding = world
     order = _order(api, "VIP", "rush", 120, 100)

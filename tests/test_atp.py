@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import CalendarSpec, WorkCalendar
 from engine.expressions import EvalEnv, EvaluationError, NameInfo, Scope, compile_expression
-from engine.flows.atp import (
+from engine.functions.atp import (
     ATP_FUNCTIONS,
     AtpInputError,
     AtpResult,
@@ -21,6 +20,7 @@ from engine.flows.atp import (
     atp_from_stock,
     available_to_promise,
 )
+from engine.model.calendar import CalendarSpec, WorkCalendar
 
 CN = WorkCalendar(CalendarSpec(base="cn"))
 WEEKENDS = WorkCalendar(CalendarSpec())

@@ -21,8 +21,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from engine import auth
-from engine.auth import (
+from engine.accounts import auth
+from engine.accounts.auth import (
     AuthError,
     authenticate,
     create_token,
@@ -38,14 +38,14 @@ from engine.auth import (
     user_for_token,
     verify_password,
 )
-from engine.cli_users import token as token_group
-from engine.cli_users import user as user_group
+from engine.cli.users import token as token_group
+from engine.cli.users import user as user_group
 from engine.compile import compile_app
-from engine.forms.tables import build_metadata
-from engine.spec import App
-from engine.storage import create_db_engine
-from engine.views import security
-from engine.views.security import (
+from engine.model.spec import App
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
+from engine.web import security
+from engine.web.security import (
     EXCEPTION_HANDLERS,
     LoginLimiter,
     csrf_token,

@@ -16,10 +16,10 @@ from apihelp import Api, start_api
 from browserhelp import launch, needs_chromium, serve, sign_in
 from starlette.testclient import TestClient
 
-from engine.auth import create_token, set_password
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.server import create_web_app
+from engine.accounts.auth import create_token, set_password
+from engine.runtime import Deployments
+from engine.web.pages import page_routes
+from engine.web.server import create_web_app
 
 PASSWORD = "order-centre-2026"
 RULE = "期望交付日不得早于当前日期+3个工作日"
@@ -168,8 +168,8 @@ def test_dashboard_red_light_to_its_orders_in_a_real_browser(server: tuple[str, 
     from playwright.sync_api import expect, sync_playwright
     from test_dashboards import NOW, _load, local
 
-    from engine import clock
     from engine.dashboards.compute import dashboard_values, drill_down
+    from engine.model import clock
 
     base, api = server
     world = _load(api)  # test_dashboards' fixed history: its schedule match rate is red

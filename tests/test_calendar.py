@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.calendar import CalendarSpec, UnknownDateWarning, WorkCalendar
+from engine.model.calendar import CalendarSpec, UnknownDateWarning, WorkCalendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CN = WorkCalendar(CalendarSpec(base="cn"))

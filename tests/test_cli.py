@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.schema_docs import render_reference
-from engine.schemas import KINDS, schema_file_name, schema_for, schema_json
+from engine.cli.main import main
+from engine.config.schema_docs import render_reference
+from engine.config.schemas import KINDS, schema_file_name, schema_for, schema_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "manufacturing_pack"
@@ -195,7 +195,7 @@ def test_every_schema_object_is_closed() -> None:
 
 def test_console_script_runs_as_a_process() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "--app", str(PACK), "validate"],
+        [sys.executable, "-m", "engine.cli.main", "--app", str(PACK), "validate"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -61,7 +61,7 @@ def test_pack_app_is_complete_and_frozen() -> None:
 
 
 def test_pack_rule_uses_the_holiday_calendar() -> None:
-    from engine.calendar import WorkCalendar
+    from engine.model.calendar import WorkCalendar
 
     app = compile_app(PACK).app
     assert app is not None

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import main
+from engine.cli.config_tests import run_config_tests, same_value
+from engine.cli.main import main
 from engine.compile import compile_app
-from engine.config_tests import run_config_tests, same_value
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "manufacturing_pack"

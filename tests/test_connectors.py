@@ -31,8 +31,11 @@ from fakes import (
     webhook_signature,
 )
 
-from engine.bundle import read_bundle
-from engine.flows.connectors import (
+from engine.config.bundle import read_bundle
+from engine.flows.messages import message_environment, render_message
+from engine.model.i18n import Text
+from engine.model.spec import ConnectorSpec, OperationSpec, frozen_map
+from engine.outbox.connectors import (
     CallResult,
     ConnectorError,
     ConnectorNotConfigured,
@@ -41,9 +44,6 @@ from engine.flows.connectors import (
     Recipient,
     keep_values,
 )
-from engine.flows.messages import message_environment, render_message
-from engine.i18n import Text
-from engine.spec import ConnectorSpec, OperationSpec, frozen_map
 
 PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -18,10 +18,10 @@ from starlette.testclient import TestClient
 from test_dashboards import NOW, World, local, world_fixture  # noqa: F401  (the world fixture)
 from test_pages import PASSWORD, browser, sign_in
 
-from engine.auth import set_password
+from engine.accounts.auth import set_password
 from engine.dashboards.compute import dashboard_values, drill_down
-from engine.views.pages import STATIC_DIR
-from engine.views.pages_dashboards import shown
+from engine.web.pages import STATIC_DIR
+from engine.web.pages_dashboards import shown
 
 WORDS = {"green": "绿灯", "amber": "黄灯", "red": "红灯", "none": "无灯"}
 SHANGHAI = ZoneInfo("Asia/Shanghai")

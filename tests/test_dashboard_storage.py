@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from engine.compile import CompileResult
 from engine.dashboards import snapshots
 from engine.dashboards.compute import _Context, dashboard_values
+from engine.deploy.apply import bundle_sources, deploy
+from engine.deploy.plan import live_index_names, plan_schema
 from engine.flows.machine import fire_transition
-from engine.forms.deploy import bundle_sources, deploy
-from engine.forms.plan import live_index_names, plan_schema
 from engine.forms.records import SYSTEM_ACTOR, RecordService
-from engine.forms.tables import build_metadata
-from engine.spec import App
-from engine.storage import create_db_engine
+from engine.model.spec import App
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 MakeApp = Callable[..., CompileResult]
 NOW = datetime(2026, 3, 20, 2, 0, tzinfo=UTC)  # Friday 10:00 in Shanghai

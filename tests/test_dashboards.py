@@ -18,14 +18,14 @@ import pytest
 from apihelp import Api, start_api
 from conftest import codes
 
-from engine import clock
 from engine.dashboards.compile_kpi import compile_kpi
 from engine.dashboards.compute import _Context, dashboard_values, drill_down, status_of
-from engine.events import EventIn, append_events
 from engine.flows.confirm import confirm_gate
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordService
-from engine.spec import KpiSpec, ThresholdSpec
+from engine.model import clock
+from engine.model.spec import KpiSpec, ThresholdSpec
+from engine.store.events import EventIn, append_events
 
 SHANGHAI = timedelta(hours=8)
 NOW = "2026-03-20 10:00"  # a Friday, Shanghai wall clock

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.demo_chat import ChatSink, create_chat_app, message_text
+from engine.cli.main import main
+from engine.demo.chat import ChatSink, create_chat_app, message_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = ("WMS_URL", "WMS_TOKEN", "DINGTALK_WEBHOOK", "DINGTALK_SECRET", "WECOM_WEBHOOK")
@@ -108,7 +108,7 @@ def test_scenario_drives_a_day_of_orders(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "engine.cli", "--lang", "en", "demo", "--scenario"),
+            *(sys.executable, "-m", "engine.cli.main", "--lang", "en", "demo", "--scenario"),
             *("--dir", str(tmp_path / "d"), "--orders", "150"),
         ],
         capture_output=True,

@@ -11,19 +11,19 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from engine.cli_deploy import deploy_command, plan_command
+from engine.cli.deploy import deploy_command, plan_command
 from engine.compile import CompileResult
-from engine.events import EventIn, append_events, verify_chain
-from engine.forms.deploy import (
+from engine.deploy.apply import (
     DestructiveChange,
     bundle_sources,
     deploy,
     latest_deployment,
 )
-from engine.forms.plan import plan_schema
-from engine.forms.tables import build_metadata
-from engine.spec import App
-from engine.storage import create_db_engine
+from engine.deploy.plan import plan_schema
+from engine.model.spec import App
+from engine.store.events import EventIn, append_events, verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 MakeApp = Callable[..., CompileResult]
 NOW = datetime(2024, 5, 6, 9, 30, tzinfo=UTC)

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from apihelp import start_api
 
-from engine.events import EventIn, append_events, verify_chain
 from engine.forms.records import SYSTEM_ACTOR
-from engine.storage import create_db_engine
-from engine.system_tables import system_metadata
+from engine.store.events import EventIn, append_events, verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.system_tables import system_metadata
 
 FAR = (date.today() + timedelta(days=60)).isoformat()
 
@@ -83,7 +83,7 @@ def test_edited_payload_is_detected(api) -> None:
 
 
 def test_edited_actor_with_recomputed_hash_breaks_the_next_link(api) -> None:
-    from engine.events import event_hash
+    from engine.store.events import event_hash
 
     _orders(api, 2)
     with api.engine.begin() as conn:
@@ -128,7 +128,7 @@ def test_audit_verify_cli(api, tmp_path) -> None:
     from apihelp import PACK
     from click.testing import CliRunner
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     _orders(api, 1)
     url = api.engine.url.render_as_string(hide_password=False)
@@ -181,7 +181,7 @@ def test_parallel_autonumbers_on_several_processes(db_url: str, tmp_path) -> Non
         from apihelp import PACK
         from engine.compile import compile_app
         from engine.forms.records import RecordService, SYSTEM_ACTOR
-        from engine.storage import create_db_engine
+        from engine.store.storage import create_db_engine
         app = compile_app(PACK).app
         svc = RecordService(app, create_db_engine({db_url!r}))
         for i in range(15):

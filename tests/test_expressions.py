@@ -23,7 +23,7 @@ from engine.expressions import (
     dotted_path,
     literal_value,
 )
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -627,7 +627,7 @@ def test_calendar_function_limits() -> None:
 
 
 def test_cn_calendar_national_day() -> None:
-    calendar_module = pytest.importorskip("engine.calendar")
+    calendar_module = pytest.importorskip("engine.model.calendar")
     calendar = calendar_module.WorkCalendar(calendar_module.CalendarSpec(base="cn"))
     assert run("add_workdays(date(2026, 9, 30), 3)", calendar=calendar) == date(2026, 10, 10)
     weekends = calendar_module.WorkCalendar(calendar_module.CalendarSpec(base="weekends"))

@@ -15,13 +15,13 @@ from httpx2 import Response
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from engine.auth import create_token
-from engine.forms.files import check_upload, load_file, missing_files, sanitize_name, store_file
+from engine.accounts.auth import create_token
 from engine.forms.validate import ValidationFailed
-from engine.views.files import content_disposition
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.server import create_web_app
+from engine.runtime import Deployments
+from engine.store.files import check_upload, load_file, missing_files, sanitize_name, store_file
+from engine.web.files import content_disposition
+from engine.web.pages import page_routes
+from engine.web.server import create_web_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 40
 JPG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40
@@ -257,7 +257,7 @@ def test_auth_and_csrf(api: Api) -> None:
     file_id = upload(bearer(api), "a.png", PNG).json()["id"]
     assert anon.get(f"/api/files/{file_id}").status_code == 401
     # a cookie session must send the CSRF header
-    from engine.auth import set_password
+    from engine.accounts.auth import set_password
 
     with api.engine.begin() as conn:
         set_password(conn, "clerk1", "long-enough-pw")

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from apihelp import PACK, start_api
 from packservices import pack_services, submit_order
 
-from engine.events import verify_chain
-from engine.flows.jobs import JOBS, RUNS
-from engine.flows.worker import Worker
 from engine.forms.records import SYSTEM_ACTOR
-from engine.system_tables import system_metadata
+from engine.outbox.jobs import JOBS, RUNS
+from engine.outbox.worker import Worker
+from engine.store.events import verify_chain
+from engine.store.system_tables import system_metadata
 
 FAR = (date.today() + timedelta(days=90)).isoformat()
 WMS_AUTH = {"Authorization": "Bearer wms-secret"}
@@ -135,7 +135,7 @@ def test_outbox_survives_a_dead_robot_then_delivers_once(world) -> None:
 def test_timers_due_during_downtime_fire_at_next_start(world) -> None:
     from datetime import UTC, datetime
 
-    from engine.flows import jobs
+    from engine.outbox import jobs
 
     api, _worker, *_ = world
     with api.engine.begin() as conn:
@@ -165,7 +165,7 @@ def test_mock_wms_answers_the_pack_connector(world) -> None:
 
 
 def test_outbox_gives_up_into_the_dead_letter_list_then_retry_now(world) -> None:
-    from engine.flows.jobs import retry_now
+    from engine.outbox.jobs import retry_now
 
     api, worker, _wms, _ding, wecom, customer = world
     wecom.fail_next(6, status=500)  # the wecom connector allows 5 retries: 6 attempts
@@ -194,10 +194,10 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
 
     from starlette.testclient import TestClient
 
-    from engine.auth import set_password
-    from engine.views.live import Deployments
-    from engine.views.pages import page_routes
-    from engine.views.server import create_web_app
+    from engine.accounts.auth import set_password
+    from engine.runtime import Deployments
+    from engine.web.pages import page_routes
+    from engine.web.server import create_web_app
 
     api, worker, _wms, _ding, wecom, customer = world
     wecom.fail_next(6, status=500)

@@ -15,12 +15,12 @@ from apihelp import start_api
 from conftest import codes
 from test_pages import PASSWORD, browser, sign_in
 
-from engine.auth import set_password
+from engine.accounts.auth import set_password
 from engine.compile import CompileResult
-from engine.events import EventIn, append_events
-from engine.forms.tables import build_metadata
 from engine.insights.hints import record_hints
-from engine.storage import create_db_engine
+from engine.store.events import EventIn, append_events
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 FILES = {
     "forms/customer.yaml": "title: Customer\ntitle_field: name\nfields:\n"

@@ -20,11 +20,11 @@ from apihelp import PACK
 
 from engine.compile import compile_app
 from engine.dashboards.compute import dashboard_values
-from engine.events import verify_chain
 from engine.forms.records import SYSTEM_ACTOR, RecordService
-from engine.forms.tables import build_metadata
-from engine.spec import App
-from engine.storage import create_db_engine
+from engine.model.spec import App
+from engine.store.events import verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 sys.path.insert(0, str(PACK / "data"))
 

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from conftest import codes
 from test_pages import PASSWORD, browser, sign_in
 
-from engine.auth import set_password
-from engine.cli import main
+from engine.accounts.auth import set_password
+from engine.cli.main import main
 from engine.compile import CompileResult
-from engine.forms.tables import build_metadata
 from engine.insights.clusters import cluster_report, pick_templates
-from engine.storage import create_db_engine
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 FORM = """\
 title: Job

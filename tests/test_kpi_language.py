@@ -16,12 +16,12 @@ from conftest import codes
 
 from engine.compile import compile_app
 from engine.dashboards.compute import _Context, dashboard_values, drill_down
-from engine.events import EventIn, append_events
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordService
-from engine.forms.tables import build_metadata
-from engine.spec import App, KpiSpec
-from engine.storage import create_db_engine
+from engine.model.spec import App, KpiSpec
+from engine.store.events import EventIn, append_events
+from engine.store.storage import create_db_engine
+from engine.store.tables import build_metadata
 
 SHANGHAI = timedelta(hours=8)
 NOW = "2026-03-20 10:00"

@@ -8,14 +8,14 @@ import time
 
 from starlette.testclient import TestClient
 
-from engine.auth import create_token, sync_org_chart
-from engine.bundle import compile_bundle
-from engine.events import verify_chain
-from engine.forms.deploy import bundle_sources, deploy, latest_deployment
-from engine.storage import create_db_engine
-from engine.system_tables import system_metadata
-from engine.views.live import Deployments, LiveApp
-from engine.views.server import create_web_app
+from engine.accounts.auth import create_token, sync_org_chart
+from engine.config.bundle import compile_bundle
+from engine.deploy.apply import bundle_sources, deploy, latest_deployment
+from engine.runtime import Deployments, LiveApp
+from engine.store.events import verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.system_tables import system_metadata
+from engine.web.server import create_web_app
 
 APP = """\
 name: shop
@@ -66,7 +66,7 @@ def _serve(engine) -> tuple[TestClient, Deployments]:
     with engine.begin() as conn:
         sync_org_chart(conn, app)
         conn.exec_driver_sql("DELETE FROM sl_users WHERE username = 'ann'")
-    from engine.auth import create_user
+    from engine.accounts.auth import create_user
 
     with engine.begin() as conn:
         create_user(conn, "ann", ["clerk"], app=app)
@@ -139,7 +139,7 @@ def test_request_in_flight_finishes_on_its_version(make_app, db_url) -> None:
     started, release = threading.Event(), threading.Event()
     old = deployments.current
 
-    from engine.views import api as api_module
+    from engine.web import api as api_module
 
     original = api_module.live
 

@@ -7,8 +7,8 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.diagnostics import Diagnostics, render_text
-from engine.loader import MAX_FILE_BYTES, load_yaml_text
+from engine.config.loader import MAX_FILE_BYTES, load_yaml_text
+from engine.model.diagnostics import Diagnostics, render_text
 
 
 def load(text: str) -> tuple[object, Diagnostics]:

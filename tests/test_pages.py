@@ -14,12 +14,12 @@ import pytest
 from apihelp import Api, start_api
 from starlette.testclient import TestClient
 
-from engine.auth import create_token, set_password
+from engine.accounts.auth import create_token, set_password
 from engine.forms.records import SYSTEM_ACTOR
-from engine.views.live import Deployments, LiveApp
-from engine.views.pages import STATIC_DIR, page_routes
-from engine.views.security import LoginLimiter
-from engine.views.server import create_web_app
+from engine.runtime import Deployments, LiveApp
+from engine.web.pages import STATIC_DIR, page_routes
+from engine.web.security import LoginLimiter
+from engine.web.server import create_web_app
 
 PASSWORD = "order-centre-2026"
 FAR = (date.today() + timedelta(days=60)).isoformat()
@@ -508,7 +508,7 @@ def test_child_rows_and_other_inputs(db_url: str, tmp_path: Path) -> None:
     api = start_api(db_url, root)
     try:
         with api.engine.begin() as conn:
-            from engine.auth import create_user
+            from engine.accounts.auth import create_user
 
             create_user(conn, "clerk1", ["clerk"], password=PASSWORD, app=api.app)
         bolt = api.live.records.create("item", {"name": "Bolt"}, SYSTEM_ACTOR)["id"]

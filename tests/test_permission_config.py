@@ -128,7 +128,7 @@ def test_set_refuses_computed_and_table_targets(make_app) -> None:  # type: igno
 
 
 def test_config_tests_judge_who_may_edit(make_app) -> None:  # type: ignore[no-untyped-def]
-    from engine.config_tests import run_config_tests
+    from engine.cli.config_tests import run_config_tests
 
     form = FORM.replace(
         "  price: {type: money, label: Price, readonly: true}",

@@ -15,10 +15,10 @@ import pytest
 from apihelp import Api, start_api
 from fakes import fake_dingtalk
 
-from engine import clock
-from engine.flows.jobs import JOBS
 from engine.flows.machine import available_transitions, fire_transition
 from engine.forms.records import SYSTEM_ACTOR
+from engine.model import clock
+from engine.outbox.jobs import JOBS
 
 FAR = (date.today() + timedelta(days=60)).isoformat()
 _SERIAL = itertools.count(1)
@@ -121,7 +121,7 @@ def test_the_record_page_shows_no_outcome_button(api: Api) -> None:
 
 
 def _user(api: Api, name: str) -> object:
-    from engine.auth import get_user
+    from engine.accounts.auth import get_user
 
     with api.engine.connect() as conn:
         return get_user(conn, name)
@@ -380,7 +380,7 @@ def test_rows_of_a_locked_record_cannot_be_added(small: Api) -> None:
 
 
 def test_nobody_gains_a_file_by_naming_its_id(small: Api) -> None:
-    from engine.forms.files import store_bytes
+    from engine.store.files import store_bytes
 
     with small.engine.begin() as conn:
         theirs = store_bytes(conn, "plan.pdf", "application/pdf", b"%PDF-1.4\n", "bo")

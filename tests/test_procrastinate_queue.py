@@ -13,11 +13,11 @@ from fakes import fake_webhook
 from test_workers import APP, FORM  # the same one-form app with a webhook connector
 
 from engine.compile import compile_app
-from engine.flows import jobs, procrastinate_queue
-from engine.flows.worker import procrastinate_worker, uses_procrastinate
-from engine.forms.deploy import bundle_sources, deploy
-from engine.storage import create_db_engine
-from engine.views.live import LiveApp
+from engine.deploy.apply import bundle_sources, deploy
+from engine.outbox import jobs, procrastinate_queue
+from engine.outbox.worker import procrastinate_worker, uses_procrastinate
+from engine.runtime import LiveApp
+from engine.store.storage import create_db_engine
 
 WAITING = sa.text(
     "SELECT queueing_lock, task_name, scheduled_at, args FROM procrastinate_jobs "

@@ -12,11 +12,11 @@ import pytest
 from apihelp import start_api
 from packservices import pack_services
 
-from engine import clock
 from engine.dashboards.compute import dashboard_values
 from engine.flows.machine import fire_transition
-from engine.flows.worker import Worker
 from engine.forms.records import SYSTEM_ACTOR
+from engine.model import clock
+from engine.outbox.worker import Worker
 
 SHANGHAI = timedelta(hours=8)
 

@@ -29,17 +29,17 @@ import sqlalchemy as sa
 from apihelp import PACK, Api, start_api
 from packservices import pack_services, submit_order
 
-from engine.calendar import CalendarSpec, WorkCalendar
 from engine.compile import compile_app
-from engine.events import verify_chain
-from engine.flows.jobs import JOBS, RUNS
+from engine.deploy.apply import bundle_sources, deploy
 from engine.flows.machine import fire_transition
-from engine.flows.worker import Worker
-from engine.forms.deploy import bundle_sources, deploy
 from engine.forms.records import SYSTEM_ACTOR
-from engine.storage import create_db_engine
-from engine.system_tables import system_metadata
-from engine.views.live import LiveApp
+from engine.model.calendar import CalendarSpec, WorkCalendar
+from engine.outbox.jobs import JOBS, RUNS
+from engine.outbox.worker import Worker
+from engine.runtime import LiveApp
+from engine.store.events import verify_chain
+from engine.store.storage import create_db_engine
+from engine.store.system_tables import system_metadata
 
 WMS_AUTH = {"Authorization": "Bearer wms-secret"}
 LEAD_DAYS = 5
@@ -290,7 +290,7 @@ def _worker(root: Path, db_url: str, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SEAMLINE_JOB_LEASE": "3"}
     out: IO[bytes] = log.open("ab")
     try:
-        command = [sys.executable, "-m", "engine.cli", "--app", str(root), "--db", db_url]
+        command = [sys.executable, "-m", "engine.cli.main", "--app", str(root), "--db", db_url]
         return subprocess.Popen(
             [*command, "worker", "--poll", "0.05"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
@@ -432,7 +432,17 @@ def test_100_concurrent_orders_flaky_warehouse_killed_worker(
     assert len(checks) == N_ORDERS and {r.status for r in checks} == {"done"}
     # the audit trail is whole
     audit = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "--app", str(PACK), "--db", db_url, "audit", "verify"],
+        [
+            sys.executable,
+            "-m",
+            "engine.cli.main",
+            "--app",
+            str(PACK),
+            "--db",
+            db_url,
+            "audit",
+            "verify",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

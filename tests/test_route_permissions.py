@@ -1,6 +1,6 @@
 """The route table test (issue 12): every HTTP route of the web app asks the one permission
-model (``engine.permissions.allowed``) before it answers, about the resource the route names
-— except the public ones listed in ``engine.views.server.PUBLIC_ROUTES``. A new route that
+model (``engine.model.permissions.allowed``) before it answers, about the resource the route names
+— except the public ones listed in ``engine.web.server.PUBLIC_ROUTES``. A new route that
 forgets its check fails here, whatever it does."""
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from test_permissions import _approving
 
-from engine import clock
-from engine.auth import set_password
+from engine.accounts.auth import set_password
 from engine.flows.approvals.service import APPROVALS, TASKS
-from engine.flows.jobs import JOBS
-from engine.forms.files import store_bytes
-from engine.permissions import checked_actions
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.server import PUBLIC_ROUTES, create_web_app
+from engine.model import clock
+from engine.model.permissions import checked_actions
+from engine.outbox.jobs import JOBS
+from engine.runtime import Deployments
+from engine.store.files import store_bytes
+from engine.web.pages import page_routes
+from engine.web.server import PUBLIC_ROUTES, create_web_app
 
 
 class Recorder:

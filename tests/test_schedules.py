@@ -8,8 +8,8 @@ import pytest
 from apihelp import start_api
 from conftest import codes
 
-from engine.flows.worker import Worker
 from engine.forms.records import SYSTEM_ACTOR
+from engine.outbox.worker import Worker
 
 APP = "name: s\ntitle: S\nlocale: en\nroles:\n  clerk: {label: Clerk}\n"
 FORM = """\
@@ -90,8 +90,8 @@ BUMP = (
 def test_a_step_and_the_run_progress_commit_together(make_app, db_url, monkeypatch) -> None:
     """If saving the run's progress fails after the step's change, the change rolls back too:
     the retried job applies the step once (an increment shows a double application)."""
-    from engine.flows import jobs
     from engine.flows.runner import FlowRuntime
+    from engine.outbox import jobs
 
     result = make_app({"app.yaml": APP, "forms/task.yaml": FORM, "flows/task.yaml": BUMP})
     api = start_api(db_url, result.workspace.root)

@@ -19,12 +19,12 @@ from starlette.testclient import TestClient
 from test_pages import PASSWORD, browser, csrf, sign_in
 from test_track import PHONE, Clock, World, _world, ask, verify
 
-from engine import clock
-from engine.auth import set_password, sync_org_chart
-from engine.sessions import SESSIONS, TOUCH_SECONDS, ensure_session_tables
-from engine.views.security import SESSION_COOKIE
-from engine.views.track import TRACK_COOKIE
-from engine.views.track_visits import VISITS
+from engine.accounts.auth import set_password, sync_org_chart
+from engine.accounts.sessions import SESSIONS, TOUCH_SECONDS, ensure_session_tables
+from engine.model import clock
+from engine.tracking.visits import VISITS
+from engine.web.security import SESSION_COOKIE
+from engine.web.track import TRACK_COOKIE
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_a_new_password_ends_every_session_of_that_user_only(api: Api) -> None:
 def test_cli_set_password_ends_sessions(api: Api) -> None:
     from click.testing import CliRunner
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     client = browser(api)
     sign_in(client)

@@ -22,12 +22,12 @@ from fakes import FakeDingTalk, FakeWeCom
 from packservices import pack_services
 from test_track import CODE_RE
 
-from engine.auth import set_password
-from engine.flows.worker import Worker
+from engine.accounts.auth import set_password
 from engine.forms.records import SYSTEM_ACTOR
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.server import create_web_app
+from engine.outbox.worker import Worker
+from engine.runtime import Deployments
+from engine.web.pages import page_routes
+from engine.web.server import create_web_app
 
 pytestmark = needs_chromium
 

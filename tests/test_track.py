@@ -20,18 +20,18 @@ from fakes import FakeWeCom, fake_wecom
 from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
-from engine import clock
-from engine.auth import set_password
-from engine.flows import jobs
+from engine.accounts.auth import set_password
 from engine.flows.machine import fire_transition
-from engine.flows.worker import run_job
 from engine.forms.records import SYSTEM_ACTOR
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.security import session_secret
-from engine.views.server import create_web_app
-from engine.views.track import TRACK_COOKIE
-from engine.views.track_limits import CODES, HITS
+from engine.model import clock
+from engine.outbox import jobs
+from engine.outbox.worker import run_job
+from engine.runtime import Deployments
+from engine.tracking.limits import CODES, HITS
+from engine.web.pages import page_routes
+from engine.web.security import session_secret
+from engine.web.server import create_web_app
+from engine.web.track import TRACK_COOKIE
 
 PHONE, OTHER_PHONE = "13905750001", "13905750002"
 FAR = "2099-06-30"

@@ -9,9 +9,9 @@ import pytest
 from browserhelp import launch, needs_chromium, serve
 from test_track import PACK, World, _world
 
-from engine.views.live import Deployments
-from engine.views.pages import page_routes
-from engine.views.server import create_web_app
+from engine.runtime import Deployments
+from engine.web.pages import page_routes
+from engine.web.server import create_web_app
 
 pytestmark = needs_chromium
 

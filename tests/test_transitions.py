@@ -126,10 +126,10 @@ def test_transition_buttons_on_the_record_page(api) -> None:
 
     from starlette.testclient import TestClient
 
-    from engine.auth import set_password
-    from engine.views.live import Deployments
-    from engine.views.pages import page_routes
-    from engine.views.server import create_web_app
+    from engine.accounts.auth import set_password
+    from engine.runtime import Deployments
+    from engine.web.pages import page_routes
+    from engine.web.server import create_web_app
 
     sales = api.client("li.sales")
     o = order(sales, api.client("huang.fin"))

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from fakes import fake_webhook
 
 from engine.compile import compile_app
-from engine.flows import jobs
-from engine.forms.deploy import bundle_sources, deploy
-from engine.storage import create_db_engine
+from engine.deploy.apply import bundle_sources, deploy
+from engine.outbox import jobs
+from engine.store.storage import create_db_engine
 
 APP = """\
 name: hooks
@@ -62,7 +62,7 @@ def _worker(root: Path, db_url: str, url: str, log: Path | None = None) -> subpr
             [
                 sys.executable,
                 "-m",
-                "engine.cli",
+                "engine.cli.main",
                 "--app",
                 str(root),
                 "--db",

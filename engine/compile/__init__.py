@@ -1,4 +1,4 @@
-"""The compile stage: a loaded workspace in, one immutable :class:`~engine.spec.App` out.
+"""The compile stage: a loaded workspace in, one immutable :class:`~engine.model.spec.App` out.
 
 Schema checks run first on every file; cross-file checks (references, expressions, states,
 routes) run on the files that passed. Everything is collected; nothing stops at the first
@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.calendar import CalendarSpec
-from engine.check_schema import check_schema
 from engine.compile.app import (
     compile_calendar,
     compile_connectors,
@@ -32,12 +30,14 @@ from engine.compile.flows import (
 from engine.compile.forms import compile_forms
 from engine.compile.hints import compile_hints
 from engine.compile.insights import compile_insights
-from engine.compile.scopes import ScopeBuilder, shapes_from_raw
 from engine.compile.tracking import compile_tracking
-from engine.diagnostics import Diagnostics
-from engine.loader import LoadedYaml
-from engine.spec import App, frozen_map
-from engine.workspace import Workspace, load_workspace
+from engine.config.check_schema import check_schema
+from engine.config.loader import LoadedYaml
+from engine.config.workspace import Workspace, load_workspace
+from engine.expressions.form_scopes import ScopeBuilder, shapes_from_raw
+from engine.model.calendar import CalendarSpec
+from engine.model.diagnostics import Diagnostics
+from engine.model.spec import App, frozen_map
 
 __all__ = ["CompileResult", "compile_app", "compile_workspace"]
 

@@ -8,14 +8,14 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
-from engine.calendar import CalendarSpec
 from engine.compile.context import CompileContext
-from engine.diagnostics import Mark, suggestion_hint
-from engine.i18n import Text
-from engine.loader import LoadedYaml, load_yaml_text
-from engine.permissions import ADMIN_ROLE
-from engine.spec import ConnectorSpec, OperationSpec, PersonSpec, RoleSpec, frozen_map
-from engine.workspace import display_path, read_source
+from engine.config.loader import LoadedYaml, load_yaml_text
+from engine.config.workspace import display_path, read_source
+from engine.model.calendar import CalendarSpec
+from engine.model.diagnostics import Mark, suggestion_hint
+from engine.model.i18n import Text
+from engine.model.permissions import ADMIN_ROLE
+from engine.model.spec import ConnectorSpec, OperationSpec, PersonSpec, RoleSpec, frozen_map
 
 PEOPLE_COLUMNS = (
     "user",

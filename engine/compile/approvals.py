@@ -14,11 +14,11 @@ from engine.compile.flows import (
     compile_event,
 )
 from engine.compile.routes import box_of
-from engine.compile.scopes import ScopeBuilder
+from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import NameInfo
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.spec import (
+from engine.expressions.form_scopes import ScopeBuilder
+from engine.model.i18n import Text
+from engine.model.spec import (
     ApprovalSpec,
     ApprovalStepSpec,
     MessageSpec,

@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
+from engine.config.loader import LoadedYaml, YamlPath
+from engine.config.workspace import Workspace
 from engine.expressions import (
     CompiledExpr,
     ExpressionError,
@@ -14,9 +15,8 @@ from engine.expressions import (
     Scope,
     compile_expression,
 )
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.workspace import Workspace
+from engine.model.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
+from engine.model.i18n import Text
 
 
 @dataclass

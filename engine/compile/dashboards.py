@@ -9,10 +9,10 @@ from typing import Any
 from engine.compile.context import CompileContext
 from engine.compile.flows import FIELD
 from engine.compile.kpis import KpiNames, compile_kpi_spec
-from engine.compile.scopes import ScopeBuilder
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.spec import (
+from engine.config.loader import LoadedYaml, YamlPath
+from engine.expressions.form_scopes import ScopeBuilder
+from engine.model.i18n import Text
+from engine.model.spec import (
     ApprovalSpec,
     ConfigTestSpec,
     DashboardSpec,

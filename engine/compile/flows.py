@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.compile.scopes import FieldShape, ScopeBuilder
+from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import NameInfo, Scope
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.spec import (
+from engine.expressions.form_scopes import FieldShape, ScopeBuilder
+from engine.model.i18n import Text
+from engine.model.spec import (
     AutomationSpec,
     ConfirmSpec,
     EventSpec,

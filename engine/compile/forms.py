@@ -7,11 +7,11 @@ from datetime import date
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.compile.scopes import EMPTY_SCOPE, SYSTEM_FIELDS, ScopeBuilder, shape_from_raw
-from engine.diagnostics import suggestion_hint
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.spec import CompareSpec, FieldSpec, FormSpec, OptionSpec, RuleSpec, frozen_map
+from engine.config.loader import LoadedYaml, YamlPath
+from engine.expressions.form_scopes import EMPTY_SCOPE, SYSTEM_FIELDS, ScopeBuilder, shape_from_raw
+from engine.model.diagnostics import suggestion_hint
+from engine.model.i18n import Text
+from engine.model.spec import CompareSpec, FieldSpec, FormSpec, OptionSpec, RuleSpec, frozen_map
 
 _AUTONUMBER_TOKEN = re.compile(r"\{([^{}]*)\}")
 _AUTONUMBER_OK = re.compile(r"^(yyyy|yy|mm|dd|seq(:[1-9]\d?)?)$")

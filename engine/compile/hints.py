@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.i18n import Text
-from engine.loader import LoadedYaml
-from engine.spec import FormSpec, HintSpec
+from engine.config.loader import LoadedYaml
+from engine.model.i18n import Text
+from engine.model.spec import FormSpec, HintSpec
 
 __all__ = ["compile_hints"]
 

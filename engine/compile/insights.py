@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.i18n import Text
-from engine.loader import LoadedYaml
-from engine.spec import InsightSpec
+from engine.config.loader import LoadedYaml
+from engine.model.i18n import Text
+from engine.model.spec import InsightSpec
 
 __all__ = ["compile_insights"]
 

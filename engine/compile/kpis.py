@@ -12,14 +12,14 @@ from typing import Any
 
 from engine.compile.context import CompileContext, expression_mark
 from engine.compile.flows import FIELD, STATE, TRANSITION, compile_event
-from engine.compile.scopes import SYSTEM_FIELDS, FieldShape, ScopeBuilder
-from engine.dashboards.sql_expr import EVENT_FUNCTIONS, condition_events, sql_refusal
-from engine.diagnostics import suggestion_hint
+from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import CompiledExpr, Scope
 from engine.expressions.check import node_position
-from engine.i18n import Text
-from engine.loader import LoadedYaml, YamlPath
-from engine.spec import CountSpec, EventSpec, KpiSpec, StateMachineSpec, ThresholdSpec
+from engine.expressions.form_scopes import SYSTEM_FIELDS, FieldShape, ScopeBuilder
+from engine.expressions.sql import EVENT_FUNCTIONS, condition_events, sql_refusal
+from engine.model.diagnostics import suggestion_hint
+from engine.model.i18n import Text
+from engine.model.spec import CountSpec, EventSpec, KpiSpec, StateMachineSpec, ThresholdSpec
 
 __all__ = ["DURATIONS", "KpiNames", "compile_kpi_spec"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from engine.compile.context import CompileContext
 from engine.compile.flows import check_message
-from engine.i18n import Text
-from engine.loader import LoadedYaml
-from engine.spec import RateSpec, StateMachineSpec, TrackingSpec
+from engine.config.loader import LoadedYaml
+from engine.model.i18n import Text
+from engine.model.spec import RateSpec, StateMachineSpec, TrackingSpec
 
 __all__ = ["compile_tracking"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.dashboards.event_times import record_event_count, record_has_event
-from engine.dashboards.sql_expr import Sql, kind_of, not_computable
-from engine.forms.tables import table_name
-from engine.spec import App, EventSpec
+from engine.expressions.sql import Sql, kind_of, not_computable
+from engine.model.spec import App, EventSpec
+from engine.store.event_sql import record_event_count, record_has_event
+from engine.store.tables import table_name
 
 __all__ = ["TableColumns"]
 

@@ -20,11 +20,11 @@ from engine.dashboards.groups import additive, group_label, group_select
 from engine.dashboards.periods import window
 from engine.dashboards.reading import reading
 from engine.dashboards.snapshots import trend_points
-from engine.evaluate import AppRuntime
 from engine.expressions import EvalEnv
-from engine.forms.tables import build_metadata
-from engine.permissions import Resource, allowed
-from engine.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
+from engine.expressions.evaluate import AppRuntime
+from engine.model.permissions import Resource, allowed
+from engine.model.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
+from engine.store.tables import build_metadata
 
 __all__ = [
     "UnknownDashboard",

@@ -1,7 +1,7 @@
 """What a ``per_record`` KPI counts for one record, as a correlated scalar subquery.
 
 Events (``state_entered``, ``transition``, ``field_changed``, ``notified``) are counted through
-:mod:`engine.dashboards.event_times` (one seek in the record-ordered index per record, events
+:mod:`engine.store.event_sql` (one seek in the record-ordered index per record, events
 up to ``now``); child rows (``rows: log``) through the child table's ``parent_id`` index, with
 the ``where`` condition translated like any KPI condition, over the row's own columns (rows
 added up to ``now``).
@@ -17,11 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.dashboards.event_times import record_event_count
-from engine.dashboards.sql_expr import Sql, condition, kind_of, not_computable
 from engine.expressions import EvalEnv
-from engine.forms.tables import child_table_name
-from engine.spec import App, CountSpec, EventSpec
+from engine.expressions.sql import Sql, condition, kind_of, not_computable
+from engine.model.spec import App, CountSpec, EventSpec
+from engine.store.event_sql import record_event_count
+from engine.store.tables import child_table_name
 
 __all__ = ["per_record_count"]
 

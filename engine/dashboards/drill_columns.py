@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.dashboards.columns import TableColumns
-from engine.spec import App, KpiSpec
+from engine.model.spec import App, KpiSpec
 
 __all__ = ["drill_headers", "drill_values"]
 

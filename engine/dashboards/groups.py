@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.dashboards.compile_kpi import KpiQuery
-from engine.forms.tables import table_name
-from engine.spec import App, KpiSpec
+from engine.model.spec import App, KpiSpec
+from engine.store.tables import table_name
 
 __all__ = ["additive", "group_label", "group_select", "worst_is_high"]
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from engine.storage import reader
+from engine.store.storage import reader
 
 __all__ = ["reading"]
 

@@ -27,7 +27,7 @@ from engine.dashboards.compile_kpi import KpiQuery
 from engine.dashboards.periods import trend_starts
 from engine.dashboards.reading import reading
 from engine.expressions.compile import CompiledExpr
-from engine.spec import App, KpiSpec
+from engine.model.spec import App, KpiSpec
 
 __all__ = ["MAX_AGE", "REFRESH_EVERY", "definition_hash", "refresh_if_due", "trend_points"]
 

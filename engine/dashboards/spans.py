@@ -2,7 +2,7 @@
 
 An end point is the record's creation (``created_at``), its first event of a kind
 (``state_entered``, ``transition``, ``notified`` — looked up through
-:mod:`engine.dashboards.event_times` and its indexes) or the value of one of its date or
+:mod:`engine.store.event_sql` and its indexes) or the value of one of its date or
 datetime fields (``field``). The start is windowed on its own time; an event end is the first
 such event at or after the start, a field end is the field's value (it may lie before the
 start: a negative duration says "early"). Two date fields (no time of day) are measured in
@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.dashboards.event_times import first_end, first_ends, first_start
 from engine.dashboards.periods import Period
-from engine.spec import EventSpec, KpiSpec
+from engine.model.spec import EventSpec, KpiSpec
+from engine.store.event_sql import first_end, first_ends, first_start
 
 __all__ = ["hours_between", "spans"]
 

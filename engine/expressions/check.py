@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 from .errors import ExpressionError, ExpressionWarning
 from .functions import FunctionSpec

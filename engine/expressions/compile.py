@@ -22,7 +22,7 @@ from typing import Any
 
 from simpleeval import IterableTooLong, NumberTooHigh  # type: ignore[import-untyped]
 
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 from .check import node_position
 from .env import EvalEnv

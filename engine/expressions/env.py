@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from engine.calendar import WorkCalendar
-
+    from engine.model.calendar import WorkCalendar
 __all__ = ["EvalEnv", "system_now"]
 
 

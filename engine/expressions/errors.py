@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 __all__ = ["EvaluationError", "ExpressionError", "ExpressionWarning"]
 

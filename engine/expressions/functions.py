@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 from .env import EvalEnv
 from .errors import EvaluationError
@@ -507,7 +507,7 @@ def fn_coalesce(*args: Any) -> Any:
 
 def _business_functions() -> dict[str, FunctionSpec]:
     """Business functions defined next to their flows (they import FunctionSpec from here)."""
-    from engine.flows.atp import ATP_FUNCTIONS
+    from engine.functions.atp import ATP_FUNCTIONS
 
     return ATP_FUNCTIONS
 

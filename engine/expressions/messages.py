@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
-from engine.i18n import Text
+from engine.model.i18n import Text
 
 __all__ = [
     "closest",

@@ -19,12 +19,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.events import EventIn, append_events
 from engine.forms.records import Actor, NotFound, RecordEvent, RecordService, _plain
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
-from engine.i18n import Text
-from engine.permissions import Resource, require
-from engine.spec import App, ConfirmSpec, FormSpec, TransitionSpec
+from engine.model.i18n import Text
+from engine.model.permissions import Resource, require
+from engine.model.spec import App, ConfirmSpec, FormSpec, TransitionSpec
+from engine.store.events import EventIn, append_events
 
 __all__ = [
     "CONFIRMED",

@@ -12,9 +12,9 @@ from engine.expressions import EvaluationError
 from engine.flows.confirm import GateStatus, gate_refusal, gates_of
 from engine.forms.records import Actor, NotFound, RecordChecks, RecordService, check_version
 from engine.forms.validate import FieldError, ValidationFailed, is_blank
-from engine.i18n import Text
-from engine.permissions import Resource, allowed, refusal
-from engine.spec import FormSpec, StateMachineSpec, TransitionSpec
+from engine.model.i18n import Text
+from engine.model.permissions import Resource, allowed, refusal
+from engine.model.spec import FormSpec, StateMachineSpec, TransitionSpec
 
 __all__ = ["Refusal", "available_transitions", "check_transition", "fire_transition"]
 

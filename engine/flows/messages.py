@@ -18,8 +18,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 import engine
-from engine.flows.connectors import ConnectorError, Message, Recipient
-from engine.i18n import Text
+from engine.model.i18n import Text
+from engine.outbox.connectors import ConnectorError, Message, Recipient
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.expressions import EvalEnv, EvaluationError
-from engine.spec import App, PersonSpec, WhoSpec
+from engine.model.spec import App, PersonSpec, WhoSpec
 
 
 def people_for(

@@ -21,18 +21,18 @@ from zoneinfo import ZoneInfo
 import jinja2
 import sqlalchemy as sa
 
-from engine import clock
-from engine.events import EventIn, append_events
 from engine.expressions import EvaluationError
-from engine.flows import jobs
 from engine.flows.confirm import reopen_gates
-from engine.flows.connectors import ConnectorError, Connectors, Recipient, keep_values
 from engine.flows.machine import fire_transition
 from engine.flows.messages import render_message
 from engine.flows.people import people_for
 from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
 from engine.forms.validate import ValidationFailed
-from engine.spec import App, AutomationSpec, EventSpec, PersonSpec, StepSpec
+from engine.model import clock
+from engine.model.spec import App, AutomationSpec, EventSpec, PersonSpec, StepSpec
+from engine.outbox import jobs
+from engine.outbox.connectors import ConnectorError, Connectors, Recipient, keep_values
+from engine.store.events import EventIn, append_events
 
 log = logging.getLogger(__name__)
 RUNS, JOBS = jobs.RUNS, jobs.JOBS
@@ -626,7 +626,7 @@ class FlowRuntime:
     # ------------------------------------------------------------------ effects
     def deliver(self, job: jobs.Job) -> str:
         """Send one outbox message; done, retry or dead."""
-        from engine.flows.connectors import Message
+        from engine.outbox.connectors import Message
 
         payload = job.payload
         message = Message(

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field
-from engine.i18n import Text
-from engine.spec import FieldSpec, FormSpec
+from engine.model.i18n import Text
+from engine.model.spec import FieldSpec, FormSpec
 
 if TYPE_CHECKING:
     from engine.forms.records import RecordService

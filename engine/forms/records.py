@@ -17,17 +17,17 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.evaluate import AppRuntime
-from engine.events import EventIn, append_events
 from engine.expressions import EvalEnv, EvaluationError
-from engine.forms.autonumber import next_number
-from engine.forms.files import file_infos
-from engine.forms.tables import build_metadata, child_table_name, table_name
+from engine.expressions.evaluate import AppRuntime
 from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
-from engine.i18n import Lang, Text, lang_from_locale
-from engine.permissions import Action, Resource, allowed, is_system, refusal, require
-from engine.spec import App, FieldSpec, FormSpec
-from engine.storage import reader
+from engine.model.i18n import Lang, Text, lang_from_locale
+from engine.model.permissions import Action, Resource, allowed, is_system, refusal, require
+from engine.model.spec import App, FieldSpec, FormSpec
+from engine.store.autonumber import next_number
+from engine.store.events import EventIn, append_events
+from engine.store.files import file_infos
+from engine.store.storage import reader
+from engine.store.tables import build_metadata, child_table_name, table_name
 
 __all__ = ["SYSTEM_ACTOR", "Actor", "NotFound", "Page", "RecordChecks", "RecordService"]
 

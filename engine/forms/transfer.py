@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from engine.forms.records import Actor, RecordService
 from engine.forms.validate import FieldError, ValidationFailed
-from engine.i18n import Text
-from engine.spec import FormSpec
+from engine.model.i18n import Text
+from engine.model.spec import FormSpec
 
 __all__ = ["ImportReport", "export_csv", "import_csv"]
 

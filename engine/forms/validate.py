@@ -16,8 +16,8 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.i18n import Lang, Text
-from engine.spec import FieldSpec
+from engine.model.i18n import Lang, Text
+from engine.model.spec import FieldSpec
 
 __all__ = ["FieldError", "ValidationFailed", "coerce_field", "is_blank"]
 

@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.forms.tables import table_name
-from engine.i18n import Text
-from engine.spec import App
+from engine.model.i18n import Text
+from engine.model.spec import App
+from engine.store.tables import table_name
 
 __all__ = [
     "ClusterReport",

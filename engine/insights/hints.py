@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.dashboards.event_times import event_key
-from engine.forms.tables import table_name
-from engine.spec import App, FormSpec, HintSpec
+from engine.model.spec import App, FormSpec, HintSpec
+from engine.store.event_sql import event_key
+from engine.store.tables import table_name
 
 __all__ = ["Evidence", "Hint", "record_hints"]
 

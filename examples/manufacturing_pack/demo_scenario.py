@@ -1,6 +1,6 @@
 """A day of orders at the Shaoxing plant, for ``seamline demo --scenario``.
 
-Each step is one function taking the scenario's ``Run`` (engine/demo_scenario.py): it acts
+Each step is one function taking the scenario's ``Run`` (engine/demo/scenario.py): it acts
 through the HTTP API as a person of data/people.csv and checks what the pack should do — the
 stock check against the mock warehouse, the DingTalk to-do for procurement when stock is
 short, the approval route and the inboxes it fills, the promise-date gate, the customer's
@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from engine.demo_scenario import Run, Step
-from engine.i18n import Text
+from engine.demo.scenario import Run, Step
+from engine.model.i18n import Text
 
 PLENTY, SHORT = "SD-100000", "DP-100001"
 SALES, SALES_VIP = "li.sales", "zhang.sales"

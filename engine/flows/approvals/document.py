@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.flows.approvals.pdf import ApprovalDocument, DecisionLine
-from engine.system_tables import system_metadata
+from engine.store.system_tables import system_metadata
 
 if TYPE_CHECKING:
     from engine.flows.approvals.service import ApprovalRuntime

@@ -8,7 +8,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.calendar import WorkCalendar
 from engine.flows.approvals.service import (
     APPROVALS,
     ASSIGNEES,
@@ -19,7 +18,8 @@ from engine.flows.approvals.service import (
     refuse,
     sla_colour,
 )
-from engine.spec import App
+from engine.model.calendar import WorkCalendar
+from engine.model.spec import App
 
 
 def _utc(at: datetime | None) -> datetime | None:

@@ -13,7 +13,7 @@ from typing import Any
 from engine.expressions import CompiledExpr, EvalEnv, EvaluationError
 from engine.flows.people import managers_of, people_for
 from engine.forms.records import SYSTEM_ACTOR
-from engine.spec import App, ApprovalSpec, ApprovalStepSpec, RouteSpec, WhoSpec
+from engine.model.spec import App, ApprovalSpec, ApprovalStepSpec, RouteSpec, WhoSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,23 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine import clock
-from engine.events import EventIn, append_events
-from engine.flows import jobs
 from engine.flows.approvals.routing import (
     approval_context,
     excluded_people,
     plan_route,
     step_slots,
 )
-from engine.flows.connectors import ConnectorError
 from engine.flows.people import managers_of
-from engine.forms.files import store_bytes
 from engine.forms.records import SYSTEM_ACTOR, Actor, RecordEvent
 from engine.forms.validate import FieldError, ValidationFailed
-from engine.i18n import Text
-from engine.spec import ApprovalSpec, FormSpec, SlaSpec
-from engine.system_tables import system_metadata
+from engine.model import clock
+from engine.model.i18n import Text
+from engine.model.spec import ApprovalSpec, FormSpec, SlaSpec
+from engine.outbox import jobs
+from engine.outbox.connectors import ConnectorError
+from engine.store.events import EventIn, append_events
+from engine.store.files import store_bytes
+from engine.store.system_tables import system_metadata
 
 if TYPE_CHECKING:
     from engine.flows.runner import FlowRuntime

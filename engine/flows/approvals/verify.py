@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from engine.forms.files import load_file
-from engine.system_tables import system_metadata
+from engine.store.files import load_file
+from engine.store.system_tables import system_metadata
 
 EVENTS = system_metadata().tables["sl_events"]
 

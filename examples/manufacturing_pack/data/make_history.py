@@ -11,7 +11,7 @@ timings. Rows and events are written in bulk, but look like what the records ser
 the same columns, "created" / "transition" / "changed" / "child_added" events with the same
 payloads, computed fields evaluated by the pack's own expressions, order numbers in the
 autonumber's format (and ``sl_counters`` moved past them), and every event hash computed with
-``engine.events`` in id order, with the chain head updated — ``seamline audit verify`` passes.
+``engine.store.events`` in id order, with the chain head updated — ``seamline audit verify`` passes.
 
 What the dashboards read is there too: the scheduled date set when scheduling (some after the
 promised date), the stock mismatch some shipments find, the tracking number entered after
@@ -56,17 +56,17 @@ HERE = Path(__file__).resolve().parent
 PACK = HERE.parent
 sys.path.insert(0, str(PACK.parents[1]))
 
-from engine.calendar import WorkCalendar  # noqa: E402
 from engine.compile import compile_app  # noqa: E402
-from engine.evaluate import AppRuntime  # noqa: E402
-from engine.events import GENESIS, canonical, event_hash  # noqa: E402
+from engine.deploy.apply import bundle_sources, deploy, latest_deployment  # noqa: E402
 from engine.expressions import EvalEnv  # noqa: E402
-from engine.forms.autonumber import render_prefix  # noqa: E402
-from engine.forms.deploy import bundle_sources, deploy, latest_deployment  # noqa: E402
+from engine.expressions.evaluate import AppRuntime  # noqa: E402
 from engine.forms.records import RecordChecks, _as_result, _plain  # noqa: E402
-from engine.forms.tables import build_metadata  # noqa: E402
-from engine.spec import App, FormSpec  # noqa: E402
-from engine.storage import create_db_engine  # noqa: E402
+from engine.model.calendar import WorkCalendar  # noqa: E402
+from engine.model.spec import App, FormSpec  # noqa: E402
+from engine.store.autonumber import render_prefix  # noqa: E402
+from engine.store.events import GENESIS, canonical, event_hash  # noqa: E402
+from engine.store.storage import create_db_engine  # noqa: E402
+from engine.store.tables import build_metadata  # noqa: E402
 
 SALES = ("li.sales", "zhang.sales", "sun.sales")
 CREATORS = (*SALES, "chen.cs")

@@ -1,0 +1,258 @@
+"""The ``seamline`` command line: validate, schema, eval here; the other commands live in
+cli_run, cli_users, cli_deploy and cli_test, imported lazily."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.model.i18n import Lang, default_lang
+
+DEFAULT_APP = "./configs"
+
+
+def _lang(ctx: click.Context, app_locale: str | None = None) -> Lang:
+    chosen = ctx.obj.get("lang")
+    if chosen:
+        return "zh" if chosen.startswith("zh") else "en"
+    return default_lang(app_locale)
+
+
+def _app_locale(app_dir: Path) -> str | None:
+    """The app's locale, read cheaply, so messages can follow it before compiling."""
+    try:
+        for line in (app_dir / "app.yaml").read_text(encoding="utf-8").splitlines():
+            if line.startswith("locale:"):
+                return line.split(":", 1)[1].strip().strip("'\"")
+    except OSError:
+        return None
+    return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--app",
+    "app_dir",
+    default=DEFAULT_APP,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="App folder holding app.yaml.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default=None,
+    help="Language of messages (default: SEAMLINE_LANG, then the app's locale).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="Database URL (default: SEAMLINE_DB, then app.yaml, then seamline.db in the app folder).",
+)
+@click.pass_context
+def main(ctx: click.Context, app_dir: Path, lang: str | None, db_url: str | None) -> None:
+    """Seamline: forms, rules, flows, approvals and dashboards from YAML."""
+    ctx.ensure_object(dict)
+    ctx.obj["app_dir"] = app_dir
+    ctx.obj["lang"] = lang
+    ctx.obj["db_url"] = db_url
+
+
+@main.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools.",
+)
+@click.pass_context
+def validate(ctx: click.Context, fmt: str) -> None:
+    """Check every file of the app; exit 0 when there are no errors, 1 otherwise."""
+    from engine.compile import compile_app
+    from engine.model.diagnostics import render_text, summary
+
+    app_dir: Path = ctx.obj["app_dir"]
+    lang = _lang(ctx, _app_locale(app_dir))
+    result = compile_app(app_dir)
+    items = result.diagnostics.sorted()
+    failed = result.diagnostics.has_errors()
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "diagnostics": [d.to_json(lang) for d in items],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        if items:
+            click.echo(render_text(items, result.workspace.sources, lang), err=failed)
+        stream_summary = summary(items, lang)
+        if not failed:
+            app = result.app
+            assert app is not None
+            forms = len(app.forms)
+            if lang == "zh":
+                click.echo(
+                    f"✓ {app.title}：{forms} 个表单，{len(app.approvals)} 个审批，"
+                    f"{len(app.dashboards)} 个看板 — {stream_summary}"
+                )
+            else:
+                click.echo(
+                    f"✓ {app.title}: {forms} forms, {len(app.approvals)} approvals, "
+                    f"{len(app.dashboards)} dashboards — {stream_summary}"
+                )
+        else:
+            click.echo(stream_summary, err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option(
+    "--docs",
+    "docs_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the Markdown YAML reference to this file.",
+)
+def schema(out_dir: Path, docs_file: Path | None) -> None:
+    """Write the JSON Schemas (draft-07) of every kind of file, for editors."""
+    from engine.config.schema_docs import render_reference
+    from engine.config.schemas import KINDS, schema_file_name, schema_json
+
+    if docs_file is not None:
+        docs_file.parent.mkdir(parents=True, exist_ok=True)
+        docs_file.write_text(render_reference(), encoding="utf-8")
+        click.echo(str(docs_file))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
+        target = out_dir / schema_file_name(kind)
+        target.write_text(schema_json(kind), encoding="utf-8")
+        click.echo(str(target))
+
+
+@main.command(name="eval")
+@click.argument("expression")
+@click.option("--form", "form_name", default=None, help="Check names against this form.")
+@click.option(
+    "--values", "values_json", default=None, help="Field values as JSON, e.g. '{\"quantity\": 5}'."
+)
+@click.option("--today", "today", default=None, help="Pretend today is YYYY-MM-DD.")
+@click.pass_context
+def eval_command(
+    ctx: click.Context,
+    expression: str,
+    form_name: str | None,
+    values_json: str | None,
+    today: str | None,
+) -> None:
+    """Try an expression before putting it in a rule: prints its value or what is wrong."""
+    from engine.compile import compile_app
+    from engine.expressions.evaluate import EvalFailure, run_expression
+    from engine.model.diagnostics import render_text, summary
+
+    app_dir: Path = ctx.obj["app_dir"]
+    lang = _lang(ctx, _app_locale(app_dir))
+    result = compile_app(app_dir)
+    if result.app is None:
+        items = result.diagnostics.sorted()
+        click.echo(render_text(items, result.workspace.sources, lang), err=True)
+        click.echo(summary(items, lang), err=True)
+        click.echo(
+            "the app has errors; fix them first (seamline validate)"
+            if lang == "en"
+            else "应用配置有错误，请先修正（seamline validate）",
+            err=True,
+        )
+        sys.exit(1)
+    try:
+        values = json.loads(values_json) if values_json else {}
+        if not isinstance(values, dict):
+            raise ValueError("--values must be a JSON object")
+    except ValueError as exc:
+        click.echo(f"--values: {exc}", err=True)
+        sys.exit(2)
+    try:
+        value, warnings = run_expression(result.app, expression, form_name, values, today)
+    except EvalFailure as failure:
+        click.echo(failure.render(lang), err=True)
+        sys.exit(1)
+    for warning in warnings:
+        click.echo(("warning: " if lang == "en" else "警告：") + warning(lang), err=True)
+    click.echo(_show(value))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _register() -> None:
+    """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from engine.cli.insights import insights_group
+    from engine.cli.run import (
+        audit_group,
+        demo_command,
+        export_command,
+        import_command,
+        serve_command,
+        worker_command,
+    )
+    from engine.cli.testing import test_command
+    from engine.cli.users import token, user
+
+    for command in (
+        serve_command,
+        worker_command,
+        demo_command,
+        audit_group,
+        import_command,
+        export_command,
+        user,
+        token,
+        test_command,
+        insights_group,
+    ):
+        main.add_command(command)
+    try:
+        from engine.cli.deploy import deploy_command, plan_command
+    except ImportError:  # pragma: no cover - during development only
+        return
+    main.add_command(plan_command)
+    main.add_command(deploy_command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

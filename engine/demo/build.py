@@ -1,0 +1,330 @@
+"""``seamline demo``: everything a newcomer needs, kept in one folder.
+
+The demo folder (``--dir``, default ``./.seamline-demo``) holds the SQLite database, the
+session key and the chat messages; nothing is written to the current directory. A second
+run reuses it (no data is loaded twice); :func:`reset_folder` empties it.
+
+Around the app it starts, on free loopback ports in background threads: the app's mock
+warehouse system (``mock_wms.py`` next to app.yaml) and a chat sink (:mod:`engine.demo.chat`)
+that stands in for every DingTalk and WeCom robot whose webhook variable is unset — so no
+message is dropped and each one can be read on the sink's page.
+
+Sample data: an app that ships ``data/make_history.py`` gets its master data and ``--orders``
+orders of history from it; otherwise its ``data/<form>s.csv`` files are imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.model.i18n import Text
+from engine.model.spec import App
+
+DEMO_PASSWORD = "seamline-demo"
+PACK = Path(__file__).resolve().parents[2] / "examples" / "manufacturing_pack"
+DEFAULT_DIR = Path(".seamline-demo")
+DB_FILE = "seamline-demo.db"
+MESSAGES_FILE = "messages.jsonl"
+SECRET_FILE = "secret_key"
+MARKER = ".seamline-demo"  # names a folder the demo made, so --reset never empties another
+START_TIMEOUT = 15.0
+
+Say = Callable[[Text], None]
+
+
+class DemoError(Exception):
+    """A demo that cannot go on; the message says why and what to do."""
+
+    def __init__(self, message: Text) -> None:
+        super().__init__(message.en)
+        self.text = message
+
+
+# ---------------------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class DemoFolder:
+    path: Path
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{(self.path / DB_FILE).resolve()}"
+
+    @property
+    def messages(self) -> Path:
+        return self.path / MESSAGES_FILE
+
+    def create(self) -> None:
+        if self.path.exists() and not (self.path / MARKER).exists() and any(self.path.iterdir()):
+            raise DemoError(
+                Text(
+                    "{dir} exists and was not made by `seamline demo`: choose another --dir",
+                    "{dir} 已存在且不是 `seamline demo` 创建的：请换一个 --dir",
+                ).format(dir=str(self.path))
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / MARKER).write_text("seamline demo folder\n", encoding="utf-8")
+
+    def session_secret(self) -> str:
+        """The session key, kept in the folder so sign-ins survive a restart of the demo."""
+        file = self.path / SECRET_FILE
+        if not file.is_file():
+            file.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+            file.chmod(0o600)
+        return file.read_text(encoding="utf-8").strip()
+
+
+def reset_folder(folder: DemoFolder) -> list[Path]:
+    """Delete what the demo folder holds (only a folder the demo made); return what went."""
+    if not folder.path.exists():
+        return []
+    if not (folder.path / MARKER).exists():
+        raise DemoError(
+            Text(
+                "{dir} was not made by `seamline demo` (no {marker} in it): not deleting anything",
+                "{dir} 不是 `seamline demo` 创建的（其中没有 {marker}）：不删除任何内容",
+            ).format(dir=str(folder.path), marker=MARKER)
+        )
+    removed = sorted(folder.path.iterdir())
+    for item in removed:
+        if item.is_dir() and not item.is_symlink():
+            _remove_tree(item)
+        else:
+            item.unlink()
+    return removed
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Background:
+    """An ASGI app served by uvicorn in a daemon thread on 127.0.0.1."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def serve_in_thread(app: Any, name: str, port: int | None = None) -> Background:
+    """Serve ``app`` on 127.0.0.1 (a free port unless given); return once it listens."""
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise DemoError(
+                Text("{name} did not start on port {port}", "{name} 未能在端口 {port} 启动").format(
+                    name=name, port=str(port)
+                )
+            )
+        time.sleep(0.02)
+    return Background(f"http://127.0.0.1:{port}", server, thread)
+
+
+def _load_module(name: str, source: Path) -> ModuleType | None:
+    spec = importlib.util.spec_from_file_location(name, source)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_mock_warehouse(app_dir: Path) -> Background | None:
+    """The app's ``mock_wms.py`` on a free port, with ``WMS_URL`` pointing at it — unless
+    ``WMS_URL`` is set already (then the real or given warehouse is used)."""
+    source = app_dir / "mock_wms.py"
+    if os.environ.get("WMS_URL") or not source.is_file():
+        return None
+    module = _load_module("mock_wms", source)
+    if module is None:
+        return None
+    os.environ.setdefault("WMS_TOKEN", secrets.token_urlsafe(16))
+    served = serve_in_thread(module.create_app(), "mock-wms")
+    os.environ["WMS_URL"] = served.url
+    return served
+
+
+def start_chat_sink(app: App, folder: DemoFolder) -> tuple[Background | None, list[str]]:
+    """Point every chat-robot connector whose webhook variable is unset at the demo's chat
+    sink; return the sink (None when every robot is configured) and the connectors moved."""
+    from engine.demo.chat import ChatSink, create_chat_app
+
+    unset = [
+        c
+        for c in app.connectors.values()
+        if c.type in ("dingtalk", "wecom") and c.url_env and not os.environ.get(c.url_env)
+    ]
+    if not unset:
+        return None, []
+    served = serve_in_thread(create_chat_app(ChatSink(folder.messages)), "demo-chat")
+    for connector in unset:
+        assert connector.url_env is not None
+        os.environ[connector.url_env] = f"{served.url}/{connector.type}/{connector.name}"
+        if connector.token_env and not os.environ.get(connector.token_env):
+            os.environ[connector.token_env] = secrets.token_urlsafe(16)
+    return served, [c.name for c in unset]
+
+
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the demo database holds after loading (counts per form)."""
+
+    counts: dict[str, int]
+    loaded_now: bool
+
+
+def form_counts(engine: sa.Engine, app: App) -> dict[str, int]:
+    counts = {}
+    with engine.connect() as conn:
+        for name in app.forms:
+            counts[name] = int(conn.execute(sa.text(f"SELECT count(*) FROM f_{name}")).scalar_one())
+    return counts
+
+
+def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, say: Say) -> Loaded:
+    """Load the app's sample data once: its history generator or its CSV files."""
+    if any(form_counts(engine, live.app).values()):
+        return Loaded(form_counts(engine, live.app), False)
+    generator = app_dir / "data" / "make_history.py"
+    if generator.is_file():
+        module = _load_module("make_history", generator)
+        assert module is not None
+        say(
+            Text(
+                "writing {n} orders of history (about a year) …",
+                "正在生成 {n} 张历史订单（约一年）…",
+            ).format(n=f"{orders:,}")
+        )
+        result = module.generate(engine.url.render_as_string(hide_password=False), orders)
+        say(
+            Text(
+                "history: {orders} orders, {events} events in {s} s",
+                "历史数据：{orders} 张订单，{events} 条事件，用时 {s} 秒",
+            ).format(
+                orders=f"{result.orders:,}",
+                events=f"{result.events:,}",
+                s=f"{result.seconds:.1f}",
+            )
+        )
+    else:
+        _import_csvs(live, app_dir, say)
+    return Loaded(form_counts(engine, live.app), True)
+
+
+def _import_csvs(live: Any, app_dir: Path, say: Say) -> None:
+    from rich.progress import Progress
+
+    from engine.forms.transfer import count_rows, import_csv
+
+    for form in live.app.forms:
+        file = app_dir / "data" / f"{form}s.csv"
+        if not file.is_file():
+            continue
+        text = file.read_text(encoding="utf-8-sig")
+        with Progress(transient=True) as progress:
+            task = progress.add_task(form, total=count_rows(text))
+            report = import_csv(
+                live.records, form, text, _Loader(), partial(progress.advance, task)
+            )
+        say(
+            Text("loaded {n} sample {form} records", "已载入 {n} 条示例{title}").format(
+                n=str(report.created), form=form, title=live.app.forms[form].title
+            )
+        )
+
+
+class _Loader:
+    username = "demo"
+    roles = frozenset({"*"})
+
+
+def give_demo_passwords(engine: sa.Engine, app: App) -> int:
+    """Sync the org chart; everyone without a password gets the demo password."""
+    from engine.accounts.auth import set_password, sync_org_chart
+
+    with engine.begin() as conn:
+        sync_org_chart(conn, app)
+        users = conn.execute(
+            sa.text("SELECT username FROM sl_users WHERE active AND password_hash IS NULL")
+        ).all()
+        for user in users:
+            set_password(conn, user.username, DEMO_PASSWORD, actor="demo")
+    return len(users)
+
+
+# ---------------------------------------------------------------------------- logins
+
+
+@dataclass(frozen=True)
+class Login:
+    role: str
+    role_label: str
+    user: str
+    name: str
+    try_this: Text | None
+
+
+def demo_logins(app: App, app_dir: Path) -> list[Login]:
+    """One login per role: the person and what to try, from ``data/demo_tour.csv`` (columns
+    role, user, try_en, try_zh) when the app has one, else the first person with the role."""
+    tour: dict[str, dict[str, str]] = {}
+    file = app_dir / "data" / "demo_tour.csv"
+    if file.is_file():
+        with file.open(encoding="utf-8", newline="") as handle:
+            tour = {row["role"]: row for row in csv.DictReader(handle)}
+    logins = []
+    for role, spec in app.roles.items():
+        row = tour.get(role, {})
+        holders = [p for p in app.people.values() if role in p.roles]
+        person = next((p for p in holders if p.user == row.get("user")), None) or next(
+            iter(holders), None
+        )
+        if person is None:
+            continue
+        hint = Text(row["try_en"], row["try_zh"]) if row.get("try_en") else None
+        logins.append(Login(role, spec.label, person.user, person.name, hint))
+    return logins

@@ -1,0 +1,218 @@
+"""Durable jobs: the outbox, flow steps and timers are rows of ``sl_jobs``.
+
+A job is written in the same transaction as the change that causes it, so nothing is sent for a
+change that rolled back and nothing is lost for one that committed. Workers claim due jobs with
+a lease (``locked_until``): ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers on
+any number of machines never run a job twice at once; a crashed worker's lease runs out and the
+job is claimed again. Failures back off exponentially with jitter up to ``max_attempts``, then
+the job is dead (the dead-letter list) until someone retries it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.model import clock
+from engine.outbox import procrastinate_queue
+from engine.store.system_tables import system_metadata
+
+__all__ = ["Job", "backoff", "claim", "claim_one", "enqueue", "finish", "retry_later", "retry_now"]
+
+_META = system_metadata()
+JOBS = _META.tables["sl_jobs"]
+RUNS = _META.tables["sl_flow_runs"]
+# How long a claimed job is a worker's; after that a crashed worker's job is claimed again.
+LEASE = timedelta(seconds=float(os.environ.get("SEAMLINE_JOB_LEASE", "60")))
+BASE_DELAY = 0.5
+CLOCK_SKEW = timedelta(seconds=1)
+MAX_DELAY = 300.0
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    key: str
+    run_id: int | None
+    form: str | None
+    record_id: int | None
+    payload: Mapping[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+def _now() -> datetime:
+    return clock.now()
+
+
+def enqueue(
+    conn: sa.Connection,
+    kind: str,
+    key: str,
+    payload: Mapping[str, Any],
+    *,
+    run_id: int | None = None,
+    form: str | None = None,
+    record_id: int | None = None,
+    due_at: datetime | None = None,
+    max_attempts: int = 10,
+) -> None:
+    """Add a job unless one with the same key exists (the key makes enqueueing idempotent)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    now = _now()
+    due = due_at or now
+    added = conn.execute(
+        insert(JOBS)
+        .values(
+            kind=kind,
+            key=key,
+            payload=dict(payload),
+            run_id=run_id,
+            form=form,
+            record_id=record_id,
+            status="ready",
+            due_at=due,
+            attempts=0,
+            max_attempts=max_attempts,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[JOBS.c.key])
+        .returning(JOBS.c.id)
+    ).scalar()
+    if added is not None and procrastinate_queue.active(conn):
+        procrastinate_queue.dispatch(conn, added, due, may_exist=False)
+
+
+def _job(r: Any) -> Job:
+    return Job(
+        r.id, r.kind, r.key, r.run_id, r.form, r.record_id, r.payload, r.attempts, r.max_attempts
+    )
+
+
+def claim_one(engine: sa.Engine, worker: str, job_id: int) -> Job | None:
+    """Take the job ``job_id`` if it is due and nobody holds it (a procrastinate dispatch)."""
+    now = _now()
+    with engine.begin() as conn:
+        row = conn.execute(
+            JOBS.update()
+            .where(
+                JOBS.c.id == job_id,
+                # procrastinate judges "due" by the database's clock; allow for a small skew
+                JOBS.c.due_at <= now + CLOCK_SKEW,
+                sa.or_(
+                    JOBS.c.status == "ready",
+                    sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now),
+                ),
+            )
+            .values(
+                status="running",
+                locked_by=worker,
+                locked_until=now + LEASE,
+                attempts=JOBS.c.attempts + 1,
+            )
+            .returning(*JOBS.c)
+        ).first()
+        if row is None:
+            # not due yet (a retry_now moved it, or clocks differ): dispatch again at its time
+            waiting = conn.execute(
+                sa.select(JOBS.c.due_at).where(JOBS.c.id == job_id, JOBS.c.status == "ready")
+            ).scalar()
+            if waiting is not None and procrastinate_queue.active(conn):
+                procrastinate_queue.dispatch(conn, job_id, waiting, may_exist=True)
+            return None
+    return _job(row)
+
+
+def claim(
+    engine: sa.Engine,
+    worker: str,
+    limit: int = 10,
+    kinds: tuple[str, ...] = ("flow", "effect", "approval"),
+) -> list[Job]:
+    """Take up to ``limit`` due jobs for ``worker`` (leased for a minute)."""
+    now = _now()
+    due = sa.and_(
+        JOBS.c.kind.in_(kinds),
+        JOBS.c.due_at <= now,
+        sa.or_(
+            JOBS.c.status == "ready", sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now)
+        ),
+    )
+    with engine.begin() as conn:
+        query = sa.select(JOBS.c.id).where(due).order_by(JOBS.c.due_at, JOBS.c.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = [row.id for row in conn.execute(query)]
+        if not ids:
+            return []
+        conn.execute(
+            JOBS.update()
+            .where(JOBS.c.id.in_(ids))
+            .values(
+                status="running",
+                locked_by=worker,
+                locked_until=now + LEASE,
+                attempts=JOBS.c.attempts + 1,
+            )
+        )
+        rows = conn.execute(sa.select(JOBS).where(JOBS.c.id.in_(ids)).order_by(JOBS.c.id)).all()
+    return [_job(r) for r in rows]
+
+
+def finish(conn: sa.Connection, job: Job) -> None:
+    conn.execute(
+        JOBS.update()
+        .where(JOBS.c.id == job.id)
+        .values(status="done", done_at=_now(), locked_by=None, locked_until=None)
+    )
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: exponential, capped, with ±50 % jitter."""
+    delay = min(MAX_DELAY, BASE_DELAY * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.5, 1.5)
+
+
+def retry_later(
+    engine: sa.Engine, job: Job, error: str, *, permanent: bool = False, delay: float | None = None
+) -> str:
+    """Schedule the next attempt, or mark the job dead; returns the new status."""
+    dead = permanent or job.attempts >= job.max_attempts
+    wait = backoff(job.attempts) if delay is None else delay
+    due = _now() + timedelta(seconds=0 if dead else wait)
+    with engine.begin() as conn:
+        conn.execute(
+            JOBS.update()
+            .where(JOBS.c.id == job.id)
+            .values(
+                status="dead" if dead else "ready",
+                last_error=error[:2000],
+                locked_by=None,
+                locked_until=None,
+                due_at=due,
+            )
+        )
+        if not dead and procrastinate_queue.active(conn):
+            procrastinate_queue.dispatch(conn, job.id, due, may_exist=True)
+    return "dead" if dead else "ready"
+
+
+def retry_now(conn: sa.Connection, job_id: int) -> bool:
+    """Put a dead (or waiting) job back in line now — the dead-letter list's "retry now"."""
+    now = _now()
+    result = conn.execute(
+        JOBS.update()
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(("dead", "ready")))
+        .values(status="ready", due_at=now, attempts=0, last_error=None)
+    )
+    if result.rowcount and procrastinate_queue.active(conn):
+        procrastinate_queue.dispatch(conn, job_id, now, may_exist=True)
+    return result.rowcount > 0

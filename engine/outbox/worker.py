@@ -1,0 +1,161 @@
+"""The worker: claims due jobs and runs them — flow steps, outbox messages, timers.
+
+``seamline serve`` runs one in a thread; ``seamline worker`` runs them as separate processes
+(any number, on any machines, against one PostgreSQL). The configuration is taken from the
+current deployment for every job, so workers switch versions like web processes do.
+
+Two ways to find work, one way to run it (``run_job``):
+
+* the table loop (``Worker``) claims due ``sl_jobs`` rows in batches — SQLite, and ``--drain``;
+* on PostgreSQL (once ``seamline deploy`` installed procrastinate's schema) procrastinate
+  dispatches each row to one worker (``procrastinate_worker``), which claims it by id.
+  ``SEAMLINE_JOB_QUEUE=table`` keeps the table loop on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from engine.dashboards import snapshots
+from engine.flows.runner import FlowRuntime
+from engine.model import clock
+from engine.outbox import jobs, procrastinate_queue
+from engine.outbox.procrastinate_queue import ProcrastinateWorker
+
+log = logging.getLogger(__name__)
+SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cron: minutes)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def run_job(engine: sa.Engine, runtime: FlowRuntime, job: jobs.Job) -> None:
+    """Run one claimed job; a bug in it is recorded on the job and retried, never raised."""
+    try:
+        if job.kind == "effect":
+            runtime.deliver(job)
+        elif job.kind == "approval":
+            runtime.approvals.on_job(job)
+        else:
+            runtime.advance(job)
+    except Exception as exc:  # a bug in one job must not stop the others
+        log.exception("job %s failed", job.id)
+        jobs.retry_later(engine, job, f"{type(exc).__name__}: {exc}")
+
+
+def fire_schedules(runtime: FlowRuntime) -> None:
+    """The periodic round: cron automations, then the dashboards' trend snapshots."""
+    try:
+        runtime.fire_schedules()
+    except sa.exc.DBAPIError:  # another worker holds the row; next round
+        log.warning("schedules not checked this round", exc_info=True)
+    records = runtime.records
+    try:
+        snapshots.refresh_if_due(records.engine, runtime.app, records.metadata, clock.now())
+    except Exception:  # a KPI that cannot be computed must not stop the jobs
+        log.exception("dashboard snapshots not refreshed this round")
+
+
+def procrastinate_worker(
+    engine: sa.Engine, runtime: Callable[[], FlowRuntime], concurrency: int = 4
+) -> ProcrastinateWorker:
+    """The PostgreSQL worker: procrastinate dispatches, the job itself is claimed by id."""
+    name = worker_name()
+
+    def run(job_id: int) -> None:
+        job = jobs.claim_one(engine, name, job_id)
+        if job is not None:
+            run_job(engine, runtime(), job)
+
+    return ProcrastinateWorker(
+        engine, run, lambda: fire_schedules(runtime()), name=name, concurrency=concurrency
+    )
+
+
+def uses_procrastinate(engine: sa.Engine) -> bool:
+    if os.environ.get("SEAMLINE_JOB_QUEUE", "auto") == "table":
+        return False
+    with engine.connect() as conn:
+        return procrastinate_queue.active(conn)
+
+
+def start_worker(
+    engine: sa.Engine, runtime: Callable[[], FlowRuntime]
+) -> Worker | ProcrastinateWorker:
+    """The in-process worker of ``seamline serve``, of the kind this database uses."""
+    worker: Worker | ProcrastinateWorker
+    if uses_procrastinate(engine):
+        worker = procrastinate_worker(engine, runtime, concurrency=2)
+    else:
+        worker = Worker(engine, runtime)
+    worker.start()
+    return worker
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        runtime: Callable[[], FlowRuntime],
+        name: str | None = None,
+        batch: int = 10,
+        schedules: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.runtime = runtime
+        self.name = name or worker_name()
+        self.batch = batch
+        self.stop_event = threading.Event()
+        self._schedules_checked = -SCHEDULE_EVERY
+        self.schedules = schedules  # tests that drive the clock themselves turn this off
+        self.thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """Run one batch of due jobs; returns how many were taken."""
+        runtime = self.runtime()
+        if self.schedules and time.monotonic() - self._schedules_checked >= SCHEDULE_EVERY:
+            self._schedules_checked = time.monotonic()
+            fire_schedules(runtime)
+        taken = jobs.claim(self.engine, self.name, self.batch)
+        for job in taken:
+            run_job(self.engine, runtime, job)
+        return len(taken)
+
+    def run_until_idle(self, max_batches: int = 10_000) -> int:
+        """Run batches until nothing is due (tests, ``seamline worker --drain``)."""
+        total = 0
+        for _ in range(max_batches):
+            taken = self.run_once()
+            total += taken
+            if not taken:
+                break
+        return total
+
+    def run_forever(self, poll: float = 0.2) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if self.run_once():
+                    continue
+            except sa.exc.DBAPIError:
+                log.exception("the database is unavailable; waiting")
+                self.stop_event.wait(2.0)
+            self.stop_event.wait(poll)
+
+    def start(self, poll: float = 0.2) -> None:
+        self.thread = threading.Thread(
+            target=self.run_forever, args=(poll,), name="seamline-worker", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)

@@ -1,0 +1,93 @@
+"""The configuration a server runs: the newest deployment, switched without a restart.
+
+``LiveApp`` holds one compiled App with its tables and records service. ``Deployments``
+polls ``sl_deployments``; when a newer content hash appears it compiles that bundle and
+swaps the reference. A request takes the current ``LiveApp`` once at its start, so requests
+in flight finish on the version they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.config.bundle import compile_bundle
+from engine.deploy.apply import latest_deployment
+from engine.flows.messages import message_environment
+from engine.flows.runner import FlowRuntime
+from engine.forms.records import RecordService
+from engine.model.spec import App
+from engine.outbox.connectors import Connectors
+from engine.store.storage import reader
+from engine.store.tables import build_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    app: App
+    metadata: sa.MetaData
+    records: RecordService
+    bundle: dict[str, str]
+    flows: FlowRuntime
+
+    @classmethod
+    def of(cls, app: App, engine: Engine, bundle: dict[str, str]) -> LiveApp:
+        """The records service with the app's automations listening to it."""
+        metadata = build_metadata(app)
+        records = RecordService(app, engine, metadata)
+        flows = FlowRuntime(app, records, Connectors(app.connectors), message_environment(bundle))
+        return cls(app, metadata, records, bundle, flows)
+
+
+class Deployments:
+    """Keeps ``current`` on the newest deployed configuration."""
+
+    def __init__(self, engine: Engine, current: LiveApp, poll_seconds: float = 2.0) -> None:
+        self.engine = engine
+        self.current = current
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def newest(self) -> sa.Row[Any] | None:
+        with reader(self.engine).connect() as conn:
+            return latest_deployment(conn)
+
+    def refresh(self) -> bool:
+        """Switch to the newest deployment if it differs; True when switched."""
+        row = self.newest()
+        if row is None or row.content_hash == self.current.app.content_hash:
+            return False
+        newest, bundle = row.content_hash, row.bundle
+        result = compile_bundle(dict(bundle))
+        if result.app is None:
+            log.error(
+                "deployment %s does not compile; staying on %s",
+                newest,
+                self.current.app.content_hash,
+            )
+            return False
+        self.current = LiveApp.of(result.app, self.engine, dict(bundle))
+        log.info("switched to deployment %s (version %s)", newest, result.app.version)
+        return True
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # keep serving the current version whatever happens
+                    log.exception("could not check for a new deployment")
+
+        self._thread = threading.Thread(target=loop, name="seamline-deployments", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

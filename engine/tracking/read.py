@@ -1,0 +1,151 @@
+"""What the tracking page shows a verified visitor: their records, whitelisted fields only,
+and each record's chain of states in plain words (labels and times from the event log).
+
+Only records whose contact ref is one of the session's contact ids are read, and only while
+those contacts still have the phone number that was verified. Personal data is masked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.model.i18n import Lang
+from engine.model.spec import FormSpec, TrackingSpec
+from engine.runtime import LiveApp
+from engine.store.storage import reader
+from engine.tracking.limits import normalise_phone, phone_key
+from engine.web.templating import Formatter
+
+__all__ = ["Tracked", "TrackedRecord", "mask_name", "mask_phone", "read_tracked"]
+
+_CHAIN_KINDS = ("created", "transition")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedRecord:
+    number: str
+    state: str
+    fields: tuple[tuple[str, str], ...]  # (label, value as shown)
+    chain: tuple[tuple[str, str], ...]  # (state label, when)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    phone: str  # masked
+    name: str  # masked, or ""
+    records: tuple[TrackedRecord, ...]
+
+
+def mask_phone(phone: str) -> str:
+    """138****5678: the first three and last four digits."""
+    if len(phone) <= 7:
+        return phone[:1] + "*" * max(0, len(phone) - 1)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+def mask_name(name: str) -> str:
+    """张** — the first character only."""
+    name = name.strip()
+    return name[:1] + "*" * min(max(len(name) - 1, 1), 4) if name else ""
+
+
+def read_tracked(
+    live: LiveApp, spec: TrackingSpec, contact_ids: Sequence[int], pkey: str, lang: Lang
+) -> Tracked | None:
+    """The page's content, or None when none of the contacts still has the verified phone."""
+    contacts_table = live.records.table(spec.contact_form)
+    with reader(live.records.engine).connect() as conn:
+        rows = conn.execute(
+            sa.select(contacts_table).where(contacts_table.c.id.in_(list(contact_ids)))
+        ).all()
+        mine = [r for r in rows if _still_has_phone(r._mapping, spec, pkey)]
+        if not mine:
+            return None
+        phone = normalise_phone(str(mine[0]._mapping[spec.phone_field])) or ""
+        name = str(mine[0]._mapping.get(spec.name_field or "") or "")
+        ids = _record_ids(conn, live, spec, [r.id for r in mine])
+        events = _chain_events(conn, live, spec, ids)
+    form = live.app.forms[spec.record_form]
+    found = live.records.list_page(
+        form.name, filters={"id__in": ",".join(map(str, ids))}, limit=len(ids) or 1
+    ).items
+    fmt = Formatter(live.app, lang)
+    records = tuple(_shown(fmt, live, spec, form, r, events.get(r["id"], [])) for r in found)
+    return Tracked(mask_phone(phone), mask_name(name), records if ids else ())
+
+
+def _still_has_phone(row: Any, spec: TrackingSpec, pkey: str) -> bool:
+    phone = normalise_phone(str(row.get(spec.phone_field) or ""))
+    return phone is not None and phone_key(phone) == pkey
+
+
+def _record_ids(
+    conn: sa.Connection, live: LiveApp, spec: TrackingSpec, contacts: list[int]
+) -> list[int]:
+    table = live.records.table(spec.record_form)
+    query = sa.select(table.c.id).where(table.c[spec.contact_ref].in_(contacts))
+    if spec.hide_states and "state" in table.c:
+        query = query.where(table.c.state.not_in(spec.hide_states))
+    return [r.id for r in conn.execute(query.order_by(table.c.id.desc()).limit(spec.limit))]
+
+
+def _chain_events(
+    conn: sa.Connection, live: LiveApp, spec: TrackingSpec, ids: list[int]
+) -> dict[int, list[Any]]:
+    if not ids:
+        return {}
+    events = live.records.metadata.tables["sl_events"]
+    rows = conn.execute(
+        sa.select(events.c.record_id, events.c.at, events.c.kind, events.c.payload)
+        .where(
+            events.c.form == spec.record_form,
+            events.c.record_id.in_(ids),
+            events.c.kind.in_(_CHAIN_KINDS),
+        )
+        .order_by(events.c.id)
+    )
+    out: dict[int, list[Any]] = {}
+    for row in rows:
+        out.setdefault(row.record_id, []).append(row)
+    return out
+
+
+def _shown(
+    fmt: Formatter,
+    live: LiveApp,
+    spec: TrackingSpec,
+    form: FormSpec,
+    record: dict[str, Any],
+    events: list[Any],
+) -> TrackedRecord:
+    fields = []
+    for name in spec.show:
+        field = form.by_name[name]
+        value = record.get(name)
+        if field.value_type == "ref" and value is not None:
+            shown = record.get("_titles", {}).get(name) or "—"
+        else:
+            shown = fmt.value(field, value)
+        fields.append((field.label, shown))
+    machine = live.app.state_machines.get(form.name)
+    chain = []
+    for event in events:
+        if event.kind == "created":
+            state = machine.initial if machine else None
+        else:
+            state = json.loads(event.payload).get("to")
+        if state in spec.hide_states:
+            continue
+        label = fmt.state_label(form, state) if state else ""
+        chain.append((label, fmt.datetime(event.at)))
+    return TrackedRecord(
+        number=str(record.get(spec.number_field) or f"#{record['id']}"),
+        state=fmt.state_label(form, record.get("state")) if machine else "",
+        fields=tuple(fields),
+        chain=tuple(chain),
+    )

@@ -1,0 +1,70 @@
+"""JSON in and out of the API: one encoder, one error shape (``{"errors": [...]}``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine.forms.validate import FieldError, ValidationFailed
+from engine.model.i18n import Lang, Text
+
+MAX_BODY = 2_000_000
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(errors: Sequence[FieldError], lang: Lang, status: int) -> Response:
+    return json_response({"errors": [e.to_json(lang) for e in errors]}, status)
+
+
+def error(
+    status: int, code: str, en: str, zh: str, lang: Lang, field: str | None = None
+) -> Response:
+    return error_response([FieldError(field, code, Text(en, zh))], lang, status)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, or ValidationFailed (400/413/415) saying what is wrong."""
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    None,
+                    "content_type",
+                    Text("send the body as application/json", "请以 application/json 发送请求体"),
+                )
+            ],
+            415,
+        )
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ValidationFailed(
+            [FieldError(None, "too_large", Text("the body is too large", "请求体过大"))], 413
+        )
+    try:
+        return json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed(
+            [FieldError(None, "json", Text("the body is not valid JSON", "请求体不是合法的 JSON"))],
+            400,
+        ) from None

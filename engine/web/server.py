@@ -1,0 +1,69 @@
+"""The Starlette application: JSON API, pages, sessions — on the newest deployment."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from engine.runtime import Deployments
+from engine.store.system_tables import system_metadata
+from engine.web.api import api_routes, lang_of
+from engine.web.api_dashboards import dashboard_routes
+from engine.web.api_tasks import task_routes
+from engine.web.jsonio import error
+from engine.web.security import EXCEPTION_HANDLERS, session_middleware
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/api"):
+        return error(404, "not_found", "no such address", "没有这个地址", lang_of(request))
+    try:
+        from engine.web.pages import not_found_page
+    except ImportError:  # pragma: no cover
+        return error(404, "not_found", "no such page", "没有这个页面", lang_of(request))
+    return not_found_page(request)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error(
+        405, "method", "method not allowed here", "此地址不支持该请求方法", lang_of(request)
+    )
+
+
+# Routes that answer without asking ``engine.model.permissions.allowed``: signing in and out, the
+# health check and API description, the vendored assets, and the customers' tracking page
+# (its own verified-visit cookie, rate limits and whitelisted fields; no staff roles).
+# tests/test_route_permissions.py proves every other route asks before it answers.
+PUBLIC_ROUTES = frozenset(
+    {
+        "/login",
+        "/logout",
+        "/api/health",
+        "/api/openapi.json",
+        "/static",
+        "/track",
+        "/track/code",
+        "/track/verify",
+        "/track/orders",
+        "/track/logout",
+    }
+)
+
+
+def create_web_app(
+    db: Engine, deployments: Deployments, extra_routes: list[BaseRoute] | None = None
+) -> Starlette:
+    handlers = dict(EXCEPTION_HANDLERS)
+    handlers.update({404: _not_found, 405: _method_not_allowed})
+    web = Starlette(
+        routes=[*api_routes(), *task_routes(), *dashboard_routes(), *(extra_routes or [])],
+        middleware=[session_middleware()],
+        exception_handlers=handlers,
+    )
+    web.state.db = db
+    web.state.metadata = system_metadata()
+    web.state.deployments = deployments
+    return web

@@ -1,0 +1,293 @@
+"""/track — the public tracking page: a phone number, a proof, then the visitor's records.
+
+GET  /track          the phone form (with the number-suffix box in ``order_suffix`` mode)
+POST /track/code     ask for a one-time code; the same answer whether the number is known
+POST /track/verify   the code (or the suffix); success sets the tracking cookie
+GET  /track/orders   the records of the verified contact, masked and whitelisted
+POST /track/logout   end the visit
+
+The visit is its own short-lived cookie (``seamline_track``: signed, HttpOnly, SameSite=Strict,
+path /track, Secure on HTTPS), holding a random visit id, the verified contact ids, the phone
+key and an expiry on the engine's clock; the visit itself lives on the server
+(engine.tracking.visits), so leaving ends it there and a copied cookie is refused after.
+Every POST carries the site's CSRF token (engine.web.security).
+Nothing here needs an account; without ``tracking:`` in app.yaml every address is a 404.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine.model import clock
+from engine.model.i18n import Lang, Text
+from engine.model.spec import TrackingSpec
+from engine.tracking.codes import Outcome, request_code, verify_code, verify_suffix
+from engine.tracking.limits import normalise_phone
+from engine.tracking.read import read_tracked
+from engine.tracking.visits import end_visit, start_visit, visit_is_live
+from engine.web.api import live
+from engine.web.pages import _post, _text, not_found_page
+from engine.web.security import check_csrf, secure_cookies, session_secret
+from engine.web.templating import page_lang, render, translate
+
+__all__ = ["TRACK_COOKIE", "TRACK_TEXTS", "track_routes"]
+
+TRACK_COOKIE = "seamline_track"
+MAX_POST = 4_096
+
+TRACK_TEXTS: dict[str, Text] = {
+    "track_title": Text("Track your orders", "订单查询"),
+    "track_phone": Text("Mobile number", "手机号"),
+    "track_phone_hint": Text("The number you gave us", "下单时登记的手机号"),
+    "track_send_code": Text("Send me a code", "获取验证码"),
+    "track_code": Text("Verification code", "验证码"),
+    "track_code_sent": Text(
+        "If this number is registered with us, a code has been sent to it. It is valid for "
+        "{minutes} minutes.",
+        "如果该号码已登记，验证码已发送，{minutes} 分钟内有效。",
+    ),
+    "track_suffix": Text("Last {n} characters of an order number", "任一订单号的后 {n} 位"),
+    "track_verify": Text("Show my orders", "查看我的订单"),
+    "track_other_number": Text("Use another number", "换一个号码"),
+    "track_bad_phone": Text("Please enter a valid mobile number.", "请输入正确的手机号。"),
+    "track_wrong_code": Text("The code is wrong or has expired.", "验证码不正确或已过期。"),
+    "track_wrong_suffix": Text(
+        "The number and the order number do not match.", "手机号与订单号不匹配。"
+    ),
+    "track_limited": Text(
+        "Too many requests. Please try again later.", "请求过于频繁，请稍后再试。"
+    ),
+    "track_locked": Text(
+        "Too many wrong tries. Please try again in {minutes} minutes.",
+        "错误次数过多，请 {minutes} 分钟后再试。",
+    ),
+    "track_expired": Text("Your visit has ended. Please verify again.", "查询已超时，请重新验证。"),
+    "track_hello": Text("Orders for {phone}", "{phone} 的订单"),
+    "track_none": Text("No orders to show.", "暂无可查询的订单。"),
+    "track_state": Text("Status", "当前状态"),
+    "track_chain": Text("Progress", "进度"),
+    "track_created": Text("Created", "已创建"),
+    "track_logout": Text("Leave", "退出查询"),
+    "track_valid_for": Text(
+        "For your privacy this page closes after {minutes} minutes.",
+        "为保护您的隐私，本页面 {minutes} 分钟后失效。",
+    ),
+}
+
+
+def _t(lang: Lang, key: str, **params: Any) -> str:
+    text = TRACK_TEXTS.get(key)
+    return translate(lang, text if text is not None else key, **params)
+
+
+def _spec(request: Request) -> TrackingSpec | None:
+    return live(request).app.tracking
+
+
+def _minutes(value: float) -> str:
+    return f"{value:g}"
+
+
+def _page(
+    request: Request, spec: TrackingSpec, name: str, status: int = 200, **context: Any
+) -> Response:
+    lang = page_lang(live(request).app)
+    base = {
+        "t": partial(_t, lang),
+        "spec": spec,
+        "title": spec.title or _t(lang, "track_title"),
+        "code_minutes": _minutes(spec.code_minutes),
+        "lock_minutes": _minutes(spec.lockout_minutes),
+        "session_minutes": _minutes(spec.session_minutes),
+    }
+    return render(request, name, {**base, **context}, status)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# ---------------------------------------------------------------------------- the visit cookie
+
+
+def _signer() -> URLSafeSerializer:
+    return URLSafeSerializer(session_secret(), salt="seamline.track")
+
+
+async def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -> Response:
+    engine = live(request).records.engine
+    visit_id, ends = await run_in_threadpool(
+        start_visit, engine, outcome.contacts, outcome.phone_key, spec.session_minutes
+    )
+    value = _signer().dumps(
+        {"v": visit_id, "c": list(outcome.contacts), "p": outcome.phone_key, "e": ends}
+    )
+    response = RedirectResponse("/track/orders", 303)
+    response.set_cookie(
+        TRACK_COOKIE,
+        value,
+        max_age=int(spec.session_minutes * 60),
+        path="/track",
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies() or request.url.scheme == "https",
+    )
+    return response
+
+
+def _cookie(request: Request) -> tuple[str, list[int], str] | None:
+    """The visit id, contact ids and phone key of a well-signed, unexpired cookie."""
+    raw = request.cookies.get(TRACK_COOKIE)
+    if not raw or len(raw) > 4096:
+        return None
+    try:
+        data = _signer().loads(raw)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("e"), int):
+        return None
+    if data["e"] <= clock.now().timestamp():
+        return None
+    visit_id, ids, key = data.get("v"), data.get("c"), data.get("p")
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or not ids:
+        return None
+    if not isinstance(visit_id, str) or not isinstance(key, str):
+        return None
+    return visit_id, ids, key
+
+
+async def _visit(request: Request) -> tuple[list[int], str] | None:
+    """The contact ids and phone key of a live visit: the cookie checked against the server's
+    record (ended by leaving, expired, or made for other contacts: None)."""
+    found = _cookie(request)
+    if found is None:
+        return None
+    visit_id, ids, key = found
+    engine = live(request).records.engine
+    if not await run_in_threadpool(visit_is_live, engine, visit_id, ids, key):
+        return None
+    return ids, key
+
+
+def _end_visit(response: Response) -> Response:
+    response.delete_cookie(TRACK_COOKIE, path="/track", httponly=True, samesite="strict")
+    return response
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+async def track_home(request: Request) -> Response:
+    spec = _spec(request)
+    if spec is None:
+        return not_found_page(request)
+    if await _visit(request) is not None:
+        return RedirectResponse("/track/orders", 303)
+    return _page(request, spec, "track.html")
+
+
+async def _form(request: Request, spec: TrackingSpec) -> tuple[dict[str, str], Response | None]:
+    """The posted fields, or the response refusing the post (too large, CSRF)."""
+    length = request.headers.get("content-length", "")
+    post = None if length.isdecimal() and int(length) > MAX_POST else await _post(request)
+    lang = _lang(request)
+    if post is None:
+        return {}, _page(request, spec, "track.html", 413, error=translate(lang, "too_large"))
+    if not check_csrf(request, _text(post, "csrf_token")):
+        return {}, _page(request, spec, "track.html", 403, error=translate(lang, "csrf"))
+    return {k: _text(post, k)[:64] for k in ("phone", "code", "suffix")}, None
+
+
+def _lang(request: Request) -> Lang:
+    return page_lang(live(request).app)
+
+
+async def track_code(request: Request) -> Response:
+    spec = _spec(request)
+    if spec is None or spec.verify != "code":
+        return not_found_page(request)
+    fields, refused = await _form(request, spec)
+    if refused is not None:
+        return refused
+    phone = normalise_phone(fields["phone"])
+    lang = _lang(request)
+    if phone is None:
+        return _page(request, spec, "track.html", 400, error=_t(lang, "track_bad_phone"))
+    status = await run_in_threadpool(request_code, live(request), spec, phone, _client(request))
+    if status == "sent":
+        return _page(request, spec, "track_code.html", phone=phone)
+    key = "track_locked" if status == "locked" else "track_limited"
+    error = _t(lang, key, minutes=_minutes(spec.lockout_minutes))
+    return _page(request, spec, "track.html", 429, error=error, phone=phone)
+
+
+async def track_verify(request: Request) -> Response:
+    spec = _spec(request)
+    if spec is None:
+        return not_found_page(request)
+    fields, refused = await _form(request, spec)
+    if refused is not None:
+        return refused
+    lang = _lang(request)
+    phone = normalise_phone(fields["phone"])
+    again = "track_code.html" if spec.verify == "code" else "track.html"
+    if phone is None:
+        return _page(request, spec, "track.html", 400, error=_t(lang, "track_bad_phone"))
+    current, ip = live(request), _client(request)
+    if spec.verify == "code":
+        outcome = await run_in_threadpool(verify_code, current, spec, phone, fields["code"], ip)
+    else:
+        outcome = await run_in_threadpool(verify_suffix, current, spec, phone, fields["suffix"], ip)
+    if outcome.status == "ok":
+        return await _start_visit(request, spec, outcome)
+    if outcome.status == "locked":
+        error = _t(lang, "track_locked", minutes=_minutes(spec.lockout_minutes))
+        return _page(request, spec, "track.html", 429, error=error, phone=phone)
+    wrong = "track_wrong_code" if spec.verify == "code" else "track_wrong_suffix"
+    return _page(request, spec, again, 400, error=_t(lang, wrong), phone=phone)
+
+
+async def track_orders(request: Request) -> Response:
+    spec = _spec(request)
+    if spec is None:
+        return not_found_page(request)
+    visit = await _visit(request)
+    if visit is None:
+        error = _t(_lang(request), "track_expired")
+        response = _page(request, spec, "track.html", 401, error=error)
+        return _end_visit(response) if TRACK_COOKIE in request.cookies else response
+    ids, key = visit
+    tracked = await run_in_threadpool(read_tracked, live(request), spec, ids, key, _lang(request))
+    if tracked is None:
+        return _end_visit(RedirectResponse("/track", 303))
+    return _page(request, spec, "track_orders.html", tracked=tracked)
+
+
+async def track_logout(request: Request) -> Response:
+    spec = _spec(request)
+    if spec is None:
+        return not_found_page(request)
+    _fields, refused = await _form(request, spec)
+    if refused is not None:
+        return refused
+    found = _cookie(request)
+    if found is not None:  # ended on the server: a copy of the cookie is refused from now on
+        await run_in_threadpool(end_visit, live(request).records.engine, found[0])
+    return _end_visit(RedirectResponse("/track", 303))
+
+
+def track_routes() -> list[BaseRoute]:
+    return [
+        Route("/track", track_home),
+        Route("/track/code", track_code, methods=["POST"]),
+        Route("/track/verify", track_verify, methods=["POST"]),
+        Route("/track/orders", track_orders),
+        Route("/track/logout", track_logout, methods=["POST"]),
+    ]
