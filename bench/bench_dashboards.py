@@ -38,8 +38,8 @@ from make_history import PACK, generate  # noqa: E402
 
 from engine.compile import compile_app  # noqa: E402
 from engine.dashboards.compute import dashboard_values  # noqa: E402
-from engine.dashboards.periods import window  # noqa: E402
-from engine.dashboards.snapshots import refresh  # noqa: E402
+from engine.dashboards.refresh import refresh  # noqa: E402
+from engine.model.periods import window  # noqa: E402
 from engine.model.spec import App  # noqa: E402
 from engine.store.storage import create_db_engine  # noqa: E402
 from engine.store.system_tables import TS  # noqa: E402

@@ -1,6 +1,12 @@
-"""The configuration a server runs: the newest deployment, switched without a restart.
+"""The composition root: a compiled App and a database become the services that run it.
 
-``LiveApp`` holds one compiled App with its tables and records service. ``Deployments``
+:meth:`LiveApp.of` is the one place they are assembled — the records service, the effects
+flows and approvals share, the approvals, the automations, their order as listeners of the
+records service, and the dashboards' periodic snapshot refresh. ``seamline serve``, ``seamline
+worker``, the demo and the tests all build their runtime here.
+
+The configuration a server runs is the newest deployment, switched without a restart:
+``LiveApp`` holds one compiled App with its tables and services. ``Deployments``
 polls ``sl_deployments``; when a newer content hash appears it compiles that bundle and
 swaps the reference. A request takes the current ``LiveApp`` once at its start, so requests
 in flight finish on the version they started with.
@@ -16,11 +22,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.config.bundle import compile_bundle
+from engine.compile.bundle import compile_bundle
+from engine.dashboards.refresh import refresh_if_due
 from engine.deploy.apply import latest_deployment
+from engine.flows.approvals.service import ApprovalRuntime
+from engine.flows.effects import Effects
 from engine.flows.messages import message_environment
 from engine.flows.runner import FlowRuntime
 from engine.forms.records import RecordService
+from engine.model import clock
 from engine.model.spec import App
 from engine.outbox.connectors import Connectors
 from engine.store.storage import reader
@@ -39,11 +49,26 @@ class LiveApp:
 
     @classmethod
     def of(cls, app: App, engine: Engine, bundle: dict[str, str]) -> LiveApp:
-        """The records service with the app's automations listening to it."""
+        """The records service with the app's gates, approvals and automations listening."""
         metadata = build_metadata(app)
         records = RecordService(app, engine, metadata)
-        flows = FlowRuntime(app, records, Connectors(app.connectors), message_environment(bundle))
+        effects = Effects(app, records, Connectors(app.connectors), message_environment(bundle))
+        approvals = ApprovalRuntime(effects)
+        flows = FlowRuntime(effects, approvals)
+        # Inside the transaction of every change, in this order: gates the change reopens,
+        # approvals it starts, cancels or locks out, then the automations it starts.
+        records.listeners.extend([flows.reopen_gates, approvals.on_record_event])
+        records.listeners.append(flows.on_record_event)
+
+        def refresh_snapshots() -> None:
+            refresh_if_due(engine, app, metadata, clock.now())
+
+        flows.every_round.append(refresh_snapshots)
         return cls(app, metadata, records, bundle, flows)
+
+    @property
+    def effects(self) -> Effects:
+        return self.flows.effects
 
 
 class Deployments:

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from engine.accounts import auth
+from engine.accounts import auth, secret
 from engine.accounts.auth import (
     AuthError,
     authenticate,
@@ -44,7 +44,6 @@ from engine.compile import compile_app
 from engine.model.spec import App
 from engine.store.storage import create_db_engine
 from engine.store.tables import build_metadata
-from engine.web import security
 from engine.web.security import (
     EXCEPTION_HANDLERS,
     LoginLimiter,
@@ -483,10 +482,10 @@ def test_missing_secret_key_warns(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("SEAMLINE_SECRET_KEY", raising=False)
-    monkeypatch.setattr(security, "_generated_secret", None)
+    monkeypatch.setattr(secret, "_generated_secret", None)
     with caplog.at_level(logging.WARNING, logger="seamline.security"):
-        first = security.session_secret()
-        assert security.session_secret() == first
+        first = secret.session_secret()
+        assert secret.session_secret() == first
     assert len(first) >= 32
     assert sum("SEAMLINE_SECRET_KEY is not set" in r.message for r in caplog.records) == 1
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from engine.compile import CompileResult
 from engine.dashboards import snapshots
 from engine.dashboards.compute import _Context, dashboard_values
+from engine.dashboards.refresh import refresh_if_due
 from engine.deploy.apply import bundle_sources, deploy
 from engine.deploy.plan import live_index_names, plan_schema
 from engine.flows.machine import fire_transition
@@ -224,12 +225,12 @@ def test_stale_or_redefined_snapshots_are_recomputed(board: App, engine: sa.Engi
 
 def test_the_worker_refreshes_once_per_period(board: App, engine: sa.Engine) -> None:
     metadata = build_metadata(board)
-    assert snapshots.refresh_if_due(engine, board, metadata, NOW)
+    assert refresh_if_due(engine, board, metadata, NOW)
     assert len(_stored(engine)) == 14
     _poke(engine, 99.0)
     soon = NOW + snapshots.REFRESH_EVERY - timedelta(seconds=1)
-    assert not snapshots.refresh_if_due(engine, board, metadata, soon)  # claimed already
+    assert not refresh_if_due(engine, board, metadata, soon)  # claimed already
     assert _trend(board, engine, soon)[0] == 99.0
     later = NOW + snapshots.REFRESH_EVERY
-    assert snapshots.refresh_if_due(engine, board, metadata, later)
+    assert refresh_if_due(engine, board, metadata, later)
     assert _trend(board, engine, later)[-4:-1] == [1.0, 2.0, 3.0]

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from engine.accounts.auth import create_token
-from engine.forms.validate import ValidationFailed
+from engine.model.errors import ValidationFailed
 from engine.runtime import Deployments
 from engine.store.files import check_upload, load_file, missing_files, sanitize_name, store_file
 from engine.web.files import content_disposition

@@ -9,7 +9,7 @@ import time
 from starlette.testclient import TestClient
 
 from engine.accounts.auth import create_token, sync_org_chart
-from engine.config.bundle import compile_bundle
+from engine.compile.bundle import compile_bundle
 from engine.deploy.apply import bundle_sources, deploy, latest_deployment
 from engine.runtime import Deployments, LiveApp
 from engine.store.events import verify_chain

@@ -10,7 +10,7 @@ from apihelp import PACK, start_api
 
 from engine.forms.records import SYSTEM_ACTOR
 from engine.forms.transfer import export_csv, import_csv
-from engine.forms.validate import ValidationFailed
+from engine.model.errors import ValidationFailed
 
 
 @pytest.fixture

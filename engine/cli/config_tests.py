@@ -39,8 +39,9 @@ from engine.flows.approvals.routing import (
 )
 from engine.flows.confirm import Confirmation, gate_status
 from engine.flows.machine import check_transition
-from engine.forms.records import SYSTEM_ACTOR, RecordChecks, _plain
-from engine.forms.validate import FieldError
+from engine.forms.records import SYSTEM_ACTOR, RecordChecks
+from engine.forms.rows import plain
+from engine.model.errors import FieldError
 from engine.model.i18n import Lang, Text
 from engine.model.permissions import Resource, allowed, refusal
 from engine.model.spec import App, ApprovalSpec, ConfigTestSpec, FormSpec
@@ -424,7 +425,7 @@ def transition_refusal(
     row = {**record.values, **record.children, "id": None, "state": record.state}
     gate = None
     if transition.confirm is not None:
-        value = _plain(row.get(transition.confirm.field))
+        value = plain(row.get(transition.confirm.field))
         given = [Confirmation(role, "seamline-test", value) for role in confirmed_by]
         gate = gate_status(transition, row, given)
     refusal = check_transition(checks, record.form, row, transition, actor, record.loaded, gate)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import getpass
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+from engine.cli.common import cli_lang
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -21,13 +22,6 @@ from engine.model.i18n import Lang, Text
 from engine.model.spec import App
 
 __all__ = ["deploy_command", "plan_command"]
-
-
-def _lang(ctx: click.Context, locale: str | None = None) -> Lang:
-    from engine.cli.main import _app_locale
-    from engine.cli.main import _lang as pick
-
-    return pick(ctx, locale or _app_locale(Path(ctx.obj["app_dir"])))
 
 
 def _fail(message: Text, lang: Lang) -> NoReturn:
@@ -42,7 +36,7 @@ def _compile(ctx: click.Context) -> tuple[App, dict[str, str], Lang]:
 
     result = compile_app(ctx.obj["app_dir"])
     if not result.ok:
-        lang = _lang(ctx)
+        lang = cli_lang(ctx)
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, lang), err=True)
         click.echo(summary(items, lang), err=True)
@@ -54,7 +48,7 @@ def _compile(ctx: click.Context) -> tuple[App, dict[str, str], Lang]:
             lang,
         )
     assert result.app is not None
-    return result.app, bundle_sources(result.workspace), _lang(ctx, result.app.locale)
+    return result.app, bundle_sources(result.workspace), cli_lang(ctx, result.app.locale)
 
 
 def _engine(ctx: click.Context, app: App) -> sa.Engine:

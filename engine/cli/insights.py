@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.run import _lang, open_app, say
+from engine.cli.common import cli_lang, open_app, say
 
 if TYPE_CHECKING:
     from engine.insights.clusters import ClusterReport
@@ -123,7 +123,7 @@ def _run(
     from engine.insights.clusters import NotAMultiselect, cluster_report
 
     result, engine = open_app(ctx)
-    lang = _lang(ctx)
+    lang = cli_lang(ctx)
     try:
         report = cluster_report(engine, result.app, form, field, min_support=min_support, top=top)
     except NotAMultiselect as exc:

@@ -1,5 +1,6 @@
-"""The ``seamline`` command line: validate, schema, eval here; the other commands live in
-cli_run, cli_users, cli_deploy and cli_test, imported lazily."""
+"""The ``seamline`` command line: validate, schema and eval here; the other command groups live
+in their own modules (run, users, deploy, testing, insights), each loading the floors it needs
+only when a command runs, so ``seamline validate`` starts fast."""
 
 from __future__ import annotations
 
@@ -12,27 +13,8 @@ from typing import Any
 
 import click
 
-from engine.model.i18n import Lang, default_lang
-
-DEFAULT_APP = "./configs"
-
-
-def _lang(ctx: click.Context, app_locale: str | None = None) -> Lang:
-    chosen = ctx.obj.get("lang")
-    if chosen:
-        return "zh" if chosen.startswith("zh") else "en"
-    return default_lang(app_locale)
-
-
-def _app_locale(app_dir: Path) -> str | None:
-    """The app's locale, read cheaply, so messages can follow it before compiling."""
-    try:
-        for line in (app_dir / "app.yaml").read_text(encoding="utf-8").splitlines():
-            if line.startswith("locale:"):
-                return line.split(":", 1)[1].strip().strip("'\"")
-    except OSError:
-        return None
-    return None
+from engine.cli import deploy, insights, run, testing, users
+from engine.cli.common import DEFAULT_APP, app_locale, cli_lang
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +63,7 @@ def validate(ctx: click.Context, fmt: str) -> None:
     from engine.model.diagnostics import render_text, summary
 
     app_dir: Path = ctx.obj["app_dir"]
-    lang = _lang(ctx, _app_locale(app_dir))
+    lang = cli_lang(ctx, app_locale(app_dir))
     result = compile_app(app_dir)
     items = result.diagnostics.sorted()
     failed = result.diagnostics.has_errors()
@@ -169,10 +151,11 @@ def eval_command(
     """Try an expression before putting it in a rule: prints its value or what is wrong."""
     from engine.compile import compile_app
     from engine.expressions.evaluate import EvalFailure, run_expression
+    from engine.functions import DOMAIN_FUNCTIONS
     from engine.model.diagnostics import render_text, summary
 
     app_dir: Path = ctx.obj["app_dir"]
-    lang = _lang(ctx, _app_locale(app_dir))
+    lang = cli_lang(ctx, app_locale(app_dir))
     result = compile_app(app_dir)
     if result.app is None:
         items = result.diagnostics.sorted()
@@ -193,7 +176,9 @@ def eval_command(
         click.echo(f"--values: {exc}", err=True)
         sys.exit(2)
     try:
-        value, warnings = run_expression(result.app, expression, form_name, values, today)
+        value, warnings = run_expression(
+            result.app, expression, form_name, values, today, DOMAIN_FUNCTIONS
+        )
     except EvalFailure as failure:
         click.echo(failure.render(lang), err=True)
         sys.exit(1)
@@ -217,42 +202,22 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def _register() -> None:
-    """Commands that live in their own modules (each imports its heavy parts lazily)."""
-    from engine.cli.insights import insights_group
-    from engine.cli.run import (
-        audit_group,
-        demo_command,
-        export_command,
-        import_command,
-        serve_command,
-        worker_command,
-    )
-    from engine.cli.testing import test_command
-    from engine.cli.users import token, user
+for command in (
+    run.serve_command,
+    run.worker_command,
+    run.demo_command,
+    run.audit_group,
+    run.import_command,
+    run.export_command,
+    users.user,
+    users.token,
+    testing.test_command,
+    insights.insights_group,
+    deploy.plan_command,
+    deploy.deploy_command,
+):
+    main.add_command(command)
 
-    for command in (
-        serve_command,
-        worker_command,
-        demo_command,
-        audit_group,
-        import_command,
-        export_command,
-        user,
-        token,
-        test_command,
-        insights_group,
-    ):
-        main.add_command(command)
-    try:
-        from engine.cli.deploy import deploy_command, plan_command
-    except ImportError:  # pragma: no cover - during development only
-        return
-    main.add_command(plan_command)
-    main.add_command(deploy_command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

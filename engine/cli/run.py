@@ -8,43 +8,14 @@ from typing import Any
 
 import click
 
-from engine.model.i18n import Lang
-
-
-def _lang(ctx: click.Context) -> Lang:
-    from engine.cli.main import _app_locale
-    from engine.cli.main import _lang as pick
-
-    return pick(ctx, _app_locale(ctx.obj["app_dir"]))
-
-
-def say(ctx: click.Context, en: str, zh: str, err: bool = False) -> None:
-    click.echo(zh if _lang(ctx) == "zh" else en, err=err)
-
-
-def open_app(ctx: click.Context) -> tuple[Any, Any]:
-    """Compile the app folder (exit 1 with the diagnostics when it has errors) and connect."""
-    from engine.compile import compile_app
-    from engine.model.diagnostics import render_text, summary
-    from engine.store.storage import create_db_engine, database_url
-
-    result = compile_app(ctx.obj["app_dir"])
-    if result.app is None:
-        items = result.diagnostics.sorted()
-        click.echo(render_text(items, result.workspace.sources, _lang(ctx)), err=True)
-        click.echo(summary(items, _lang(ctx)), err=True)
-        sys.exit(1)
-    url = database_url(result.app.root, ctx.obj.get("db_url"), result.app.database)
-    engine = create_db_engine(url)
-    ctx.call_on_close(engine.dispose)
-    return result, engine
+from engine.cli.common import DEFAULT_APP, cli_lang, open_app, say
 
 
 def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
     """The newest deployment as a LiveApp; exit 1 when nothing was deployed yet."""
     import sqlalchemy as sa
 
-    from engine.config.bundle import compile_bundle
+    from engine.compile.bundle import compile_bundle
     from engine.deploy.apply import latest_deployment
     from engine.runtime import LiveApp
 
@@ -190,7 +161,7 @@ def import_command(ctx: click.Context, form: str, file: Path) -> None:
     from rich.progress import Progress
 
     from engine.forms.transfer import count_rows, import_csv
-    from engine.forms.validate import ValidationFailed
+    from engine.model.errors import ValidationFailed
 
     result, engine = open_app(ctx)
     live = deployed_live(ctx, result, engine)
@@ -198,7 +169,7 @@ def import_command(ctx: click.Context, form: str, file: Path) -> None:
         say(ctx, f"unknown form '{form}'", f"未知的表单 '{form}'", err=True)
         sys.exit(1)
     text = file.read_text(encoding="utf-8-sig")
-    lang = _lang(ctx)
+    lang = cli_lang(ctx)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"import {form}", total=count_rows(text))
         try:
@@ -280,7 +251,6 @@ def demo_command(
     history, its mock warehouse and a page for the chat messages; prints the logins and serves."""
     import os
 
-    from engine.cli.main import DEFAULT_APP
     from engine.demo import build as demo
     from engine.deploy.apply import bundle_sources, deploy
 
@@ -338,7 +308,9 @@ def demo_command(
     if scenario:
         from engine.demo.scenario import run_scenario
 
-        ok = run_scenario(engine, live, app_dir, chat.url if chat else None, _lang(ctx), click.echo)
+        ok = run_scenario(
+            engine, live, app_dir, chat.url if chat else None, cli_lang(ctx), click.echo
+        )
         sys.exit(0 if ok else 1)
     _print_logins(ctx, live.app, app_dir, f"http://{host}:{port}/", chat.url if chat else None)
     run_server(ctx, result, engine, host, port, 2.0)
@@ -346,7 +318,7 @@ def demo_command(
 
 def tell(ctx: click.Context, text: Any, err: bool = False) -> None:
     """Print an engine ``Text`` in the language of the command."""
-    click.echo(text(_lang(ctx)), err=err)
+    click.echo(text(cli_lang(ctx)), err=err)
 
 
 def _print_logins(
@@ -354,7 +326,7 @@ def _print_logins(
 ) -> None:
     from engine.demo.build import DEMO_PASSWORD, demo_logins
 
-    lang = _lang(ctx)
+    lang = cli_lang(ctx)
     click.echo("")
     say(
         ctx,

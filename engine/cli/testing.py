@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from engine.cli.common import cli_lang
 from engine.model.i18n import Lang
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ EXIT_FAILED = 1
 EXIT_INVALID_APP = 2
 
 
-def _lang(ctx: click.Context, locale: str | None = None) -> Lang:
-    from engine.cli.main import _app_locale
-    from engine.cli.main import _lang as pick
-
-    return pick(ctx, locale or _app_locale(Path(ctx.obj["app_dir"])))
-
-
 @click.command("test")
 @click.option("--json", "as_json", is_flag=True, help="Print the case results as JSON (for CI).")
 @click.pass_context
@@ -46,7 +39,7 @@ def test_command(ctx: click.Context, as_json: bool) -> None:
     from engine.cli.config_tests import run_config_tests
 
     app = _compiled_app(ctx)
-    lang = _lang(ctx, app.locale)
+    lang = cli_lang(ctx, app.locale)
     results = run_config_tests(app)
     if as_json:
         click.echo(json.dumps([r.to_json(lang) for r in results], ensure_ascii=False, indent=2))
@@ -62,7 +55,7 @@ def _compiled_app(ctx: click.Context) -> App:
 
     result = compile_app(ctx.obj["app_dir"])
     if result.app is None or result.diagnostics.has_errors():
-        lang = _lang(ctx)
+        lang = cli_lang(ctx)
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, lang), err=True)
         click.echo(summary(items, lang), err=True)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from engine.model.i18n import Lang, Text, default_lang
+from engine.cli.common import cli_lang
+from engine.model.i18n import Lang, Text
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -25,15 +26,8 @@ __all__ = ["token", "user"]
 ACTOR = "cli"
 
 
-def _say_lang(ctx: click.Context, locale: str | None = None) -> Lang:
-    chosen = (ctx.obj or {}).get("lang")
-    if chosen:
-        return "zh" if str(chosen).startswith("zh") else "en"
-    return default_lang(locale)
-
-
 def _fail(ctx: click.Context, message: Text, lang: Lang | None = None) -> NoReturn:
-    click.echo(message(lang or _say_lang(ctx)), err=True)
+    click.echo(message(lang or cli_lang(ctx)), err=True)
     sys.exit(1)
 
 
@@ -61,7 +55,7 @@ def _load(ctx: click.Context) -> tuple[App, Lang]:
     from engine.model.diagnostics import render_text
 
     result = compile_app(ctx.obj["app_dir"])
-    lang = _say_lang(ctx, result.app.locale if result.app is not None else None)
+    lang = cli_lang(ctx, result.app.locale if result.app is not None else None)
     if result.app is None or result.diagnostics.has_errors():
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, lang), err=True)

@@ -15,6 +15,7 @@ from engine.expressions import (
     Scope,
     compile_expression,
 )
+from engine.functions import DOMAIN_FUNCTIONS
 from engine.model.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
 from engine.model.i18n import Text
 
@@ -136,7 +137,8 @@ class CompileContext:
         if not isinstance(source, str):
             return None
         try:
-            compiled = compile_expression(source, scope, extra_functions=functions)
+            extra = {**DOMAIN_FUNCTIONS, **functions} if functions else DOMAIN_FUNCTIONS
+            compiled = compile_expression(source, scope, extra_functions=extra)
         except ExpressionError as exc:
             self._expr_diag(doc, path, source, exc, "error")
             return None

@@ -6,10 +6,7 @@ newest bundle, so all web processes, on any machine, run the same configuration.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-
-from engine.compile import CompileResult, compile_app
 
 TEXT_SUFFIXES = {".yaml", ".yml", ".csv", ".txt", ".md", ".html", ".j2", ".json"}
 SKIP_FOLDERS = {"schemas", ".git", "__pycache__"}
@@ -37,16 +34,3 @@ def read_bundle(root: Path, people: str | None = None) -> dict[str, str]:
             raise ValueError(f"the app folder holds more than {MAX_BUNDLE_BYTES} bytes of text")
         out[rel.as_posix()] = text
     return out
-
-
-def compile_bundle(bundle: dict[str, str]) -> CompileResult:
-    """Compile a stored bundle (written to a temporary folder, then loaded as usual)."""
-    with tempfile.TemporaryDirectory(prefix="seamline-") as tmp:
-        root = Path(tmp)
-        for rel, text in bundle.items():
-            target = (root / rel).resolve()
-            if not target.is_relative_to(root.resolve()):
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        return compile_app(root)

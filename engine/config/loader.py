@@ -21,7 +21,7 @@ import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from engine.model.diagnostics import Diagnostics, Mark
+from engine.model.diagnostics import Diagnostic, Diagnostics, Mark
 from engine.model.i18n import Text
 
 MAX_FILE_BYTES = 1_000_000
@@ -365,9 +365,7 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
     return out
 
 
-def _syntax_diagnostic(path: str, line: int, col: int, problem: str) -> Any:
-    from engine.model.diagnostics import Diagnostic
-
+def _syntax_diagnostic(path: str, line: int, col: int, problem: str) -> Diagnostic:
     return Diagnostic(
         path,
         line,

@@ -23,10 +23,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from engine.dashboards.columns import TableColumns
 from engine.dashboards.counts import per_record_count
-from engine.dashboards.periods import Period, bucket_index, trend_period, trend_starts, window
 from engine.dashboards.spans import hours_between, is_dates, overdue_before, spans
 from engine.expressions import EvalEnv
 from engine.expressions.sql import condition
+from engine.model.periods import Period, bucket_index, trend_period, trend_starts, window
 from engine.model.spec import App, KpiSpec
 
 __all__ = ["DURATIONS", "KpiQuery", "compile_kpi"]

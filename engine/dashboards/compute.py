@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 from engine.dashboards.compile_kpi import KpiQuery, compile_kpi
 from engine.dashboards.drill_columns import drill_headers, drill_values
 from engine.dashboards.groups import additive, group_label, group_select
-from engine.dashboards.periods import window
 from engine.dashboards.reading import reading
 from engine.dashboards.snapshots import trend_points
 from engine.expressions import EvalEnv
 from engine.expressions.evaluate import AppRuntime
+from engine.model.periods import window
 from engine.model.permissions import Resource, allowed
 from engine.model.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
 from engine.store.tables import build_metadata

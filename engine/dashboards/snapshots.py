@@ -17,19 +17,25 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery
-from engine.dashboards.periods import trend_starts
-from engine.dashboards.reading import reading
 from engine.expressions.compile import CompiledExpr
-from engine.model.spec import App, KpiSpec
+from engine.model.periods import trend_starts
+from engine.model.spec import KpiSpec
 
-__all__ = ["MAX_AGE", "REFRESH_EVERY", "definition_hash", "refresh_if_due", "trend_points"]
+__all__ = [
+    "MAX_AGE",
+    "REFRESH_EVERY",
+    "definition_hash",
+    "live_values",
+    "store_values",
+    "trend_points",
+]
 
 log = logging.getLogger(__name__)
 REFRESH_EVERY = timedelta(minutes=10)
@@ -79,7 +85,7 @@ def _stored(
     return found if len(found) == len(closed) else None
 
 
-def _store(
+def store_values(
     engine: Engine, query: KpiQuery, dashboard: str, values: dict[date, float | None]
 ) -> None:
     """Replace the stored closed buckets of this KPI (its own short transaction)."""
@@ -107,7 +113,7 @@ def _store(
             conn.execute(t.insert(), rows)
 
 
-def _live(conn: sa.Connection, query: KpiQuery, starts: list[date]) -> list[float | None]:
+def live_values(conn: sa.Connection, query: KpiQuery, starts: list[date]) -> list[float | None]:
     """The trend of ``starts`` computed now: one grouped query."""
     _, select = query.trend_select(starts)
     by_bucket = {int(row[0]): row[1:] for row in conn.execute(select)}
@@ -129,13 +135,13 @@ def trend_points(
     assert kpi.trend is not None
     starts = trend_starts(kpi.trend, query.now, query.timezone)
     if not cached:
-        return list(zip(starts, _live(conn, query, starts), strict=True))
+        return list(zip(starts, live_values(conn, query, starts), strict=True))
     closed = starts[:-1]
     stored = _stored(conn, query, dashboard, closed)
     if stored is not None:
-        current = _live(conn, query, starts[-1:])
+        current = live_values(conn, query, starts[-1:])
         return [*((s, stored[s]) for s in closed), (starts[-1], current[0])]
-    values = _live(conn, query, starts)
+    values = live_values(conn, query, starts)
     if later is not None:
         engine, closed_values = conn.engine, dict(zip(closed, values[:-1], strict=True))
         later.append(lambda: store_quietly(engine, query, dashboard, closed_values))
@@ -147,56 +153,6 @@ def store_quietly(
 ) -> None:
     """Store for the next viewer; a busy or read-only database only costs them the time."""
     try:
-        _store(engine, query, dashboard, values)
+        store_values(engine, query, dashboard, values)
     except sa.exc.DBAPIError:
         log.warning("trend snapshot of %s.%s not stored", dashboard, query.kpi.name, exc_info=True)
-
-
-def refresh(engine: Engine, app: App, metadata: sa.MetaData, now: datetime | None = None) -> int:
-    """Recompute and store the closed buckets of every trend of every dashboard; returns
-    how many trends were stored."""
-    from engine.dashboards.compute import kpi_queries
-
-    done = 0
-    for name, dashboard in sorted(app.dashboards.items()):
-        for query in kpi_queries(engine, app, dashboard, now, metadata):
-            if query.kpi.trend is None:
-                continue
-            starts = trend_starts(query.kpi.trend, query.now, query.timezone)
-            with reading(engine) as conn:
-                values = _live(conn, query, starts)
-            _store(engine, query, name, dict(zip(starts[:-1], values[:-1], strict=True)))
-            done += 1
-    return done
-
-
-def refresh_if_due(
-    engine: Engine, app: App, metadata: sa.MetaData, now: datetime | None = None
-) -> bool:
-    """Refresh when the last refresh is ``REFRESH_EVERY`` old; one worker wins the claim (a
-    conditional UPDATE of the ``snapshots:<app>`` counter), the others skip."""
-    if not any(k.trend for d in app.dashboards.values() for k in d.kpis):
-        return False
-    table = metadata.tables["sl_counters"]
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    stamp = int(moment.timestamp())
-    series = f"snapshots:{app.name}"
-    try:
-        with engine.begin() as conn:
-            last = conn.execute(sa.select(table.c.value).where(table.c.series == series)).scalar()
-            if last is None:
-                conn.execute(table.insert().values(series=series, value=stamp))
-            elif stamp - int(last) < REFRESH_EVERY.total_seconds():
-                return False
-            else:
-                claimed = conn.execute(
-                    table.update()
-                    .where(table.c.series == series, table.c.value == last)
-                    .values(value=stamp)
-                ).rowcount
-                if not claimed:
-                    return False
-    except sa.exc.IntegrityError:  # another worker inserted the counter first
-        return False
-    refresh(engine, app, metadata, moment)
-    return True

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.dashboards.periods import Period
+from engine.model.periods import Period
 from engine.model.spec import EventSpec, KpiSpec
 from engine.store.event_sql import first_end, first_ends, first_start
 

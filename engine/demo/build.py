@@ -32,6 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.demo.chat import ChatSink, create_chat_app
 from engine.model.i18n import Text
 from engine.model.spec import App
 
@@ -188,8 +189,6 @@ def start_mock_warehouse(app_dir: Path) -> Background | None:
 def start_chat_sink(app: App, folder: DemoFolder) -> tuple[Background | None, list[str]]:
     """Point every chat-robot connector whose webhook variable is unset at the demo's chat
     sink; return the sink (None when every robot is configured) and the connectors moved."""
-    from engine.demo.chat import ChatSink, create_chat_app
-
     unset = [
         c
         for c in app.connectors.values()

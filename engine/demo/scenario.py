@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 
+from engine.demo.build import serve_in_thread
 from engine.model.i18n import Lang, Text
 
 __all__ = ["Failed", "Run", "Step", "load_steps", "run_scenario"]
@@ -163,7 +164,6 @@ def run_scenario(
     echo: Callable[[str], None],
 ) -> bool:
     """Serve the app with its worker, run the app's steps; True when every step held."""
-    from engine.demo.build import serve_in_thread
     from engine.outbox.worker import start_worker
     from engine.runtime import Deployments
     from engine.web.pages import page_routes

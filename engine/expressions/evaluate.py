@@ -19,6 +19,7 @@ from engine.expressions import (
     EvalEnv,
     EvaluationError,
     ExpressionError,
+    FunctionSpec,
     compile_expression,
 )
 from engine.expressions.form_scopes import EMPTY_SCOPE, FieldShape, ScopeBuilder, shapes_from_specs
@@ -128,7 +129,12 @@ def _coerce(
     return value
 
 
-def compile_for(runtime: AppRuntime, source: str, form: str | None) -> CompiledExpr:
+def compile_for(
+    runtime: AppRuntime,
+    source: str,
+    form: str | None,
+    functions: Mapping[str, FunctionSpec] | None = None,
+) -> CompiledExpr:
     app = runtime.app
     if form is not None and form not in app.forms:
         raise EvalFailure(
@@ -138,18 +144,24 @@ def compile_for(runtime: AppRuntime, source: str, form: str | None) -> CompiledE
         )
     scope = runtime.scopes.form_scope(form) if form else EMPTY_SCOPE
     try:
-        return compile_expression(source, scope)
+        return compile_expression(source, scope, extra_functions=functions)
     except ExpressionError as exc:
         col = exc.col if exc.line == 1 else None
         raise EvalFailure(source, exc.message, exc.hint, col) from None
 
 
 def run_expression(
-    app: App, source: str, form: str | None, values: Mapping[str, Any], today: str | None = None
+    app: App,
+    source: str,
+    form: str | None,
+    values: Mapping[str, Any],
+    today: str | None = None,
+    functions: Mapping[str, FunctionSpec] | None = None,
 ) -> tuple[Any, list[Text]]:
-    """Compile and evaluate once; returns the value and any calendar warnings."""
+    """Compile and evaluate once (``functions``: the domain functions besides the language's
+    own); returns the value and any calendar warnings."""
     runtime = AppRuntime.of(app)
-    compiled = compile_for(runtime, source, form)
+    compiled = compile_for(runtime, source, form, functions)
     typed = (
         coerce_values(shapes_from_specs(app.forms), form, values, app.timezone)
         if form

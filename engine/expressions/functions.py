@@ -505,13 +505,6 @@ def fn_coalesce(*args: Any) -> Any:
     return None
 
 
-def _business_functions() -> dict[str, FunctionSpec]:
-    """Business functions defined next to their flows (they import FunctionSpec from here)."""
-    from engine.functions.atp import ATP_FUNCTIONS
-
-    return ATP_FUNCTIONS
-
-
 def _spec(
     impl: Callable[..., Any],
     arity: tuple[int, int | None],
@@ -629,6 +622,5 @@ FUNCTIONS: Mapping[str, FunctionSpec] = MappingProxyType(
             "startswith(s, prefix): whether s starts with prefix",
             "startswith(s, 前缀)：s 是否以该前缀开头",
         ),
-        **_business_functions(),
     }
 )

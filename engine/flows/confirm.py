@@ -19,8 +19,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.forms.records import Actor, NotFound, RecordEvent, RecordService, _plain
-from engine.forms.validate import FieldError, ValidationFailed, is_blank
+from engine.forms.records import Actor, RecordEvent, RecordService
+from engine.forms.rows import plain
+from engine.forms.validate import is_blank
+from engine.model.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ValidationFailed,
+    refused,
+)
 from engine.model.i18n import Text
 from engine.model.permissions import Resource, require
 from engine.model.spec import App, ConfirmSpec, FormSpec, TransitionSpec
@@ -66,7 +76,7 @@ class GateStatus:
             "field": self.field,
             "value": self.value,
             "confirmed": [
-                {"role": c.role, "user": c.user, "value": c.value, "at": _plain(c.at)}
+                {"role": c.role, "user": c.user, "value": c.value, "at": plain(c.at)}
                 for c in self.confirmed.values()
             ],
             "missing": list(self.missing),
@@ -107,7 +117,7 @@ def gate_status(
 ) -> GateStatus:
     """The gate of ``transition`` for ``record``, given the confirmations standing for it."""
     spec = _spec(transition)
-    value = _plain(record.get(spec.field))
+    value = plain(record.get(spec.field))
     confirmed = {c.role: c for c in confirmations if c.value == value and not is_blank(value)}
     return GateStatus(
         transition.name,
@@ -181,19 +191,19 @@ def confirm_gate(
         label = form.by_name[spec.field].label
         if is_blank(gate.value):
             raise _refused(
-                422,
+                Invalid,
                 spec.field,
                 "required",
                 f"{label} must be filled before it can be confirmed",
                 f"请先填写{label}再确认",
             )
-        if value is not None and _plain(value) != gate.value:
+        if value is not None and plain(value) != gate.value:
             raise _refused(
-                409,
+                Conflict,
                 spec.field,
                 "changed",
-                f"{label} is now {gate.value}, not {_plain(value)}: reload and confirm again",
-                f"{label}已变为 {gate.value}（不是 {_plain(value)}），请刷新后重新确认",
+                f"{label} is now {gate.value}, not {plain(value)}: reload and confirm again",
+                f"{label}已变为 {gate.value}（不是 {plain(value)}），请刷新后重新确认",
             )
         if chosen in gate.confirmed:
             return gate
@@ -263,7 +273,7 @@ def _check_state(app: App, form: FormSpec, transition: TransitionSpec, state: st
     machine = app.state_machines[form.name]
     labels = {s.name: s.label for s in machine.states}
     raise _refused(
-        409,
+        Conflict,
         None,
         "wrong_state",
         f"'{transition.label}' cannot be confirmed while the record is "
@@ -283,7 +293,7 @@ def _role(
     if not held:
         names = [app.roles[r].label if r in app.roles else r for r in by]
         raise _refused(
-            403,
+            Forbidden,
             None,
             "forbidden",
             f"only {', '.join(names)} may confirm at '{transition.label}'",
@@ -292,5 +302,7 @@ def _role(
     return next((r for r in held if r not in gate.confirmed), held[0])
 
 
-def _refused(status: int, field: str | None, code: str, en: str, zh: str) -> ValidationFailed:
-    return ValidationFailed([FieldError(field, code, Text(en, zh))], status=status)
+def _refused(
+    kind: type[ValidationFailed], field: str | None, code: str, en: str, zh: str
+) -> ValidationFailed:
+    return refused(kind, code, en, zh, field)

@@ -10,8 +10,9 @@ from typing import Any
 
 from engine.expressions import EvaluationError
 from engine.flows.confirm import GateStatus, gate_refusal, gates_of
-from engine.forms.records import Actor, NotFound, RecordChecks, RecordService, check_version
-from engine.forms.validate import FieldError, ValidationFailed, is_blank
+from engine.forms.records import Actor, RecordChecks, RecordService, check_version
+from engine.forms.validate import is_blank
+from engine.model.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, ValidationFailed
 from engine.model.i18n import Text
 from engine.model.permissions import Resource, allowed, refusal
 from engine.model.spec import FormSpec, StateMachineSpec, TransitionSpec
@@ -21,9 +22,9 @@ __all__ = ["Refusal", "available_transitions", "check_transition", "fire_transit
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a transition may not fire now: an HTTP status and field errors."""
+    """Why a transition may not fire now: the kind of refusal and field errors."""
 
-    status: int
+    kind: type[ValidationFailed]
     errors: tuple[FieldError, ...]
 
 
@@ -57,7 +58,7 @@ def check_transition(
     state = record["state"]
     if not allowed(records.app, actor, "transition", Resource(form, transition=transition)):
         return Refusal(
-            403,
+            Forbidden,
             (
                 FieldError(
                     None,
@@ -69,7 +70,7 @@ def check_transition(
     if state not in transition.sources:
         labels = {s.name: s.label for s in machine.states}
         return Refusal(
-            409,
+            Conflict,
             (
                 FieldError(
                     None,
@@ -87,7 +88,7 @@ def check_transition(
     ]
     if missing:
         return Refusal(
-            422,
+            Invalid,
             tuple(
                 FieldError(
                     f.name,
@@ -105,13 +106,13 @@ def check_transition(
         try:
             ok = bool(transition.guard(context, records.env()))
         except EvaluationError as exc:
-            return Refusal(422, (FieldError(None, "guard_error", exc.message),))
+            return Refusal(Invalid, (FieldError(None, "guard_error", exc.message),))
         if not ok:
             message = transition.guard_message or f"'{transition.label}' is not allowed now"
-            return Refusal(422, (FieldError(None, "guard", Text(message, message)),))
+            return Refusal(Invalid, (FieldError(None, "guard", Text(message, message)),))
     unconfirmed = gate_refusal(records.app, form, transition, gate)
     if unconfirmed is not None:
-        return Refusal(422, (unconfirmed,))
+        return Refusal(Invalid, (unconfirmed,))
     return None
 
 
@@ -176,7 +177,7 @@ def fire_transition(
             records, form, judged, transition, actor, loaded, gates.get(transition.name)
         )
         if refusal is not None:
-            raise ValidationFailed(list(refusal.errors), status=refusal.status)
+            raise refusal.kind(list(refusal.errors))
         values = None
         if transition.sets:  # computed fields may read any child table: load them all
             tables = [f.name for f in form.fields if f.type == "table"]

@@ -12,26 +12,26 @@ due later (a durable timer). Every step leaves an event on the record's timeline
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jinja2
 import sqlalchemy as sa
 
 from engine.expressions import EvaluationError
+from engine.flows.approvals.service import ApprovalRuntime
 from engine.flows.confirm import reopen_gates
+from engine.flows.effects import Effects, matches, recipient_of
 from engine.flows.machine import fire_transition
-from engine.flows.messages import render_message
 from engine.flows.people import people_for
 from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
-from engine.forms.validate import ValidationFailed
+from engine.forms.rows import plain
 from engine.model import clock
-from engine.model.spec import App, AutomationSpec, EventSpec, PersonSpec, StepSpec
+from engine.model.errors import ValidationFailed
+from engine.model.spec import App, AutomationSpec, StepSpec
 from engine.outbox import jobs
-from engine.outbox.connectors import ConnectorError, Connectors, Recipient, keep_values
+from engine.outbox.connectors import ConnectorError, Connectors, Message, Recipient, keep_values
 from engine.store.events import EventIn, append_events
 
 log = logging.getLogger(__name__)
@@ -43,46 +43,50 @@ def _now() -> datetime:
     return clock.now()
 
 
-def matches(on: EventSpec, event: RecordEvent, initial: str | None) -> bool:
-    """Does ``event`` start an automation listening ``on``?"""
-    if on.kind == "created":
-        return event.kind == "created"
-    if on.kind == "updated":
-        return event.kind == "changed"
-    if on.kind == "field_changed":
-        return event.kind in ("changed", "transition") and bool(set(on.names) & set(event.changes))
-    if on.kind == "transition":
-        return event.kind == "transition" and event.transition in on.names
-    if on.kind == "state_entered":
-        if event.kind == "transition":
-            return event.to_state in on.names
-        return event.kind == "created" and initial in on.names
-    return False  # schedules are started by the worker's clock, not by record events
-
-
-@dataclass
 class FlowRuntime:
-    """Everything flows need for one compiled App."""
+    """Automations of one compiled App, and the jobs a worker runs for it.
 
-    app: App
-    records: RecordService
-    connectors: Connectors
-    templates: jinja2.Environment
+    Built by :mod:`engine.runtime`, which also makes :meth:`reopen_gates`, the approvals and
+    :meth:`on_record_event` listeners of the records service (in that order) and adds the
+    dashboards' snapshot refresh to :attr:`every_round`.
+    """
 
-    def __post_init__(self) -> None:
-        from engine.flows.approvals.service import ApprovalRuntime
-
+    def __init__(self, effects: Effects, approvals: ApprovalRuntime) -> None:
+        self.effects = effects
+        self.approvals = approvals
+        self.app: App = effects.app
+        self.records: RecordService = effects.records
+        self.connectors: Connectors = effects.connectors
         self.by_name = {a.name: a for a in self.app.automations}
-        self.records.listeners.append(self.reopen_gates)
-        self.records.listeners.append(self.on_record_event)
-        self.approvals = ApprovalRuntime(self)
+        self.every_round: list[Callable[[], None]] = []  # more periodic work (dashboards)
+
+    # ------------------------------------------------------------------ what a worker runs
+    def run_job(self, job: jobs.Job) -> None:
+        """Run one claimed job of any kind (the worker records a failure on the job)."""
+        if job.kind == "effect":
+            self.deliver(job)
+        elif job.kind == "approval":
+            self.approvals.on_job(job)
+        else:
+            self.advance(job)
+
+    def periodic(self) -> None:
+        """The worker's periodic round: cron automations, then whatever else was added."""
+        try:
+            self.fire_schedules()
+        except sa.exc.DBAPIError:  # another worker holds the row; next round
+            log.warning("schedules not checked this round", exc_info=True)
+        for work in self.every_round:
+            try:
+                work()
+            except Exception:  # a KPI that cannot be computed must not stop the jobs
+                log.exception("periodic work %r failed this round", work)
 
     def reopen_gates(self, conn: sa.Connection, event: RecordEvent) -> None:
         reopen_gates(self.records, conn, event)
 
     # ------------------------------------------------------------------ starting runs
     def on_record_event(self, conn: sa.Connection, event: RecordEvent) -> None:
-        self.approvals.on_record_event(conn, event)
         machine = self.app.state_machines.get(event.form)
         initial = machine.initial if machine else None
         candidates = [
@@ -94,7 +98,7 @@ class FlowRuntime:
             return
         form = self.records.form(event.form)
         row = self.records.row(conn, form, event.record_id)
-        context = self._context(conn, form.name, row, {})
+        context = self.effects.context(conn, form.name, row)
         for automation in candidates:
             if automation.when is not None and not self._truthy(automation.when, context):
                 continue
@@ -109,7 +113,7 @@ class FlowRuntime:
             "to": event.to_state,
             "actor": event.actor,
             "changes": {
-                k: [_plain(a), _plain(b)]
+                k: [plain(a), plain(b)]
                 for k, (a, b) in event.changes.items()
                 if not isinstance(b, dict)
             },
@@ -206,7 +210,7 @@ class FlowRuntime:
         for row in rows:
             record = dict(row._mapping)
             if automation.when is not None and not self._truthy(
-                automation.when, self._context(conn, form.name, record, {})
+                automation.when, self.effects.context(conn, form.name, record)
             ):
                 continue
             self.start(
@@ -255,7 +259,7 @@ class FlowRuntime:
         form = self.records.form(run.form)
         with self.records.reads.connect() as conn:
             row = self.records.row(conn, form, run.record_id)
-            context = self._context(conn, form.name, row, results)
+            context = self.effects.context(conn, form.name, row, results)
         where = ".".join(str(p) for p in position)
         if step.when is not None and not self._truthy(step.when, context):
             self._save(run, _next(position), results)
@@ -333,7 +337,7 @@ class FlowRuntime:
             answer = self.connectors.call(
                 step.connector or "",
                 step.operation or "",
-                _plain(values),
+                plain(values),
                 idempotency_key=f"run:{run.id}:{where}",
             )
             kept = keep_values(answer.data, step.keep) if step.keep else answer.data
@@ -363,7 +367,7 @@ class FlowRuntime:
                     "connector": step.connector,
                     "operation": step.operation,
                     "elapsed_ms": round(answer.elapsed_ms, 1),
-                    "kept": _plain(kept),
+                    "kept": plain(kept),
                 },
             ),
         )
@@ -399,7 +403,7 @@ class FlowRuntime:
         recipients = self._recipients(step, context)
         machine = self.app.state_machines.get(run.form)
         labels = {s.name: s.label for s in machine.states} if machine else {}
-        payload = self.message_payload(
+        payload = self.effects.message_payload(
             step.via or "",
             step.template or "",
             step.todo,
@@ -426,32 +430,10 @@ class FlowRuntime:
                     "title": payload["title"],
                 },
             ),
-            effect=(f"effect:{run.id}:{where}", payload, self.effect_attempts(step.via)),
+            effect=(f"effect:{run.id}:{where}", payload, self.effects.attempts(step.via)),
         )
         position[:] = _next(position)
         return "next"
-
-    def message_payload(
-        self,
-        via: str,
-        template: str,
-        todo: bool,
-        recipients: Sequence[Recipient],
-        context: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """The outbox payload of a message rendered from one of the app's templates."""
-        message = render_message(self.templates, template, context, todo=todo, to=recipients)
-        return {
-            "connector": via,
-            "title": message.title,
-            "text": message.text,
-            "todo": message.todo,
-            "to": [_recipient_json(r) for r in recipients],
-        }
-
-    def effect_attempts(self, via: str | None) -> int:
-        connector = self.app.connectors.get(via or "")
-        return (connector.retries if connector else 5) + 1
 
     def _recipients(self, step: StepSpec, context: Mapping[str, Any]) -> list[Recipient]:
         out: list[Recipient] = []
@@ -494,7 +476,7 @@ class FlowRuntime:
             conn.execute(
                 RUNS.update()
                 .where(RUNS.c.id == run.id)
-                .values(position=target, results=_plain(results), status="waiting", updated_at=now)
+                .values(position=target, results=plain(results), status="waiting", updated_at=now)
             )
             jobs.enqueue(
                 conn,
@@ -540,7 +522,7 @@ class FlowRuntime:
                 .where(RUNS.c.id == run.id)
                 .values(
                     position=position,
-                    results=_plain(dict(results)),
+                    results=plain(dict(results)),
                     status="running",
                     updated_at=now,
                 )
@@ -571,7 +553,7 @@ class FlowRuntime:
             conn.execute(
                 RUNS.update()
                 .where(RUNS.c.id == run.id)
-                .values(status="done", results=_plain(dict(results)), updated_at=now)
+                .values(status="done", results=plain(dict(results)), updated_at=now)
             )
             jobs.finish(conn, job)
             append_events(
@@ -626,8 +608,6 @@ class FlowRuntime:
     # ------------------------------------------------------------------ effects
     def deliver(self, job: jobs.Job) -> str:
         """Send one outbox message; done, retry or dead."""
-        from engine.outbox.connectors import Message
-
         payload = job.payload
         message = Message(
             title=payload["title"],
@@ -687,39 +667,11 @@ class FlowRuntime:
         return "done"
 
     # ------------------------------------------------------------------ helpers
-    def context_of(self, conn: sa.Connection, form: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        """What expressions and templates see of a record (refs loaded)."""
-        return self._context(conn, form, row, {})
-
-    def _context(
-        self, conn: sa.Connection, form: str, row: Mapping[str, Any], results: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        spec = self.records.form(form)
-        loaded = self.records.load_refs(conn, spec, row)
-        context = self.records.context(spec, row, row.get("state"), row.get("id"), loaded)
-        context["steps"] = dict(results)
-        return context
-
     def _truthy(self, expr: Any, context: Mapping[str, Any]) -> bool:
         try:
             return bool(expr(context, self.records.env()))
         except EvaluationError:
             return False
-
-
-def recipient_of(p: PersonSpec) -> Recipient:
-    return Recipient(p.user, p.name, p.email, p.dingtalk_id, p.wecom_id, p.phone)
-
-
-def _recipient_json(r: Recipient) -> dict[str, Any]:
-    return {
-        "user": r.user,
-        "name": r.name,
-        "email": r.email,
-        "dingtalk_id": r.dingtalk_id,
-        "wecom_id": r.wecom_id,
-        "phone": r.phone,
-    }
 
 
 def _target(app: App, form: str, transition: str) -> str | None:
@@ -753,12 +705,6 @@ def _next_after_block(steps: Sequence[StepSpec], path: Path) -> Path | None:
     if len(path) == 1:
         return None
     return _next(path[:-2])
-
-
-def _plain(value: Any) -> Any:
-    from engine.forms.records import _plain as plain
-
-    return plain(value)
 
 
 def _automation_of(payload: Mapping[str, Any]) -> dict[str, str]:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine.forms.validate import FieldError, ValidationFailed, coerce_field
+from engine.forms.rows import as_read, decode_cursor, encode_cursor
+from engine.forms.validate import coerce_field
+from engine.model.errors import BadRequest, FieldError, ValidationFailed
 from engine.model.i18n import Text
 from engine.model.spec import FieldSpec, FormSpec
 
@@ -32,7 +34,7 @@ _SORTABLE_SYSTEM = ("id", "state", "created_at", "updated_at", "created_by")
 
 
 def _bad(field: str | None, code: str, en: str, zh: str) -> ValidationFailed:
-    return ValidationFailed([FieldError(field, code, Text(en, zh))], status=400)
+    return BadRequest([FieldError(field, code, Text(en, zh))])
 
 
 def _system_value(name: str, raw: Any) -> Any:
@@ -53,7 +55,7 @@ def _value(spec: FieldSpec | None, name: str, raw: Any, tz: str) -> Any:
         return str(raw)
     value, error = coerce_field(spec, raw, tz)
     if error is not None:
-        raise ValidationFailed([error], status=400)
+        raise BadRequest([error])
     return value
 
 
@@ -67,8 +69,6 @@ def list_records(
     cursor: str | None,
     q: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    from engine.forms.records import _loaded, decode_cursor, encode_cursor
-
     table = service.table(form.name)
     tz = service.app.timezone
     for key, raw in [*filters.items(), ("q", q or ""), ("sort", sort), ("cursor", cursor or "")]:
@@ -132,7 +132,7 @@ def list_records(
             ids.desc() if descending else ids.asc(),
         ]
     limit = max(1, min(int(limit), MAX_LIMIT))
-    rows = [_loaded(r._mapping) for r in conn.execute(query.order_by(*order).limit(limit + 1))]
+    rows = [as_read(r._mapping) for r in conn.execute(query.order_by(*order).limit(limit + 1))]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

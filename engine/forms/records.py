@@ -5,12 +5,11 @@ transaction, and nothing form-specific in the code.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -19,7 +18,17 @@ from sqlalchemy.engine import Engine
 
 from engine.expressions import EvalEnv, EvaluationError
 from engine.expressions.evaluate import AppRuntime
-from engine.forms.validate import FieldError, ValidationFailed, coerce_field, is_blank
+from engine.forms.listing import list_records
+from engine.forms.rows import as_read, plain, utc
+from engine.forms.validate import coerce_field, is_blank
+from engine.model.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    Locked,
+    NotFound,
+)
 from engine.model.i18n import Lang, Text, lang_from_locale
 from engine.model.permissions import Action, Resource, allowed, is_system, refusal, require
 from engine.model.spec import App, FieldSpec, FormSpec
@@ -66,12 +75,6 @@ class RecordEvent:
 
 
 Listener = Callable[[sa.Connection, RecordEvent], None]
-
-
-class NotFound(Exception):
-    def __init__(self, form: str, record_id: int | None = None) -> None:
-        super().__init__(f"{form} {record_id}")
-        self.form, self.record_id = form, record_id
 
 
 @dataclass
@@ -501,11 +504,11 @@ class RecordChecks:
             try:
                 raw = expr(ctx, self.env())
             except EvaluationError as exc:
-                raise ValidationFailed([FieldError(name, "set_error", exc.message)]) from exc
+                raise Invalid([FieldError(name, "set_error", exc.message)]) from exc
             spec = form.by_name[name]
-            value, error = coerce_field(spec, _plain(raw), self.app.timezone)
+            value, error = coerce_field(spec, plain(raw), self.app.timezone)
             if error is not None:  # e.g. a text where a date belongs, an unknown option
-                raise ValidationFailed([FieldError(name, "set_error", error.message)])
+                raise Invalid([FieldError(name, "set_error", error.message)])
             values[name] = value
             ctx[name] = value
         self._compute(form, ctx, values)
@@ -568,7 +571,7 @@ class RecordService(RecordChecks):
                 lambda values, rows, errors: self._files(conn, form, values, rows, errors, actor),
             )
             if draft.errors:
-                raise ValidationFailed(draft.errors)
+                raise Invalid(draft.errors)
             now = self._now()
             for f in form.fields:
                 if f.type == "autonumber" and f.format:
@@ -589,7 +592,7 @@ class RecordService(RecordChecks):
                     record_id,
                     "created",
                     {
-                        "values": _plain(
+                        "values": plain(
                             {
                                 k: v
                                 for k, v in row.items()
@@ -667,7 +670,7 @@ class RecordService(RecordChecks):
         )
         payload: dict[str, Any] = {"name": transition, "from": current["state"], "to": target}
         if changes:
-            payload["changes"] = _plain({k: [current.get(k), v] for k, v in changes.items()})
+            payload["changes"] = plain({k: [current.get(k), v] for k, v in changes.items()})
         append_events(
             conn,
             self.metadata,
@@ -727,7 +730,7 @@ class RecordService(RecordChecks):
             self._files(conn, form, draft.values, children, draft.errors, actor, held)
             self._finish(form, draft, current["state"], record_id, loaded)
             if draft.errors:
-                raise ValidationFailed(draft.errors)
+                raise Invalid(draft.errors)
             changes = {
                 name: [current[name], value]
                 for name, value in draft.values.items()
@@ -754,7 +757,7 @@ class RecordService(RecordChecks):
                         form.name,
                         record_id,
                         "changed",
-                        {"changes": _plain(changes)},
+                        {"changes": plain(changes)},
                     )
                 )
             replaced: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
@@ -765,7 +768,7 @@ class RecordService(RecordChecks):
                     .where(table.c.parent_id == record_id)
                     .order_by(table.c.position)
                 ).all()
-                replaced[child] = ([_child_fields(_loaded(g._mapping)) for g in old], rows)
+                replaced[child] = ([_child_fields(as_read(g._mapping)) for g in old], rows)
                 for gone in old:
                     events.append(
                         EventIn(
@@ -776,7 +779,7 @@ class RecordService(RecordChecks):
                             {
                                 "child": child,
                                 "row_id": gone.id,
-                                "values": _plain(_child_fields(gone._mapping)),
+                                "values": plain(_child_fields(gone._mapping)),
                             },
                         )
                     )
@@ -834,12 +837,12 @@ class RecordService(RecordChecks):
                 # field: its state rules and its row limit hold for one added row too.
                 locked = self.edit_refusal(spec, actor, current["state"], form)
                 if locked is not None:
-                    raise ValidationFailed([locked], 409 if locked.code == "locked" else 403)
+                    raise (Locked if locked.code == "locked" else Forbidden)([locked])
                 self._check_row_limit(conn, form, record_id, spec)
             values, errors = self._child_values(spec, data, actor, form)
             self._files(conn, form, {}, {child: [values]}, errors, actor)
             if errors:
-                raise ValidationFailed(errors)
+                raise Invalid(errors)
             now = self._now()
             event, row = self._insert_child(conn, form, record_id, child, values, actor, now)
             append_events(conn, self.metadata, [event], now)
@@ -861,7 +864,7 @@ class RecordService(RecordChecks):
             sa.select(sa.func.count()).select_from(table).where(table.c.parent_id == record_id)
         ).scalar_one()
         if count >= spec.max_rows:
-            raise ValidationFailed([_too_many_rows(spec)])
+            raise Invalid([_too_many_rows(spec)])
 
     def _insert_child(
         self,
@@ -887,7 +890,7 @@ class RecordService(RecordChecks):
             **{k: _store(v) for k, v in values.items()},
             "parent_id": record_id,
             "position": position,
-            "created_at": _utc(now),
+            "created_at": utc(now),
             "created_by": actor.username,
         }
         row_id = conn.execute(table.insert().values(row)).inserted_primary_key[0]
@@ -896,7 +899,7 @@ class RecordService(RecordChecks):
             form.name,
             record_id,
             "child_added",
-            {"child": child, "row_id": row_id, "values": _plain(dict(values))},
+            {"child": child, "row_id": row_id, "values": plain(dict(values))},
         )
         return event, {"id": row_id, **row}
 
@@ -917,7 +920,7 @@ class RecordService(RecordChecks):
         row = conn.execute(query).first()
         if row is None:
             raise NotFound(form.name, record_id)
-        return _loaded(row._mapping)
+        return as_read(row._mapping)
 
     def read(self, conn: sa.Connection, form: FormSpec, record_id: int) -> dict[str, Any]:
         """The record with its child rows and ref titles, on ``conn``."""
@@ -978,8 +981,6 @@ class RecordService(RecordChecks):
         q: str | None = None,
         actor: Actor | None = None,
     ) -> Page:
-        from engine.forms.listing import list_records
-
         form = self.form(form_name)
         self.check_access(form, "read", actor)
         with self.reads.connect() as conn:
@@ -1034,7 +1035,7 @@ class RecordService(RecordChecks):
             ref_id = values.get(spec.name)
             if spec.type == "ref" and ref_id is not None and spec.ref_form is not None:
                 row = conn.execute(self.by_id(spec.ref_form), {"rid": ref_id}).first()
-                loaded[spec.name] = _loaded(row._mapping) if row is not None else None
+                loaded[spec.name] = as_read(row._mapping) if row is not None else None
         return loaded
 
     def _held_files(
@@ -1114,7 +1115,7 @@ def _file_ids(values: Any) -> list[str]:
 def check_version(record: Mapping[str, Any], expected: int | None) -> None:
     """Optimistic locking: refuse (409) when the record moved on since it was read."""
     if expected is not None and expected != record["version"]:
-        raise ValidationFailed(
+        raise Conflict(
             [
                 FieldError(
                     "version",
@@ -1125,7 +1126,6 @@ def check_version(record: Mapping[str, Any], expected: int | None) -> None:
                     ),
                 )
             ],
-            status=409,
         )
 
 
@@ -1158,40 +1158,13 @@ def _differs(old: Any, new: Any) -> bool:
         except ArithmeticError:
             return True
     if isinstance(old, datetime) and isinstance(new, datetime):
-        return _utc(old) != _utc(new)
+        return utc(old) != utc(new)
     return bool(old != new)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy (dates and decimals as text) for event payloads."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return _utc(value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
 
 
 def _store(value: Any) -> Any:
     """Datetimes are stored in UTC (SQLite keeps no zone; PostgreSQL timestamptz does)."""
-    return _utc(value) if isinstance(value, datetime) else value
-
-
-def _loaded(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row as read: naive datetimes (SQLite) are UTC."""
-    return {
-        k: (v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v)
-        for k, v in row.items()
-    }
+    return utc(value) if isinstance(value, datetime) else value
 
 
 def _rows_changed(
@@ -1214,15 +1187,4 @@ def _child_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _row_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return _loaded(row)
-
-
-def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(_plain(list(values))).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    if not isinstance(data, list):
-        raise ValueError("bad cursor")
-    return data
+    return as_read(row)

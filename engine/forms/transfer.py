@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.forms.records import Actor, RecordService
-from engine.forms.validate import FieldError, ValidationFailed
+from engine.model.errors import BadRequest, FieldError, ValidationFailed
 from engine.model.i18n import Text
 from engine.model.spec import FormSpec
 
@@ -36,7 +36,7 @@ def _headers(form: FormSpec, header: list[str]) -> dict[str, str]:
         elif name in by_label:
             out[column] = by_label[name]
         else:
-            raise ValidationFailed(
+            raise BadRequest(
                 [
                     FieldError(
                         column,
@@ -47,7 +47,6 @@ def _headers(form: FormSpec, header: list[str]) -> dict[str, str]:
                         ),
                     )
                 ],
-                status=400,
             )
     return out
 

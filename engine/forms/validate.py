@@ -9,40 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.model.i18n import Lang, Text
+from engine.model.errors import FieldError
+from engine.model.i18n import Text
 from engine.model.spec import FieldSpec
 
-__all__ = ["FieldError", "ValidationFailed", "coerce_field", "is_blank"]
+__all__ = ["coerce_field", "is_blank"]
 
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{4,19}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 MAX_TEXT = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str | None
-    code: str
-    message: Text
-
-    def to_json(self, lang: Lang) -> dict[str, Any]:
-        return {"field": self.field, "code": self.code, "message": self.message(lang)}
-
-
-class ValidationFailed(Exception):
-    """The input was refused; ``errors`` says why, field by field."""
-
-    def __init__(self, errors: list[FieldError], status: int = 422) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.message.en}" for e in errors))
-        self.errors = errors
-        self.status = status
 
 
 def is_blank(value: Any) -> bool:

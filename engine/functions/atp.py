@@ -38,16 +38,14 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from engine.expressions.env import EvalEnv
+from engine.expressions.errors import EvaluationError
+from engine.expressions.functions import FunctionSpec
+from engine.expressions.messages import describe
 from engine.model.calendar import MAX_WORKDAYS, WorkCalendar
 from engine.model.i18n import Text, lang_from_locale
-
-if TYPE_CHECKING:  # engine.expressions is imported lazily: it registers ATP_FUNCTIONS itself
-    from engine.expressions.env import EvalEnv
-    from engine.expressions.functions import FunctionSpec
-
-    ATP_FUNCTIONS: dict[str, FunctionSpec]
 
 __all__ = [
     "ATP_FUNCTIONS",
@@ -697,9 +695,6 @@ def _expr_result(
     reserved: Any = None,
     reserved_position: str = "4th",
 ) -> AtpResult | None:
-    from engine.expressions.errors import EvaluationError
-    from engine.expressions.messages import describe
-
     if quantity is None or stock is None or lead_days is None:
         return None  # a blank argument gives a blank result, like the other functions
 
@@ -785,8 +780,6 @@ def fn_atp_explanation(
     """``atp_explanation(quantity, stock, lead_days[, lang[, reserved]])``: the text (Chinese
     unless 'en')."""
     if lang is not None and not isinstance(lang, str):
-        from engine.expressions.errors import EvaluationError
-
         raise EvaluationError(
             "expr-type",
             Text(
@@ -802,45 +795,32 @@ def fn_atp_explanation(
     return result.explanation_en if lang_from_locale(lang or "zh") == "en" else result.explanation
 
 
-def _build_functions() -> dict[str, FunctionSpec]:
-    from engine.expressions.functions import FunctionSpec
-
-    return {
-        "available_to_promise": FunctionSpec(
-            fn_available_to_promise,
-            3,
-            4,
-            Text(
-                "available_to_promise(quantity, stock, lead_days, reserved): the earliest date "
-                "the quantity can be promised, from the kept WMS stock answer, in-transit POs and "
-                "lead_days working days of production; with reserved (what the warehouse "
-                "reserved from stock for this order) only that much comes from stock",
-                "available_to_promise(数量, 库存, 生产周期, 已预留)：根据仓储系统返回的库存、"
-                "在途采购和生产周期（工作日）计算的最早可承诺交付日；给出已预留（仓库为本单从库存"
-                "预留的数量）时，只有这部分按现货计",
-            ),
-            needs_env=True,
+ATP_FUNCTIONS: dict[str, FunctionSpec] = {
+    "available_to_promise": FunctionSpec(
+        fn_available_to_promise,
+        3,
+        4,
+        Text(
+            "available_to_promise(quantity, stock, lead_days, reserved): the earliest date "
+            "the quantity can be promised, from the kept WMS stock answer, in-transit POs and "
+            "lead_days working days of production; with reserved (what the warehouse "
+            "reserved from stock for this order) only that much comes from stock",
+            "available_to_promise(数量, 库存, 生产周期, 已预留)：根据仓储系统返回的库存、"
+            "在途采购和生产周期（工作日）计算的最早可承诺交付日；给出已预留（仓库为本单从库存"
+            "预留的数量）时，只有这部分按现货计",
         ),
-        "atp_explanation": FunctionSpec(
-            fn_atp_explanation,
-            3,
-            5,
-            Text(
-                "atp_explanation(quantity, stock, lead_days, lang='zh', reserved): how the "
-                "earliest promise date was found, in words for the salesperson",
-                "atp_explanation(数量, 库存, 生产周期, 语言='zh', 已预留)：最早可承诺交付日的"
-                "计算说明，可直接给销售阅读",
-            ),
-            needs_env=True,
+        needs_env=True,
+    ),
+    "atp_explanation": FunctionSpec(
+        fn_atp_explanation,
+        3,
+        5,
+        Text(
+            "atp_explanation(quantity, stock, lead_days, lang='zh', reserved): how the "
+            "earliest promise date was found, in words for the salesperson",
+            "atp_explanation(数量, 库存, 生产周期, 语言='zh', 已预留)：最早可承诺交付日的"
+            "计算说明，可直接给销售阅读",
         ),
-    }
-
-
-def __getattr__(name: str) -> Any:
-    # ATP_FUNCTIONS is built on first use, so that engine.expressions.functions may import it
-    # into the standard table while this module imports FunctionSpec from there.
-    if name == "ATP_FUNCTIONS":
-        functions = _build_functions()
-        globals()["ATP_FUNCTIONS"] = functions
-        return functions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        needs_env=True,
+    ),
+}

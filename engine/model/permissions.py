@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from engine.forms.validate import FieldError, ValidationFailed
+from engine.model.errors import FieldError, Forbidden
 from engine.model.i18n import Text
 from engine.model.spec import App, DashboardSpec, FieldSpec, FormSpec, InsightSpec, TransitionSpec
 
@@ -242,6 +242,4 @@ def require(
     """Raise a 403 refusal (naming who may, on ``field`` when given) unless ``allowed``."""
 
     if not allowed(app, actor, action, resource):
-        raise ValidationFailed(
-            [FieldError(field, "forbidden", refusal(app, action, resource))], 403
-        )
+        raise Forbidden([FieldError(field, "forbidden", refusal(app, action, resource))])

@@ -20,12 +20,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import sqlalchemy as sa
 
-from engine.dashboards import snapshots
-from engine.flows.runner import FlowRuntime
-from engine.model import clock
 from engine.outbox import jobs, procrastinate_queue
 from engine.outbox.procrastinate_queue import ProcrastinateWorker
 
@@ -37,35 +35,26 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def run_job(engine: sa.Engine, runtime: FlowRuntime, job: jobs.Job) -> None:
+class JobRunner(Protocol):
+    """What a worker runs: one claimed job, and a periodic round (schedules, snapshots).
+    :class:`engine.flows.runner.FlowRuntime` is the one the application gives it."""
+
+    def run_job(self, job: jobs.Job) -> object: ...
+
+    def periodic(self) -> None: ...
+
+
+def run_job(engine: sa.Engine, runtime: JobRunner, job: jobs.Job) -> None:
     """Run one claimed job; a bug in it is recorded on the job and retried, never raised."""
     try:
-        if job.kind == "effect":
-            runtime.deliver(job)
-        elif job.kind == "approval":
-            runtime.approvals.on_job(job)
-        else:
-            runtime.advance(job)
+        runtime.run_job(job)
     except Exception as exc:  # a bug in one job must not stop the others
         log.exception("job %s failed", job.id)
         jobs.retry_later(engine, job, f"{type(exc).__name__}: {exc}")
 
 
-def fire_schedules(runtime: FlowRuntime) -> None:
-    """The periodic round: cron automations, then the dashboards' trend snapshots."""
-    try:
-        runtime.fire_schedules()
-    except sa.exc.DBAPIError:  # another worker holds the row; next round
-        log.warning("schedules not checked this round", exc_info=True)
-    records = runtime.records
-    try:
-        snapshots.refresh_if_due(records.engine, runtime.app, records.metadata, clock.now())
-    except Exception:  # a KPI that cannot be computed must not stop the jobs
-        log.exception("dashboard snapshots not refreshed this round")
-
-
 def procrastinate_worker(
-    engine: sa.Engine, runtime: Callable[[], FlowRuntime], concurrency: int = 4
+    engine: sa.Engine, runtime: Callable[[], JobRunner], concurrency: int = 4
 ) -> ProcrastinateWorker:
     """The PostgreSQL worker: procrastinate dispatches, the job itself is claimed by id."""
     name = worker_name()
@@ -76,7 +65,7 @@ def procrastinate_worker(
             run_job(engine, runtime(), job)
 
     return ProcrastinateWorker(
-        engine, run, lambda: fire_schedules(runtime()), name=name, concurrency=concurrency
+        engine, run, lambda: runtime().periodic(), name=name, concurrency=concurrency
     )
 
 
@@ -88,7 +77,7 @@ def uses_procrastinate(engine: sa.Engine) -> bool:
 
 
 def start_worker(
-    engine: sa.Engine, runtime: Callable[[], FlowRuntime]
+    engine: sa.Engine, runtime: Callable[[], JobRunner]
 ) -> Worker | ProcrastinateWorker:
     """The in-process worker of ``seamline serve``, of the kind this database uses."""
     worker: Worker | ProcrastinateWorker
@@ -104,7 +93,7 @@ class Worker:
     def __init__(
         self,
         engine: sa.Engine,
-        runtime: Callable[[], FlowRuntime],
+        runtime: Callable[[], JobRunner],
         name: str | None = None,
         batch: int = 10,
         schedules: bool = True,
@@ -123,7 +112,7 @@ class Worker:
         runtime = self.runtime()
         if self.schedules and time.monotonic() - self._schedules_checked >= SCHEDULE_EVERY:
             self._schedules_checked = time.monotonic()
-            fire_schedules(runtime)
+            runtime.periodic()
         taken = jobs.claim(self.engine, self.name, self.batch)
         for job in taken:
             run_job(self.engine, runtime, job)

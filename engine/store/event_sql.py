@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Alias
 
-from engine.dashboards.periods import Period
+from engine.model.periods import Period
 from engine.model.spec import App, EventSpec, KpiSpec
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.forms.validate import FieldError, ValidationFailed
+from engine.model.errors import BadRequest, FieldError, TooLarge, Unsupported, ValidationFailed
 from engine.model.i18n import Text
 from engine.model.spec import App, FieldSpec
 from engine.store.system_tables import add_system_tables
@@ -164,8 +164,10 @@ def max_bytes(spec: FieldSpec) -> int:
     return int(megabytes * 1024 * 1024)
 
 
-def _refuse(spec: FieldSpec, code: str, text: Text, status: int) -> ValidationFailed:
-    return ValidationFailed([FieldError(spec.name, code, text)], status)
+def _refuse(
+    kind: type[ValidationFailed], spec: FieldSpec, code: str, text: Text
+) -> ValidationFailed:
+    return kind([FieldError(spec.name, code, text)])
 
 
 def _size_mb(spec: FieldSpec) -> str:
@@ -177,50 +179,52 @@ def check_upload(spec: FieldSpec, raw_name: str | None, data: bytes) -> tuple[st
     label = spec.label
     if spec.type != "files":
         raise _refuse(
+            BadRequest,
             spec,
             "not_files",
             Text(f"{label} does not take files", f"{label}不是文件字段"),
-            400,
         )
     name = sanitize_name(raw_name)
     ext = extension_of(name)
     if not name or not ext:
         raise _refuse(
+            BadRequest,
             spec,
             "file_name",
             Text(f"{label}: the file needs a name with an extension", f"{label}：文件名须带扩展名"),
-            400,
         )
     if not data:
-        raise _refuse(spec, "empty", Text(f"{label}: the file is empty", f"{label}：文件为空"), 400)
+        raise _refuse(
+            BadRequest, spec, "empty", Text(f"{label}: the file is empty", f"{label}：文件为空")
+        )
     if len(data) > max_bytes(spec):
         limit = _size_mb(spec)
         raise _refuse(
+            TooLarge,
             spec,
             "too_large",
             Text(f"{label}: files may be at most {limit} MB", f"{label}：文件不能超过 {limit} MB"),
-            413,
         )
     if spec.accept and ext not in spec.accept:
         allowed = ", ".join(spec.accept)
         raise _refuse(
+            Unsupported,
             spec,
             "file_type",
             Text(
                 f"{label}: {ext} files are not accepted (allowed: {allowed})",
                 f"{label}：不接受 {ext} 文件（允许：{allowed}）",
             ),
-            415,
         )
     if not sniff_ok(ext, data):
         raise _refuse(
+            Unsupported,
             spec,
             "file_content",
             Text(
                 f"{label}: the content of '{name}' is not a {ext} file",
                 f"{label}：文件“{name}”的内容与扩展名 {ext} 不符",
             ),
-            415,
         )
     return name, CONTENT_TYPES.get(ext, "application/octet-stream")
 

@@ -25,7 +25,6 @@ from engine.model import clock
 from engine.model.spec import TrackingSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError, Recipient
-from engine.runtime import LiveApp
 from engine.store.events import EventIn, append_events
 from engine.tracking.limits import (
     CODES,
@@ -37,6 +36,7 @@ from engine.tracking.limits import (
     phone_key,
     prune,
 )
+from engine.tracking.live import Live
 
 __all__ = [
     "ACTOR",
@@ -74,7 +74,7 @@ def _digits_only(column: Any) -> Any:
     return column
 
 
-def find_contacts(conn: sa.Connection, live: LiveApp, spec: TrackingSpec, phone: str) -> list[Any]:
+def find_contacts(conn: sa.Connection, live: Live, spec: TrackingSpec, phone: str) -> list[Any]:
     """The contact rows whose phone field is this number (however it was typed in)."""
     table = live.records.table(spec.contact_form)
     stored = _digits_only(table.c[spec.phone_field])
@@ -83,7 +83,7 @@ def find_contacts(conn: sa.Connection, live: LiveApp, spec: TrackingSpec, phone:
 
 
 def _audit(
-    conn: sa.Connection, live: LiveApp, form: str, ids: Sequence[int], kind: str, ip: str
+    conn: sa.Connection, live: Live, form: str, ids: Sequence[int], kind: str, ip: str
 ) -> None:
     if ids:
         events = [EventIn(ACTOR, form, i, kind, {"ip": ip}) for i in ids]
@@ -97,9 +97,7 @@ def _new_code(length: int) -> str:
     return "".join(secrets.choice("0123456789") for _ in range(length))
 
 
-def _recipients(
-    live: LiveApp, spec: TrackingSpec, rows: Sequence[Any], phone: str
-) -> list[Recipient]:
+def _recipients(live: Live, spec: TrackingSpec, rows: Sequence[Any], phone: str) -> list[Recipient]:
     kind = live.app.connectors[spec.via or ""].type
     attribute = {"wecom": "wecom_id", "dingtalk": "dingtalk_id", "email": "email"}.get(kind)
     out = []
@@ -113,16 +111,14 @@ def _recipients(
     return out
 
 
-def _message(
-    live: LiveApp, spec: TrackingSpec, code: str, to: Sequence[Recipient]
-) -> dict[str, Any]:
+def _message(live: Live, spec: TrackingSpec, code: str, to: Sequence[Recipient]) -> dict[str, Any]:
     minutes = f"{spec.code_minutes:g}"
     context = {"code": code, "minutes": minutes, "app": {"title": live.app.title}}
     via, template = spec.via or "", spec.template or ""
-    return live.flows.message_payload(via, template, False, to, context)
+    return live.effects.message_payload(via, template, False, to, context)
 
 
-def request_code(live: LiveApp, spec: TrackingSpec, phone: str, ip: str) -> Status:
+def request_code(live: Live, spec: TrackingSpec, phone: str, ip: str) -> Status:
     """Make and send a code for ``phone``: "sent" (also for unknown numbers), "limited"
     (asked too often from this phone or address) or "locked"."""
     key = phone_key(phone)
@@ -170,7 +166,7 @@ def request_code(live: LiveApp, spec: TrackingSpec, phone: str, ip: str) -> Stat
                 payload,
                 form=spec.contact_form,
                 record_id=rows[0].id,
-                max_attempts=live.flows.effect_attempts(spec.via),
+                max_attempts=live.effects.attempts(spec.via),
             )
             _audit(conn, live, spec.contact_form, [r.id for r in rows], "track_code_requested", ip)
     return "sent"
@@ -206,7 +202,7 @@ def _expire_messages(conn: sa.Connection, spec: TrackingSpec, now: datetime) -> 
 
 def _failed(
     conn: sa.Connection,
-    live: LiveApp,
+    live: Live,
     spec: TrackingSpec,
     key: str,
     ip: str,
@@ -227,7 +223,7 @@ def _failed(
     return Outcome("locked")
 
 
-def verify_code(live: LiveApp, spec: TrackingSpec, phone: str, code: str, ip: str) -> Outcome:
+def verify_code(live: Live, spec: TrackingSpec, phone: str, code: str, ip: str) -> Outcome:
     """Check a one-time code: "ok" with the contact ids, "wrong", or "locked" (then even the
     right code is refused until the lockout ends)."""
     key = phone_key(phone)
@@ -260,7 +256,7 @@ def verify_code(live: LiveApp, spec: TrackingSpec, phone: str, code: str, ip: st
         return _failed(conn, live, spec, key, ip, now, contacts)
 
 
-def verify_suffix(live: LiveApp, spec: TrackingSpec, phone: str, suffix: str, ip: str) -> Outcome:
+def verify_suffix(live: Live, spec: TrackingSpec, phone: str, suffix: str, ip: str) -> Outcome:
     """The lighter proof: the phone plus the last characters of one of its records' numbers."""
     key = phone_key(phone)
     now = clock.now()

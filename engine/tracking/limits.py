@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from engine.accounts.secret import session_secret
 from engine.model.spec import RateSpec, TrackingSpec
 from engine.store.system_tables import system_metadata
-from engine.web.security import session_secret
 
 __all__ = [
     "CODES",

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from engine.model.i18n import Lang
-from engine.model.spec import FormSpec, TrackingSpec
-from engine.runtime import LiveApp
+from engine.model.spec import FieldSpec, FormSpec, TrackingSpec
 from engine.store.storage import reader
 from engine.tracking.limits import normalise_phone, phone_key
-from engine.web.templating import Formatter
+from engine.tracking.live import Live
 
 __all__ = ["Tracked", "TrackedRecord", "mask_name", "mask_phone", "read_tracked"]
 
@@ -54,8 +52,18 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * min(max(len(name) - 1, 1), 4) if name else ""
 
 
+class Shows(Protocol):
+    """How values read to people (the web floor's ``Formatter``, in the page's language)."""
+
+    def value(self, spec: FieldSpec | None, value: Any) -> str: ...
+
+    def state_label(self, form: FormSpec, state: str | None) -> str: ...
+
+    def datetime(self, value: Any) -> str: ...
+
+
 def read_tracked(
-    live: LiveApp, spec: TrackingSpec, contact_ids: Sequence[int], pkey: str, lang: Lang
+    live: Live, spec: TrackingSpec, contact_ids: Sequence[int], pkey: str, fmt: Shows
 ) -> Tracked | None:
     """The page's content, or None when none of the contacts still has the verified phone."""
     contacts_table = live.records.table(spec.contact_form)
@@ -74,7 +82,6 @@ def read_tracked(
     found = live.records.list_page(
         form.name, filters={"id__in": ",".join(map(str, ids))}, limit=len(ids) or 1
     ).items
-    fmt = Formatter(live.app, lang)
     records = tuple(_shown(fmt, live, spec, form, r, events.get(r["id"], [])) for r in found)
     return Tracked(mask_phone(phone), mask_name(name), records if ids else ())
 
@@ -85,7 +92,7 @@ def _still_has_phone(row: Any, spec: TrackingSpec, pkey: str) -> bool:
 
 
 def _record_ids(
-    conn: sa.Connection, live: LiveApp, spec: TrackingSpec, contacts: list[int]
+    conn: sa.Connection, live: Live, spec: TrackingSpec, contacts: list[int]
 ) -> list[int]:
     table = live.records.table(spec.record_form)
     query = sa.select(table.c.id).where(table.c[spec.contact_ref].in_(contacts))
@@ -95,7 +102,7 @@ def _record_ids(
 
 
 def _chain_events(
-    conn: sa.Connection, live: LiveApp, spec: TrackingSpec, ids: list[int]
+    conn: sa.Connection, live: Live, spec: TrackingSpec, ids: list[int]
 ) -> dict[int, list[Any]]:
     if not ids:
         return {}
@@ -116,8 +123,8 @@ def _chain_events(
 
 
 def _shown(
-    fmt: Formatter,
-    live: LiveApp,
+    fmt: Shows,
+    live: Live,
     spec: TrackingSpec,
     form: FormSpec,
     record: dict[str, Any],

@@ -11,14 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed
 from engine.model import permissions
+from engine.model.errors import BadRequest, FieldError, NotFound, ValidationFailed
 from engine.model.i18n import Lang, Text, lang_from_locale
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
 from engine.runtime import LiveApp
-from engine.web.jsonio import error, error_response, json_response, read_json
+from engine.web.jsonio import error, error_response, json_response, read_json, status_of
 from engine.web.openapi import build_openapi
 from engine.web.security import check_csrf, current_user
 
@@ -66,7 +65,7 @@ def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
             data = await read_json(request) if has_body else None
             return await run_in_threadpool(handler, request, user, data)
         except ValidationFailed as failed:
-            return error_response(failed.errors, lang, failed.status)
+            return error_response(failed.errors, lang, status_of(failed))
         except NotFound as missing:
             return error(
                 404,
@@ -278,7 +277,7 @@ def confirm(request: Request, user: Any, data: Any) -> Response:
     body = data if isinstance(data, dict) else {}
     role, value = body.get("role"), body.get("value")
     if (role is not None and not isinstance(role, str)) or isinstance(value, dict | list):
-        raise ValidationFailed(
+        raise BadRequest(
             [
                 FieldError(
                     None,
@@ -289,7 +288,6 @@ def confirm(request: Request, user: Any, data: Any) -> Response:
                     ),
                 )
             ],
-            400,
         )
     status = confirm_gate(
         live(request).records,
@@ -329,7 +327,7 @@ def outbox(request: Request, user: Any, data: Any) -> Response:
 
     status = request.query_params.get("status")
     if status and status not in JOB_STATUSES:
-        raise ValidationFailed(
+        raise BadRequest(
             [
                 FieldError(
                     "status",
@@ -340,7 +338,6 @@ def outbox(request: Request, user: Any, data: Any) -> Response:
                     ),
                 )
             ],
-            400,
         )
     return json_response(
         list_jobs(

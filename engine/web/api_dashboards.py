@@ -24,9 +24,8 @@ from engine.dashboards.compute import (
     drill_down,
     visible,
 )
-from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed
 from engine.model import clock
+from engine.model.errors import FieldError, Invalid, NotFound
 from engine.model.i18n import Text
 from engine.model.permissions import Resource
 from engine.model.spec import DashboardSpec
@@ -52,7 +51,7 @@ def _limit(request: Request) -> int:
     if raw is None:
         return DRILL_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValidationFailed(
+        raise Invalid(
             [
                 FieldError(
                     "limit",
@@ -60,7 +59,6 @@ def _limit(request: Request) -> int:
                     Text(f"limit: 1 to {MAX_LIMIT}", f"limit：须为 1 到 {MAX_LIMIT}"),
                 )
             ],
-            422,
         )
     return int(raw)
 

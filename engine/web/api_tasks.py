@@ -20,9 +20,8 @@ from starlette.routing import Route
 
 from engine.flows.approvals import inbox as inbox_module
 from engine.flows.approvals.service import APPROVALS
-from engine.forms.records import NotFound
-from engine.forms.validate import FieldError, ValidationFailed
 from engine.model import clock
+from engine.model.errors import BadRequest, FieldError, Invalid, NotFound
 from engine.model.i18n import Text
 from engine.store.files import load_file
 from engine.web.api import guarded, live, require
@@ -57,18 +56,17 @@ def _decide(decision: str):
         # creator or starter) — the approval itself is the permission.
         require(request, user, "use")
         if data is not None and not isinstance(data, dict):
-            raise ValidationFailed(
+            raise BadRequest(
                 [
                     FieldError(
                         None, "bad_body", Text("send a JSON object", "请求体必须是 JSON 对象")
                     )
                 ],
-                400,
             )
         comment = (data or {}).get("comment")
         if comment is not None and not isinstance(comment, str):
-            raise ValidationFailed(
-                [FieldError("comment", "bad_type", Text("comment: text", "comment：须为文本"))], 422
+            raise Invalid(
+                [FieldError("comment", "bad_type", Text("comment: text", "comment：须为文本"))]
             )
         task_id = _id(request, "task_id", "task")
         result = live(request).flows.approvals.decide(task_id, user, decision, comment)

@@ -23,12 +23,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from engine.forms.validate import ValidationFailed
+from engine.model.errors import ValidationFailed
 from engine.model.permissions import Resource, allowed, refusal
 from engine.model.spec import FieldSpec
 from engine.store.files import file_infos, file_owners, load_file, max_bytes, store_file
 from engine.web.api import lang_of, live
-from engine.web.jsonio import error, error_response, json_response
+from engine.web.jsonio import error, error_response, json_response, status_of
 from engine.web.security import check_csrf, current_user
 
 __all__ = ["download", "file_routes", "upload"]
@@ -142,7 +142,7 @@ async def upload(request: Request) -> Response:
     try:
         stored = await run_in_threadpool(save)
     except ValidationFailed as failed:
-        return error_response(failed.errors, lang, failed.status)
+        return error_response(failed.errors, lang, status_of(failed))
     return json_response(stored, 201)
 
 

@@ -11,7 +11,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.forms.validate import FieldError, ValidationFailed
+from engine.model.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    Missing,
+    TooLarge,
+    Unsupported,
+    ValidationFailed,
+)
 from engine.model.i18n import Lang, Text
 
 MAX_BODY = 2_000_000
@@ -32,6 +42,26 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+# The one place a domain refusal becomes an HTTP status (the classes: engine.model.errors).
+STATUS_OF: dict[type[ValidationFailed], int] = {
+    Invalid: 422,
+    BadRequest: 400,
+    Forbidden: 403,
+    Missing: 404,
+    Conflict: 409,  # Locked is a Conflict
+    TooLarge: 413,
+    Unsupported: 415,
+}
+
+
+def status_of(failed: ValidationFailed) -> int:
+    """The HTTP status of a refusal: its class's, or the nearest base class's."""
+    for kind in type(failed).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 422
+
+
 def error_response(errors: Sequence[FieldError], lang: Lang, status: int) -> Response:
     return json_response({"errors": [e.to_json(lang) for e in errors]}, status)
 
@@ -46,7 +76,7 @@ async def read_json(request: Request) -> Any:
     """The request body as JSON, or ValidationFailed (400/413/415) saying what is wrong."""
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type:
-        raise ValidationFailed(
+        raise Unsupported(
             [
                 FieldError(
                     None,
@@ -54,17 +84,13 @@ async def read_json(request: Request) -> Any:
                     Text("send the body as application/json", "请以 application/json 发送请求体"),
                 )
             ],
-            415,
         )
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise ValidationFailed(
-            [FieldError(None, "too_large", Text("the body is too large", "请求体过大"))], 413
-        )
+        raise TooLarge([FieldError(None, "too_large", Text("the body is too large", "请求体过大"))])
     try:
         return json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed(
+        raise BadRequest(
             [FieldError(None, "json", Text("the body is not valid JSON", "请求体不是合法的 JSON"))],
-            400,
         ) from None

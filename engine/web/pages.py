@@ -24,8 +24,8 @@ from starlette.staticfiles import StaticFiles
 
 from engine.accounts.auth import User
 from engine.flows.machine import available_transitions, fire_transition
-from engine.forms.records import NotFound
-from engine.forms.validate import ValidationFailed, is_blank
+from engine.forms.validate import is_blank
+from engine.model.errors import NotFound, ValidationFailed
 from engine.model.i18n import Lang
 from engine.model.permissions import Resource, allowed
 from engine.model.spec import FieldSpec, FormSpec
@@ -33,6 +33,7 @@ from engine.runtime import LiveApp
 from engine.store.files import file_infos
 from engine.web.api import live, require
 from engine.web.files import file_routes
+from engine.web.jsonio import status_of
 from engine.web.security import SecurityError, check_csrf, current_user, login, logout
 from engine.web.templating import Formatter, page_lang, render, translate
 
@@ -121,7 +122,7 @@ def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
         except NotFound:
             return _error_page(request, 404, "not_found")
         except ValidationFailed as failed:  # e.g. the form's permissions refuse this user
-            if failed.status != 403:
+            if status_of(failed) != 403:
                 raise
             return _error_page(request, 403, "forbidden", failed.errors[0].message(_lang(request)))
 
@@ -442,7 +443,7 @@ async def fire_action(request: Request, user: User) -> Response:
     except ValidationFailed as failed:
         return await _show_record(
             request,
-            status=failed.status,
+            status=status_of(failed),
             action_errors=[e.message(_lang(request)) for e in failed.errors],
         )
     return RedirectResponse(f"/forms/{form.name}/{record_id}", 303)
@@ -579,7 +580,7 @@ async def edit_record(request: Request, user: User) -> Response:
             return RedirectResponse(f"/forms/{form.name}/{saved['id']}", 303)
         except ValidationFailed as failed:
             errors, general = _errors(failed, request, editable)  # others: at the top
-            status = failed.status
+            status = status_of(failed)
     context = await run_in_threadpool(_form_context, current, form, editable, inputs, user)
     context.update(
         form=form, record=record, inputs=inputs, editable=editable, errors=errors, general=general
@@ -606,7 +607,7 @@ async def add_entry(request: Request, user: User) -> Response:
     except ValidationFailed as failed:
         errors, general = _errors(failed, request, {spec.name})
         entry = {"child": spec.name, "values": row, "errors": errors, "general": general}
-        return await _show_record(request, entry, failed.status)
+        return await _show_record(request, entry, status_of(failed))
     return RedirectResponse(f"/forms/{form.name}/{record_id}#{spec.name}", 303)
 
 

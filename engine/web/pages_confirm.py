@@ -16,11 +16,12 @@ from starlette.routing import Route
 from engine.accounts.auth import User
 from engine.expressions import EvaluationError
 from engine.flows.confirm import confirm_gate, gates_of
-from engine.forms.validate import ValidationFailed
+from engine.model.errors import ValidationFailed
 from engine.model.permissions import Resource, allowed
 from engine.model.spec import FormSpec
 from engine.runtime import LiveApp
 from engine.web.api import live
+from engine.web.jsonio import status_of
 from engine.web.pages import _form, _lang, _record_id, _show_record, _text, page
 from engine.web.templating import Formatter
 
@@ -120,7 +121,7 @@ async def confirm_action(request: Request, user: User) -> Response:
     except ValidationFailed as failed:
         return await _show_record(
             request,
-            status=failed.status,
+            status=status_of(failed),
             action_errors=[e.message(_lang(request)) for e in failed.errors],
         )
     return RedirectResponse(f"/forms/{form.name}/{record_id}#gates", 303)

@@ -30,8 +30,8 @@ from engine.dashboards.compute import (
     drill_down,
     visible,
 )
-from engine.forms.records import NotFound
 from engine.model import clock
+from engine.model.errors import NotFound
 from engine.model.permissions import Resource
 from engine.model.spec import DashboardSpec
 from engine.runtime import LiveApp

@@ -20,8 +20,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.accounts.auth import User
-from engine.forms.records import NotFound
 from engine.insights.clusters import ClusterReport, cluster_report, csv_text
+from engine.model.errors import NotFound
 from engine.model.permissions import Resource
 from engine.model.spec import FormSpec, InsightSpec
 from engine.runtime import LiveApp

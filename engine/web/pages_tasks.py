@@ -24,11 +24,11 @@ from starlette.routing import BaseRoute, Route
 from engine.accounts.auth import User
 from engine.flows.approvals.inbox import inbox, record_approvals
 from engine.flows.approvals.service import APPROVALS, ASSIGNEES, TASKS, delegators
-from engine.forms.records import NotFound
-from engine.forms.validate import ValidationFailed
 from engine.model import clock
+from engine.model.errors import NotFound, ValidationFailed
 from engine.runtime import LiveApp
 from engine.web.api import live, require
+from engine.web.jsonio import status_of
 from engine.web.pages import _CONTROL, _show_record, _text, page
 from engine.web.templating import page_lang, render, translate
 
@@ -123,9 +123,9 @@ async def decide_page(request: Request, user: User) -> Response:
         errors = [e.message(lang) for e in failed.errors]
         found = _RECORD_PAGE.fullmatch(back)
         if found is None:
-            return await _show_inbox(request, user, failed.status, errors)
+            return await _show_inbox(request, user, status_of(failed), errors)
         request.scope["path_params"] = {"form": found[1], "record_id": int(found[2])}
-        return await _show_record(request, status=failed.status, action_errors=errors)
+        return await _show_record(request, status=status_of(failed), action_errors=errors)
     request.session[FLASH_KEY] = translate(lang, f"decided_{decision}")
     return RedirectResponse(back, 303)
 

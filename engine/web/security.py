@@ -56,6 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from engine.accounts.auth import User, authenticate, user_for_session, user_for_token
+from engine.accounts.secret import session_secret
 from engine.accounts.sessions import end_session, start_session, touch_session
 from engine.model.i18n import Lang, Text, default_lang, lang_from_locale
 from engine.store.storage import reader
@@ -93,7 +94,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _SID_KEY, _CSRF_KEY = "sid", "csrf"
 _ENDING = "seamline_ending_session"  # request.state: a session id to revoke before answering
 _UNSET = object()
-_generated_secret: str | None = None
 
 
 # ---------------------------------------------------------------------------- errors
@@ -142,23 +142,6 @@ _CSRF = Text(
 
 
 # ---------------------------------------------------------------------------- sessions
-
-
-def session_secret() -> str:
-    """``SEAMLINE_SECRET_KEY``, or a random key for this process only (with a warning)."""
-    global _generated_secret
-    configured = os.environ.get("SEAMLINE_SECRET_KEY", "").strip()
-    if configured:
-        if len(configured) < 32:
-            log.warning("SEAMLINE_SECRET_KEY is short; use at least 32 random characters")
-        return configured
-    if _generated_secret is None:
-        _generated_secret = secrets.token_urlsafe(48)
-        log.warning(
-            "SEAMLINE_SECRET_KEY is not set: using a random key for this process. Sessions "
-            "will not survive a restart and will not work across several web processes."
-        )
-    return _generated_secret
 
 
 def secure_cookies() -> bool:

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.accounts.secret import session_secret
 from engine.model import clock
 from engine.model.i18n import Lang, Text
 from engine.model.spec import TrackingSpec
@@ -34,8 +35,8 @@ from engine.tracking.read import read_tracked
 from engine.tracking.visits import end_visit, start_visit, visit_is_live
 from engine.web.api import live
 from engine.web.pages import _post, _text, not_found_page
-from engine.web.security import check_csrf, secure_cookies, session_secret
-from engine.web.templating import page_lang, render, translate
+from engine.web.security import check_csrf, secure_cookies
+from engine.web.templating import Formatter, page_lang, render, translate
 
 __all__ = ["TRACK_COOKIE", "TRACK_TEXTS", "track_routes"]
 
@@ -264,7 +265,9 @@ async def track_orders(request: Request) -> Response:
         response = _page(request, spec, "track.html", 401, error=error)
         return _end_visit(response) if TRACK_COOKIE in request.cookies else response
     ids, key = visit
-    tracked = await run_in_threadpool(read_tracked, live(request), spec, ids, key, _lang(request))
+    tracked = await run_in_threadpool(
+        read_tracked, live(request), spec, ids, key, Formatter(live(request).app, _lang(request))
+    )
     if tracked is None:
         return _end_visit(RedirectResponse("/track", 303))
     return _page(request, spec, "track_orders.html", tracked=tracked)

@@ -15,10 +15,10 @@ from engine.flows.approvals.service import (
     TASKS,
     delegators,
     excluded_of,
-    refuse,
     sla_colour,
 )
 from engine.model.calendar import WorkCalendar
+from engine.model.errors import BadRequest, Invalid, refused
 from engine.model.spec import App
 
 
@@ -165,11 +165,11 @@ def _when(raw: Any, field: str) -> datetime:
     try:
         at = datetime.fromisoformat(str(raw))
     except ValueError:
-        raise refuse(
+        raise refused(
+            Invalid,
             "bad_datetime",
             f"{field}: not a date-time (YYYY-MM-DDTHH:MM)",
             f"{field}：不是有效的日期时间（YYYY-MM-DDTHH:MM）",
-            422,
             field,
         ) from None
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
@@ -180,34 +180,38 @@ def add_delegation(
 ) -> dict[str, Any]:
     """``user`` names a delegate who may decide their tasks between ``starts`` and ``ends``."""
     if not isinstance(data, Mapping):
-        raise refuse("bad_body", "send a JSON object", "请求体必须是 JSON 对象", 400)
+        raise refused(BadRequest, "bad_body", "send a JSON object", "请求体必须是 JSON 对象")
     delegate = data.get("delegate")
     if not isinstance(delegate, str) or delegate not in app.people:
-        raise refuse(
+        raise refused(
+            Invalid,
             "unknown_person",
             "delegate: not a person in the org chart",
             "delegate：组织架构中没有此人",
-            422,
             "delegate",
         )
     if delegate == user:
-        raise refuse(
+        raise refused(
+            Invalid,
             "self_delegation",
             "delegate: you cannot delegate to yourself",
             "delegate：不能委托给自己",
-            422,
             "delegate",
         )
     starts = _when(data.get("starts", now.isoformat()), "starts")
     ends = _when(data.get("ends"), "ends")
     if ends <= starts:
-        raise refuse(
-            "bad_range", "ends: must be after starts", "ends：必须晚于 starts", 422, "ends"
+        raise refused(
+            Invalid, "bad_range", "ends: must be after starts", "ends：必须晚于 starts", "ends"
         )
     reason = data.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise refuse(
-            "bad_reason", "reason: text up to 500 characters", "reason：最多 500 字", 422, "reason"
+        raise refused(
+            Invalid,
+            "bad_reason",
+            "reason: text up to 500 characters",
+            "reason：最多 500 字",
+            "reason",
         )
     new_id = conn.execute(
         DELEGATIONS.insert().values(

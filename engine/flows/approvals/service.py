@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -27,10 +27,22 @@ from engine.flows.approvals.routing import (
     plan_route,
     step_slots,
 )
+from engine.flows.effects import Effects, matches, recipient_of
+from engine.flows.machine import fire_transition
 from engine.flows.people import managers_of
 from engine.forms.records import SYSTEM_ACTOR, Actor, RecordEvent
-from engine.forms.validate import FieldError, ValidationFailed
 from engine.model import clock
+from engine.model.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    Locked,
+    Missing,
+    ValidationFailed,
+    refused,
+)
 from engine.model.i18n import Text
 from engine.model.spec import ApprovalSpec, FormSpec, SlaSpec
 from engine.outbox import jobs
@@ -38,9 +50,6 @@ from engine.outbox.connectors import ConnectorError
 from engine.store.events import EventIn, append_events
 from engine.store.files import store_bytes
 from engine.store.system_tables import system_metadata
-
-if TYPE_CHECKING:
-    from engine.flows.runner import FlowRuntime
 
 log = logging.getLogger(__name__)
 _META = system_metadata()
@@ -57,7 +66,7 @@ TIMER_ATTEMPTS = 1000  # timers re-arm themselves when they fire early; they nev
 
 
 def locked() -> ValidationFailed:
-    return ValidationFailed(
+    return Locked(
         [
             FieldError(
                 None,
@@ -69,7 +78,6 @@ def locked() -> ValidationFailed:
                 ),
             )
         ],
-        status=409,
     )
 
 
@@ -80,10 +88,6 @@ class Acting:
 
     username: str
     roles: frozenset[str] = frozenset({"*"})
-
-
-def refuse(code: str, en: str, zh: str, status: int, field: str | None = None) -> ValidationFailed:
-    return ValidationFailed([FieldError(field, code, Text(en, zh))], status=status)
 
 
 def _sla_json(sla: SlaSpec | None) -> dict[str, Any] | None:
@@ -102,12 +106,12 @@ def _aware(at: datetime | None) -> datetime | None:
 
 
 class ApprovalRuntime:
-    """Approvals of one compiled App (one per deployment, like FlowRuntime)."""
+    """Approvals of one compiled App (one per deployment, beside the FlowRuntime)."""
 
-    def __init__(self, flows: FlowRuntime) -> None:
-        self.flows = flows
-        self.app = flows.app
-        self.records = flows.records
+    def __init__(self, effects: Effects) -> None:
+        self.effects = effects
+        self.app = effects.app
+        self.records = effects.records
         self.by_form: dict[str, list[ApprovalSpec]] = {}
         self._pending: weakref.WeakKeyDictionary[sa.Connection, list[tuple[EventIn, datetime]]]
         self._pending = weakref.WeakKeyDictionary()
@@ -127,8 +131,6 @@ class ApprovalRuntime:
     def _on_record_event(
         self, conn: sa.Connection, event: RecordEvent, specs: list[ApprovalSpec]
     ) -> None:
-        from engine.flows.runner import matches
-
         active = self._active(conn, event.form, event.record_id)
         if active is not None:
             plan = active.plan
@@ -343,41 +345,43 @@ class ApprovalRuntime:
     ) -> dict[str, Any]:
         """Approve, reject or return the task for ``actor`` (its assignee or their delegate)."""
         if decision not in DECISIONS:
-            raise refuse("bad-decision", "unknown decision", "未知的审批操作", 400, "decision")
+            raise refused(
+                BadRequest, "bad-decision", "unknown decision", "未知的审批操作", "decision"
+            )
         comment = (comment or "").strip()
         if len(comment) > 4000:
-            raise refuse(
+            raise refused(
+                Invalid,
                 "too-long",
                 "the comment is too long (4,000 at most)",
                 "意见过长（最多 4000 字）",
-                422,
                 "comment",
             )
         if decision != "approve" and not comment:
-            raise refuse(
-                "required", "say why in a comment", "驳回或退回时请填写意见", 422, "comment"
+            raise refused(
+                Invalid, "required", "say why in a comment", "驳回或退回时请填写意见", "comment"
             )
         now = clock.now()
         with self.engine.begin() as conn:
             task = self._lock(conn, TASKS, task_id)
             if task is None:
-                raise refuse("not-found", "no such task", "没有这个审批任务", 404)
+                raise refused(Missing, "not-found", "no such task", "没有这个审批任务")
             approval = self._lock(conn, APPROVALS, task.approval_id)
             on_behalf_of = self._may_act(conn, task, approval, actor, now)
             if task.status != "open" or approval.status != "active":
-                raise refuse(
+                raise refused(
+                    Conflict,
                     "already-decided",
                     "this task has already been decided",
                     "该审批任务已处理",
-                    409,
                 )
             plan = approval.plan
             if decision == "return" and not plan.get("on_returned"):
-                raise refuse(
+                raise refused(
+                    BadRequest,
                     "cannot-return",
                     "this approval cannot return records for changes",
                     "该审批不支持退回修改",
-                    400,
                     "decision",
                 )
             status = DECISIONS[decision]
@@ -457,8 +461,6 @@ class ApprovalRuntime:
     def _finish(
         self, conn: sa.Connection, approval: Any, outcome: str, actor: str, now: datetime
     ) -> None:
-        from engine.flows.machine import fire_transition
-
         conn.execute(
             APPROVALS.update()
             .where(APPROVALS.c.id == approval.id)
@@ -526,11 +528,11 @@ class ApprovalRuntime:
         submitter and the record's creator by default) even as a delegate."""
         excluded = excluded_of(approval)
         if actor.username in excluded:  # the clearer reason, assignee or not
-            raise refuse(
+            raise refused(
+                Forbidden,
                 "self-approval",
                 "you cannot decide a record you created or submitted for approval",
                 "不能审批自己创建或提交审批的单据",
-                403,
             )
         assignees = set(
             conn.execute(
@@ -541,19 +543,19 @@ class ApprovalRuntime:
         if actor.username not in assignees:
             principals = sorted(set(delegators(conn, actor.username, now)) & assignees)
             if not principals:
-                raise refuse(
+                raise refused(
+                    Forbidden,
                     "not-assignee",
                     "this task is not yours to decide",
                     "该审批任务不是分配给您的，您无权处理",
-                    403,
                 )
             on_behalf_of = principals[0]
         if on_behalf_of in excluded:
-            raise refuse(
+            raise refused(
+                Forbidden,
                 "self-approval",
                 f"you cannot decide for {on_behalf_of}: they created or submitted this record",
                 f"不能代 {on_behalf_of} 审批：该单据由其创建或提交审批",
-                403,
             )
         return on_behalf_of
 
@@ -679,8 +681,6 @@ class ApprovalRuntime:
         people = [self.app.people[u] for u in users if u in self.app.people]
         if notify is None or not people:
             return
-        from engine.flows.runner import recipient_of
-
         if context is None:
             context = self._record_context(
                 conn, self.records.form(approval.form), approval.record_id
@@ -688,7 +688,7 @@ class ApprovalRuntime:
         sla = step.get("sla") or {}
         names = [self.app.people[u].name if u in self.app.people else u for u in escalated_from]
         try:
-            payload = self.flows.message_payload(
+            payload = self.effects.message_payload(
                 notify.via,
                 notify.template,
                 notify.todo,
@@ -723,7 +723,7 @@ class ApprovalRuntime:
             payload,
             form=approval.form,
             record_id=approval.record_id,
-            max_attempts=self.flows.effect_attempts(notify.via),
+            max_attempts=self.effects.attempts(notify.via),
         )
 
     def _local(self, at: datetime | None) -> str:
@@ -806,7 +806,7 @@ class ApprovalRuntime:
         self, conn: sa.Connection, form: FormSpec, record_id: int
     ) -> dict[str, Any]:
         row = self.records.row(conn, form, record_id)
-        return self.flows.context_of(conn, form.name, row)
+        return self.effects.context(conn, form.name, row)
 
     def _event(
         self,
