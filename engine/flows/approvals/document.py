@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.flows.approvals.pdf import ApprovalDocument, DecisionLine
+from engine.flows.approvals.plan import plan_of
 from engine.store.system_tables import system_metadata
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def approval_document(
         labels = {o.value: o.label for o in spec.options}
         value = labels.get(value, value) if isinstance(value, str) else value
         fields.append((spec.label, "" if value is None else str(value)))
-    plan = approval.plan
+    plan = plan_of(approval)
     tasks = conn.execute(
         sa.select(TASKS)
         .where(TASKS.c.approval_id == approval.id)
@@ -63,7 +64,7 @@ def approval_document(
     ).all()
     lines = []
     for task in tasks:
-        step = plan["steps"][task.step]
+        step = plan.steps[task.step]
         if task.decided_by:
             who = task.decided_by
         else:
@@ -74,7 +75,7 @@ def approval_document(
             )
         lines.append(
             DecisionLine(
-                step=step["label"],
+                step=step.label,
                 approver=_person(runtime, who),
                 decision=task.status,
                 at=_utc(task.decided_at),
@@ -108,13 +109,13 @@ def approval_document(
             )
         )
     lines.sort(key=lambda line: line.at or datetime.max.replace(tzinfo=UTC))
-    route = plan["route_label"]
-    if plan.get("added_labels"):
-        route += " + " + " + ".join(plan["added_labels"])
+    route = plan.route_label
+    if plan.added_labels:
+        route += " + " + " + ".join(plan.added_labels)
     return ApprovalDocument(
         app_title=app.title,
         form_title=form.title,
-        record_label=plan.get("record_label") or f"{form.title} #{approval.record_id}",
+        record_label=plan.record_label or f"{form.title} #{approval.record_id}",
         fields=tuple(fields),
         route=route,
         outcome=approval.status,

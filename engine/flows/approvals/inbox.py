@@ -8,13 +8,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.flows.approvals.plan import plan_of
 from engine.flows.approvals.service import (
     APPROVALS,
     ASSIGNEES,
     DELEGATIONS,
     TASKS,
     delegators,
-    excluded_of,
     sla_colour,
 )
 from engine.model.calendar import WorkCalendar
@@ -73,18 +73,19 @@ def inbox(
             continue
         assigned = people[row.id]
         created, due = _utc(row.created_at) or now, _utc(row.due_at)
-        step = row.plan["steps"][row.step]
+        plan = plan_of(row)
+        step = plan.steps[row.step]
         out.append(
             {
                 "id": row.id,
                 "approval_id": row.approval_id,
                 "form": row.form,
                 "record_id": row.record_id,
-                "record_label": row.plan.get("record_label"),
-                "route": row.plan["route"],
-                "route_label": row.plan["route_label"],
-                "step": step["name"],
-                "step_label": step["label"],
+                "record_label": plan.record_label,
+                "route": plan.route,
+                "route_label": plan.route_label,
+                "step": step.name,
+                "step_label": step.label,
                 "assignees": assigned,
                 "on_behalf_of": None
                 if user in assigned
@@ -97,8 +98,8 @@ def inbox(
                 "waited_business_hours": round(calendar.business_hours_between(created, now), 2),
                 "sla": sla_colour(due, _utc(row.remind_at), now, created),
                 # filed or submitted it: deciding would be refused (403)
-                "self_submitted": row.submitter == user or user in excluded_of(row),
-                "can_return": bool(row.plan.get("on_returned")),
+                "self_submitted": row.submitter == user or user in plan.excluded_for(row.submitter),
+                "can_return": plan.can_return,
             }
         )
     return out
@@ -124,26 +125,27 @@ def record_approvals(conn: sa.Connection, form: str, record_id: int) -> list[dic
     people = _assignees(conn, [t.id for t in tasks])
     out = []
     for a in approvals:
-        steps = a.plan["steps"]
+        plan = plan_of(a)
+        steps = plan.steps
         out.append(
             {
                 "id": a.id,
                 "approval": a.approval,
                 "route": a.route,
-                "route_label": a.plan["route_label"],
-                "added": a.plan.get("added_labels", []),
+                "route_label": plan.route_label,
+                "added": list(plan.added_labels),
                 "status": a.status,
-                "step": steps[a.step]["label"] if a.step < len(steps) else None,
+                "step": steps[a.step].label if a.step < len(steps) else None,
                 "submitter": a.submitter,
-                "excluded": excluded_of(a),
+                "excluded": plan.excluded_for(a.submitter),
                 "started_at": _utc(a.started_at),
                 "finished_at": _utc(a.finished_at),
                 "record_file": a.record_file,
-                "can_return": bool(a.plan.get("on_returned")),
+                "can_return": plan.can_return,
                 "tasks": [
                     {
                         "id": t.id,
-                        "step": steps[t.step]["label"],
+                        "step": steps[t.step].label,
                         "status": t.status,
                         "assignees": people[t.id],
                         "due_at": _utc(t.due_at),

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.flows.approvals.plan import ApprovalPlan, PlannedSla, PlannedStep, plan_of
 from engine.flows.approvals.routing import (
     approval_context,
     excluded_people,
@@ -44,7 +45,7 @@ from engine.model.errors import (
     refused,
 )
 from engine.model.i18n import Text
-from engine.model.spec import ApprovalSpec, FormSpec, SlaSpec
+from engine.model.spec import ApprovalSpec, FormSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError
 from engine.store.events import EventIn, append_events
@@ -90,17 +91,6 @@ class Acting:
     roles: frozenset[str] = frozenset({"*"})
 
 
-def _sla_json(sla: SlaSpec | None) -> dict[str, Any] | None:
-    if sla is None:
-        return None
-    return {
-        "business_hours": sla.business_hours,
-        "escalate_to": sla.escalate_to,
-        "max_escalations": sla.max_escalations,
-        "remind_before_hours": sla.remind_before_hours,
-    }
-
-
 def _aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
@@ -133,16 +123,16 @@ class ApprovalRuntime:
     ) -> None:
         active = self._active(conn, event.form, event.record_id)
         if active is not None:
-            plan = active.plan
-            if event.kind == "transition" and event.to_state not in plan["start_states"]:
+            plan = plan_of(active)
+            if event.kind == "transition" and event.to_state not in plan.start_states:
                 self._close(conn, active, "cancelled", event.actor)
                 active = None
             elif event.kind in CHANGES:
                 if self._appended_to_log(event):
                     return  # an append-only table (a log) stays open while approving
-                if plan.get("if_record_changes") == "lock" and event.actor != SYSTEM_ACTOR.username:
+                if plan.if_record_changes == "lock" and event.actor != SYSTEM_ACTOR.username:
                     raise locked()  # rolls the edit back: listeners run inside its transaction
-                if plan.get("if_record_changes") == "restart":
+                if plan.if_record_changes == "restart":
                     self._close(conn, active, "restarted", event.actor)
                     spec = self.app.approvals.get(active.approval)
                     if spec is not None:
@@ -178,54 +168,55 @@ class ApprovalRuntime:
         context = self._record_context(conn, form, record_id)
         scope = approval_context(spec, context, submitter)
         env = self.records.env()
-        plan = plan_route(spec, scope, env)
+        route = plan_route(spec, scope, env)
         excluded = excluded_people(spec, submitter, context.get("created_by"))
         steps = []
-        for step in plan.steps:
+        for step in route.steps:
             # a slot only excluded people could fill goes to their manager instead
             slots = step_slots(
                 self.app, spec, step, scope, env, submitter=submitter, excluded=excluded
             )
             needed = len(slots) if step.kind == "all_of" else step.needed
+            sla = step.sla or spec.sla
             steps.append(
-                {
-                    "name": step.name,
-                    "label": step.label or step.name,
-                    "kind": step.kind,
-                    "needed": needed,
-                    "slots": slots,
-                    "sla": _sla_json(step.sla or spec.sla),
-                }
+                PlannedStep(
+                    name=step.name,
+                    label=step.label or step.name,
+                    kind=step.kind,
+                    needed=needed,
+                    slots=tuple(tuple(users) for users in slots),
+                    sla=PlannedSla.from_spec(sla) if sla is not None else None,
+                )
             )
         machine = self.app.state_machines.get(form_name)
         start_states = list(spec.start.names) if spec.start.kind == "state_entered" else []
         if not start_states and machine is not None:
             start_states = [t.target for t in machine.transitions if t.name in spec.start.names]
-        plan_json = {
-            "approval": spec.name,
-            "route": plan.route.name,
-            "route_label": plan.label,
-            "added": [r.name for r in plan.added],
-            "added_labels": [r.label or r.name for r in plan.added],
-            "steps": steps,
-            "on_approved": spec.on_approved,
-            "on_rejected": spec.on_rejected,
-            "on_returned": spec.on_returned,
-            "if_record_changes": spec.if_record_changes,
-            "self_approval": spec.self_approval,
-            "excluded": excluded,  # never asked, never act (nor as a delegate)
-            "start_states": start_states,
-            "record_label": record_label(form, context),
-        }
+        plan = ApprovalPlan(
+            approval=spec.name,
+            route=route.route.name,
+            route_label=route.label,
+            added=tuple(r.name for r in route.added),
+            added_labels=tuple(r.label or r.name for r in route.added),
+            steps=tuple(steps),
+            on_approved=spec.on_approved,
+            on_rejected=spec.on_rejected,
+            on_returned=spec.on_returned,
+            if_record_changes=spec.if_record_changes,
+            self_approval=spec.self_approval,
+            excluded=tuple(excluded),  # never asked, never act (nor as a delegate)
+            start_states=tuple(start_states),
+            record_label=record_label(form, context),
+        )
         approval_id = conn.execute(
             APPROVALS.insert().values(
                 approval=spec.name,
                 form=form_name,
                 record_id=record_id,
-                route=plan.route.name,
+                route=plan.route,
                 status="active",
                 step=0,
-                plan=plan_json,
+                plan=plan.to_json(),
                 submitter=submitter,
                 config_hash=self.app.content_hash,
                 started_at=now,
@@ -240,10 +231,10 @@ class ApprovalRuntime:
             {
                 "approval_id": approval_id,
                 "approval": spec.name,
-                "route": plan.route.name,
-                "route_label": plan.label,
-                "added": plan_json["added"],
-                "steps": [s["name"] for s in steps],
+                "route": plan.route,
+                "route_label": plan.route_label,
+                "added": list(plan.added),
+                "steps": [s.name for s in plan.steps],
             },
             now,
         )
@@ -260,21 +251,20 @@ class ApprovalRuntime:
         now: datetime,
         context: Mapping[str, Any] | None = None,
     ) -> None:
-        step = approval.plan["steps"][index]
-        sla = step.get("sla")
+        step = plan_of(approval).steps[index]
+        sla = step.sla
         calendar = self.records.runtime.calendar
         due = remind = None
-        if sla:
-            due = self._business_later(calendar, now, sla["business_hours"])
-            before = sla.get("remind_before_hours")
-            if before and before < sla["business_hours"]:
-                remind = self._business_later(calendar, now, sla["business_hours"] - before)
+        if sla is not None:
+            due = self._business_later(calendar, now, sla.business_hours)
+            if sla.remind_after_hours is not None:
+                remind = self._business_later(calendar, now, sla.remind_after_hours)
         conn.execute(APPROVALS.update().where(APPROVALS.c.id == approval.id).values(step=index))
         if context is None:
             context = self._record_context(
                 conn, self.records.form(approval.form), approval.record_id
             )
-        for slot, users in enumerate(step["slots"]):
+        for slot, users in enumerate(step.slots):
             task_id = conn.execute(
                 TASKS.insert().values(
                     approval_id=approval.id,
@@ -298,9 +288,9 @@ class ApprovalRuntime:
             "approval_step_opened",
             {
                 "approval_id": approval.id,
-                "step": step["name"],
-                "label": step["label"],
-                "slots": step["slots"],
+                "step": step.name,
+                "label": step.label,
+                "slots": [list(users) for users in step.slots],
                 "due_at": due.isoformat() if due else None,
             },
             now,
@@ -375,8 +365,8 @@ class ApprovalRuntime:
                     "this task has already been decided",
                     "该审批任务已处理",
                 )
-            plan = approval.plan
-            if decision == "return" and not plan.get("on_returned"):
+            plan = plan_of(approval)
+            if decision == "return" and not plan.can_return:
                 raise refused(
                     BadRequest,
                     "cannot-return",
@@ -396,7 +386,7 @@ class ApprovalRuntime:
                     comment=comment or None,
                 )
             )
-            step = plan["steps"][task.step]
+            step = plan.steps[task.step]
             self._event(
                 conn,
                 actor.username,
@@ -406,8 +396,8 @@ class ApprovalRuntime:
                 {
                     "approval_id": approval.id,
                     "task_id": task_id,
-                    "step": step["name"],
-                    "label": step["label"],
+                    "step": step.name,
+                    "label": step.label,
                     "decision": status,
                     "comment": comment,
                     "on_behalf_of": on_behalf_of,
@@ -427,12 +417,12 @@ class ApprovalRuntime:
         actor: str,
         now: datetime,
     ) -> str:
-        plan = approval.plan
+        plan = plan_of(approval)
         if status != "approved":
             self._skip_open(conn, approval.id)
             self._finish(conn, approval, status, actor, now)
             return status
-        step = plan["steps"][task.step]
+        step = plan.steps[task.step]
         approved = conn.execute(
             sa.select(sa.func.count())
             .select_from(TASKS)
@@ -442,10 +432,10 @@ class ApprovalRuntime:
                 TASKS.c.status == "approved",
             )
         ).scalar_one()
-        if approved < step["needed"]:
+        if approved < step.needed:
             return "active"
         self._skip_open(conn, approval.id)
-        if task.step + 1 < len(plan["steps"]):
+        if task.step + 1 < len(plan.steps):
             self._open_step(conn, approval, task.step + 1, now)
             return "active"
         self._finish(conn, approval, "approved", actor, now)
@@ -480,7 +470,7 @@ class ApprovalRuntime:
         conn.execute(
             APPROVALS.update().where(APPROVALS.c.id == approval.id).values(outcome_hash=digest)
         )
-        transition = approval.plan.get(f"on_{outcome}")
+        transition = plan_of(approval).outcome_transition(outcome)
         if transition:
             fire_transition(
                 self.records,
@@ -603,14 +593,15 @@ class ApprovalRuntime:
         )
 
     def _escalate(self, conn: sa.Connection, approval: Any, task: Any, now: datetime) -> None:
-        step = approval.plan["steps"][task.step]
-        sla = step.get("sla") or {}
+        step = plan_of(approval).steps[task.step]
+        sla = step.sla
         current = self._users(conn, task.id)
-        targets = managers_of(self.app, current) if sla.get("escalate_to") == "manager" else []
+        escalates = sla is not None and sla.escalate_to == "manager"
+        targets = managers_of(self.app, current) if escalates else []
         excluded = excluded_of(approval)
         targets = [t for t in targets if t not in excluded]
-        payload = {"approval_id": approval.id, "task_id": task.id, "step": step["name"]}
-        if task.escalations >= sla.get("max_escalations", 0) or not targets:
+        payload = {"approval_id": approval.id, "task_id": task.id, "step": step.name}
+        if sla is None or task.escalations >= sla.max_escalations or not targets:
             reason = "max" if targets else "no-manager"
             self._event(
                 conn,
@@ -624,13 +615,9 @@ class ApprovalRuntime:
             return
         level = task.escalations + 1
         calendar = self.records.runtime.calendar
-        due = self._business_later(calendar, now, sla["business_hours"])
-        before = sla.get("remind_before_hours")
-        remind = (
-            self._business_later(calendar, now, sla["business_hours"] - before)
-            if before and before < sla["business_hours"]
-            else None
-        )
+        due = self._business_later(calendar, now, sla.business_hours)
+        after = sla.remind_after_hours
+        remind = self._business_later(calendar, now, after) if after is not None else None
         conn.execute(
             TASKS.update()
             .where(TASKS.c.id == task.id)
@@ -650,7 +637,7 @@ class ApprovalRuntime:
         self._message(conn, approval, task.id, step, targets, "escalated", None, due, current)
 
     def _remind(self, conn: sa.Connection, approval: Any, task: Any, now: datetime) -> None:
-        step = approval.plan["steps"][task.step]
+        step = plan_of(approval).steps[task.step]
         users = self._users(conn, task.id)
         self._event(
             conn,
@@ -658,7 +645,7 @@ class ApprovalRuntime:
             approval.form,
             approval.record_id,
             "approval_reminded",
-            {"approval_id": approval.id, "task_id": task.id, "step": step["name"], "to": users},
+            {"approval_id": approval.id, "task_id": task.id, "step": step.name, "to": users},
             now,
         )
         self._message(conn, approval, task.id, step, users, "reminder", None, _aware(task.due_at))
@@ -668,7 +655,7 @@ class ApprovalRuntime:
         conn: sa.Connection,
         approval: Any,
         task_id: int,
-        step: Mapping[str, Any],
+        step: PlannedStep,
         users: Sequence[str],
         event: str,
         context: Mapping[str, Any] | None,
@@ -685,7 +672,7 @@ class ApprovalRuntime:
             context = self._record_context(
                 conn, self.records.form(approval.form), approval.record_id
             )
-        sla = step.get("sla") or {}
+        plan = plan_of(approval)
         names = [self.app.people[u].name if u in self.app.people else u for u in escalated_from]
         try:
             payload = self.effects.message_payload(
@@ -698,13 +685,13 @@ class ApprovalRuntime:
                     "event": event,
                     "app": {"title": self.app.title},
                     "approval": {
-                        "route_label": approval.plan["route_label"],
-                        "sla_hours": sla.get("business_hours"),
-                        "record_label": approval.plan.get("record_label"),
+                        "route_label": plan.route_label,
+                        "sla_hours": step.sla.business_hours if step.sla is not None else None,
+                        "record_label": plan.record_label,
                     },
                     "task": {
                         "id": task_id,
-                        "step_label": step["label"],
+                        "step_label": step.label,
                         "due_local": self._local(due),
                         "escalated_from": "、".join(names),
                     },
@@ -757,7 +744,7 @@ class ApprovalRuntime:
         with self.engine.begin() as conn:
             current = self._lock(conn, APPROVALS, approval_id)
             if current is not None and current.record_file is None:
-                label = approval.plan.get("record_label") or approval.form
+                label = plan_of(approval).record_label or approval.form
                 name = f"{label}-审批记录-{approval_id}.pdf"
                 stored = store_bytes(conn, name, "application/pdf", data, "approval", now)
                 conn.execute(
@@ -832,14 +819,8 @@ class ApprovalRuntime:
 
 def excluded_of(approval: Any) -> list[str]:
     """The people an approval (a ``sl_approvals`` row) never lets decide, as stored in its plan
-    when it started; plans stored before ``self_approval`` existed exclude the submitter unless
-    they allowed self-approval."""
-    plan = approval.plan
-    if "excluded" in plan:
-        return list(plan["excluded"])
-    if plan.get("allow_self_approval") or not approval.submitter:
-        return []
-    return [approval.submitter]
+    when it started (see :meth:`ApprovalPlan.excluded_for`)."""
+    return plan_of(approval).excluded_for(approval.submitter)
 
 
 def delegators(conn: sa.Connection, delegate: str, at: datetime) -> list[str]:
