@@ -40,7 +40,7 @@ class Api:
         import re
 
         from engine.accounts.auth import set_password
-        from engine.web.pages import page_routes
+        from engine.web.routes import page_routes
 
         with self.engine.begin() as conn:
             set_password(conn, username, BROWSER_PASSWORD)

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from engine.accounts.auth import create_token, set_password
 from engine.runtime import Deployments
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.server import create_web_app
 
 PASSWORD = "order-centre-2026"

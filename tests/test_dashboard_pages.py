@@ -20,8 +20,8 @@ from test_pages import PASSWORD, browser, sign_in
 
 from engine.accounts.auth import set_password
 from engine.dashboards.compute import dashboard_values, drill_down
-from engine.web.pages import STATIC_DIR
 from engine.web.pages_dashboards import shown
+from engine.web.routes import STATIC_DIR
 
 WORDS = {"green": "绿灯", "amber": "黄灯", "red": "红灯", "none": "无灯"}
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -20,7 +20,7 @@ from engine.model.errors import ValidationFailed
 from engine.runtime import Deployments
 from engine.store.files import check_upload, load_file, missing_files, sanitize_name, store_file
 from engine.web.files import content_disposition
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.server import create_web_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 40

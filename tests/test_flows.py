@@ -196,7 +196,7 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
 
     from engine.accounts.auth import set_password
     from engine.runtime import Deployments
-    from engine.web.pages import page_routes
+    from engine.web.routes import page_routes
     from engine.web.server import create_web_app
 
     api, worker, _wms, _ding, wecom, customer = world

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from engine.accounts.auth import create_token, set_password
 from engine.forms.records import SYSTEM_ACTOR
 from engine.runtime import Deployments, LiveApp
-from engine.web.pages import STATIC_DIR, page_routes
+from engine.web.routes import STATIC_DIR, page_routes
 from engine.web.security import LoginLimiter
 from engine.web.server import create_web_app
 

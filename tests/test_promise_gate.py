@@ -167,7 +167,7 @@ def test_passing_the_gate_uses_the_confirmations_up(api) -> None:
 def _browser(api, user: str) -> TestClient:
     from engine.accounts.auth import set_password
     from engine.runtime import Deployments
-    from engine.web.pages import page_routes
+    from engine.web.routes import page_routes
     from engine.web.server import create_web_app
 
     with api.engine.begin() as conn:

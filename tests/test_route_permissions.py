@@ -23,7 +23,7 @@ from engine.model.permissions import checked_actions
 from engine.outbox.jobs import JOBS
 from engine.runtime import Deployments
 from engine.store.files import store_bytes
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.server import PUBLIC_ROUTES, create_web_app
 
 

@@ -26,7 +26,7 @@ from engine.accounts.auth import set_password
 from engine.forms.records import SYSTEM_ACTOR
 from engine.outbox.worker import Worker
 from engine.runtime import Deployments
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.server import create_web_app
 
 pytestmark = needs_chromium

@@ -28,7 +28,7 @@ from engine.outbox import jobs
 from engine.outbox.worker import run_job
 from engine.runtime import Deployments
 from engine.tracking.limits import CODES, HITS
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.security import session_secret
 from engine.web.server import create_web_app
 from engine.web.track import TRACK_COOKIE

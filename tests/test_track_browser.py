@@ -10,7 +10,7 @@ from browserhelp import launch, needs_chromium, serve
 from test_track import PACK, World, _world
 
 from engine.runtime import Deployments
-from engine.web.pages import page_routes
+from engine.web.routes import page_routes
 from engine.web.server import create_web_app
 
 pytestmark = needs_chromium

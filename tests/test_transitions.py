@@ -128,7 +128,7 @@ def test_transition_buttons_on_the_record_page(api) -> None:
 
     from engine.accounts.auth import set_password
     from engine.runtime import Deployments
-    from engine.web.pages import page_routes
+    from engine.web.routes import page_routes
     from engine.web.server import create_web_app
 
     sales = api.client("li.sales")

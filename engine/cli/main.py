@@ -15,6 +15,7 @@ import click
 
 from engine.cli import deploy, insights, run, testing, users
 from engine.cli.common import DEFAULT_APP, app_locale, cli_lang
+from engine.model.i18n import counted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,17 +86,15 @@ def validate(ctx: click.Context, fmt: str) -> None:
         if not failed:
             app = result.app
             assert app is not None
-            forms = len(app.forms)
-            if lang == "zh":
-                click.echo(
-                    f"✓ {app.title}：{forms} 个表单，{len(app.approvals)} 个审批，"
-                    f"{len(app.dashboards)} 个看板 — {stream_summary}"
-                )
-            else:
-                click.echo(
-                    f"✓ {app.title}: {forms} forms, {len(app.approvals)} approvals, "
-                    f"{len(app.dashboards)} dashboards — {stream_summary}"
-                )
+            sep = "，" if lang == "zh" else ", "
+            parts = (
+                counted(len(app.forms), "form", "个表单"),
+                counted(len(app.approvals), "approval", "个审批"),
+                counted(len(app.dashboards), "dashboard", "个看板"),
+            )
+            colon = "：" if lang == "zh" else ": "
+            shown = sep.join(p(lang) for p in parts)
+            click.echo(f"✓ {app.title}{colon}{shown} — {stream_summary}")
         else:
             click.echo(stream_summary, err=True)
     sys.exit(1 if failed else 0)

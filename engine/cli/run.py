@@ -69,6 +69,7 @@ def run_server(
     from engine.accounts.auth import sync_org_chart
     from engine.accounts.sessions import ensure_session_tables
     from engine.runtime import Deployments
+    from engine.web.routes import page_routes
     from engine.web.server import create_web_app
 
     current = deployed_live(ctx, result, engine)
@@ -80,21 +81,13 @@ def run_server(
     from engine.outbox.worker import start_worker
 
     start_worker(engine, lambda: deployments.current.flows)  # more run as `seamline worker`
-    web = create_web_app(engine, deployments, extra_routes=_page_routes())
+    web = create_web_app(engine, deployments, extra_routes=page_routes())
     say(
         ctx,
         f"serving {current.app.title} on http://{host}:{port}",
         f"{current.app.title} 已启动：http://{host}:{port}",
     )
     uvicorn.run(web, host=host, port=port, log_level="info")
-
-
-def _page_routes() -> list[Any]:
-    try:
-        from engine.web.pages import page_routes
-    except ImportError:
-        return []
-    return page_routes()
 
 
 _ZH_PROBLEM = {"missing": "已丢失", "altered": "已被篡改"}

@@ -51,7 +51,7 @@ def _parse_hours(raw: list[str]) -> tuple[tuple[time, time], ...]:
 def compile_calendar(ctx: CompileContext, doc: LoadedYaml) -> CalendarSpec | None:
     data = doc.data
     raw = data.get("calendar", "weekends")
-    spec = {"base": raw} if isinstance(raw, str) else dict(raw)
+    spec: dict[str, Any] = {"base": raw} if isinstance(raw, str) else dict(raw)
     days: dict[str, frozenset[date]] = {}
     ok = True
     for key in ("holidays", "workdays"):

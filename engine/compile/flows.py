@@ -14,6 +14,7 @@ from engine.model.i18n import Text
 from engine.model.spec import (
     AutomationSpec,
     ConfirmSpec,
+    EventKind,
     EventSpec,
     StateMachineSpec,
     StateSpec,
@@ -316,7 +317,7 @@ def compile_event(
     machine: StateMachineSpec | None,
     fields: list[str],
 ) -> EventSpec | None:
-    raw: dict[str, Any] = doc.get(path)
+    raw: dict[EventKind, Any] = doc.get(path)  # the schema lets one event kind through
     kind, value = next(iter(raw.items()))
     if kind in ("state_entered", "transition"):
         if machine is None:

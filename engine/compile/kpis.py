@@ -340,11 +340,14 @@ def _condition(
 def _check_columns(k: KpiNames, path: YamlPath, form: str) -> bool:
     """``group_by`` / ``drill.columns``: fields of the form with one value each."""
     value = k.doc.get(path)
-    items = [(path, value)] if isinstance(value, str) else list(enumerate(value or []))
+    items: list[tuple[YamlPath, Any]] = (
+        [(path, value)]
+        if isinstance(value, str)
+        else [((*path, i), name) for i, name in enumerate(value or [])]
+    )
     ok = True
     pool = [*k.fields(form), *SYSTEM_FIELDS]
-    for key, name in items:
-        at = path if isinstance(value, str) else (*path, key)
+    for at, name in items:
         shape = k.fields(form).get(name)
         if name in SYSTEM_FIELDS:
             continue

@@ -8,7 +8,7 @@ Chinese, with "did you mean …?" where a name is close to a valid one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -100,7 +100,7 @@ def check_schema(kind: str, doc: LoadedYaml, diags: Diagnostics) -> bool:
 def _leaves(error: ValidationError) -> Iterator[ValidationError]:
     """Pick the errors worth showing out of anyOf/oneOf trees."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        options = error.validator_value
+        options = _given(error)
         if all(set(o) == {"required"} for o in options):
             yield error  # "needs one of …" – reported as such
             return
@@ -111,6 +111,18 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
     yield error
 
 
+def _given(error: ValidationError) -> Any:
+    """The schema keyword's value that the instance failed (``required``'s list, ``enum``'s...)."""
+    # Typed ``Any | Unset``: Unset is only the constructor's default, and iter_errors sets
+    # validator_value on every error it yields.
+    return error.validator_value
+
+
+def _schema(error: ValidationError) -> Mapping[str, Any]:
+    """The (sub)schema that holds the failed keyword: always a mapping when a keyword failed."""
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
 def _fits_type(error: ValidationError) -> bool:
     return error.validator != "type"
 
@@ -118,8 +130,8 @@ def _fits_type(error: ValidationError) -> bool:
 def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None:
     path: YamlPath = tuple(error.absolute_path)
     value = error.instance
-    validator = error.validator
-    schema = error.schema
+    validator = error.validator if isinstance(error.validator, str) else None
+    schema = _schema(error)
     kp = doc.key_mark(path)
     vp = doc.mark(path)
 
@@ -139,7 +151,7 @@ def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None
                 width=len(key),
             )
     elif validator == "required" and isinstance(value, dict):
-        for key in error.validator_value:
+        for key in _given(error):
             if key not in value:
                 add(
                     kp,
@@ -150,7 +162,7 @@ def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None
     elif validator == "type":
         _report_type(error, doc, diags, path)
     elif validator == "enum":
-        choices = [str(c) for c in error.validator_value]
+        choices = [str(c) for c in _given(error)]
         shown = str(value)
         add(
             vp,
@@ -169,8 +181,8 @@ def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None
             width=len(key),
         )
     elif validator == "pattern":
-        hint = _PATTERN_HINTS.get(
-            error.validator_value,
+        hint: Text | None = _PATTERN_HINTS.get(
+            _given(error),
             Text(f"it must match {error.validator_value}", f"必须符合格式 {error.validator_value}"),
         )
         add(
@@ -191,7 +203,7 @@ def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None
             width=len(key),
         )
     elif validator in ("anyOf", "oneOf"):
-        keys = [o["required"][0] for o in error.validator_value]
+        keys = [o["required"][0] for o in _given(error)]
         add(
             vp,
             "missing-key",
@@ -242,7 +254,7 @@ def _report(error: ValidationError, doc: LoadedYaml, diags: Diagnostics) -> None
 def _report_type(
     error: ValidationError, doc: LoadedYaml, diags: Diagnostics, path: YamlPath
 ) -> None:
-    expected = error.validator_value
+    expected = _given(error)
     expected_list = expected if isinstance(expected, list) else [expected]
     want_en = " or ".join(_TYPE_WORDS[t].en for t in expected_list)
     want_zh = " 或 ".join(_TYPE_WORDS[t].zh for t in expected_list)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
-from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
+from yaml.events import AliasEvent, CollectionStartEvent, Event, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.model.diagnostics import Diagnostic, Diagnostics, Mark
@@ -90,8 +90,18 @@ class LoadedYaml:
         return node
 
 
+class _YamlMark(Protocol):
+    """What we read of a PyYAML mark (pure-Python ``yaml.Mark`` or the C loader's)."""
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def column(self) -> int: ...
+
+
 class _RefusedNode(yaml.YAMLError):
-    def __init__(self, code: str, mark: yaml.Mark, message: Text, hint: Text) -> None:
+    def __init__(self, code: str, mark: _YamlMark | None, message: Text, hint: Text) -> None:
         super().__init__(message.en)
         self.code = code
         self.mark = mark
@@ -104,7 +114,11 @@ class _Loader(yaml.SafeLoader):
 
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML class attribute
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+    if TYPE_CHECKING:
+        # types-PyYAML leaves Parser.peek_event unannotated; this is what it returns.
+        def peek_event(self) -> Event: ...
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             raise _RefusedNode(
@@ -327,7 +341,7 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
     except _RefusedNode as exc:
         diags.error(
             path,
-            Mark(exc.mark.line + 1, exc.mark.column + 1),
+            Mark(exc.mark.line + 1, exc.mark.column + 1) if exc.mark is not None else Mark(1, 1),
             exc.code,
             exc.message,
             exc.hint,

@@ -26,7 +26,8 @@ def _type_of(schema: dict[str, Any]) -> str:
     if "anyOf" in schema:
         return " or ".join(_type_of(o) for o in schema["anyOf"])
     if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
+        ref: str = schema["$ref"]
+        return ref.rsplit("/", 1)[-1]
     kind = schema.get("type", "")
     if isinstance(kind, list):
         return " or ".join(_type_of({**schema, "type": k}) for k in kind)

@@ -187,7 +187,7 @@ class KpiQuery:
             columns.append(bucket_index(span.c.start_at, starts, self.timezone).label("bucket"))
         if group is not None:
             columns.append(group.label("grp"))
-        counted = span.c.end_at.is_not(None)
+        counted: ColumnElement[bool] = span.c.end_at.is_not(None)
         if self.kpi.measure == "on_time_rate":
             late = span.c.start_at <= overdue_before(self.now, self._within())
             counted = sa.or_(counted, late)

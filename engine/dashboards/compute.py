@@ -1,12 +1,12 @@
 """A dashboard's values now: one aggregate query per KPI (plus one grouped query per trend).
 
-``dashboard_values`` returns the shape of ``GET /api/dashboards/{name}`` (DESIGN.md §5);
+``dashboard_values`` returns the shape of ``GET /api/dashboards/{name}`` (README, "HTTP");
 ``drill_down`` lists the records behind one KPI; ``visible`` filters by the viewer's roles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +133,7 @@ def _trend(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str
 
 def _groups(
     conn: sa.Connection, query: KpiQuery, ctx: _Context
-) -> tuple[list[dict[str, Any]], list[Any] | None]:
+) -> tuple[list[dict[str, Any]], Sequence[Any] | None]:
     """``[{"key", "label", "value", "status"}]`` of the worst groups, worst first, and for an
     additive measure the KPI's own aggregates over all groups (else None)."""
     kpi = query.kpi

@@ -101,7 +101,7 @@ def spans(
     return query.cte("spans").prefix_with("MATERIALIZED")
 
 
-def hours_between(start: Any, end: Any, dialect: str, dates: bool) -> ColumnElement[float]:
+def hours_between(start: Any, end: Any, dialect: str, dates: bool) -> ColumnElement[Any]:
     """``end − start`` in hours (``dates``: two date columns, whole days × 24)."""
     if dialect == "postgresql":
         if dates:

@@ -166,7 +166,7 @@ def run_scenario(
     """Serve the app with its worker, run the app's steps; True when every step held."""
     from engine.outbox.worker import start_worker
     from engine.runtime import Deployments
-    from engine.web.pages import page_routes
+    from engine.web.routes import page_routes
     from engine.web.server import create_web_app
 
     steps = load_steps(app_dir)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simpleeval import IterableTooLong, NumberTooHigh  # type: ignore[import-untyped]
+from simpleeval import IterableTooLong, NumberTooHigh
 
 from engine.model.i18n import Text
 

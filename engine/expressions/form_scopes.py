@@ -32,7 +32,8 @@ class FieldShape:
 def shape_from_raw(raw: Any) -> FieldShape:
     if not isinstance(raw, dict):
         return FieldShape("any")
-    kind = raw.get("type") if isinstance(raw.get("type"), str) else "any"
+    given = raw.get("type")
+    kind = given if isinstance(given, str) else "any"
     if kind == "computed":
         return FieldShape(raw.get("result") or "any")
     options = tuple(
@@ -83,7 +84,7 @@ class ScopeBuilder:
 
     def field_info(self, shape: FieldShape, depth: int) -> NameInfo:
         if shape.type == "ref":
-            if depth <= 0 or shape.ref_form not in self.forms:
+            if depth <= 0 or shape.ref_form is None or shape.ref_form not in self.forms:
                 return NameInfo("record", "ref", open=True)
             return NameInfo("record", "ref", fields=self.record_fields(shape.ref_form, depth - 1))
         if shape.type == "table":

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
-from engine.model.i18n import Text
+from engine.model.i18n import Text, counted
 
 __all__ = [
     "closest",
@@ -79,7 +79,7 @@ def quoted_list(items: Iterable[str], limit: int = 12) -> Text:
 
 
 def plural_args(n: int) -> Text:
-    return Text(f"{n} argument" + ("" if n == 1 else "s"), f"{n} 个参数")
+    return counted(n, "argument", "个参数")
 
 
 # ---- run-time errors from Python operators ----------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simpleeval import (  # type: ignore[import-untyped]
+from simpleeval import (
     MAX_POWER,
     MAX_STRING_LENGTH,
     IterableTooLong,

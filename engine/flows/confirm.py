@@ -173,11 +173,13 @@ def confirm_gate(
     value the person saw) the confirmation is refused when the record holds another one."""
     form = records.form(form_name)
     machine = records.app.state_machines.get(form.name)
-    transition = next(
-        (t for t in machine.transitions if t.name == transition_name and t.confirm)
+    transition = (
+        next(
+            (t for t in machine.transitions if t.name == transition_name and t.confirm),
+            None,
+        )
         if machine
-        else (),
-        None,
+        else None
     )
     if transition is None:
         raise NotFound(f"{form.name} gate", None)

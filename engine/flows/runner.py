@@ -118,7 +118,7 @@ class FlowRuntime:
                 if not isinstance(b, dict)
             },
         }
-        run_id = conn.execute(
+        inserted = conn.execute(
             RUNS.insert().values(
                 automation=automation.name,
                 form=event.form,
@@ -132,7 +132,9 @@ class FlowRuntime:
                 started_at=now,
                 updated_at=now,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        run_id = inserted[0]
         jobs.enqueue(
             conn,
             "flow",
@@ -238,9 +240,10 @@ class FlowRuntime:
         for _ in range(200):  # bounded: a run never spins forever inside one job
             step = _step_at(automation.steps, position)
             if step is None:
-                position = _next_after_block(automation.steps, position)
-                if position is None:
+                after = _next_after_block(automation.steps, position)
+                if after is None:
                     return self._finish_run(job, run, results)
+                position = after
                 continue
             outcome = self._do(job, run, automation, step, position, results)
             if outcome != "next":

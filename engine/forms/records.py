@@ -582,9 +582,9 @@ class RecordService(RecordChecks):
             row.update(
                 state=state, version=1, created_at=now, updated_at=now, created_by=actor.username
             )
-            record_id = conn.execute(
-                self.table(form.name).insert().values(row)
-            ).inserted_primary_key[0]
+            inserted = conn.execute(self.table(form.name).insert().values(row)).inserted_primary_key
+            assert inserted is not None  # a single-row insert always has one
+            record_id = inserted[0]
             events = [
                 EventIn(
                     actor.username,
@@ -893,7 +893,9 @@ class RecordService(RecordChecks):
             "created_at": utc(now),
             "created_by": actor.username,
         }
-        row_id = conn.execute(table.insert().values(row)).inserted_primary_key[0]
+        inserted = conn.execute(table.insert().values(row)).inserted_primary_key
+        assert inserted is not None  # a single-row insert always has one
+        row_id = inserted[0]
         event = EventIn(
             actor.username,
             form.name,
@@ -1181,10 +1183,10 @@ def _rows_changed(
     return out
 
 
-def _child_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+def _child_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     skip = ("id", "parent_id", "position", "created_at", "created_by")
     return {k: v for k, v in row.items() if k not in skip}
 
 
-def _row_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _row_json(row: Mapping[Any, Any]) -> dict[str, Any]:
     return as_read(row)

@@ -31,8 +31,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def as_read(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row as read: naive datetimes (SQLite) are UTC."""
+def as_read(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row as read: naive datetimes (SQLite) are UTC. ``row`` is a dict or SQLAlchemy's
+    ``RowMapping`` (keyed by column name; its type also allows column objects as keys)."""
     return {
         k: (v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v)
         for k, v in row.items()

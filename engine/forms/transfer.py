@@ -148,5 +148,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return "|".join(str(v) for v in value)
     if hasattr(value, "isoformat"):
-        return value.isoformat()
+        text: str = value.isoformat()  # date, datetime, time
+        return text
     return str(value)

@@ -87,18 +87,18 @@ def _convert(field: FieldSpec, raw: Any, tz: str) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise _Bad("type", "must be a number", "必须是数字")
         try:
-            value = Decimal(str(raw).strip())
+            number = Decimal(str(raw).strip())
         except InvalidOperation:
             raise _Bad("type", "must be a number", "必须是数字") from None
-        if not value.is_finite() or abs(value) >= Decimal(10) ** 15:
+        if not number.is_finite() or abs(number) >= Decimal(10) ** 15:
             raise _Bad("max", "is too large", "数值过大")
         scale = field.scale if field.scale is not None else (2 if kind == "money" else 4)
-        exponent = value.as_tuple().exponent
+        exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > scale:
             raise _Bad(
                 "scale", f"allows at most {scale} decimal places", f"最多允许 {scale} 位小数"
             )
-        return value.quantize(Decimal(1).scaleb(-scale))  # as the column stores it
+        return number.quantize(Decimal(1).scaleb(-scale))  # as the column stores it
     if kind == "boolean":
         if isinstance(raw, bool):
             return raw

@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import chinese_calendar  # type: ignore[import-untyped]
+import chinese_calendar
 
 from engine.model.i18n import Text
 

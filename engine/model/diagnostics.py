@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.model.i18n import Lang, Text
+from engine.model.i18n import Lang, Text, counted
 
 Severity = Literal["error", "warning"]
 
@@ -197,8 +197,9 @@ def _pad(ch: str) -> str:
 def summary(diagnostics: Sequence[Diagnostic], lang: Lang = "en") -> str:
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = len(diagnostics) - errors
-    if lang == "zh":
-        return f"{errors} 个错误，{warnings} 个警告"
-    plural = "s" if errors != 1 else ""
-    wplural = "s" if warnings != 1 else ""
-    return f"{errors} error{plural}, {warnings} warning{wplural}"
+    sep = "，" if lang == "zh" else ", "
+    return (
+        counted(errors, "error", "个错误")(lang)
+        + sep
+        + counted(warnings, "warning", "个警告")(lang)
+    )

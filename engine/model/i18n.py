@@ -44,3 +44,9 @@ def default_lang(app_locale: str | None = None) -> Lang:
     if env:
         return lang_from_locale(env)
     return lang_from_locale(app_locale)
+
+
+def counted(n: int, one: str, zh_unit: str, many: str | None = None) -> Text:
+    """``n`` things, with the English plural right ("1 form", "3 forms"; ``many`` when the
+    plural is not ``one + "s"``) and the Chinese measure word (``zh_unit``, e.g. "个表单")."""
+    return Text(f"{n} {one if n == 1 else many or one + 's'}", f"{n} {zh_unit}")

@@ -219,7 +219,7 @@ def refusal(app: App, action: Action, resource: Resource | None = None) -> Text:
         return Text(f"only {en} may '{t.label}'", f"只有{zh}可以执行“{t.label}”")
     if action == "confirm" and res.transition is not None and res.transition.confirm:
         t = res.transition
-        en, zh = _labels(app, t.confirm.by)
+        en, zh = _labels(app, res.transition.confirm.by)
         return Text(f"only {en} may confirm at '{t.label}'", f"只有{zh}可以确认“{t.label}”")
     if action in ("child_append", "child_edit", "field_edit") and res.field is not None:
         spec = res.field

@@ -43,10 +43,10 @@ def next_number(
     table = metadata.tables["sl_counters"]
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table).values(series=series, value=1)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[table.c.series], set_={"value": table.c.value + 1}
     ).returning(table.c.value)
-    value = int(conn.execute(stmt).scalar_one())
+    value = int(conn.execute(upsert).scalar_one())
 
     def fill(match: re.Match[str]) -> str:
         width = int(match.group(1) or 1)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.selectable import Alias, FromClause
 
 from engine.model.periods import Period
 from engine.model.spec import App, EventSpec, KpiSpec
@@ -136,7 +136,7 @@ def _changed(payload: Any, field: str) -> ColumnElement[bool]:
     """The ``changed`` event's ``changes`` hold ``field``."""
     if not field.isidentifier():
         raise ValueError(f"not a field name: {field!r}")
-    key = sa.literal_column(f"'{field}'")
+    key: ColumnElement[Any] = sa.literal_column(f"'{field}'")
     return PayloadPath(payload, sa.literal_column("'changes'"), key).is_not(None)
 
 
@@ -224,7 +224,10 @@ def _name(form: str, spec: EventSpec, suffix: str) -> str:
     return f"{KPI_INDEX_PREFIX}{digest}_{suffix}"
 
 
-def _named(e: Alias, form: str, spec: EventSpec, suffix: str) -> Alias:
+_From = TypeVar("_From", bound=FromClause)
+
+
+def _named(e: _From, form: str, spec: EventSpec, suffix: str) -> _From:
     """Make SQLite read ``e`` through the KPI index of (form, one-index ``spec``): without
     being told it picks (kind, at) for windows and (form, record_id) for one record's events
     — the latter tests the JSON of every event of the record (first-pass rate at 1M orders:
@@ -326,7 +329,7 @@ def record_event_count(
         if before is not None:
             clauses.append(e.c.at <= before)
         counts.append(sa.select(sa.func.count()).where(*clauses).scalar_subquery())
-    total = counts[0]
+    total: ColumnElement[int] = counts[0]
     for more in counts[1:]:
         total = total + more
     return total

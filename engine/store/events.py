@@ -111,7 +111,7 @@ def append_events(
     table, head = _events(metadata)
     last_id, last_hash = _lock_head(conn, head)
     moment = at or datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in items:
         last_id += 1
         payload = canonical(item.payload)

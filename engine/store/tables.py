@@ -6,7 +6,10 @@ are JSON (JSONB on PostgreSQL) so they can be queried; refs are foreign keys wit
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.schema import SchemaItem
 
 from engine.model.spec import App, FieldSpec, FormSpec
 from engine.store.event_sql import kpi_event_indexes
@@ -25,7 +28,7 @@ def child_table_name(form: str, child: str) -> str:
     return f"f_{form}__{child}"
 
 
-def column_type(field: FieldSpec) -> sa.types.TypeEngine:
+def column_type(field: FieldSpec) -> sa.types.TypeEngine[Any]:
     kind = field.value_type
     if kind == "text":
         return sa.String(max(field.max_length or 255, 1))
@@ -60,8 +63,8 @@ def column_type(field: FieldSpec) -> sa.types.TypeEngine:
 
 def _field_columns(
     form: FormSpec | None, fields: tuple[FieldSpec, ...], table: str
-) -> list[sa.SchemaItem]:
-    items: list[sa.SchemaItem] = []
+) -> list[SchemaItem]:
+    items: list[SchemaItem] = []
     for field in fields:
         if field.type == "table":
             continue

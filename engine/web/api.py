@@ -1,4 +1,4 @@
-"""The JSON API under /api (DESIGN.md §5). Every handler checks the caller on the server."""
+"""The JSON API under /api (README, "HTTP"). Every handler checks the caller on the server."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from engine.flows.confirm import confirm_gate, gates_of
+from engine.flows.machine import fire_transition
 from engine.model import permissions
 from engine.model.errors import BadRequest, FieldError, NotFound, ValidationFailed
-from engine.model.i18n import Lang, Text, lang_from_locale
+from engine.model.i18n import Text
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
-from engine.runtime import LiveApp
+from engine.outbox.monitor import JOB_STATUSES, list_jobs, list_runs, retry_job
+from engine.web.current import live, request_lang
 from engine.web.jsonio import error, error_response, json_response, read_json, status_of
 from engine.web.openapi import build_openapi
 from engine.web.security import check_csrf, current_user
@@ -25,28 +28,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def live(request: Request) -> LiveApp:
-    """The configuration this request runs on (taken once, at its start)."""
-    current = request.scope.get("seamline.live")
-    if current is None:
-        current = request.app.state.deployments.current
-        request.scope["seamline.live"] = current
-    return current
-
-
-def lang_of(request: Request) -> Lang:
-    asked = request.headers.get("accept-language", "")
-    if asked:
-        return lang_from_locale(asked.split(",")[0])
-    return lang_from_locale(live(request).app.locale)
-
-
 def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
     """Authenticate, check CSRF for cookie sessions, read the JSON body, run the (blocking)
     handler in the thread pool, and turn known failures into 4xx answers."""
 
     async def endpoint(request: Request) -> Response:
-        lang = lang_of(request)
+        lang = request_lang(request, accept_language=True)
         user = await current_user(request)
         if user is None:
             return error(
@@ -239,8 +226,6 @@ def add_child(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def fire_action(request: Request, user: Any, data: Any) -> Response:
-    from engine.flows.machine import fire_transition
-
     form = _form(request)
     version = request.headers.get("if-match")
     expected = int(version.strip('"')) if version and version.strip('"').isdecimal() else None
@@ -259,8 +244,6 @@ def fire_action(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def gates(request: Request, user: Any, data: Any) -> Response:
-    from engine.flows.confirm import gates_of
-
     form, records = _form(request), live(request).records
     record = records.get(form.name, _record_id(request), user)
     with records.reads.connect() as conn:
@@ -272,8 +255,6 @@ def gates(request: Request, user: Any, data: Any) -> Response:
 def confirm(request: Request, user: Any, data: Any) -> Response:
     """Confirm the current value at a transition's gate: ``{"role"?, "value"?}`` — ``value``
     is what the caller saw (refused with 409 when the record now holds another)."""
-    from engine.flows.confirm import confirm_gate
-
     body = data if isinstance(data, dict) else {}
     role, value = body.get("role"), body.get("value")
     if (role is not None and not isinstance(role, str)) or isinstance(value, dict | list):
@@ -303,8 +284,6 @@ def confirm(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def flow_runs(request: Request, user: Any, data: Any) -> Response:
-    from engine.outbox.monitor import list_runs
-
     require(request, user, "operate")
 
     params = request.query_params
@@ -321,8 +300,6 @@ def flow_runs(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def outbox(request: Request, user: Any, data: Any) -> Response:
-    from engine.outbox.monitor import JOB_STATUSES, list_jobs
-
     require(request, user, "operate")
 
     status = request.query_params.get("status")
@@ -348,8 +325,6 @@ def outbox(request: Request, user: Any, data: Any) -> Response:
 
 @guarded
 def retry_outbox(request: Request, user: Any, data: Any) -> Response:
-    from engine.outbox.monitor import retry_job
-
     require(request, user, "operate")
 
     raw = request.path_params["job_id"]

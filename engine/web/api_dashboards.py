@@ -29,7 +29,8 @@ from engine.model.errors import FieldError, Invalid, NotFound
 from engine.model.i18n import Text
 from engine.model.permissions import Resource
 from engine.model.spec import DashboardSpec
-from engine.web.api import guarded, live, require
+from engine.web.api import guarded, require
+from engine.web.current import live
 from engine.web.files import content_disposition
 from engine.web.jsonio import json_response
 

@@ -24,7 +24,8 @@ from engine.model import clock
 from engine.model.errors import BadRequest, FieldError, Invalid, NotFound
 from engine.model.i18n import Text
 from engine.store.files import load_file
-from engine.web.api import guarded, live, require
+from engine.web.api import guarded, require
+from engine.web.current import live
 from engine.web.files import content_disposition
 from engine.web.jsonio import json_response
 

@@ -1,4 +1,4 @@
-"""File uploads and downloads under /api/files (DESIGN.md §5).
+"""File uploads and downloads under /api/files (README, "HTTP").
 
 ``POST /api/files?form=F&field=X`` takes one multipart file for the ``files`` field X of form F
 (``X`` may be ``table.column`` for a column of a child table), checks it against that field
@@ -27,7 +27,7 @@ from engine.model.errors import ValidationFailed
 from engine.model.permissions import Resource, allowed, refusal
 from engine.model.spec import FieldSpec
 from engine.store.files import file_infos, file_owners, load_file, max_bytes, store_file
-from engine.web.api import lang_of, live
+from engine.web.current import live, request_lang
 from engine.web.jsonio import error, error_response, json_response, status_of
 from engine.web.security import check_csrf, current_user
 
@@ -83,7 +83,7 @@ async def _read_upload(request: Request, limit: int) -> tuple[str | None, bytes]
 
 
 async def upload(request: Request) -> Response:
-    lang = lang_of(request)
+    lang = request_lang(request, accept_language=True)
     user = await current_user(request)
     if user is None:
         return error(401, "unauthenticated", "sign in first", "请先登录", lang)
@@ -152,7 +152,7 @@ def content_disposition(name: str) -> str:
 
 
 async def download(request: Request) -> Response:
-    lang = lang_of(request)
+    lang = request_lang(request, accept_language=True)
     user = await current_user(request)
     if user is None:
         return error(401, "unauthenticated", "sign in first", "请先登录", lang)

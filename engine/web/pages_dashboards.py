@@ -35,8 +35,9 @@ from engine.model.errors import NotFound
 from engine.model.permissions import Resource
 from engine.model.spec import DashboardSpec
 from engine.runtime import LiveApp
-from engine.web.api import live, require
-from engine.web.pages import page
+from engine.web.api import require
+from engine.web.current import live
+from engine.web.page_kit import page
 from engine.web.templating import render
 
 __all__ = ["dashboard_page_routes"]

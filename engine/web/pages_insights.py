@@ -1,4 +1,5 @@
-"""Insight report pages, and the record page's hints from history (:func:`hint_panel`).
+"""Insight report pages (the record page's hints from history are
+:func:`engine.web.panels.hint_panel`).
 
 Report pages (app.yaml ``insights:``), computed on each request in the database.
 
@@ -12,7 +13,6 @@ outside the user's roles (``roles:``; none means everyone signed in) the 403 pag
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,13 +23,13 @@ from engine.accounts.auth import User
 from engine.insights.clusters import ClusterReport, cluster_report, csv_text
 from engine.model.errors import NotFound
 from engine.model.permissions import Resource
-from engine.model.spec import FormSpec, InsightSpec
-from engine.runtime import LiveApp
-from engine.web.api import live, require
-from engine.web.pages import page
+from engine.model.spec import InsightSpec
+from engine.web.api import require
+from engine.web.current import live
+from engine.web.page_kit import page
 from engine.web.templating import render
 
-__all__ = ["hint_panel", "insight_page_routes"]
+__all__ = ["insight_page_routes"]
 
 
 def _insight(request: Request, user: User) -> InsightSpec:
@@ -78,53 +78,6 @@ async def insight_csv(request: Request, user: User) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{spec.name}.csv"'},
     )
-
-
-def hint_panel(
-    current: LiveApp, form: FormSpec, record: dict[str, Any], lang: str
-) -> list[dict[str, Any]]:
-    """The form's hints from history that hold for this record, as text and evidence rows."""
-    if not form.hints:
-        return []
-    from engine.insights.hints import record_hints
-
-    found = record_hints(current.records.engine, current.metadata, current.app, form, record)
-    out = []
-    for hint in found:
-        state = current.app.state_machines[form.name].state(hint.spec.state).label
-        label = form.field(hint.spec.date).label
-        labels = [_match_label(current, form, p) for p in hint.spec.match]
-        n = len(hint.evidence)
-        if lang == "zh":
-            side = "早" if hint.early else "晚"
-            text = (
-                f"与本记录{'、'.join(labels)}相同的最近 {n} 条{form.title}，"
-                f"进入“{state}”都比{label}{side}至少 {hint.days} 天；建议预留缓冲。"
-            )
-        else:
-            side = "before" if hint.early else "after"
-            text = (
-                f"The last {n} {form.title} records with the same {', '.join(labels)} all reached "
-                f"“{state}” at least {hint.days} days {side} their {label}; consider a buffer."
-            )
-        out.append(
-            {
-                "name": hint.spec.name,
-                "text": text,
-                "label": label,
-                "state": state,
-                "evidence": hint.evidence,
-            }
-        )
-    return out
-
-
-def _match_label(current: LiveApp, form: FormSpec, path: str) -> str:
-    head, _, tail = path.partition(".")
-    field = form.field(head)
-    if not tail or field.ref_form is None:
-        return field.label
-    return f"{field.label}·{current.app.forms[field.ref_form].field(tail).label}"
 
 
 def insight_page_routes() -> list[BaseRoute]:

@@ -58,8 +58,9 @@ from starlette.types import Message, Receive, Scope, Send
 from engine.accounts.auth import User, authenticate, user_for_session, user_for_token
 from engine.accounts.secret import session_secret
 from engine.accounts.sessions import end_session, start_session, touch_session
-from engine.model.i18n import Lang, Text, default_lang, lang_from_locale
+from engine.model.i18n import Text
 from engine.store.storage import reader
+from engine.web.current import request_lang
 
 __all__ = [
     "CSRF_FIELD",
@@ -114,19 +115,12 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"errors": [{"field": field, "code": code, "message": message}]}
 
 
-def _lang(request: Request) -> Lang:
-    """Accept-Language first (as the JSON API does), then SEAMLINE_LANG / the app's locale."""
-    asked = request.headers.get("accept-language", "").split(",")[0].strip()
-    if asked:
-        return lang_from_locale(asked)
-    app = getattr(request.app.state, "app", None)
-    return default_lang(getattr(app, "locale", None))
-
-
 async def security_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SecurityError)
     return JSONResponse(
-        error_body(exc.code, exc.message(_lang(request))),
+        error_body(
+            exc.code, exc.message(request_lang(request, accept_language=True, app_locale=False))
+        ),
         status_code=exc.status_code,
         headers=exc.headers,
     )

@@ -10,27 +10,23 @@ from starlette.routing import BaseRoute
 
 from engine.runtime import Deployments
 from engine.store.system_tables import system_metadata
-from engine.web.api import api_routes, lang_of
-from engine.web.api_dashboards import dashboard_routes
-from engine.web.api_tasks import task_routes
+from engine.web.current import request_lang
 from engine.web.jsonio import error
+from engine.web.page_kit import not_found_page
+from engine.web.routes import api_routes
 from engine.web.security import EXCEPTION_HANDLERS, session_middleware
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api"):
-        return error(404, "not_found", "no such address", "没有这个地址", lang_of(request))
-    try:
-        from engine.web.pages import not_found_page
-    except ImportError:  # pragma: no cover
-        return error(404, "not_found", "no such page", "没有这个页面", lang_of(request))
+        lang = request_lang(request, accept_language=True)
+        return error(404, "not_found", "no such address", "没有这个地址", lang)
     return not_found_page(request)
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error(
-        405, "method", "method not allowed here", "此地址不支持该请求方法", lang_of(request)
-    )
+    lang = request_lang(request, accept_language=True)
+    return error(405, "method", "method not allowed here", "此地址不支持该请求方法", lang)
 
 
 # Routes that answer without asking ``engine.model.permissions.allowed``: signing in and out, the
@@ -56,10 +52,13 @@ PUBLIC_ROUTES = frozenset(
 def create_web_app(
     db: Engine, deployments: Deployments, extra_routes: list[BaseRoute] | None = None
 ) -> Starlette:
+    """The app on ``deployments``: the JSON API of :func:`engine.web.routes.api_routes`, then
+    ``extra_routes`` — :func:`engine.web.routes.page_routes` for the pages (left out, the app
+    serves the API alone)."""
     handlers = dict(EXCEPTION_HANDLERS)
     handlers.update({404: _not_found, 405: _method_not_allowed})
     web = Starlette(
-        routes=[*api_routes(), *task_routes(), *dashboard_routes(), *(extra_routes or [])],
+        routes=[*api_routes(), *(extra_routes or [])],
         middleware=[session_middleware()],
         exception_handlers=handlers,
     )

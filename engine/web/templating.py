@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 import engine
-from engine.model.i18n import Lang, Text, lang_from_locale
+from engine.model.i18n import Lang, Text
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
 from engine.runtime import LiveApp
-from engine.web.api import live
+from engine.web.current import live, request_lang
 from engine.web.security import csrf_token
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "TEMPLATES_DIR",
     "Formatter",
     "environment",
-    "page_lang",
     "render",
     "translate",
 ]
@@ -430,12 +429,13 @@ class Formatter:
                 machine = self.app.state_machines.get(form.name)
                 labels = {s.name: s.label for s in machine.states} if machine else {}
                 names = {t.name: t.label for t in machine.transitions} if machine else {}
+                name, before, after = (str(payload.get(k) or "") for k in ("name", "from", "to"))
                 title = translate(
                     self.lang,
                     "ev_transition",
-                    label=names.get(payload.get("name"), payload.get("name")),
-                    from_=labels.get(payload.get("from"), payload.get("from")),
-                    to=labels.get(payload.get("to"), payload.get("to")),
+                    label=names.get(name, name),
+                    from_=labels.get(before, before),
+                    to=labels.get(after, after),
                 )
             elif kind in ("confirmed", "confirm_reopened"):
                 title = self.gate_event(form, kind, payload)
@@ -502,11 +502,6 @@ class Formatter:
         return role.label if role is not None else str(name)
 
 
-def page_lang(app: App) -> Lang:
-    """Pages speak the app's language (its ``locale``)."""
-    return lang_from_locale(app.locale)
-
-
 def _flash(request: Request) -> str | None:
     """The one-time message a redirect left in the session (kept for full pages only)."""
     if "session" not in request.scope or request.headers.get("hx-request"):
@@ -524,7 +519,7 @@ def render(
 ) -> HTMLResponse:
     """Render a page template for this request's configuration and user."""
     current = live(request)
-    lang = page_lang(current.app)
+    lang = request_lang(request)
     base: dict[str, Any] = {
         "app": current.app,
         "lang": lang,

@@ -33,10 +33,10 @@ from engine.tracking.codes import Outcome, request_code, verify_code, verify_suf
 from engine.tracking.limits import normalise_phone
 from engine.tracking.read import read_tracked
 from engine.tracking.visits import end_visit, start_visit, visit_is_live
-from engine.web.api import live
-from engine.web.pages import _post, _text, not_found_page
+from engine.web.current import live, request_lang
+from engine.web.page_kit import not_found_page, post_text, read_post
 from engine.web.security import check_csrf, secure_cookies
-from engine.web.templating import Formatter, page_lang, render, translate
+from engine.web.templating import Formatter, render, translate
 
 __all__ = ["TRACK_COOKIE", "TRACK_TEXTS", "track_routes"]
 
@@ -99,7 +99,7 @@ def _minutes(value: float) -> str:
 def _page(
     request: Request, spec: TrackingSpec, name: str, status: int = 200, **context: Any
 ) -> Response:
-    lang = page_lang(live(request).app)
+    lang = request_lang(request)
     base = {
         "t": partial(_t, lang),
         "spec": spec,
@@ -197,17 +197,13 @@ async def track_home(request: Request) -> Response:
 async def _form(request: Request, spec: TrackingSpec) -> tuple[dict[str, str], Response | None]:
     """The posted fields, or the response refusing the post (too large, CSRF)."""
     length = request.headers.get("content-length", "")
-    post = None if length.isdecimal() and int(length) > MAX_POST else await _post(request)
-    lang = _lang(request)
+    post = None if length.isdecimal() and int(length) > MAX_POST else await read_post(request)
+    lang = request_lang(request)
     if post is None:
         return {}, _page(request, spec, "track.html", 413, error=translate(lang, "too_large"))
-    if not check_csrf(request, _text(post, "csrf_token")):
+    if not check_csrf(request, post_text(post, "csrf_token")):
         return {}, _page(request, spec, "track.html", 403, error=translate(lang, "csrf"))
-    return {k: _text(post, k)[:64] for k in ("phone", "code", "suffix")}, None
-
-
-def _lang(request: Request) -> Lang:
-    return page_lang(live(request).app)
+    return {k: post_text(post, k)[:64] for k in ("phone", "code", "suffix")}, None
 
 
 async def track_code(request: Request) -> Response:
@@ -218,7 +214,7 @@ async def track_code(request: Request) -> Response:
     if refused is not None:
         return refused
     phone = normalise_phone(fields["phone"])
-    lang = _lang(request)
+    lang = request_lang(request)
     if phone is None:
         return _page(request, spec, "track.html", 400, error=_t(lang, "track_bad_phone"))
     status = await run_in_threadpool(request_code, live(request), spec, phone, _client(request))
@@ -236,7 +232,7 @@ async def track_verify(request: Request) -> Response:
     fields, refused = await _form(request, spec)
     if refused is not None:
         return refused
-    lang = _lang(request)
+    lang = request_lang(request)
     phone = normalise_phone(fields["phone"])
     again = "track_code.html" if spec.verify == "code" else "track.html"
     if phone is None:
@@ -261,12 +257,17 @@ async def track_orders(request: Request) -> Response:
         return not_found_page(request)
     visit = await _visit(request)
     if visit is None:
-        error = _t(_lang(request), "track_expired")
+        error = _t(request_lang(request), "track_expired")
         response = _page(request, spec, "track.html", 401, error=error)
         return _end_visit(response) if TRACK_COOKIE in request.cookies else response
     ids, key = visit
     tracked = await run_in_threadpool(
-        read_tracked, live(request), spec, ids, key, Formatter(live(request).app, _lang(request))
+        read_tracked,
+        live(request),
+        spec,
+        ids,
+        key,
+        Formatter(live(request).app, request_lang(request)),
     )
     if tracked is None:
         return _end_visit(RedirectResponse("/track", 303))

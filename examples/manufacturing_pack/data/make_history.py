@@ -60,7 +60,8 @@ from engine.compile import compile_app  # noqa: E402
 from engine.deploy.apply import bundle_sources, deploy, latest_deployment  # noqa: E402
 from engine.expressions import EvalEnv  # noqa: E402
 from engine.expressions.evaluate import AppRuntime  # noqa: E402
-from engine.forms.records import RecordChecks, _as_result, _plain  # noqa: E402
+from engine.forms.records import RecordChecks, _as_result  # noqa: E402
+from engine.forms.rows import plain  # noqa: E402
 from engine.model.calendar import WorkCalendar  # noqa: E402
 from engine.model.spec import App, FormSpec  # noqa: E402
 from engine.store.autonumber import render_prefix  # noqa: E402
@@ -234,7 +235,7 @@ class History:
             changes = {k: pair for k, pair in changes.items() if pair[0] != pair[1]}
             order.values.update(values)
             if changes:
-                payload["changes"] = _plain(changes)
+                payload["changes"] = plain(changes)
         self.emit(order, at, actor, "transition", payload)
         order.state = transition.target
         if name == "confirm_promise":
@@ -245,7 +246,7 @@ class History:
     def confirm(self, order: Order, at: datetime, actor: str, role: str) -> None:
         """``actor`` confirms the promised date at the gate, as the service records it."""
         assert self.gate is not None
-        value = _plain(order.values[self.gate.field])
+        value = plain(order.values[self.gate.field])
         payload = {
             "transition": "confirm_promise",
             "field": self.gate.field,
@@ -288,7 +289,7 @@ class History:
             self.computed(order)
         changes = {k: [before.get(k), v] for k, v in order.values.items() if before.get(k) != v}
         if changes:
-            self.emit(order, at, actor, "changed", {"changes": _plain(changes)})
+            self.emit(order, at, actor, "changed", {"changes": plain(changes)})
         assert self.gate is not None
         watched = sorted(set(self.gate.watched) & set(changes))
         if watched and order.confirmed:  # the gate re-opens, as the service's listener says
@@ -304,7 +305,7 @@ class History:
 
 def created_payload(order: Order) -> dict[str, Any]:
     row = {**order.values, "state": order.state}
-    return {"values": _plain({k: v for k, v in row.items() if v is not None})}
+    return {"values": plain({k: v for k, v in row.items() if v is not None})}
 
 
 # ---------------------------------------------------------------------------- one order
@@ -579,7 +580,7 @@ def masters(
                 "created_by": SYSTEM,
             }
         )
-        payload = {"values": _plain({k: v for k, v in values.items() if v is not None})}
+        payload = {"values": plain({k: v for k, v in values.items() if v is not None})}
         events.append(writer.chain(form, rid, (moment, SYSTEM, "created", canonical(payload))))
     writer.write({f"f_{form}": table_rows}, events)
     return out
@@ -695,7 +696,7 @@ class Generator:
                     "created_by": actor,
                 }
             )
-            payload = {"child": LOG, "row_id": row_id, "values": _plain(values)}
+            payload = {"child": LOG, "row_id": row_id, "values": plain(values)}
             order.events.append((at, actor, "child_added", canonical(payload)))
 
     def release(self, before: datetime | None) -> None:

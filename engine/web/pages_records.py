@@ -1,26 +1,24 @@
-"""Server-rendered pages: sign-in, the forms of the app, record lists, record pages with their
-history, and create/edit forms built from the FieldSpecs alone (Jinja2 + htmx, no build step).
+"""The record pages, built from the FieldSpecs alone: the list of a form's records (search,
+state filter, cursor pages), the ref picker, the record page (values, history, the panels of
+:mod:`engine.web.panels`, transition buttons, the box for a new child row) and the create /
+edit form. Field errors from the records service come back next to their fields, in the app's
+language, with what was typed kept.
 
-Every page needs a signed-in user (else a redirect to /login); every POST carries the session's
-CSRF token. Field errors from the records service come back next to their fields, in the app's
-language, with what was typed kept. Blocking work runs in Starlette's thread pool.
-"""
+:func:`show_record` is the record page for handlers elsewhere that act on a record and show it
+again with what went wrong (confirming a gate, deciding a task)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route
 
 from engine.accounts.auth import User
 from engine.flows.machine import available_transitions, fire_transition
@@ -31,213 +29,30 @@ from engine.model.permissions import Resource, allowed
 from engine.model.spec import FieldSpec, FormSpec
 from engine.runtime import LiveApp
 from engine.store.files import file_infos
-from engine.web.api import live, require
-from engine.web.files import file_routes
+from engine.web.api import require
+from engine.web.current import live, request_lang
 from engine.web.jsonio import status_of
-from engine.web.security import SecurityError, check_csrf, current_user, login, logout
-from engine.web.templating import Formatter, page_lang, render, translate
+from engine.web.page_kit import (
+    field_errors,
+    page,
+    path_form,
+    path_record_id,
+    post_text,
+    search_text,
+)
+from engine.web.panels import approval_panel, compare_panel, gate_panel, hint_panel
+from engine.web.security import current_user
+from engine.web.templating import Formatter, render
 
-__all__ = ["STATIC_DIR", "page_routes"]
+__all__ = ["record_page_routes", "show_record"]
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_POST = 2_000_000
 PAGE_SIZE = 25
 PICK_LIMIT = 30
 MAX_ROWS = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ROW_KEY = re.compile(r"^([a-z][a-z0-9_]*)-(\d{1,4})-([a-z][a-z0-9_]*)$")
-
-PageHandler = Callable[[Request, User], Awaitable[Response]]
-
-
-# ---------------------------------------------------------------------------- plumbing
-
-
-def _error_page(request: Request, status: int, key: str, detail: str | None = None) -> Response:
-    return render(
-        request, "error.html", {"status": status, "message": key, "detail": detail}, status
-    )
-
-
-def not_found_page(request: Request) -> Response:
-    """The HTML 404 for addresses outside /api."""
-    return _error_page(request, 404, "not_found")
-
-
-def _login_url(request: Request) -> str:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return "/login?" + urlencode({"next": target})
-
-
-def _safe_next(raw: Any) -> str:
-    if not isinstance(raw, str) or not raw.startswith("/") or raw.startswith(("//", "/\\")):
-        return "/"
-    return raw if re.fullmatch(r"/[\x21-\x7e]*", raw) else "/"
-
-
-async def _post(request: Request) -> FormData | None:
-    length = request.headers.get("content-length", "")
-    if length.isdecimal() and int(length) > MAX_POST:
-        return None
-    try:
-        return await request.form(max_files=0, max_fields=5000)
-    except HTTPException:
-        return FormData()
-
-
-def _text(post: FormData, key: str) -> str:
-    value = post.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _search(request: Request) -> str:
-    """The ``q`` parameter: trimmed, without control characters (PostgreSQL refuses NUL)."""
-    return _CONTROL.sub("", request.query_params.get("q", "")).strip()[:200]
-
-
-def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
-    """Signed-in user (else redirect to /login), CSRF on POST, NotFound → 404 page."""
-
-    async def endpoint(request: Request) -> Response:
-        user = await current_user(request)
-        if user is None:
-            if request.headers.get("hx-request"):
-                return Response(status_code=401, headers={"HX-Redirect": _login_url(request)})
-            return RedirectResponse(_login_url(request), 303)
-        if not request.headers.get("hx-request"):  # the count in the navigation
-            from engine.web.pages_tasks import open_task_count  # it builds on this module
-
-            request.state.open_tasks = await run_in_threadpool(
-                open_task_count, live(request), user.username
-            )
-        if request.method == "POST":
-            post = await _post(request)
-            if post is None:
-                return _error_page(request, 413, "too_large")
-            if not check_csrf(request, _text(post, "csrf_token")):
-                return _error_page(request, 403, "csrf")
-            request.state.post = post  # handlers read the form from here
-        try:
-            return await handler(request, user)
-        except NotFound:
-            return _error_page(request, 404, "not_found")
-        except ValidationFailed as failed:  # e.g. the form's permissions refuse this user
-            if status_of(failed) != 403:
-                raise
-            return _error_page(request, 403, "forbidden", failed.errors[0].message(_lang(request)))
-
-    return endpoint
-
-
-def _form(request: Request) -> FormSpec:
-    return live(request).records.form(request.path_params["form"])
-
-
-def _record_id(request: Request) -> int:
-    record_id = request.path_params["record_id"]
-    if record_id <= 0 or record_id > 2**62:
-        raise NotFound(request.path_params["form"], None)
-    return int(record_id)
-
-
-def _lang(request: Request) -> Lang:
-    return page_lang(live(request).app)
-
-
-def _errors(
-    failed: ValidationFailed, request: Request, known: set[str]
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Field errors by field (``table.col`` under ``table``) and the rest as general errors."""
-    lang = _lang(request)
-    by_field: dict[str, list[str]] = {}
-    general: list[str] = []
-    for error in failed.errors:
-        top = (error.field or "").split(".")[0]
-        if top in known:
-            by_field.setdefault(top, []).append(error.message(lang))
-            if "." in (error.field or ""):
-                by_field.setdefault(error.field or "", []).append(error.message(lang))
-        else:
-            general.append(error.message(lang))
-    return by_field, general
-
-
-# ---------------------------------------------------------------------------- sign-in
-
-
-async def login_page(request: Request) -> Response:
-    if request.method == "GET":
-        if await current_user(request) is not None:
-            return RedirectResponse(_safe_next(request.query_params.get("next")), 303)
-        return render(request, "login.html", {"next": request.query_params.get("next", "/")})
-    post = await _post(request) or FormData()
-    token, name, password = (_text(post, k) for k in ("csrf_token", "username", "password"))
-    context: dict[str, Any] = {"next": _safe_next(post.get("next")), "username": name}
-
-    def refuse(key: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
-        context["error"] = translate(_lang(request), key)
-        return render(request, "login.html", context, status, headers)
-
-    if not check_csrf(request, token):
-        return refuse("csrf", 403)
-    if not name or not password or _CONTROL.search(name):
-        return refuse("bad_login", 400)
-    try:
-        user = await login(request, name.strip()[:64], password[:1024])
-    except SecurityError as refused:
-        context["error"] = refused.message(_lang(request))
-        return render(request, "login.html", context, refused.status_code, refused.headers)
-    if user is None:
-        return refuse("bad_login", 401)
-    return RedirectResponse(context["next"], 303)
-
-
-async def logout_page(request: Request) -> Response:
-    post = await _post(request) or FormData()
-    if not check_csrf(request, _text(post, "csrf_token")):
-        return _error_page(request, 403, "csrf")
-    logout(request)
-    return RedirectResponse("/login", 303)
 
 
 # ---------------------------------------------------------------------------- reading
-
-
-@page
-async def home(request: Request, user: User) -> Response:
-    require(request, user, "use")
-    app = live(request).app
-    forms = [f for f in app.forms.values() if allowed(app, user, "read", Resource(f))]
-    return render(request, "home.html", {"forms": forms})
-
-
-@page
-async def runs_page(request: Request, user: User) -> Response:
-    """Recent flow runs (inputs, outputs, errors, attempts) and the dead-letter list."""
-    from engine.outbox.monitor import list_jobs, list_runs
-
-    app, db = live(request).app, request.app.state.db
-    operator = allowed(app, user, "operate")
-    sees_codes = allowed(app, user, "track_codes")
-    if not sees_codes:
-        require(request, user, "operate")
-    runs = await run_in_threadpool(list_runs, db, limit=50) if operator else None
-    dead = await run_in_threadpool(list_jobs, db, status="dead", limit=100) if operator else None
-    codes = None
-    if sees_codes:
-        from engine.tracking.codes import recent_code_messages
-
-        codes = await run_in_threadpool(recent_code_messages, db)
-    return render(request, "runs.html", {"runs": runs, "dead": dead, "codes": codes})
-
-
-@page
-async def retry_page(request: Request, user: User) -> Response:
-    from engine.outbox.monitor import retry_job
-
-    require(request, user, "operate")
-    await run_in_threadpool(retry_job, request.app.state.db, request.path_params["job_id"])
-    return RedirectResponse("/runs", 303)
 
 
 def list_columns(form: FormSpec) -> list[str]:
@@ -248,9 +63,9 @@ def list_columns(form: FormSpec) -> list[str]:
 
 @page
 async def record_list(request: Request, user: User) -> Response:
-    form, current = _form(request), live(request)
+    form, current = path_form(request), live(request)
     params = request.query_params
-    q = _search(request)
+    q = search_text(request)
     state = params.get("state", "")
     machine = current.app.state_machines.get(form.name)
     filters = {"state": state} if machine and state in {s.name for s in machine.states} else {}
@@ -269,7 +84,7 @@ async def record_list(request: Request, user: User) -> Response:
         )
         items, next_cursor = found.items, found.next_cursor
     except ValidationFailed as failed:
-        items, next_cursor, error = [], None, failed.errors[0].message(_lang(request))
+        items, next_cursor, error = [], None, failed.errors[0].message(request_lang(request))
     base = {k: v for k, v in (("q", q), ("state", state)) if v}
     context = {
         "form": form,
@@ -327,14 +142,14 @@ def ref_options(
 
 @page
 async def pick(request: Request, user: User) -> Response:
-    form = _form(request)
+    form = path_form(request)
     spec = _ref_spec(form, request.path_params["field"])
     if spec is None or spec.ref_form is None:
         raise NotFound(form.name)
     # The picker lists records of the ref's form: reading them needs its read permission.
     require(request, user, "read", Resource(form))
     require(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
-    q = _search(request)
+    q = search_text(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [], user)
     return render(request, "_options.html", {"options": options, "q": q})
 
@@ -370,8 +185,6 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
             conn, [i for f in form.fields if f.type == "files" for i in record[f.name] or []]
         )
     titles = _ref_titles(current, form, events, user)
-    from engine.web.pages_tasks import approval_panel
-
     approvals = approval_panel(current, form.name, record_id, user)
     return {
         "record": record,
@@ -382,22 +195,22 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
     }
 
 
-async def _show_record(
+async def show_record(
     request: Request,
     entry: dict[str, Any] | None = None,
     status: int = 200,
     action_errors: list[str] | None = None,
 ) -> Response:
-    form, current = _form(request), live(request)
+    form, current = path_form(request), live(request)
     user = await current_user(request)
     assert user is not None  # @page signed them in
-    context = await run_in_threadpool(_record_context, current, form, _record_id(request), user)
-    fmt = Formatter(current.app, page_lang(current.app))
+    context = await run_in_threadpool(_record_context, current, form, path_record_id(request), user)
+    lang = request_lang(request)
+    fmt = Formatter(current.app, lang)
     context["timeline"] = fmt.timeline(form, context.pop("events"), context.pop("titles"))
     context.update(
         form=form, entry=entry or {}, defaults=fmt.row_defaults(form, current.records.env())
     )
-    lang = _lang(request)
     choices = await run_in_threadpool(
         available_transitions, current.records, form.name, context["record"], user
     )
@@ -410,16 +223,12 @@ async def _show_record(
     context["can_edit"] = allowed(current.app, user, "update", Resource(form)) and bool(
         _editable(current, form, user, context["record"].get("state"), creating=False)
     )
-    from engine.web.pages_confirm import compare_panel, gate_panel  # they build on pages
-
     context["gates"] = await run_in_threadpool(
         gate_panel, current, form, context["record"], user, fmt
     )
     context["compared"] = await run_in_threadpool(
         compare_panel, current, form, context["record"], fmt
     )
-    from engine.web.pages_insights import hint_panel
-
     context["hints"] = await run_in_threadpool(hint_panel, current, form, context["record"], lang)
     return render(request, "record.html", context, status)
 
@@ -427,9 +236,9 @@ async def _show_record(
 @page
 async def fire_action(request: Request, user: User) -> Response:
     """A transition button: fire it (all checks on the server) and show the record again."""
-    form, current = _form(request), live(request)
-    record_id = _record_id(request)
-    version = _text(request.state.post, "version")
+    form, current = path_form(request), live(request)
+    record_id = path_record_id(request)
+    version = post_text(request.state.post, "version")
     try:
         await run_in_threadpool(
             fire_transition,
@@ -441,17 +250,17 @@ async def fire_action(request: Request, user: User) -> Response:
             int(version) if version and version.isdecimal() else None,
         )
     except ValidationFailed as failed:
-        return await _show_record(
+        return await show_record(
             request,
             status=status_of(failed),
-            action_errors=[e.message(_lang(request)) for e in failed.errors],
+            action_errors=[e.message(request_lang(request)) for e in failed.errors],
         )
     return RedirectResponse(f"/forms/{form.name}/{record_id}", 303)
 
 
 @page
 async def record_page(request: Request, user: User) -> Response:
-    return await _show_record(request)
+    return await show_record(request)
 
 
 # ---------------------------------------------------------------------------- input
@@ -549,9 +358,9 @@ def _form_context(
 @page
 async def edit_record(request: Request, user: User) -> Response:
     """The create form (/forms/F/new) and the edit form (/forms/F/ID/edit), GET and POST."""
-    form, current = _form(request), live(request)
-    record_id = _record_id(request) if "record_id" in request.path_params else None
-    fmt = Formatter(current.app, page_lang(current.app))
+    form, current = path_form(request), live(request)
+    record_id = path_record_id(request) if "record_id" in request.path_params else None
+    fmt = Formatter(current.app, request_lang(request))
     require(request, user, "update" if record_id else "create", Resource(form))
     record = (
         await run_in_threadpool(current.records.get, form.name, record_id, user)
@@ -568,7 +377,7 @@ async def edit_record(request: Request, user: User) -> Response:
         post: FormData = request.state.post
         inputs.update({name: _value(form.by_name[name], post, name) for name in editable})
         data = _data(form, {k: inputs[k] for k in editable}, before if record else None)
-        version = _text(post, "_version")
+        version = post_text(post, "_version")
         expected = int(version) if version.isdecimal() and len(version) < 10 else None
         try:
             if record is None:
@@ -579,13 +388,13 @@ async def edit_record(request: Request, user: User) -> Response:
                 )
             return RedirectResponse(f"/forms/{form.name}/{saved['id']}", 303)
         except ValidationFailed as failed:
-            errors, general = _errors(failed, request, editable)  # others: at the top
+            errors, general = field_errors(failed, request, editable)  # others: at the top
             status = status_of(failed)
     context = await run_in_threadpool(_form_context, current, form, editable, inputs, user)
     context.update(
         form=form, record=record, inputs=inputs, editable=editable, errors=errors, general=general
     )
-    context["locked"] = _locked_for(current, form, user, state, editable, _lang(request))
+    context["locked"] = _locked_for(current, form, user, state, editable, request_lang(request))
     context["defaults"] = fmt.row_defaults(form, current.records.env())
     return render(request, "form.html", context, status)
 
@@ -593,7 +402,7 @@ async def edit_record(request: Request, user: User) -> Response:
 @page
 async def add_entry(request: Request, user: User) -> Response:
     """One new row for an (append-only) child table, from the box on the record page."""
-    form, current, record_id = _form(request), live(request), _record_id(request)
+    form, current, record_id = path_form(request), live(request), path_record_id(request)
     spec = form.by_name.get(request.path_params["child"])
     if spec is None or spec.type != "table":
         raise NotFound(form.name)
@@ -605,32 +414,16 @@ async def add_entry(request: Request, user: User) -> Response:
             current.records.add_child_row, form.name, record_id, spec.name, data, user
         )
     except ValidationFailed as failed:
-        errors, general = _errors(failed, request, {spec.name})
+        errors, general = field_errors(failed, request, {spec.name})
         entry = {"child": spec.name, "values": row, "errors": errors, "general": general}
-        return await _show_record(request, entry, status_of(failed))
+        return await show_record(request, entry, status_of(failed))
     return RedirectResponse(f"/forms/{form.name}/{record_id}#{spec.name}", 303)
 
 
-def page_routes() -> list[BaseRoute]:
-    """Pages, the /api/files routes and the vendored assets under /static."""
-    from engine.web.pages_confirm import confirm_page_routes
-    from engine.web.pages_dashboards import dashboard_page_routes
-    from engine.web.pages_insights import insight_page_routes
-    from engine.web.pages_tasks import task_page_routes
-    from engine.web.track import track_routes
-
+def record_page_routes() -> list[BaseRoute]:
     base = "/forms/{form}"
     record = base + "/{record_id:int}"
     return [
-        *task_page_routes(),
-        *confirm_page_routes(),
-        *dashboard_page_routes(),
-        *insight_page_routes(),
-        *file_routes(),
-        *track_routes(),
-        Route("/login", login_page, methods=["GET", "POST"]),
-        Route("/logout", logout_page, methods=["POST"]),
-        Route("/", home),
         Route(base, record_list),
         Route(base + "/new", edit_record, methods=["GET", "POST"]),
         Route(base + "/pick/{field}", pick),
@@ -638,7 +431,4 @@ def page_routes() -> list[BaseRoute]:
         Route(record + "/edit", edit_record, methods=["GET", "POST"]),
         Route(record + "/children/{child}", add_entry, methods=["POST"]),
         Route(record + "/actions/{transition}", fire_action, methods=["POST"]),
-        Route("/runs", runs_page),
-        Route("/runs/jobs/{job_id:int}/retry", retry_page, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
