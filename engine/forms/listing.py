@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -14,9 +14,6 @@ from engine.forms.validate import coerce_field
 from engine.model.errors import BadRequest, FieldError, ValidationFailed
 from engine.model.i18n import Text
 from engine.model.spec import FieldSpec, FormSpec
-
-if TYPE_CHECKING:
-    from engine.forms.records import RecordService
 
 MAX_LIMIT = 500
 _OPS = {
@@ -61,7 +58,8 @@ def _value(spec: FieldSpec | None, name: str, raw: Any, tz: str) -> Any:
 
 def list_records(
     conn: sa.Connection,
-    service: RecordService,
+    table: sa.Table,
+    tz: str,
     form: FormSpec,
     filters: Mapping[str, Any],
     sort: str,
@@ -69,8 +67,6 @@ def list_records(
     cursor: str | None,
     q: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    table = service.table(form.name)
-    tz = service.app.timezone
     for key, raw in [*filters.items(), ("q", q or ""), ("sort", sort), ("cursor", cursor or "")]:
         if "\x00" in str(raw) or "\x00" in key:
             raise _bad(key, "type", "contains a NUL character", "包含非法字符")

@@ -987,7 +987,15 @@ class RecordService(RecordChecks):
         self.check_access(form, "read", actor)
         with self.reads.connect() as conn:
             rows, next_cursor = list_records(
-                conn, self, form, filters or {}, sort, limit, cursor, q
+                conn,
+                self.table(form.name),
+                self.app.timezone,
+                form,
+                filters or {},
+                sort,
+                limit,
+                cursor,
+                q,
             )
             titles = self._titles(conn, form, rows)
             for row in rows:

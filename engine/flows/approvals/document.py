@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from engine.flows.approvals.pdf import ApprovalDocument, DecisionLine
 from engine.flows.approvals.plan import plan_of
+from engine.forms.records import RecordService
+from engine.model.spec import App
 from engine.store.system_tables import system_metadata
-
-if TYPE_CHECKING:
-    from engine.flows.approvals.service import ApprovalRuntime
 
 _META = system_metadata()
 TASKS = _META.tables["sl_approval_tasks"]
@@ -41,11 +40,11 @@ def _utc(at: datetime | None) -> datetime | None:
 
 
 def approval_document(
-    runtime: ApprovalRuntime, conn: sa.Connection, approval: Any
+    records: RecordService, conn: sa.Connection, approval: Any
 ) -> ApprovalDocument:
-    app = runtime.app
-    form = runtime.records.form(approval.form)
-    record = runtime.records.read(conn, form, approval.record_id)
+    app = records.app
+    form = records.form(approval.form)
+    record = records.read(conn, form, approval.record_id)
     fields = []
     for spec in form.fields:
         if spec.type not in KEY_TYPES:
@@ -76,11 +75,11 @@ def approval_document(
         lines.append(
             DecisionLine(
                 step=step.label,
-                approver=_person(runtime, who),
+                approver=_person(app, who),
                 decision=task.status,
                 at=_utc(task.decided_at),
                 comment=task.comment or "",
-                on_behalf_of=_person(runtime, task.on_behalf_of) if task.on_behalf_of else None,
+                on_behalf_of=_person(app, task.on_behalf_of) if task.on_behalf_of else None,
             )
         )
     escalations = conn.execute(
@@ -99,8 +98,8 @@ def approval_document(
                 step=payload.get("step", ""),
                 approver=" → ".join(
                     [
-                        "、".join(_person(runtime, u) for u in payload.get("from", [])),
-                        "、".join(_person(runtime, u) for u in payload.get("to", [])),
+                        "、".join(_person(app, u) for u in payload.get("from", [])),
+                        "、".join(_person(app, u) for u in payload.get("to", [])),
                     ]
                 ),
                 decision="escalated",
@@ -119,7 +118,7 @@ def approval_document(
         fields=tuple(fields),
         route=route,
         outcome=approval.status,
-        submitter=_person(runtime, approval.submitter or ""),
+        submitter=_person(app, approval.submitter or ""),
         started_at=_utc(approval.started_at) or datetime.now(UTC),
         finished_at=_utc(approval.finished_at) or _utc(approval.started_at) or datetime.now(UTC),
         lines=tuple(lines),
@@ -129,6 +128,6 @@ def approval_document(
     )
 
 
-def _person(runtime: ApprovalRuntime, user: str) -> str:
-    person = runtime.app.people.get(user)
+def _person(app: App, user: str) -> str:
+    person = app.people.get(user)
     return f"{person.name} ({user})" if person is not None else user

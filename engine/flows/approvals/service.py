@@ -733,7 +733,7 @@ class ApprovalRuntime:
             if approval is None or approval.record_file is not None:
                 document = None
             else:
-                document = approval_document(self, conn, approval)
+                document = approval_document(self.records, conn, approval)
         if document is None or approval is None:
             with self.engine.begin() as conn:
                 jobs.finish(conn, job)
