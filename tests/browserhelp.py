@@ -35,22 +35,27 @@ def free_port() -> int:
 
 @contextmanager
 def serve(web: Any) -> Iterator[str]:
-    """Serve ``web`` on 127.0.0.1 in a thread; yield its base URL, stop it on the way out."""
-    port = free_port()
-    config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the web server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
+    """Serve ``web`` on 127.0.0.1 in a thread; yield its base URL, stop it on the way out.
+
+    The socket is bound here (port 0) and handed to uvicorn, so no other process — another
+    pytest-xdist worker — can take the port between choosing it and listening on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(web, log_level="warning", lifespan="off")
+        running = uvicorn.Server(config)
+        thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not running.started:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    pytest.fail("the web server did not start")
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            running.should_exit = True
+            thread.join(timeout=10)
 
 
 def launch(pw: Playwright) -> Browser:

@@ -60,12 +60,16 @@ import uuid  # noqa: E402
 
 PG_URL = os.environ.get("SEAMLINE_TEST_PG_URL")
 DB_KINDS = ["sqlite", "postgresql"]
+# "gw0", "gw1", … under pytest-xdist (-n), "main" in a serial run
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @pytest.fixture(params=DB_KINDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    """A URL to a fresh, empty database: a SQLite file, and (when SEAMLINE_TEST_PG_URL is
-    set) a new PostgreSQL database created for this test and dropped after it."""
+    """A URL to a fresh, empty database: a SQLite file in the test's own tmp_path, and (when
+    SEAMLINE_TEST_PG_URL is set) a new PostgreSQL database created for this test and dropped
+    after it. Every test has its own database, so pytest-xdist workers never share tables; the
+    name carries the worker (``sl_test_gw1_…``) to tell whose a leftover is."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
@@ -73,7 +77,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
         pytest.skip("SEAMLINE_TEST_PG_URL is not set")
     import sqlalchemy as sa
 
-    name = f"sl_test_{uuid.uuid4().hex[:12]}"
+    name = f"sl_test_{WORKER}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -82,3 +86,57 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+# ---------------------------------------------------------------------------- parallel runs
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """test_api_fuzz.py opens its SQLite database when imported, and every xdist worker imports
+    it: keep those files in this run's pytest temp folder (per worker, cleaned by pytest's
+    rotation), not in /tmp, unless SEAMLINE_FUZZ_DIR says where."""
+    if "SEAMLINE_FUZZ_DIR" not in os.environ:
+        base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        os.environ["SEAMLINE_FUZZ_DIR"] = str(base)
+
+
+# ---------------------------------------------------------------------------- slow tests
+
+# Tests that took over ~10 s each on the 2-core machine (``pytest --durations=60``, serial and
+# -n 2): marked ``slow`` so ``pytest -m "not slow"`` is a quick run; CI runs everything. Keyed by
+# file::function (every parameter, e.g. both databases) or by a full id with its parameters.
+SLOW = frozenset(
+    {
+        "test_browser.py::test_approve_from_the_inbox_in_a_real_browser",
+        "test_browser.py::test_dashboard_red_light_to_its_orders_in_a_real_browser",
+        "test_browser.py::test_order_in_a_real_browser",
+        "test_demo.py::test_an_app_without_a_history_generator_gets_its_csv_files",
+        "test_demo.py::test_demo_keeps_everything_in_its_folder_and_loads_once",
+        "test_demo.py::test_reset_starts_over",
+        "test_demo.py::test_scenario_drives_a_day_of_orders",
+        "test_events.py::test_parallel_autonumbers_on_several_processes",
+        "test_expressions_hostile.py::test_compiled_closures_agree_with_simpleeval",
+        "test_no_traceback.py::test_mutated_pack_never_raises",
+        "test_no_traceback.py::test_random_text_never_raises",
+        "test_reservations.py::test_100_concurrent_orders_flaky_warehouse_killed_worker",
+        "test_story_browser.py::test_the_seed_story_in_a_real_browser",
+        "test_track.py::test_enumerating_a_thousand_numbers_is_limited_and_learns_nothing",
+        "test_workers.py::test_sigkill_mid_flight_then_restart_delivers_everything_once",
+        "test_workers.py::test_two_workers_share_jobs_without_running_one_twice",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = []
+    for item in items:
+        nodeid = item.nodeid.removeprefix("tests/")
+        if nodeid in SLOW or nodeid.split("[", 1)[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
+            slow.append(item)
+    if WORKER != "main" and slow:
+        # under xdist the slow tests go first (in their usual order): the workers share them
+        # out at the start instead of one worker finishing a 30-90 s test while the other idles
+        first = set(slow)
+        items[:] = slow + [item for item in items if item not in first]

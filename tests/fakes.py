@@ -21,8 +21,10 @@ All servers stop at the end of the ``with`` block; a slow answer in progress is 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -642,12 +644,23 @@ class FakeSmtp:
         return "250 Message accepted"
 
     def start(self) -> None:
-        self.port = free_port()
         kwargs: dict[str, Any] = {}
         if self.user:
             kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
-        self._controller.start()
+        # aiosmtpd binds the port itself: another process (a pytest-xdist worker) may take the
+        # free port first, so a port found taken is replaced by another free one
+        for attempt in range(5):
+            self.port = free_port()
+            controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+            try:
+                controller.start()
+            except OSError as error:
+                controller.loop.close()
+                if error.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                continue
+            self._controller = controller
+            return
 
     def stop(self) -> None:
         if self._controller is not None:
@@ -668,9 +681,26 @@ def fake_smtp(*, user: str | None = None, password: str | None = None) -> Iterat
         yield server
 
 
+_HELD_PORTS: list[socket.socket] = []
+
+
+def _close_held_ports() -> None:
+    while _HELD_PORTS:
+        _HELD_PORTS.pop().close()
+
+
+atexit.register(_close_held_ports)
+
+
 def closed_port_url(scheme: str = "http") -> str:
-    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
-    return f"{scheme}://127.0.0.1:{free_port()}"
+    """A URL on 127.0.0.1 where nothing listens (connection refused).
+
+    The port stays bound, never listening, until the process exits: connecting is refused, and
+    no other server (another pytest-xdist worker's fake) can be given the port meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(sock)
+    return f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
 
 
 # ----------------------------------------------------------------------------- any ASGI app
