@@ -13,10 +13,9 @@ from starlette.routing import Route
 from engine.accounts.auth import User
 from engine.flows.confirm import confirm_gate
 from engine.model.errors import ValidationFailed
-from engine.web.current import live, request_lang
-from engine.web.jsonio import status_of
+from engine.web.current import live
 from engine.web.page_kit import page, path_form, path_record_id, post_text
-from engine.web.pages_records import show_record
+from engine.web.pages_records import show_refusal
 
 __all__ = ["confirm_page_routes"]
 
@@ -37,11 +36,7 @@ async def confirm_action(request: Request, user: User) -> Response:
             post_text(post, "value") or None,
         )
     except ValidationFailed as failed:
-        return await show_record(
-            request,
-            status=status_of(failed),
-            action_errors=[e.message(request_lang(request)) for e in failed.errors],
-        )
+        return await show_refusal(request, failed)
     return RedirectResponse(f"/forms/{form.name}/{record_id}#gates", 303)
 
 

@@ -195,6 +195,15 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
     }
 
 
+async def show_refusal(request: Request, failed: ValidationFailed) -> Response:
+    """The record page again, with why the action on it was refused (and the refusal's status)."""
+    return await show_record(
+        request,
+        status=status_of(failed),
+        action_errors=[e.message(request_lang(request)) for e in failed.errors],
+    )
+
+
 async def show_record(
     request: Request,
     entry: dict[str, Any] | None = None,
@@ -250,11 +259,7 @@ async def fire_action(request: Request, user: User) -> Response:
             int(version) if version and version.isdecimal() else None,
         )
     except ValidationFailed as failed:
-        return await show_record(
-            request,
-            status=status_of(failed),
-            action_errors=[e.message(request_lang(request)) for e in failed.errors],
-        )
+        return await show_refusal(request, failed)
     return RedirectResponse(f"/forms/{form.name}/{record_id}", 303)
 
 
