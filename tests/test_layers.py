@@ -27,10 +27,11 @@ ENGINE = ROOT / "engine"
 # package -> the packages it may import (besides itself). Bottom floors first.
 ALLOWED: dict[str, set[str]] = {
     "model": set(),
+    "assets": set(),
     "expressions": {"model"},
     "functions": {"model", "expressions"},
     "config": {"model"},
-    "compile": {"model", "expressions", "functions", "config"},
+    "compile": {"model", "expressions", "functions", "config", "assets"},
     "store": {"model"},
     "accounts": {"model", "store"},
     "outbox": {"model", "store"},
@@ -38,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "forms": {"model", "expressions", "functions", "store"},
     "dashboards": {"model", "expressions", "store"},
     "insights": {"model", "expressions", "store"},
-    "flows": {"model", "expressions", "functions", "store", "outbox", "forms"},
+    "flows": {"model", "expressions", "functions", "store", "outbox", "forms", "assets"},
     "tracking": {"model", "expressions", "store", "outbox", "forms", "flows", "accounts"},
     "runtime": {
         "model", "expressions", "functions", "config", "compile", "store", "outbox",
@@ -46,16 +47,16 @@ ALLOWED: dict[str, set[str]] = {
     },
     "web": {
         "model", "expressions", "functions", "config", "compile", "store", "outbox", "deploy",
-        "forms", "flows", "dashboards", "insights", "tracking", "accounts", "runtime",
+        "forms", "flows", "dashboards", "insights", "tracking", "accounts", "runtime", "assets",
     },
     "demo": {
         "model", "expressions", "config", "compile", "store", "outbox", "deploy", "forms",
-        "flows", "accounts", "runtime", "web",
+        "flows", "accounts", "runtime", "web", "assets",
     },
     "cli": {
         "model", "expressions", "functions", "config", "compile", "store", "outbox", "deploy",
         "forms", "flows", "dashboards", "insights", "tracking", "accounts", "runtime", "web",
-        "demo",
+        "demo", "assets",
     },
 }  # fmt: skip
 

@@ -12,20 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from engine.cli import deploy, insights, run, testing, users
 from engine.cli.common import DEFAULT_APP, app_locale, cli_lang
+from engine.cli.init import init_command
 from engine.model.i18n import counted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seamline", prog_name="seamline", message="%(prog)s %(version)s")
 @click.option(
     "--app",
     "app_dir",
     default=DEFAULT_APP,
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="App folder holding app.yaml.",
+    help="App folder holding app.yaml (default: ./configs, or here when ./app.yaml exists).",
 )
 @click.option(
     "--lang",
@@ -43,7 +46,11 @@ from engine.model.i18n import counted
 def main(ctx: click.Context, app_dir: Path, lang: str | None, db_url: str | None) -> None:
     """Seamline: forms, rules, flows, approvals and dashboards from YAML."""
     ctx.ensure_object(dict)
+    chosen = ctx.get_parameter_source("app_dir") is not ParameterSource.DEFAULT
+    if not chosen and not (app_dir / "app.yaml").exists() and Path("app.yaml").exists():
+        app_dir = Path(".")  # a folder made by `seamline init`
     ctx.obj["app_dir"] = app_dir
+    ctx.obj["app_chosen"] = chosen
     ctx.obj["lang"] = lang
     ctx.obj["db_url"] = db_url
 
@@ -205,6 +212,7 @@ for command in (
     run.serve_command,
     run.worker_command,
     run.demo_command,
+    init_command,
     run.audit_group,
     run.import_command,
     run.export_command,

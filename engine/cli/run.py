@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine.cli.common import DEFAULT_APP, cli_lang, open_app, say
+from engine.cli.common import cli_lang, open_app, say
 
 
 def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
@@ -247,7 +247,7 @@ def demo_command(
     from engine.demo import build as demo
     from engine.deploy.apply import bundle_sources, deploy
 
-    if ctx.obj["app_dir"] == Path(DEFAULT_APP):
+    if not ctx.obj.get("app_chosen"):
         ctx.obj["app_dir"] = demo.PACK
     app_dir = Path(ctx.obj["app_dir"])
     folder = demo.DemoFolder(demo_dir)

@@ -8,6 +8,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+from engine.assets import PAGE_TEMPLATES
 from engine.compile.context import CompileContext
 from engine.config.loader import LoadedYaml, load_yaml_text
 from engine.config.workspace import display_path, read_source
@@ -380,5 +381,4 @@ def _read_yaml(
 
 def template_dirs(root: Path) -> list[Path]:
     """Where templates are looked up: the app's own, then the engine's shared ones."""
-    shared = Path(__file__).resolve().parents[2] / "templates"
-    return [root / "templates", shared]
+    return [root / "templates", PAGE_TEMPLATES]

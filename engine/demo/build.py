@@ -32,12 +32,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.assets import pack_dir
 from engine.demo.chat import ChatSink, create_chat_app
 from engine.model.i18n import Text
 from engine.model.spec import App
 
 DEMO_PASSWORD = "seamline-demo"
-PACK = Path(__file__).resolve().parents[2] / "examples" / "manufacturing_pack"
+PACK = pack_dir("manufacturing")
 DEFAULT_DIR = Path(".seamline-demo")
 DB_FILE = "seamline-demo.db"
 MESSAGES_FILE = "messages.jsonl"

@@ -10,21 +10,18 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-import engine
 from engine.model.i18n import Text
 from engine.outbox.connectors import ConnectorError, Message, Recipient
 
 log = logging.getLogger(__name__)
 
 PREFIX = "templates/"
-REPO_TEMPLATES = Path(engine.__file__).resolve().parents[1] / "templates"
 
 
 class LoggedUndefined(jinja2.ChainableUndefined):
@@ -69,10 +66,10 @@ def plain(value: Any) -> Any:
 
 def message_environment(bundle: Mapping[str, str]) -> jinja2.Environment:
     """A sandboxed environment over the bundle's ``templates/…`` files, falling back to the
-    repository's ``templates/`` folder; names drop the prefix (``messages/x.md``)."""
+    engine's shared templates (:mod:`engine.assets`); names drop the prefix (``messages/x.md``)."""
     own = {name[len(PREFIX) :]: text for name, text in bundle.items() if name.startswith(PREFIX)}
     loader = jinja2.ChoiceLoader(
-        [jinja2.DictLoader(own), jinja2.FileSystemLoader(str(REPO_TEMPLATES))]
+        [jinja2.DictLoader(own), jinja2.PackageLoader("engine.assets", "templates")]
     )
     return MessageSandbox(
         loader=loader,

@@ -2,7 +2,8 @@
 Chinese and English, and how values are shown (numbers, dates in the app's time zone).
 
 Templates are looked up first in the app folder's ``templates/`` (from the deployed bundle, so
-an app may replace any page template by name), then in the repository's ``templates/``.
+an app may replace any page template by name), then in the engine's own (package data,
+:mod:`engine.assets`).
 Templates run sandboxed and autoescaped.
 """
 
@@ -14,7 +15,6 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-import engine
+from engine.assets import PAGE_TEMPLATES
 from engine.model.i18n import Lang, Text
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
@@ -41,7 +41,7 @@ __all__ = [
     "translate",
 ]
 
-TEMPLATES_DIR = Path(engine.__file__).resolve().parents[1] / "templates"
+TEMPLATES_DIR = PAGE_TEMPLATES
 _CACHE_SIZE = 8
 _cache: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], SandboxedEnvironment] = OrderedDict()
 _lock = threading.Lock()
@@ -562,7 +562,7 @@ def _templates(bundle: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _build(overrides: tuple[tuple[str, str], ...]) -> SandboxedEnvironment:
     loader = jinja2.ChoiceLoader(
-        [jinja2.DictLoader(dict(overrides)), jinja2.FileSystemLoader(str(TEMPLATES_DIR))]
+        [jinja2.DictLoader(dict(overrides)), jinja2.PackageLoader("engine.assets", "templates")]
     )
     env = SandboxedEnvironment(
         loader=loader,
