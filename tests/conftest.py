@@ -122,7 +122,13 @@ SLOW = frozenset(
         "test_story_browser.py::test_the_seed_story_in_a_real_browser",
         "test_track.py::test_enumerating_a_thousand_numbers_is_limited_and_learns_nothing",
         "test_workers.py::test_sigkill_mid_flight_then_restart_delivers_everything_once",
+        "test_wheel.py::test_installed_wheel_runs_the_demo_from_an_empty_folder",
+        "test_wheel.py::test_sdist_holds_every_tracked_file_and_its_tests_run",
         "test_workers.py::test_two_workers_share_jobs_without_running_one_twice",
+        "test_container.py::test_compose_services_as_processes",
+        "test_container.py::test_the_image_builds_and_holds_what_it_promises",
+        "test_backup.py::test_sqlite_backup_restore_verify",
+        "test_backup.py::test_postgresql_dump_restore_verify",
     }
 )
 

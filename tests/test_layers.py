@@ -138,7 +138,12 @@ def imports_of(path: Path, known: set[str], root: Path = ROOT) -> Iterator[Impor
 
 
 def engine_modules(root: Path = ROOT) -> dict[str, Path]:
-    return {module_name(p, root): p for p in sorted((root / "engine").rglob("*.py"))}
+    # engine/assets holds the shipped app folders (data: a pack's scripts are not engine modules)
+    return {
+        module_name(p, root): p
+        for p in sorted((root / "engine").rglob("*.py"))
+        if "assets" not in p.relative_to(root / "engine").parts[:1]
+    }
 
 
 def package_of(module: str) -> str | None:
