@@ -14,7 +14,6 @@ in flight finish on the version they started with.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,14 @@ from engine.flows.messages import message_environment
 from engine.flows.runner import FlowRuntime
 from engine.forms.records import RecordService
 from engine.model import clock
+from engine.model.i18n import Text, default_lang
+from engine.model.logs import logger
 from engine.model.spec import App
 from engine.outbox.connectors import Connectors
 from engine.store.storage import reader
 from engine.store.tables import build_metadata
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,30 @@ class Deployments:
         if row is None or row.content_hash == self.current.app.content_hash:
             return False
         newest, bundle = row.content_hash, row.bundle
+        old = self.current.app
         result = compile_bundle(dict(bundle))
         if result.app is None:
             log.error(
                 "deployment %s does not compile; staying on %s",
                 newest,
-                self.current.app.content_hash,
+                old.content_hash,
+                extra={"hash": newest, "current_hash": old.content_hash},
             )
             return False
         self.current = LiveApp.of(result.app, self.engine, dict(bundle))
-        log.info("switched to deployment %s (version %s)", newest, result.app.version)
+        log.info(
+            "switched deployment: %s (%s) -> %s (%s)",
+            old.version,
+            old.content_hash[:12],
+            result.app.version,
+            newest[:12],
+            extra={
+                "old_version": old.version,
+                "old_hash": old.content_hash,
+                "version": result.app.version,
+                "hash": newest,
+            },
+        )
         return True
 
     def start(self) -> None:
@@ -116,3 +131,35 @@ class Deployments:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+NOTHING_DEPLOYED = Text(
+    "nothing is deployed in this database yet: run `seamline deploy` first",
+    "数据库中还没有部署：请先运行 `seamline deploy`",
+)
+DOES_NOT_COMPILE = Text("the deployed bundle does not compile", "已部署的配置无法编译")
+
+
+class NotServable(RuntimeError):
+    """No app to serve from this database; ``text`` says why in both languages."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(text(default_lang()))
+        self.text = text
+
+
+def newest_live(engine: sa.Engine) -> LiveApp:
+    """The newest deployment of ``engine``'s database as a LiveApp (what a server or worker
+    runs; no app folder needed); :class:`NotServable` when there is none or it does not
+    compile."""
+    try:
+        with engine.connect() as conn:
+            row = latest_deployment(conn)
+    except sa.exc.DBAPIError:
+        row = None
+    if row is None:
+        raise NotServable(NOTHING_DEPLOYED)
+    compiled = compile_bundle(dict(row.bundle))
+    if compiled.app is None:
+        raise NotServable(DOES_NOT_COMPILE)
+    return LiveApp.of(compiled.app, engine, dict(row.bundle))

@@ -483,7 +483,7 @@ def test_missing_secret_key_warns(
 ) -> None:
     monkeypatch.delenv("SEAMLINE_SECRET_KEY", raising=False)
     monkeypatch.setattr(secret, "_generated_secret", None)
-    with caplog.at_level(logging.WARNING, logger="seamline.security"):
+    with caplog.at_level(logging.WARNING, logger="seamline.accounts.secret"):
         first = secret.session_secret()
         assert secret.session_secret() == first
     assert len(first) >= 32

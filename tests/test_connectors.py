@@ -663,7 +663,7 @@ def test_pack_progress_template_says_the_stage_entered_in_plain_words() -> None:
 
 def test_undefined_values_render_empty_and_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     bundle = {"templates/m.md": "# {{ record.nope.deeper }}标题\n{{ missing }}正文{{ 1.5e20 }}"}
-    with caplog.at_level(logging.WARNING, logger="engine.flows.messages"):
+    with caplog.at_level(logging.WARNING, logger="seamline.flows.messages"):
         message = render_message(message_environment(bundle), "m.md", {"record": {}})
     assert message.title == "标题"
     assert message.text == "正文1.5e+20"

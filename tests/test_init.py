@@ -121,3 +121,23 @@ def test_version() -> None:
     code, out, _ = run("--version")
     assert code == 0
     assert out.strip() == f"seamline {version('seamline')}"
+
+
+def test_commands_on_the_deployed_app_need_no_folder(here: Path) -> None:
+    """A container or a second machine runs serve/worker/audit with only SEAMLINE_DB."""
+    db = f"sqlite:///{here / 'x.db'}"
+    code, out, err = run("--app", str(STARTER), "--db", db, "deploy")
+    assert code == 0, out + err
+    empty = here / "elsewhere"
+    empty.mkdir()
+    os.chdir(empty)
+    runner = CliRunner(env={"SEAMLINE_DB": db})
+    verified = runner.invoke(main, ["--lang", "en", "audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "event chain intact" in verified.stdout
+    drained = runner.invoke(main, ["--lang", "en", "worker", "--drain"])
+    assert drained.exit_code == 0, drained.output
+    # without a database named, the missing folder is the error, with the way out
+    code, _, err = run("--lang", "en", "audit", "verify")
+    assert code == 1
+    assert "app folder not found" in err and "seamline init DIR" in err

@@ -8,13 +8,19 @@ import html
 import json
 import re
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from apihelp import PACK, Api, start_api
 from fakes import FakeWeCom, fake_wecom
 from itsdangerous import URLSafeSerializer
@@ -28,6 +34,7 @@ from engine.outbox import jobs
 from engine.outbox.worker import run_job
 from engine.runtime import Deployments
 from engine.tracking.limits import CODES, HITS
+from engine.web.asgi import server_options
 from engine.web.routes import page_routes
 from engine.web.security import session_secret
 from engine.web.server import create_web_app
@@ -455,3 +462,64 @@ def test_order_suffix_variant(suffix_world: World) -> None:
     statuses = [attempt(OTHER_PHONE, "0000").status_code for _ in range(6)]
     assert statuses == [400, 400, 400, 400, 429, 429]
     assert attempt(OTHER_PHONE, theirs[-4:]).status_code == 429
+
+
+# ---------------------------------------------------------------------------- behind a proxy
+
+
+@contextmanager
+def _real_server(world: World, trusted: str) -> Iterator[str]:
+    """The pages on uvicorn with the options of ``seamline serve --forwarded-allow-ips
+    <trusted>``, on 127.0.0.1 and a port of its own (bound here, port 0)."""
+    web = create_web_app(
+        world.api.engine, Deployments(world.api.engine, world.api.live), page_routes()
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(web, lifespan="off", **server_options(trusted, "WARNING"))
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "no server"
+                time.sleep(0.02)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def _asks(base: str, forwarded_for: str, phones: range) -> list[int]:
+    """Codes asked for ``phones`` (unknown numbers: no per-phone limit is reached) by a client
+    the proxy says is ``forwarded_for``."""
+    headers = {"X-Forwarded-For": forwarded_for}
+    with httpx.Client(base_url=base, headers=headers, timeout=20) as client:
+        token = csrf(client.get("/track").text)
+        return [
+            client.post(
+                "/track/code", data={"csrf_token": token, "phone": f"1380001{n:04d}"}
+            ).status_code
+            for n in phones
+        ]
+
+
+def _ip_keys(world: World) -> set[str]:
+    with world.api.engine.connect() as conn:
+        keys = conn.execute(sa.select(HITS.c.key).where(HITS.c.key.like("req-ip:%"))).scalars()
+        return set(keys)
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(world: World) -> None:
+    with _real_server(world, "127.0.0.1") as base:
+        assert _asks(base, "198.51.100.1", range(21)) == [200] * 20 + [429]  # 20 per address
+        assert _asks(base, "198.51.100.2", range(100, 103)) == [200] * 3  # a budget of its own
+    assert _ip_keys(world) == {"req-ip:198.51.100.1", "req-ip:198.51.100.2"}
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(world: World) -> None:
+    with _real_server(world, "10.9.9.9") as base:  # 127.0.0.1 is not the trusted proxy
+        assert _asks(base, "198.51.100.1", range(20)) == [200] * 20
+        assert _asks(base, "198.51.100.2", range(100, 102)) == [429, 429]  # the same budget
+    assert _ip_keys(world) == {"req-ip:127.0.0.1"}

@@ -6,13 +6,14 @@ with a warning.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 
+from engine.model.logs import logger
+
 __all__ = ["session_secret"]
 
-log = logging.getLogger("seamline.security")
+log = logger(__name__)
 _generated_secret: str | None = None
 
 

@@ -19,7 +19,6 @@ Limits (environment, read on every use): ``SEAMLINE_SESSION_IDLE_MINUTES`` (defa
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import secrets
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.model import clock
+from engine.model.logs import logger
 from engine.store.system_tables import add_system_tables
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "touch_session",
 ]
 
-log = logging.getLogger("seamline.sessions")
+log = logger(__name__)
 
 DEFAULT_IDLE_MINUTES = 120
 DEFAULT_HOURS = 12

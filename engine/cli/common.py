@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
+from engine.model.extras import SetupError
 from engine.model.i18n import Lang, default_lang
 
-__all__ = ["DEFAULT_APP", "app_locale", "cli_lang", "open_app", "say"]
+__all__ = ["DEFAULT_APP", "SeamlineGroup", "app_locale", "cli_lang", "open_app", "say"]
 
 DEFAULT_APP = "./configs"
 
@@ -38,17 +39,41 @@ def cli_lang(ctx: click.Context, locale: str | None = None) -> Lang:
     return default_lang(locale)
 
 
+class SeamlineGroup(click.Group):
+    """The command group: a :class:`SetupError` (a missing extra, an unsupported database URL)
+    from any command is printed in the command's language, exit 2, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SetupError as problem:
+            click.echo(problem.text(cli_lang(ctx)), err=True)
+            ctx.exit(2)
+
+
 def say(ctx: click.Context, en: str, zh: str, err: bool = False) -> None:
     click.echo(zh if cli_lang(ctx) == "zh" else en, err=err)
 
 
-def open_app(ctx: click.Context) -> tuple[Any, Any]:
-    """Compile the app folder (exit 1 with the diagnostics when it has errors) and connect."""
+def open_app(ctx: click.Context, *, deployed_ok: bool = False) -> tuple[Any, Any]:
+    """Compile the app folder (exit 1 with the diagnostics when it has errors) and connect.
+
+    ``deployed_ok``: a command that runs the deployed app (serve, worker, audit, import,
+    export) also runs without an app folder when the database is named (``--db`` or
+    ``SEAMLINE_DB``): then the compile result is None and the newest deployment is used."""
+    import os
+
     from engine.compile import compile_app
     from engine.model.diagnostics import render_text, summary
     from engine.store.storage import create_db_engine, database_url
 
-    result = compile_app(ctx.obj["app_dir"])
+    app_dir = Path(ctx.obj["app_dir"])
+    named = ctx.obj.get("db_url") or os.environ.get("SEAMLINE_DB")
+    if deployed_ok and named and not (app_dir / "app.yaml").exists():
+        engine = create_db_engine(named)
+        ctx.call_on_close(engine.dispose)
+        return None, engine
+    result = compile_app(app_dir)
     if result.app is None:
         items = result.diagnostics.sorted()
         click.echo(render_text(items, result.workspace.sources, cli_lang(ctx)), err=True)

@@ -15,12 +15,13 @@ import click
 from click.core import ParameterSource
 
 from engine.cli import deploy, insights, run, testing, users
-from engine.cli.common import DEFAULT_APP, app_locale, cli_lang
+from engine.cli.common import DEFAULT_APP, SeamlineGroup, app_locale, cli_lang
 from engine.cli.init import init_command
 from engine.model.i18n import counted
+from engine.model.logs import FORMATS, LEVELS, configure_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SeamlineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seamline", prog_name="seamline", message="%(prog)s %(version)s")
 @click.option(
     "--app",
@@ -42,10 +43,36 @@ from engine.model.i18n import counted
     default=None,
     help="Database URL (default: SEAMLINE_DB, then app.yaml, then seamline.db in the app folder).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    envvar="SEAMLINE_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    help="Level of the seamline.* and uvicorn logs (env SEAMLINE_LOG_LEVEL).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    envvar="SEAMLINE_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="text, or json: one JSON object per line (env SEAMLINE_LOG_FORMAT).",
+)
 @click.pass_context
-def main(ctx: click.Context, app_dir: Path, lang: str | None, db_url: str | None) -> None:
+def main(
+    ctx: click.Context,
+    app_dir: Path,
+    lang: str | None,
+    db_url: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
     """Seamline: forms, rules, flows, approvals and dashboards from YAML."""
     ctx.ensure_object(dict)
+    ctx.obj["log_level"] = log_level.upper()
+    ctx.obj["log_format"] = log_format.lower()
+    configure_logging(ctx.obj["log_level"], ctx.obj["log_format"])
     chosen = ctx.get_parameter_source("app_dir") is not ParameterSource.DEFAULT
     if not chosen and not (app_dir / "app.yaml").exists() and Path("app.yaml").exists():
         app_dir = Path(".")  # a folder made by `seamline init`

@@ -12,27 +12,16 @@ from engine.cli.common import cli_lang, open_app, say
 
 
 def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
-    """The newest deployment as a LiveApp; exit 1 when nothing was deployed yet."""
-    import sqlalchemy as sa
-
-    from engine.compile.bundle import compile_bundle
-    from engine.deploy.apply import latest_deployment
-    from engine.runtime import LiveApp
+    """The newest deployment as a LiveApp; exit 1 when nothing was deployed yet. ``result``:
+    the app folder compiled (a note when it differs from the deployment), or None without one."""
+    from engine.runtime import NotServable, newest_live
 
     try:
-        with engine.connect() as conn:
-            row = latest_deployment(conn)
-    except sa.exc.DBAPIError:
-        row = None
-    if row is None:
-        say(
-            ctx,
-            "nothing is deployed in this database yet: run `seamline deploy` first",
-            "数据库中还没有部署：请先运行 `seamline deploy`",
-            err=True,
-        )
+        live = newest_live(engine)
+    except NotServable as refused:
+        click.echo(refused.text(cli_lang(ctx)), err=True)
         sys.exit(1)
-    if row.content_hash != result.app.content_hash:
+    if result is not None and live.app.content_hash != result.app.content_hash:
         say(
             ctx,
             "note: the app folder differs from the deployed version; serving the deployed "
@@ -40,11 +29,21 @@ def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
             "提示：应用目录与已部署的版本不同；当前按已部署版本运行（运行 `seamline deploy` 切换）",
             err=True,
         )
-    compiled = compile_bundle(dict(row.bundle))
-    if compiled.app is None:
-        say(ctx, "the deployed bundle does not compile", "已部署的配置无法编译", err=True)
-        sys.exit(1)
-    return LiveApp.of(compiled.app, engine, dict(row.bundle))
+    if live.app.approvals:
+        _warn_without_pdf(ctx)
+    return live
+
+
+def _warn_without_pdf(ctx: click.Context) -> None:
+    """Approvals finish without the ``pdf`` extra, but their sealed PDF records wait (the jobs
+    fail saying why and run again once it is installed): say so when the app starts."""
+    from engine.model.extras import SetupError, require
+    from engine.model.i18n import Text
+
+    try:
+        require("pdf", purpose=Text("the sealed approval record PDF", "审批记录 PDF "))
+    except SetupError as missing:
+        say(ctx, f"warning: {missing.text.en}", f"警告：{missing.text.zh}", err=True)
 
 
 @click.command("serve")
@@ -53,41 +52,126 @@ def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
 @click.option(
     "--poll", default=2.0, show_default=True, help="Seconds between checks for a newer deployment."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Web processes (N>1: each builds its own app through engine.web.asgi:create_app).",
+)
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Do not run the outbox worker in the web process(es); run `seamline worker` instead.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxies whose X-Forwarded-For/-Proto are trusted, comma-separated, or * "
+    "(default: FORWARDED_ALLOW_IPS, else 127.0.0.1).",
+)
 @click.pass_context
-def serve_command(ctx: click.Context, host: str, port: int, poll: float) -> None:
+def serve_command(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    poll: float,
+    workers: int,
+    no_worker: bool,
+    forwarded_allow_ips: str | None,
+) -> None:
     """Serve the web app and API on the newest deployment (switches without a restart)."""
-    result, engine = open_app(ctx)
-    run_server(ctx, result, engine, host, port, poll)
+    result, engine = open_app(ctx, deployed_ok=True)
+    run_server(
+        ctx,
+        result,
+        engine,
+        host,
+        port,
+        poll,
+        workers=workers,
+        worker=not no_worker,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 def run_server(
-    ctx: click.Context, result: Any, engine: Any, host: str, port: int, poll: float
+    ctx: click.Context,
+    result: Any,
+    engine: Any,
+    host: str,
+    port: int,
+    poll: float,
+    *,
+    workers: int = 1,
+    worker: bool = True,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
-    """Serve the newest deployment of ``engine`` until stopped."""
+    """Serve the newest deployment of ``engine`` until stopped: in this process, or with
+    ``workers`` > 1 in that many uvicorn processes on the ASGI factory (settings by environment
+    variables: SEAMLINE_DB, SEAMLINE_WORKER, SEAMLINE_POLL, SEAMLINE_LOG_*)."""
     import uvicorn
 
-    from engine.accounts.auth import sync_org_chart
-    from engine.accounts.sessions import ensure_session_tables
-    from engine.runtime import Deployments
-    from engine.web.routes import page_routes
-    from engine.web.server import create_web_app
+    from engine.model.logs import logger
+    from engine.web.asgi import prepare_database, server_options, serving_app
 
-    current = deployed_live(ctx, result, engine)
-    ensure_session_tables(engine)  # a database deployed before server-side sessions
-    with engine.begin() as conn:
-        sync_org_chart(conn, current.app)
-    deployments = Deployments(engine, current, poll_seconds=poll)
-    deployments.start()
-    from engine.outbox.worker import start_worker
+    current = deployed_live(ctx, result, engine)  # refuses here, before any process starts
+    options = server_options(forwarded_allow_ips, (ctx.obj or {}).get("log_level"))
+    log = logger("engine.cli.run")
+    if workers == 1:
+        web = serving_app(engine, current, poll=poll, worker=worker)
+        say(
+            ctx,
+            f"serving {current.app.title} on http://{host}:{port}",
+            f"{current.app.title} 已启动：http://{host}:{port}",
+        )
+        uvicorn.run(web, host=host, port=port, **options)
+        return
+    import os
+    import secrets
+    import shutil
+    import tempfile
 
-    start_worker(engine, lambda: deployments.current.flows)  # more run as `seamline worker`
-    web = create_web_app(engine, deployments, extra_routes=page_routes())
+    from engine.model.logs import env_log_format
+
+    prepare_database(engine, current)  # once here, not raced by every process at its start
+    obj = ctx.obj or {}
+    os.environ["SEAMLINE_DB"] = engine.url.render_as_string(hide_password=False)
+    os.environ["SEAMLINE_WORKER"] = "1" if worker else "0"
+    os.environ["SEAMLINE_POLL"] = str(poll)
+    os.environ["SEAMLINE_LOG_LEVEL"] = obj.get("log_level") or os.environ.get(
+        "SEAMLINE_LOG_LEVEL", "INFO"
+    )
+    os.environ["SEAMLINE_LOG_FORMAT"] = obj.get("log_format") or env_log_format()
+    if not os.environ.get("SEAMLINE_SECRET_KEY"):
+        # one key for every process of this run, or a session signed by one is refused by another
+        os.environ["SEAMLINE_SECRET_KEY"] = secrets.token_urlsafe(48)
+        log.warning(
+            "SEAMLINE_SECRET_KEY is not set: the %d processes share a random key for this run; "
+            "sessions will not survive a restart",
+            workers,
+        )
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics adds up every process
+        metrics_dir = tempfile.mkdtemp(prefix="seamline-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     say(
         ctx,
-        f"serving {current.app.title} on http://{host}:{port}",
-        f"{current.app.title} 已启动：http://{host}:{port}",
+        f"serving {current.app.title} on http://{host}:{port} ({workers} processes)",
+        f"{current.app.title} 已启动：http://{host}:{port}（{workers} 个进程）",
     )
-    uvicorn.run(web, host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(
+            "engine.web.asgi:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **options,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 _ZH_PROBLEM = {"missing": "已丢失", "altered": "已被篡改"}
@@ -106,7 +190,7 @@ def audit_verify(ctx: click.Context) -> None:
     from engine.store.events import verify_chain
     from engine.store.system_tables import system_metadata
 
-    _, engine = open_app(ctx)
+    _, engine = open_app(ctx, deployed_ok=True)
     with engine.connect() as conn:
         report = verify_chain(conn, system_metadata())
         pdfs, problems = verify_approval_records(conn)
@@ -156,7 +240,7 @@ def import_command(ctx: click.Context, form: str, file: Path) -> None:
     from engine.forms.transfer import count_rows, import_csv
     from engine.model.errors import ValidationFailed
 
-    result, engine = open_app(ctx)
+    result, engine = open_app(ctx, deployed_ok=True)
     live = deployed_live(ctx, result, engine)
     if form not in live.app.forms:
         say(ctx, f"unknown form '{form}'", f"未知的表单 '{form}'", err=True)
@@ -192,7 +276,7 @@ def export_command(ctx: click.Context, form: str, out: Path | None) -> None:
     """Export all records of FORM as CSV (to --out or standard output)."""
     from engine.forms.transfer import export_csv
 
-    result, engine = open_app(ctx)
+    result, engine = open_app(ctx, deployed_ok=True)
     live = deployed_live(ctx, result, engine)
     if form not in live.app.forms:
         say(ctx, f"unknown form '{form}'", f"未知的表单 '{form}'", err=True)
@@ -355,7 +439,7 @@ def worker_command(ctx: click.Context, poll: float, drain: bool, concurrency: in
     from engine.outbox.worker import Worker, procrastinate_worker, uses_procrastinate
     from engine.runtime import Deployments
 
-    result, engine = open_app(ctx)
+    result, engine = open_app(ctx, deployed_ok=True)
     current = deployed_live(ctx, result, engine)
     deployments = Deployments(engine, current, poll_seconds=2.0)
     worker = Worker(engine, lambda: deployments.current.flows)

@@ -97,8 +97,9 @@ def load_workspace(root: Path, diags: Diagnostics) -> Workspace:
             "no-app",
             Text("app folder not found", "找不到应用目录"),
             Text(
-                "pass --app DIR with the folder holding app.yaml",
-                "请用 --app 目录 指定包含 app.yaml 的目录",
+                "pass --app DIR with the folder holding app.yaml, or start one with "
+                "`seamline init DIR`",
+                "请用 --app 目录 指定包含 app.yaml 的目录，或用 `seamline init 目录` 新建一个",
             ),
         )
         return ws

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from engine.dashboards.compile_kpi import KpiQuery
 from engine.expressions.compile import CompiledExpr
+from engine.model.logs import logger
 from engine.model.periods import trend_starts
 from engine.model.spec import KpiSpec
 
@@ -37,7 +37,7 @@ __all__ = [
     "trend_points",
 ]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 REFRESH_EVERY = timedelta(minutes=10)
 MAX_AGE = timedelta(hours=1)
 

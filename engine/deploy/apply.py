@@ -38,6 +38,7 @@ from engine.deploy.plan import (
     shape_of,
 )
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import App
 from engine.outbox.procrastinate_queue import install_schema
 from engine.store.events import EventIn, append_events
@@ -53,6 +54,7 @@ __all__ = [
     "latest_deployment",
 ]
 
+log = logger(__name__)
 _LOCK_KEY = 0x5EA1_1DE9  # pg_advisory_xact_lock key: one deploy at a time
 
 
@@ -145,11 +147,37 @@ def deploy(
             install_schema(conn)  # procrastinate's queue: how PostgreSQL workers share jobs
         plan = plan_schema(conn, app)
         if plan.up_to_date:
+            log.info(
+                "deploy: %s %s is deployed already",
+                app.name,
+                app.version,
+                extra={"app": app.name, "version": app.version, "hash": app.content_hash},
+            )
             return DeployResult(app.version, app.content_hash, (), False)
         if plan.destructive and not allow_destructive:
+            log.warning(
+                "deploy of %s %s refused: %d steps would lose data",
+                app.name,
+                app.version,
+                len(plan.destructive),
+                extra={"app": app.name, "version": app.version, "hash": app.content_hash},
+            )
             raise DestructiveChange(plan.destructive)
         _Applier(conn, app).apply(plan)
         _record(conn, app, sources, plan, actor)
+    log.info(
+        "deployed %s %s (%d schema steps)",
+        app.name,
+        app.version,
+        len(plan.steps),
+        extra={
+            "app": app.name,
+            "version": app.version,
+            "hash": app.content_hash,
+            "steps": len(plan.steps),
+            "actor": actor,
+        },
+    )
     return DeployResult(app.version, app.content_hash, plan.steps, True)
 
 

@@ -6,7 +6,6 @@ The first line is the title (leading ``#`` marks stripped), the rest is the text
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,9 +16,10 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.outbox.connectors import ConnectorError, Message, Recipient
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 PREFIX = "templates/"
 

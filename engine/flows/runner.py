@@ -11,7 +11,6 @@ due later (a durable timer). Every step leaves an event on the record's timeline
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,12 +28,13 @@ from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
 from engine.forms.rows import plain
 from engine.model import clock
 from engine.model.errors import ValidationFailed
+from engine.model.logs import logger
 from engine.model.spec import App, AutomationSpec, StepSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError, Connectors, Message, Recipient, keep_values
 from engine.store.events import EventIn, append_events
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 RUNS, JOBS = jobs.RUNS, jobs.JOBS
 Path = list[Any]  # e.g. [1, "then", 0]
 

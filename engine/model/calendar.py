@@ -11,7 +11,6 @@ Business time is measured in wall-clock time in ``CalendarSpec.timezone``.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import chinese_calendar
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 
 __all__ = ["CalendarSpec", "UnknownDateWarning", "WorkCalendar"]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 MAX_WORKDAYS = 10_000  # largest |n| accepted by add_workdays
 MAX_SPAN_DAYS = 366 * 100  # longest span (in days) any computation may walk

@@ -21,11 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.model import clock
+from engine.model.logs import logger
 from engine.outbox import procrastinate_queue
 from engine.store.system_tables import system_metadata
 
 __all__ = ["Job", "backoff", "claim", "claim_one", "enqueue", "finish", "retry_later", "retry_now"]
 
+log = logger(__name__)
 _META = system_metadata()
 JOBS = _META.tables["sl_jobs"]
 RUNS = _META.tables["sl_flow_runs"]
@@ -182,11 +184,52 @@ def backoff(attempts: int) -> float:
 
 
 def retry_later(
-    engine: sa.Engine, job: Job, error: str, *, permanent: bool = False, delay: float | None = None
+    engine: sa.Engine,
+    job: Job,
+    error: str,
+    *,
+    permanent: bool = False,
+    delay: float | None = None,
+    failed: bool = True,
 ) -> str:
-    """Schedule the next attempt, or mark the job dead; returns the new status."""
+    """Schedule the next attempt, or mark the job dead; returns the new status.
+
+    Logged (``seamline.outbox.jobs``, with the job's id, kind and attempt): a failure as a
+    warning, a dead letter as an error; ``failed=False`` (a timer that woke early) only at
+    DEBUG. ``error`` names what went wrong, never a URL or a key (connectors say which
+    connector, not where it points)."""
     dead = permanent or job.attempts >= job.max_attempts
     wait = backoff(job.attempts) if delay is None else delay
+    fields = {
+        "job_id": job.id,
+        "job_kind": job.kind,
+        "attempt": job.attempts,
+        "max_attempts": job.max_attempts,
+        "error": error[:500],
+    }
+    if dead:
+        log.error(
+            "job %s (%s) is dead after attempt %d/%d: %s",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+            error[:500],
+            extra={**fields, "dead": True},
+        )
+    elif failed:
+        log.warning(
+            "job %s (%s) failed on attempt %d/%d, retry in %.1f s: %s",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+            wait,
+            error[:500],
+            extra={**fields, "retry_in": round(wait, 3)},
+        )
+    else:
+        log.debug("job %s (%s) waits %.1f s more", job.id, job.kind, wait, extra=fields)
     due = _now() + timedelta(seconds=0 if dead else wait)
     with engine.begin() as conn:
         conn.execute(

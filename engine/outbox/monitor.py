@@ -3,16 +3,57 @@ with its dead letters ("retry now")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from engine.model import clock
 from engine.outbox.jobs import JOBS, RUNS, retry_now
 from engine.store.storage import reader
 
-__all__ = ["list_jobs", "list_runs", "retry_job"]
+__all__ = ["QueueFigures", "list_jobs", "list_runs", "queue_figures", "retry_job"]
 
 JOB_STATUSES = ("ready", "running", "done", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """The job queue at one moment, read from ``sl_jobs`` — the source of truth on both paths
+    (the table loop, and procrastinate on PostgreSQL, whose dispatches claim these rows)."""
+
+    due: int  # due and not done: waiting (ready) or being run (running)
+    lag_seconds: float  # age of the oldest of them past its due time (0 when none)
+    dead: int  # dead letters, every kind
+    sent: int  # outbox messages delivered (kind effect, done)
+    failed: int  # outbox messages given up on (kind effect, dead)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def queue_figures(engine: sa.Engine, now: datetime | None = None) -> QueueFigures:
+    """Due jobs, the lag, dead letters and delivery counts (``/api/ready``, ``/metrics``).
+    Index-friendly: due jobs through ``ix_sl_jobs_due`` (status, due_at)."""
+    now = now or clock.now()
+    waiting = sa.and_(JOBS.c.status.in_(("ready", "running")), JOBS.c.due_at <= now)
+    by_status = (
+        sa.select(JOBS.c.status, JOBS.c.kind, sa.func.count())
+        .where(JOBS.c.status.in_(("dead", "done")))
+        .group_by(JOBS.c.status, JOBS.c.kind)
+    )
+    with reader(engine).connect() as conn:
+        due, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(JOBS.c.due_at)).where(waiting)
+        ).one()
+        counts = conn.execute(by_status).all()
+    dead = sum(n for status, _kind, n in counts if status == "dead")
+    sent = sum(n for status, kind, n in counts if status == "done" and kind == "effect")
+    failed = sum(n for status, kind, n in counts if status == "dead" and kind == "effect")
+    lag = max(0.0, (now - _aware(oldest)).total_seconds()) if oldest is not None else 0.0
+    return QueueFigures(int(due), lag, int(dead), int(sent), int(failed))
 
 
 def list_runs(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import threading
 import time
@@ -30,10 +29,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-log = logging.getLogger(__name__)
+from engine.model.extras import require
+from engine.model.i18n import Text
+from engine.model.logs import logger
+
+log = logger(__name__)
 
 QUEUE = "seamline"
 RUN_JOB = "seamline.run_job"
+_PURPOSE = Text("the PostgreSQL job queue", "PostgreSQL 任务队列")
 SWEEP_GRACE = 5.0  # seconds a due row may wait for its dispatch before the sweeper re-sends it
 _RECHECK = 30.0  # seconds before asking again whether a database has the schema
 _installed: weakref.WeakKeyDictionary[sa.Engine, tuple[bool, float]] = weakref.WeakKeyDictionary()
@@ -74,6 +78,7 @@ def install_schema(conn: sa.Connection) -> bool:
     """
     if conn.dialect.name != "postgresql" or _has_schema(conn):
         return False
+    require("postgres", "procrastinate", purpose=_PURPOSE)
     from procrastinate.schema import SchemaManager
 
     cursor = conn.connection.cursor()  # the driver's own cursor: no parameter parsing of the SQL
@@ -139,6 +144,7 @@ def conninfo(engine: sa.Engine) -> str:
 
 def build_app(engine: sa.Engine, run_job: Callable[[int], Any], schedules: Callable[[], Any]):
     """A procrastinate App whose tasks run Seamline's jobs through ``run_job(job_id)``."""
+    require("postgres", "procrastinate", purpose=_PURPOSE)
     import procrastinate
 
     app = procrastinate.App(

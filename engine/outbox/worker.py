@@ -14,7 +14,6 @@ Two ways to find work, one way to run it (``run_job``):
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -24,10 +23,11 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from engine.model.logs import logger
 from engine.outbox import jobs, procrastinate_queue
 from engine.outbox.procrastinate_queue import ProcrastinateWorker
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cron: minutes)
 
 
@@ -49,7 +49,14 @@ def run_job(engine: sa.Engine, runtime: JobRunner, job: jobs.Job) -> None:
     try:
         runtime.run_job(job)
     except Exception as exc:  # a bug in one job must not stop the others
-        log.exception("job %s failed", job.id)
+        log.exception(
+            "job %s (%s) raised on attempt %d/%d",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+            extra={"job_id": job.id, "job_kind": job.kind, "attempt": job.attempts},
+        )
         jobs.retry_later(engine, job, f"{type(exc).__name__}: {exc}")
 
 

@@ -15,7 +15,20 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["create_db_engine", "database_url", "is_postgres", "is_sqlite", "reader"]
+from engine.model.extras import SetupError, require
+from engine.model.i18n import Text
+
+__all__ = [
+    "check_database_url",
+    "create_db_engine",
+    "database_url",
+    "is_postgres",
+    "is_sqlite",
+    "reader",
+]
+
+SUPPORTED = ("sqlite", "postgresql", "postgresql+psycopg")
+"""The database URL schemes Seamline runs on (``postgresql://`` means psycopg 3)."""
 
 
 def database_url(
@@ -39,8 +52,39 @@ def is_postgres(engine: Engine | sa.Connection) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def check_database_url(url: str) -> sa.URL:
+    """The parsed ``url``, or a :class:`SetupError` saying what to write instead (and which
+    extra to install for PostgreSQL). The password never appears in the message."""
+    sqlite, pg = "sqlite:///path/to/seamline.db", "postgresql://user:password@host:5432/dbname"
+    example, example_zh = f"{sqlite} or {pg}", f"{sqlite} 或 {pg}"
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise SetupError(
+            Text(
+                f"the database URL is not a URL; write e.g. {example}",
+                f"数据库地址格式不对；请写成例如 {example_zh}",
+            )
+        ) from None
+    if parsed.drivername not in SUPPORTED:
+        shown = parsed.render_as_string(hide_password=True)
+        raise SetupError(
+            Text(
+                f"unsupported database URL '{shown}': Seamline runs on SQLite or PostgreSQL; "
+                f"write e.g. {example}",
+                f"不支持的数据库地址 '{shown}'：Seamline 支持 SQLite 和 PostgreSQL；"
+                f"请写成例如 {example_zh}",
+            )
+        )
+    if parsed.drivername.startswith("postgresql"):
+        require("postgres", "psycopg", purpose=Text("PostgreSQL", "使用 PostgreSQL "))
+    return parsed
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
-    """An Engine set up for Seamline's transactions on either database."""
+    """An Engine set up for Seamline's transactions on either database (a
+    :class:`SetupError` for a URL it cannot run on, see :func:`check_database_url`)."""
+    check_database_url(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):

@@ -12,7 +12,6 @@ code itself).
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from engine.model import clock
+from engine.model.logs import logger
 from engine.model.spec import TrackingSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError, Recipient
@@ -49,7 +49,7 @@ __all__ = [
     "verify_suffix",
 ]
 
-log = logging.getLogger("seamline.track")
+log = logger(__name__)
 ACTOR = "tracking-page"
 JOB_PREFIX = "track:"  # outbox keys of code messages (the outbox page shows them to some roles)
 EXPIRED_PREFIX = "track-expired:"

@@ -430,6 +430,21 @@ def _build(app: App) -> dict[str, Any]:
                 "responses": {"200": {"description": "ok"}},
             }
         },
+        "/api/ready": {
+            "get": {
+                "operationId": "ready",
+                "security": [],
+                "description": "Readiness: the database answers and the job lag is within "
+                "SEAMLINE_READY_MAX_LAG seconds (default 300).",
+                "responses": {
+                    "200": {"description": "ready", "content": _ready_content()},
+                    "503": {
+                        "description": "not ready: the failing check and a plain reason",
+                        "content": _ready_content(),
+                    },
+                },
+            }
+        },
         "/api/forms": {
             "get": {
                 "operationId": "listForms",
@@ -567,3 +582,31 @@ def _build(app: App) -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
     }
+
+
+def _ready_content() -> dict[str, Any]:
+    check = {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "ms": {"type": "number"},
+            "lag_seconds": {"type": "number"},
+            "due": {"type": "integer"},
+            "max_lag_seconds": {"type": "number"},
+            "reason": {"type": "string"},
+        },
+    }
+    schema = {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready"]},
+            "reason": {"type": "string"},
+            "checks": {
+                "type": "object",
+                "properties": {"database": check, "jobs": check},
+            },
+        },
+    }
+    return {"application/json": {"schema": schema}}

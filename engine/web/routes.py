@@ -27,6 +27,7 @@ from engine.web import (
     api_dashboards,
     api_tasks,
     files,
+    ops,
     pages_confirm,
     pages_dashboards,
     pages_home,
@@ -42,9 +43,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def api_routes() -> list[BaseRoute]:
-    """The JSON API: forms and records, runs and the outbox, approvals, dashboards."""
+    """The JSON API: forms and records, runs and the outbox, approvals, dashboards; readiness
+    (/api/ready) and the Prometheus metrics (/metrics) of :mod:`engine.web.ops`."""
     return [
         *api.api_routes(),
+        *ops.ops_routes(),
         *api_tasks.task_routes(),
         *api_dashboards.dashboard_routes(),
     ]

@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import os
 import secrets
 import threading
@@ -59,6 +58,7 @@ from engine.accounts.auth import User, authenticate, user_for_session, user_for_
 from engine.accounts.secret import session_secret
 from engine.accounts.sessions import end_session, start_session, touch_session
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.store.storage import reader
 from engine.web.current import request_lang
 
@@ -83,7 +83,7 @@ __all__ = [
     "session_secret",
 ]
 
-log = logging.getLogger("seamline.security")
+log = logger(__name__)
 
 SESSION_COOKIE = "seamline_session"
 SESSION_MAX_AGE = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -12,6 +13,7 @@ from engine.runtime import Deployments
 from engine.store.system_tables import system_metadata
 from engine.web.current import request_lang
 from engine.web.jsonio import error
+from engine.web.ops import MetricsMiddleware
 from engine.web.page_kit import not_found_page
 from engine.web.routes import api_routes
 from engine.web.security import EXCEPTION_HANDLERS, session_middleware
@@ -30,14 +32,17 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 # Routes that answer without asking ``engine.model.permissions.allowed``: signing in and out, the
-# health check and API description, the vendored assets, and the customers' tracking page
-# (its own verified-visit cookie, rate limits and whitelisted fields; no staff roles).
+# health and readiness checks and API description, the vendored assets, the customers' tracking
+# page (its own verified-visit cookie, rate limits and whitelisted fields; no staff roles), and
+# /metrics (its own rule: a bearer token, or private addresses only — engine.web.ops).
 # tests/test_route_permissions.py proves every other route asks before it answers.
 PUBLIC_ROUTES = frozenset(
     {
         "/login",
         "/logout",
         "/api/health",
+        "/api/ready",
+        "/metrics",
         "/api/openapi.json",
         "/static",
         "/track",
@@ -59,7 +64,7 @@ def create_web_app(
     handlers.update({404: _not_found, 405: _method_not_allowed})
     web = Starlette(
         routes=[*api_routes(), *(extra_routes or [])],
-        middleware=[session_middleware()],
+        middleware=[Middleware(MetricsMiddleware), session_middleware()],
         exception_handlers=handlers,
     )
     web.state.db = db

@@ -12,7 +12,6 @@ and the jobs it causes (timers, messages, the PDF record), like every other chan
 from __future__ import annotations
 
 import hashlib
-import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,9 @@ from engine.model.errors import (
     ValidationFailed,
     refused,
 )
+from engine.model.extras import require
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import ApprovalSpec, FormSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError
@@ -52,7 +53,7 @@ from engine.store.events import EventIn, append_events
 from engine.store.files import store_bytes
 from engine.store.system_tables import system_metadata
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 _META = system_metadata()
 APPROVALS = _META.tables["sl_approvals"]
 TASKS = _META.tables["sl_approval_tasks"]
@@ -579,7 +580,8 @@ class ApprovalRuntime:
                 self._flush(conn)
                 jobs.finish(conn, job)
         if early and at is not None:  # fired before its time (clocks differ): wait again
-            jobs.retry_later(self.engine, job, "not due yet", delay=(at - now).total_seconds())
+            wait = (at - now).total_seconds()
+            jobs.retry_later(self.engine, job, "not due yet", delay=wait, failed=False)
             return "ready"
         return "done"
 
@@ -721,7 +723,9 @@ class ApprovalRuntime:
         return at.astimezone(ZoneInfo(self.app.timezone)).strftime("%Y-%m-%d %H:%M")
 
     def _seal(self, job: jobs.Job) -> str:
-        """Render the PDF record of a finished approval, store it, seal its SHA-256."""
+        """Render the PDF record of a finished approval, store it, seal its SHA-256 (without
+        the ``pdf`` extra the job fails saying so, and runs again once it is installed)."""
+        require("pdf", purpose=Text("the sealed approval record PDF", "审批记录 PDF "))
         from engine.flows.approvals.document import approval_document
         from engine.flows.approvals.pdf import render_approval_pdf
 

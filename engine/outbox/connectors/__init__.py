@@ -8,7 +8,6 @@ URLs and secrets come only from the environment variables named in app.yaml.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import ConnectorSpec
 
 from . import http_api, mail, robots, webhook
@@ -36,7 +36,7 @@ __all__ = [
     "keep_values",
 ]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 SEND_TYPES = frozenset({"dingtalk", "wecom", "email", "webhook"})
 MAX_CONNECTIONS = 20

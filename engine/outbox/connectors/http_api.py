@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -14,13 +13,14 @@ from urllib.parse import quote
 import httpx
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import ConnectorSpec, OperationSpec
 
 from . import env, transport
 from .errors import ConnectorError
 from .model import CallResult
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 QUERY_METHODS = frozenset({"GET", "DELETE", "HEAD"})

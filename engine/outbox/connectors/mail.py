@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import logging
 import re
 import smtplib
 import ssl
@@ -19,13 +18,14 @@ from email.utils import formataddr, formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import ConnectorSpec
 
 from . import env
 from .errors import ConnectorError
 from .model import Message
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 TRUE = {"1", "true", "yes", "on"}
 IDEMPOTENCY_HEADER = "X-Seamline-Idempotency-Key"

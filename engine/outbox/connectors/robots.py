@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote_plus
@@ -17,13 +16,14 @@ from urllib.parse import quote_plus
 import httpx
 
 from engine.model.i18n import Text
+from engine.model.logs import logger
 from engine.model.spec import ConnectorSpec
 
 from . import env, transport
 from .errors import ConnectorError
 from .model import Message
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 # errcodes worth retrying: rate limits and "system busy"
 DINGTALK_TRANSIENT = frozenset({-1, 130101, 410100})

@@ -10,18 +10,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
+from engine.model.logs import logger
 from engine.model.spec import ConnectorSpec
 
 from . import env, transport
 from .model import Message
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 TIMESTAMP_HEADER = "X-Seamline-Timestamp"
 SIGNATURE_HEADER = "X-Seamline-Signature"
