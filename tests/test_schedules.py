@@ -107,6 +107,9 @@ def test_a_step_and_the_run_progress_commit_together(make_app, db_url, monkeypat
             return real_save(self, *args, **kwargs)
 
         monkeypatch.setattr(FlowRuntime, "_save", crashing_save)
+        # the retry waits until the test makes it due (a 0.4 s backoff ran it early on a
+        # loaded machine, inside the first drain)
+        monkeypatch.setattr(jobs, "backoff", lambda attempts: 3600.0)
         worker = Worker(api.engine, lambda: api.live.flows, schedules=False)
         worker.run_until_idle()
         assert api.live.records.get("task", task["id"])["reminders"] == 0  # rolled back

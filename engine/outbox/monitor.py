@@ -13,7 +13,14 @@ from engine.model import clock
 from engine.outbox.jobs import JOBS, RUNS, retry_now
 from engine.store.storage import reader
 
-__all__ = ["QueueFigures", "list_jobs", "list_runs", "queue_figures", "retry_job"]
+__all__ = [
+    "QueueFigures",
+    "list_jobs",
+    "list_runs",
+    "queue_figures",
+    "queue_lag",
+    "retry_job",
+]
 
 JOB_STATUSES = ("ready", "running", "done", "dead")
 
@@ -34,26 +41,34 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def queue_figures(engine: sa.Engine, now: datetime | None = None) -> QueueFigures:
-    """Due jobs, the lag, dead letters and delivery counts (``/api/ready``, ``/metrics``).
-    Index-friendly: due jobs through ``ix_sl_jobs_due`` (status, due_at)."""
+def queue_lag(engine: sa.Engine, now: datetime | None = None) -> tuple[int, float]:
+    """(due jobs, lag in seconds of the oldest): what ``/api/ready`` asks at every probe — one
+    range read of ``ix_sl_jobs_due`` (status, due_at), however many jobs are done."""
     now = now or clock.now()
     waiting = sa.and_(JOBS.c.status.in_(("ready", "running")), JOBS.c.due_at <= now)
+    with reader(engine).connect() as conn:
+        due, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(JOBS.c.due_at)).where(waiting)
+        ).one()
+    lag = max(0.0, (now - _aware(oldest)).total_seconds()) if oldest is not None else 0.0
+    return int(due), lag
+
+
+def queue_figures(engine: sa.Engine, now: datetime | None = None) -> QueueFigures:
+    """Due jobs, the lag, dead letters and delivery counts (``/metrics``, at each scrape; the
+    counts of done and dead jobs read the same index)."""
+    due, lag = queue_lag(engine, now)
     by_status = (
         sa.select(JOBS.c.status, JOBS.c.kind, sa.func.count())
         .where(JOBS.c.status.in_(("dead", "done")))
         .group_by(JOBS.c.status, JOBS.c.kind)
     )
     with reader(engine).connect() as conn:
-        due, oldest = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(JOBS.c.due_at)).where(waiting)
-        ).one()
         counts = conn.execute(by_status).all()
     dead = sum(n for status, _kind, n in counts if status == "dead")
     sent = sum(n for status, kind, n in counts if status == "done" and kind == "effect")
     failed = sum(n for status, kind, n in counts if status == "dead" and kind == "effect")
-    lag = max(0.0, (now - _aware(oldest)).total_seconds()) if oldest is not None else 0.0
-    return QueueFigures(int(due), lag, int(dead), int(sent), int(failed))
+    return QueueFigures(due, lag, int(dead), int(sent), int(failed))
 
 
 def list_runs(

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.model.i18n import Lang, Text
 from engine.model.logs import logger
-from engine.outbox.monitor import queue_figures
+from engine.outbox.monitor import queue_figures, queue_lag
 from engine.store.storage import reader
 from engine.web.current import request_lang
 from engine.web.jsonio import error, json_response
@@ -262,15 +262,15 @@ async def _checks(engine: sa.Engine, lang: Lang) -> tuple[bool, dict[str, Any], 
         return False, checks, reason
     limit = ready_max_lag()
     try:
-        figures, _ = await _timed(queue_figures, engine)
+        (due, lag_seconds), _ = await _timed(queue_lag, engine)
     except Exception as exc:
         log.warning("ready: the job check failed: %s", type(exc).__name__)
         reason = _DB_DOWN(lang)
         checks["jobs"] = {"ok": False, "reason": reason, "error": type(exc).__name__}
         return False, checks, reason
-    lag = round(figures.lag_seconds, 3)
+    lag = round(lag_seconds, 3)
     ok = lag <= limit
-    checks["jobs"] = {"ok": ok, "lag_seconds": lag, "due": figures.due, "max_lag_seconds": limit}
+    checks["jobs"] = {"ok": ok, "lag_seconds": lag, "due": due, "max_lag_seconds": limit}
     if ok:
         return True, checks, None
     reason = _LAGGING.format(lag=f"{lag:.0f}", limit=f"{limit:g}")(lang)
