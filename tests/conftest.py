@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ fields:
   name: {type: text, label: Name, required: true}
   qty: {type: integer, label: Qty, min: 0}
 """
+
+
+@pytest.fixture(autouse=True)
+def _calendar_notice_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate warns when the working-day calendar ends within 6 months of today; apps here
+    use `calendar: cn` on any day, so the check reads a fixed day (tests/
+    test_calendar_coverage.py turns it back to engine.model.clock)."""
+    monkeypatch.setattr("engine.compile.app.calendar_today", lambda tz: date(2026, 6, 1))
 
 
 @pytest.fixture

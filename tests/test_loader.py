@@ -89,7 +89,9 @@ def test_syntax_error_has_position_and_context_lines() -> None:
 
 def test_tab_indentation_hint() -> None:
     _, diags = load("a:\n\tb: 1\n")
-    assert diags.items[0].hint is not None and "tabs" in diags.items[0].hint.en
+    d = diags.items[0]
+    assert (d.line, d.col) == (2, 1) and "a tab is used for indentation" in d.message.en
+    assert d.hint is not None and "replace the tab with 2 spaces" in d.hint.en
 
 
 def test_file_size_is_bounded() -> None:

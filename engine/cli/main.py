@@ -16,6 +16,7 @@ from click.core import ParameterSource
 
 from engine.cli import deploy, insights, run, testing, users
 from engine.cli.common import DEFAULT_APP, SeamlineGroup, app_locale, cli_lang
+from engine.cli.functions import functions_command
 from engine.cli.init import init_command
 from engine.model.i18n import counted
 from engine.model.logs import FORMATS, LEVELS, configure_logging
@@ -240,6 +241,7 @@ for command in (
     run.worker_command,
     run.demo_command,
     init_command,
+    functions_command,
     run.audit_group,
     run.import_command,
     run.export_command,

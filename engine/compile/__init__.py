@@ -1,13 +1,15 @@
 """The compile stage: a loaded workspace in, one immutable :class:`~engine.model.spec.App` out.
 
-Schema checks run first on every file; cross-file checks (references, expressions, states,
-routes) run on the files that passed. Everything is collected; nothing stops at the first
-problem. No database and no network are touched.
+Schema checks run first on every file; a file that fails them goes on with the parts that
+passed (:mod:`engine.compile.recover`), so cross-file checks (references, expressions, states,
+routes) still see every name it defines, and errors that only follow from another are
+suppressed. Everything is collected; nothing stops at the first problem. No database and no
+network are touched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,16 @@ from engine.compile.flows import (
 from engine.compile.forms import compile_forms
 from engine.compile.hints import compile_hints
 from engine.compile.insights import compile_insights
+from engine.compile.recover import (
+    Damage,
+    Recovery,
+    definitions,
+    definitions_in_text,
+    file_order,
+    recover,
+    stand_in_shape,
+    suppress_follow_ons,
+)
 from engine.compile.tracking import compile_tracking
 from engine.config.check_schema import check_schema
 from engine.config.loader import LoadedYaml
@@ -37,7 +49,7 @@ from engine.config.workspace import Workspace, load_workspace
 from engine.expressions.form_scopes import ScopeBuilder, shapes_from_raw
 from engine.model.calendar import CalendarSpec
 from engine.model.diagnostics import Diagnostics
-from engine.model.spec import App, frozen_map
+from engine.model.spec import App, StateMachineSpec, frozen_map
 
 __all__ = ["CompileResult", "compile_app", "compile_workspace"]
 
@@ -60,13 +72,117 @@ def compile_app(root: Path | str) -> CompileResult:
     return CompileResult(compile_workspace(ws, diags), diags, ws)
 
 
-def _clean(kind: str, docs: list[LoadedYaml], diags: Diagnostics) -> list[LoadedYaml]:
-    return [doc for doc in docs if check_schema(kind, doc, diags)]
+class _Checked:
+    """Schema checks with recovery: every file goes on with the parts that passed."""
+
+    def __init__(self, ws: Workspace, diags: Diagnostics, *, recovering: bool = True) -> None:
+        self.ws = ws
+        self.diags = diags
+        self.recovering = recovering
+        self.saved = False  # a file that failed its schema goes on in part
+        self.originals: dict[str, LoadedYaml] = {}
+        self.cut_fields: dict[str, dict[str, Any]] = {}
+        self.damage = Damage()
+        self.lost: set[str] = set()  # files nothing could be saved of
+
+    def one(self, kind: str, doc: LoadedYaml) -> LoadedYaml | None:
+        """``doc`` if it passes its schema, else what :func:`recover` could save of it."""
+        self.originals[doc.path] = doc
+        if check_schema(kind, doc, self.diags):
+            return doc
+        saved = recover(kind, doc) if self.recovering else Recovery(None)
+        self.saved |= saved.doc is not None
+        if saved.doc is None:
+            self.lost.add(doc.path)
+        if saved.renamed:
+            self.damage.renamed[doc.path] = saved.renamed
+        if saved.dropped:
+            self.damage.cut.add(doc.path)
+        if kind == "form":
+            fields = doc.data.get("fields")
+            self.cut_fields[self.ws.name_of(doc)] = {
+                str(p[1]): fields.get(p[1])
+                for p in saved.dropped
+                if len(p) == 2 and p[0] == "fields" and isinstance(fields, dict)
+            }
+        return saved.doc
+
+    def all(self, kind: str) -> list[LoadedYaml]:
+        return [d for d in (self.one(kind, doc) for doc in self.ws.of_kind(kind)) if d]
+
+    def unread(self, folder: str) -> set[str]:
+        """Files of ``folder`` that could not be read as YAML at all."""
+        loaded = {d.path for docs in self.ws.files.values() for d in docs}
+        return {p for p in self.ws.sources if p not in loaded and Path(p).parent.name == folder}
+
+    def done(self) -> Damage:
+        """What the errors found broke: the names each file with an error defines. Files
+        that could not be read (or nothing of which could be saved) are listed first: all
+        they define is missing, so they are the root cause of what refers to them."""
+        loaded = {d.path for docs in self.ws.files.values() for d in docs}
+        if self.ws.app is not None:
+            loaded.add(self.ws.app.path)
+        order = self.diags.file_order
+        order.update(file_order(self.ws))
+        unread = {p for p in self.ws.sources if p not in loaded and p.endswith((".yaml", ".yml"))}
+        for path in self.lost | unread:
+            if path in order:
+                order[path] -= len(order) + 100
+        for path in {d.path for d in self.diags.errors}:
+            doc = self.originals.get(path)
+            names = (
+                definitions(doc.data)
+                if doc is not None
+                else definitions_in_text(self.ws.sources.get(path, ""))
+            )
+            self.damage.defined[path] = names | {Path(path).stem}
+            if Path(path).parent.name == "flows":
+                self.damage.flows_broken = True
+        return self.damage
+
+
+def _stand_in_machine(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    scopes: ScopeBuilder,
+    fields: list[str],
+    kinds: dict[str, str],
+) -> StateMachineSpec | None:
+    """When a flow's states cannot compile (none or two marked initial), the machine with the
+    first initial (or first) state as the only one, compiled quietly: what the approvals and
+    dashboards of the form are checked against, instead of "the form has no states"."""
+    raw = doc.data.get("states")
+    if not isinstance(raw, dict) or not raw:
+        return None
+    initials = [n for n, s in raw.items() if isinstance(s, dict) and s.get("initial")]
+    if len(initials) == 1:
+        return None
+    first = initials[0] if initials else next(iter(raw))
+    states = {n: {**s, "initial": n == first} for n, s in raw.items() if isinstance(s, dict)}
+    quiet = replace(ctx, diags=Diagnostics())
+    return compile_machine(
+        quiet, replace(doc, data={**doc.data, "states": states}), scopes, fields, kinds
+    )
 
 
 def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
+    before = len(diags.items)
+    checked = _Checked(ws, diags)
+    try:
+        return _compile(ws, diags, checked)
+    except Exception:
+        if not checked.saved:
+            raise
+        # The compile takes schema-clean files; a recovered one is, but should one still
+        # trip a check, compile again the old way, without the files that failed.
+        del diags.items[before:]
+        diags.suppressed.clear()
+        return _compile(ws, diags, _Checked(ws, diags, recovering=False))
+
+
+def _compile(ws: Workspace, diags: Diagnostics, checked: _Checked) -> App | None:
     ctx = CompileContext(ws, diags)
-    app_doc = ws.app if ws.app is not None and check_schema("app", ws.app, diags) else None
+    app_doc = checked.one("app", ws.app) if ws.app is not None else None
     roles = compile_roles(app_doc) if app_doc else {}
     ctx.roles = frozenset(roles)
     calendar = compile_calendar(ctx, app_doc) if app_doc else None
@@ -75,13 +191,19 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     people = compile_people(ctx, app_doc, set(roles)) if app_doc else {}
     ctx.people = frozenset(people)
 
-    form_docs = {ws.name_of(d): d for d in _clean("form", ws.of_kind("form"), diags)}
-    broken_forms = {ws.name_of(d) for d in ws.of_kind("form")} - set(form_docs)
-    flow_docs = _clean("flow", ws.of_kind("flow"), diags)
+    form_docs: dict[str, LoadedYaml] = {}
+    # Forms that could not be saved (or read) still exist as names, so references to them are
+    # not reported again.
+    broken_forms = {Path(p).stem for p in checked.unread("forms")}
+    for doc in ws.of_kind("form"):
+        saved = checked.one("form", doc)
+        if saved is None:
+            broken_forms.add(ws.name_of(doc))
+        else:
+            form_docs[ws.name_of(doc)] = saved
+    flow_docs = checked.all("flow")
     raw_fields = {n: d.data["fields"] for n, d in form_docs.items()}
     form_fields = {n: list(f) for n, f in raw_fields.items()}
-    # Forms that failed their schema still exist as names, so references to them are not
-    # reported twice.
     all_forms = set(form_docs) | broken_forms
     machines_src = machine_docs(
         ctx,
@@ -89,7 +211,12 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         all_forms,
     )
     states = {f: tuple(d.data["states"]) for f, d in machines_src.items()}
-    scopes = ScopeBuilder(shapes_from_raw(raw_fields), states)
+    # A field cut out of its form stays a name of it, of no known type, for expressions.
+    shapes = shapes_from_raw(raw_fields)
+    for form, cut in checked.cut_fields.items():
+        for name, raw in cut.items():
+            shapes.get(form, {}).setdefault(name, stand_in_shape(raw))
+    scopes = ScopeBuilder(shapes, states)
     machines = {}
     for form, doc in machines_src.items():
         if form in form_docs:
@@ -97,6 +224,8 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
                 n: str(r.get("type")) for n, r in raw_fields[form].items() if isinstance(r, dict)
             }
             machine = compile_machine(ctx, doc, scopes, form_fields[form], kinds)
+            if machine is None:
+                machine = _stand_in_machine(ctx, doc, scopes, form_fields[form], kinds)
             if machine is not None:
                 machines[form] = machine
     forms = compile_forms(ctx, form_docs, scopes, {f: s for f, s in states.items()})
@@ -116,7 +245,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
             )
         )
     approvals = {}
-    for doc in _clean("approval", ws.of_kind("approval"), diags):
+    for doc in checked.all("approval"):
         approval = compile_approval(
             ctx, doc, scopes, machines, form_fields, raw_connectors, templates
         )
@@ -128,7 +257,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
     for automation in automations:
         by_form.setdefault(automation.form, []).append(automation.name)
     dashboards = {}
-    for doc in _clean("dashboard", ws.of_kind("dashboard"), diags):
+    for doc in checked.all("dashboard"):
         name = ws.name_of(doc)
         dashboard = compile_dashboard(ctx, doc, name, scopes, machines, by_form)
         if dashboard is not None:
@@ -138,7 +267,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         for n, fields in raw_fields.items()
     }
     tests = []
-    for doc in _clean("test", ws.of_kind("test"), diags):
+    for doc in checked.all("test"):
         tests.extend(compile_tests(ctx, doc, form_fields, ref_targets, machines, approvals))
     tracking = (
         compile_tracking(ctx, app_doc, raw_fields, machines, raw_connectors, templates)
@@ -146,6 +275,7 @@ def compile_workspace(ws: Workspace, diags: Diagnostics) -> App | None:
         else None
     )
     insights = compile_insights(ctx, app_doc, raw_fields) if app_doc else {}
+    suppress_follow_ons(diags, checked.done())
     if diags.has_errors() or app_doc is None or calendar is None:
         return None
     data: dict[str, Any] = app_doc.data

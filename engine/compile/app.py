@@ -7,12 +7,14 @@ import io
 from datetime import date, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.assets import PAGE_TEMPLATES
 from engine.compile.context import CompileContext
 from engine.config.loader import LoadedYaml, load_yaml_text
 from engine.config.workspace import display_path, read_source
-from engine.model.calendar import CalendarSpec
+from engine.model import clock
+from engine.model.calendar import CN_FIRST_YEAR, CN_LAST_YEAR, CalendarSpec, covered_until
 from engine.model.diagnostics import Mark, suggestion_hint
 from engine.model.i18n import Text
 from engine.model.permissions import ADMIN_ROLE
@@ -30,6 +32,7 @@ PEOPLE_COLUMNS = (
     "wecom_id",
 )
 DEFAULT_HOURS = ("09:00-12:00", "13:00-18:00")
+CALENDAR_NOTICE_MONTHS = 6  # warn when the working-day calendar ends sooner than this
 
 _CONNECTOR_NEEDS = {
     "http": ("base_url_env", "operations"),
@@ -89,7 +92,7 @@ def compile_calendar(ctx: CompileContext, doc: LoadedYaml) -> CalendarSpec | Non
     hours = data.get("business_hours", list(DEFAULT_HOURS))
     windows = _parse_hours(hours)
     try:
-        return (
+        compiled = (
             CalendarSpec(
                 base=spec["base"],
                 holidays=days["holidays"],
@@ -100,6 +103,9 @@ def compile_calendar(ctx: CompileContext, doc: LoadedYaml) -> CalendarSpec | Non
             if ok
             else None
         )
+        if compiled is not None:
+            _warn_coverage(ctx, doc, compiled)
+        return compiled
     except ValueError as exc:
         where = ("timezone",) if "timezone" in str(exc).lower() else ("business_hours",)
         ctx.error(
@@ -114,6 +120,66 @@ def compile_calendar(ctx: CompileContext, doc: LoadedYaml) -> CalendarSpec | Non
             ),
         )
         return None
+
+
+def _months_later(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def calendar_today(timezone: str) -> date:
+    """Today in the app's time zone, from ``engine.model.clock`` (tests turn it)."""
+    return clock.now().astimezone(ZoneInfo(timezone)).date()
+
+
+def _warn_coverage(ctx: CompileContext, doc: LoadedYaml, spec: CalendarSpec) -> None:
+    """Warn when the working-day calendar ends within CALENDAR_NOTICE_MONTHS of today (in the
+    app's time zone, from ``engine.model.clock``): past its end, workdays are Monday–Friday
+    and public holidays are missed, so promise dates and deadlines come out too early."""
+    today = calendar_today(spec.timezone)
+    end = covered_until(spec, today)
+    if end is None or end >= _months_later(today, CALENDAR_NOTICE_MONTHS):
+        return
+    year = end.year + 1
+    raw = doc.data.get("calendar")
+    path = ("calendar", "base") if isinstance(raw, dict) else ("calendar",)
+    known = Text(
+        f"`cn` knows the official holidays of {CN_FIRST_YEAR}–{CN_LAST_YEAR}",
+        f"cn 只包含 {CN_FIRST_YEAR}–{CN_LAST_YEAR} 年的法定节假日",
+    )
+    if end < today:
+        message = Text(
+            f"the working-day calendar does not cover {year}, the current year: ",
+            f"工作日历不包含今年（{year} 年）：",
+        )
+    else:
+        months = CALENDAR_NOTICE_MONTHS
+        message = Text(
+            f"the working-day calendar ends on {end.isoformat()}, less than {months} months "
+            "from today: ",
+            f"工作日历只到 {end.isoformat()}，距今已不足 {months} 个月：",
+        )
+    ctx.warning(
+        doc,
+        path,
+        "calendar-ends-soon",
+        message + known,
+        Text(
+            f"add {year}'s holidays and make-up workdays to calendar.holidays and "
+            f"calendar.workdays (YYYY-MM-DD) once they are published; any date listed makes "
+            f"{year} known; until then dates in {year} count Monday–Friday as workdays and "
+            "miss public holidays",
+            f"{year} 年的放假和调休安排公布后，请把日期写进 calendar.holidays 和 "
+            f"calendar.workdays（YYYY-MM-DD；写入任一日期即视为 {year} 年已知）；在此之前，"
+            f"{year} 年的日期按周一至周五为工作日计算，不计法定节假日",
+        ),
+    )
 
 
 def compile_roles(doc: LoadedYaml) -> dict[str, RoleSpec]:
@@ -254,6 +320,13 @@ def compile_people(ctx: CompileContext, doc: LoadedYaml, roles: set[str]) -> dic
                 suggestion_hint(person.manager, people, Text("people", "人员")),
             )
     _check_manager_loops(ctx, shown, people, marks)
+    holders: dict[str, list[str]] = {}
+    for person in people.values():
+        for role in person.roles:
+            holders.setdefault(role, []).append(person.user)
+    # approvals check that someone holds each approver role (compile/approvals.py)
+    ctx.extras["role_holders"] = holders
+    ctx.extras["people_file"] = rel
     return people
 
 

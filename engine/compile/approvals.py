@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +16,8 @@ from engine.compile.flows import (
     check_who_list,
     compile_event,
 )
-from engine.compile.routes import box_of
+from engine.compile.message_templates import APPROVAL_NAMES
+from engine.compile.routes import Box, boxes_of, example
 from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import NameInfo
 from engine.expressions.form_scopes import ScopeBuilder
@@ -72,19 +76,29 @@ def compile_approval(
             ctx.check_names(doc, (key,), transitions, TRANSITION, "unknown-transition")
             _check_outcome_closed(ctx, doc, key, machine)
     params = dict(data.get("params") or {})
+    bad = _check_params(ctx, doc, params)
     scope = scopes.form_scope(
         form,
         {
             "submitter": NameInfo("value", "text"),
             "params": NameInfo.record(
-                {k: NameInfo.value(_param_type(v)) for k, v in params.items()}
+                {k: NameInfo.value(None if k in bad else _param_type(v)) for k, v in params.items()}
             ),
         },
     )
     routes = _compile_routes(ctx, doc, scope, fields, params)
     extras = _compile_extras(ctx, doc, scope, fields)
     if "notify" in data:
-        check_message(ctx, doc, ("notify",), connectors, templates)
+        check_message(
+            ctx,
+            doc,
+            ("notify",),
+            connectors,
+            templates,
+            form=form,
+            record=NameInfo.record(scopes.record_fields(form)),
+            names=APPROVAL_NAMES,
+        )
     if start is None or routes is None or extras is None:
         return None
     return ApprovalSpec(
@@ -175,7 +189,65 @@ def _check_outcome_closed(
 def _param_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, date):
+        return "date"
     return "decimal" if isinstance(value, int | float) else "text"
+
+
+def _check_params(ctx: CompileContext, doc: LoadedYaml, params: dict[str, Any]) -> set[str]:
+    """Params that YAML read as text but were meant as numbers (``500,000``, ``50万``,
+    ``5e5``); each is an error with the number to write. Returns their names."""
+    bad: set[str] = set()
+    for name, value in params.items():
+        number = meant_number(value) if isinstance(value, str) else None
+        if number is None:
+            continue
+        bad.add(name)
+        ctx.error(
+            doc,
+            ("params", name),
+            "number-as-text",
+            Text(
+                f"'{value}' is read as text, not as a number, so comparisons with "
+                f"params.{name} never hold",
+                f"'{value}' 被读成了文本而不是数字，与 params.{name} 的比较永远不成立",
+            ),
+            Text(
+                f"write {number} (digits only, no thousands separators or units)",
+                f"请写成 {number}（只写数字，不要千位分隔符或单位）",
+            ),
+        )
+    return bad
+
+
+_GROUPED = re.compile(r"^[+-]?\d{1,3}([,，_ \u00a0']\d{3})+(\.\d+)?$")
+_EXPONENT = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
+_UNITS = {"万": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000, "千": 1_000}
+_DECORATION = re.compile(r"^[¥￥$€£]\s*|\s*(元|块|CNY|RMB|USD)$")
+
+
+def meant_number(text: str) -> str | None:
+    """The number ``text`` was meant to be, written the YAML way, or None if it is not one."""
+    raw = _DECORATION.sub("", text.strip().translate(_FULL_WIDTH))
+    unit = 1
+    if raw[-1:] in _UNITS:
+        unit, raw = _UNITS[raw[-1]], raw[:-1].strip()
+    grouped = _GROUPED.match(raw) is not None
+    if not (grouped or _EXPONENT.match(raw) or (unit != 1 or raw != text.strip())):
+        return None
+    digits = re.sub(r"[,，_ \u00a0']", "", raw) if grouped else raw
+    try:
+        number = Decimal(digits) * unit
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    return format(number.normalize(), "f") if number != number.to_integral() else str(int(number))
+
+
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，", "0123456789.,")
 
 
 def _message(raw: dict[str, Any] | None) -> MessageSpec | None:
@@ -266,8 +338,11 @@ def _compile_routes(
         if is_default and default_at is None:
             default_at = i
         if when is not None:
-            box = box_of(when.tree, {f"params.{k}": v for k, v in params.items()})
-            if box is not None and box.empty(options):
+            consts = {f"params.{k}": v for k, v in params.items()}
+            mine, complete = boxes_of(when.tree, consts)
+            live = [b for b in mine if not b.empty(options)]
+            covering = [_covered_by(b, boxes) for b in live]
+            if complete and not live:
                 ctx.error(
                     doc,
                     (*path, "when"),
@@ -282,28 +357,25 @@ def _compile_routes(
                         "请检查 'when' 中的取值和比较（是否把下拉字段和不存在的选项比较？）",
                     ),
                 )
-            elif box is not None:
-                for earlier, earlier_box in boxes:
-                    if box.within(earlier_box):
-                        ctx.error(
-                            doc,
-                            (*path, "when"),
-                            "unreachable-route",
-                            Text(
-                                f"route '{name}' is never reached: every record it "
-                                f"matches is taken by route '{earlier}' first",
-                                f"路线 '{name}' 永远不会被选中：它匹配的记录都会先被"
-                                f"路线 '{earlier}' 选走",
-                            ),
-                            Text(
-                                "reorder the routes or narrow the earlier one",
-                                "请调整路线顺序，或缩小前面那条路线的条件",
-                            ),
-                        )
-                        break
-                else:
-                    _warn_overlap(ctx, doc, (*path, "when"), name, box, boxes)
-                boxes.append((name, box))
+            elif complete and all(c is not None for c in covering):
+                earlier = covering[0]
+                ctx.error(
+                    doc,
+                    (*path, "when"),
+                    "unreachable-route",
+                    Text(
+                        f"route '{name}' is never reached: every record it "
+                        f"matches is taken by route '{earlier}' first",
+                        f"路线 '{name}' 永远不会被选中：它匹配的记录都会先被路线 '{earlier}' 选走",
+                    ),
+                    Text(
+                        "reorder the routes or narrow the earlier one",
+                        "请调整路线顺序，或缩小前面那条路线的条件",
+                    ),
+                )
+            else:
+                _warn_overlap(ctx, doc, (*path, "when"), name, live, boxes, options)
+            boxes.append((name, live))
         steps = _compile_steps(ctx, doc, (*path, "steps"), fields, scope)
         routes.append(RouteSpec(name, steps, when, is_default, raw.get("label")))
     if default_at is None:
@@ -324,31 +396,54 @@ def _compile_routes(
     return tuple(routes) if ok else None
 
 
+def _covered_by(box: Box, earlier: list[tuple[str, list[Box]]]) -> str | None:
+    """The first earlier route that takes every record ``box`` matches, if any."""
+    for other, other_boxes in earlier:
+        if any(box.within(e) for e in other_boxes):
+            return other
+    return None
+
+
 def _warn_overlap(
     ctx: CompileContext,
     doc: LoadedYaml,
     path: YamlPath,
     name: str,
-    box: Any,
-    earlier: list[tuple[str, Any]],
+    mine: list[Box],
+    earlier: list[tuple[str, list[Box]]],
+    options: dict[str, Any],
 ) -> None:
-    """Warn when some record matches both this route and earlier ones (the earlier wins)."""
-    others = [other for other, other_box in earlier if not box.disjoint(other_box)]
-    if not others:
+    """Warn when some record matches both this route and earlier ones (the earlier wins),
+    naming them and one such record."""
+    others: list[str] = []
+    record: list[str] | None = None
+    for other, other_boxes in earlier:
+        found = next(
+            (ex for b in mine for e in other_boxes if (ex := example(b, e, options)) is not None),
+            None,
+        )
+        if found is not None:
+            others.append(other)
+            record = record if record is not None else found
+    if not others or record is None:
         return
     listed = ", ".join(f"'{o}'" for o in others)
+    values = ", ".join(record) or "…"
     ctx.warning(
         doc,
         path,
         "routes-overlap",
         Text(
-            f"route '{name}' overlaps route {listed}: a record matching both takes the "
-            "earlier route",
-            f"路线 '{name}' 与路线 {listed} 有重叠：同时满足的记录走排在前面的路线",
+            f"route '{name}' overlaps route {listed}: a record with {values} matches both "
+            f"'{others[0]}' and '{name}', and takes the earlier '{others[0]}'",
+            f"路线 '{name}' 与路线 {listed} 有重叠：例如 {values} 的记录同时满足 "
+            f"'{others[0]}' 和 '{name}'，会走排在前面的 '{others[0]}'",
         ),
         Text(
-            "if that is intended, keep the order; otherwise make the conditions exclusive",
-            "如果这是有意为之，保持顺序即可；否则请让条件互斥",
+            "if that is intended, keep the order; otherwise make the conditions exclusive "
+            "(e.g. add 'and not (…)' for the earlier route's condition)",
+            "如果这是有意为之，保持顺序即可；否则请让条件互斥"
+            "（例如加上 'and not (…)'，括号里写前面路线的条件）",
         ),
     )
 
@@ -378,10 +473,12 @@ def _compile_steps(
             who = doc.get((*spath, "approver"))
             kind = "approver"
             approvers = (check_who(ctx, doc, (*spath, "approver"), who, fields, scope),)
+            _check_held(ctx, doc, (*spath, "approver"), approvers)
             needed = 1
         elif "n_of" in raw:
             kind = "n_of"
             approvers = check_who_list(ctx, doc, (*spath, "n_of", "of"), fields, scope)
+            _check_held(ctx, doc, (*spath, "n_of", "of"), approvers, listed=True)
             needed = raw["n_of"]["n"]
             if needed > len(approvers):
                 ctx.error(
@@ -397,6 +494,7 @@ def _compile_steps(
         else:
             kind = "all_of" if "all_of" in raw else "any_of"
             approvers = check_who_list(ctx, doc, (*spath, kind), fields, scope)
+            _check_held(ctx, doc, (*spath, kind), approvers, listed=True)
             needed = len(approvers) if kind == "all_of" else 1
         steps.append(
             ApprovalStepSpec(
@@ -409,3 +507,37 @@ def _compile_steps(
             )
         )
     return tuple(steps)
+
+
+def _check_held(
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    approvers: tuple[WhoSpec, ...],
+    *,
+    listed: bool = False,
+) -> None:
+    """An approver role that nobody in the org chart holds: the step could never be decided
+    (approvers come from the org chart only). Checked when the app has an org chart."""
+    holders: dict[str, list[str]] | None = ctx.extras.get("role_holders")
+    if holders is None:
+        return
+    for i, who in enumerate(approvers):
+        role = who.value
+        if who.kind != "role" or role not in ctx.roles or holders.get(role):
+            continue
+        chart = ctx.extras.get("people_file", "the org chart")
+        ctx.error(
+            doc,
+            (*path, i, "role") if listed else (*path, "role"),
+            "role-not-held",
+            Text(
+                f"nobody in the org chart holds role '{role}': this step could never be decided",
+                f"组织架构中没有人担任角色 '{role}'：这一步将永远无人审批",
+            ),
+            Text(
+                f"give the role to someone in {chart} (the roles column), or choose a role "
+                "someone holds",
+                f"请在 {chart} 的 roles 列中把该角色分配给某人，或改用有人担任的角色",
+            ),
+        )

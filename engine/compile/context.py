@@ -39,12 +39,22 @@ class CompileContext:
         hint: Text | None = None,
         *,
         key: bool = False,
+        subject: str | None = None,
     ) -> None:
-        """Report at the value at ``path`` (or at its key with ``key``), underlining it."""
+        """Report at the value at ``path`` (or at its key with ``key``), underlining it;
+        ``subject``: the name the report is about (see :mod:`engine.compile.recover`)."""
         mark = doc.key_mark(path) if key else doc.mark(path)
         width = len(str(path[-1])) if key and path else len(str(doc.get(path, "")) or " ")
         self.diags.report(
-            severity, doc.path, mark, code, message, hint, yaml_path=path, width=min(width, 80)
+            severity,
+            doc.path,
+            mark,
+            code,
+            message,
+            hint,
+            yaml_path=path,
+            width=min(width, 80),
+            subject=subject,
         )
 
     def error(
@@ -82,14 +92,20 @@ class CompileContext:
         *,
         key: bool = False,
     ) -> None:
-        """``name`` (the value at ``path``, or with ``key`` the key) does not exist."""
-        self.error(
+        """``name`` (the value at ``path``, or with ``key`` the key) does not exist.
+
+        With nothing to choose from, every such report has one cause (the list is missing),
+        so they share one subject and are shown once."""
+        pool = list(candidates)
+        self.report(
+            "error",
             doc,
             path,
             code,
             Text(f"unknown {what.en} '{name}'", f"未知的{what.zh} '{name}'"),
-            suggestion_hint(name, list(candidates), what),
+            suggestion_hint(name, pool, what),
             key=key,
+            subject=str(name) if pool else f"{name}\0{code}",
         )
 
     def check_names(

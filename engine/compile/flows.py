@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from engine.compile.context import CompileContext
+from engine.compile.message_templates import AUTOMATION_NAMES, check_template_names
+from engine.config.formats import cron_words
 from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import NameInfo, Scope
 from engine.expressions.form_scopes import FieldShape, ScopeBuilder
@@ -352,20 +354,9 @@ def compile_event(
 
         try:
             CronSim(value, datetime(2026, 1, 1))
-        except CronSimError as exc:
-            ctx.error(
-                doc,
-                (*path, kind),
-                "bad-cron",
-                Text(
-                    f"'{value}' is not a valid schedule: {exc}",
-                    f"'{value}' 不是有效的定时表达式：{exc}",
-                ),
-                Text(
-                    "five fields: minute hour day month weekday, e.g. '0 9 * * 1-5'",
-                    "五个字段：分 时 日 月 周，例如 '0 9 * * 1-5'（工作日早上 9 点）",
-                ),
-            )
+        except CronSimError:
+            what, fix = cron_words(str(value))
+            ctx.error(doc, (*path, kind), "bad-cron", what, fix)
             return None
         return EventSpec(kind, cron=value)
     if value is not True:
@@ -539,7 +530,16 @@ class _StepCompiler:
         self, path: YamlPath, raw: dict[str, Any], step_id: str | None, when: Any
     ) -> StepSpec:
         ctx, doc = self.ctx, self.doc
-        check_message(ctx, doc, (*path, "notify"), self.connectors, self.templates)
+        check_message(
+            ctx,
+            doc,
+            (*path, "notify"),
+            self.connectors,
+            self.templates,
+            form=self.form,
+            record=NameInfo.record(self.scopes.record_fields(self.form)),
+            names=AUTOMATION_NAMES,
+        )
         to = check_who_list(
             ctx, doc, (*path, "notify", "to"), self.form_fields[self.form], self.scope()
         )
@@ -591,8 +591,13 @@ def check_message(
     path: YamlPath,
     connectors: dict[str, Any],
     templates: list[Path],
+    *,
+    form: str | None = None,
+    record: NameInfo | None = None,
+    names: Iterable[str] = (),
 ) -> None:
-    """The connector at ``path/via`` can send messages and ``path/template`` exists."""
+    """The connector at ``path/via`` can send messages and ``path/template`` exists (and
+    uses only the fields of ``record`` and the ``names`` the message is rendered with)."""
     via = doc.get((*path, "via"))
     connector = connectors.get(via)
     if connector is None:
@@ -613,14 +618,23 @@ def check_message(
                 "请使用 dingtalk、wecom、email 或 webhook 连接器",
             ),
         )
-    check_template(ctx, doc, (*path, "template"), templates)
+    check_template(ctx, doc, (*path, "template"), templates, form, record, names)
 
 
 def check_template(
-    ctx: CompileContext, doc: LoadedYaml, path: YamlPath, template_dirs: list[Path]
+    ctx: CompileContext,
+    doc: LoadedYaml,
+    path: YamlPath,
+    template_dirs: list[Path],
+    form: str | None = None,
+    record: NameInfo | None = None,
+    names: Iterable[str] = (),
 ) -> None:
     name = doc.get(path)
-    if any((d / name).is_file() for d in template_dirs):
+    found = next((d / name for d in template_dirs if (d / name).is_file()), None)
+    if found is not None:
+        if names:
+            check_template_names(ctx, found, form, record, names)
         return
     existing = sorted(
         {

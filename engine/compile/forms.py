@@ -175,6 +175,8 @@ def _compile_field(
                         "请写一个真实存在的日期，格式 YYYY-MM-DD",
                     ),
                 )
+    if "currency" in raw:
+        _check_currency(ctx, doc, (*path, "currency"), raw["currency"])
     if kind == "ref" and raw["form"] not in docs:
         ctx.unknown(doc, (*path, "form"), raw["form"], docs, Text("form", "表单"), "unknown-form")
     if kind == "autonumber":
@@ -357,3 +359,54 @@ def _check_computed_cycles(
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)
+
+
+# ISO 4217 currency codes in use (2024), and names people write instead of a code
+_ISO_4217_TEXT = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD
+    FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY
+    KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP
+    MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR
+    RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS
+    TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF
+    YER ZAR ZMW ZWG ZWL
+"""
+ISO_4217 = frozenset(_ISO_4217_TEXT.split())
+_CURRENCY_ALIASES = {
+    "RMB": "CNY",
+    "CNH": "CNY",
+    "YUAN": "CNY",
+    "元": "CNY",
+    "人民币": "CNY",
+    "NTD": "TWD",
+    "UKP": "GBP",
+    "STG": "GBP",
+    "YEN": "JPY",
+    "US$": "USD",
+    "EURO": "EUR",
+}
+
+
+def _check_currency(ctx: CompileContext, doc: LoadedYaml, path: YamlPath, code: Any) -> None:
+    """A money field's currency is an ISO 4217 code (``RMB`` is written ``CNY``)."""
+    if not isinstance(code, str) or code in ISO_4217:
+        return
+    fix = _CURRENCY_ALIASES.get(code.strip().upper()) or (
+        code.strip().upper() if code.strip().upper() in ISO_4217 else None
+    )
+    hint = (
+        Text(f"write {fix}", f"请写成 {fix}")
+        if fix
+        else suggestion_hint(code, sorted(ISO_4217), Text("currency codes", "货币代码"))
+    )
+    ctx.error(
+        doc,
+        path,
+        "unknown-currency",
+        Text(
+            f"'{code}' is not an ISO 4217 currency code",
+            f"'{code}' 不是 ISO 4217 货币代码",
+        ),
+        hint,
+    )

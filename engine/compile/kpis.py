@@ -392,6 +392,7 @@ def compile_kpi_spec(k: KpiNames, name: str, raw: dict[str, Any]) -> KpiSpec | N
         ok = _check_columns(k, (*path, "group_by"), form) and ok
     if "drill" in raw:
         ok = _check_columns(k, (*path, "drill", "columns"), form) and ok
+    ok = _check_thresholds(k, path, raw) and ok
     if not ok:
         return None
     return KpiSpec(
@@ -429,3 +430,116 @@ def _not_a_group(k: KpiNames, at: YamlPath, name: str) -> None:
         Text(f"'{name}' holds a list or long text", f"'{name}' 是列表或长文本字段"),
         Text("use a field with one short value", "请使用只有单个短值的字段"),
     )
+
+
+# ---------------------------------------------------------------------------- thresholds
+_LOWER = ("<", "<=")
+
+
+def _check_thresholds(k: KpiNames, path: YamlPath, raw: dict[str, Any]) -> bool:
+    """green and amber point the same way, amber lies beyond green (else it never shows), and
+    a rate's thresholds are on its scale: 0–100 with ``unit: "%"``, else a fraction 0–1."""
+    green, amber = _threshold(raw.get("green")), _threshold(raw.get("amber"))
+    ok = _check_rate_scale(k, path, raw, green, amber)
+    if green is None or amber is None or not ok:
+        return ok
+    g, a = raw["green"], raw["amber"]
+    lower = green.op in _LOWER
+    if lower != (amber.op in _LOWER):
+        k.ctx.error(
+            k.doc,
+            (*path, "amber"),
+            "thresholds-mixed",
+            Text(
+                f"green ({g}) and amber ({a}) point different ways",
+                f"绿灯（{g}）和黄灯（{a}）的方向不一致",
+            ),
+            Text(
+                "use <= for both when lower is better, >= for both when higher is better",
+                "越低越好时两者都用 <=，越高越好时两者都用 >=",
+            ),
+        )
+        return False
+    reversed_ = amber.value < green.value if lower else amber.value > green.value
+    if reversed_ or (amber.value == green.value and amber.op == green.op):
+        better_en, better_zh = ("lower", "越低越好") if lower else ("higher", "越高越好")
+        k.ctx.error(
+            k.doc,
+            (*path, "amber"),
+            "thresholds-reversed",
+            Text(
+                f"amber ({a}) lies inside green ({g}), so amber never shows: {better_en} is "
+                "better here, so amber must allow more than green",
+                f"黄灯（{a}）落在绿灯（{g}）的范围内，黄灯永远不会亮：这里{better_zh}，"
+                "黄灯的范围必须比绿灯宽",
+            ),
+            Text(
+                f'swap them: green: "{a}", amber: "{g}"'
+                if amber.value != green.value
+                else "make amber wider than green",
+                f'请交换：green: "{a}"，amber: "{g}"'
+                if amber.value != green.value
+                else "请让黄灯的范围比绿灯宽",
+            ),
+        )
+        return False
+    return True
+
+
+def _check_rate_scale(
+    k: KpiNames,
+    path: YamlPath,
+    raw: dict[str, Any],
+    green: ThresholdSpec | None,
+    amber: ThresholdSpec | None,
+) -> bool:
+    if raw["measure"] not in ("rate", "on_time_rate"):
+        return True
+    percent = raw.get("unit") == "%"
+    given = [(key, raw[key], t.value) for key, t in (("green", green), ("amber", amber)) if t]
+    if "target" in raw and isinstance(raw["target"], int | float):
+        given.append(("target", raw["target"], float(raw["target"])))
+    top = 100.0 if percent else 1.0
+    for key, text, value in given:
+        if 0 <= value <= top:
+            continue
+        if percent:
+            message = Text(
+                f"{key} ({text}) is outside 0–100: this rate is a percentage",
+                f"{key}（{text}）超出了 0–100：这个比率是百分数",
+            )
+            hint = Text("write a percentage between 0 and 100", "请写 0 到 100 之间的百分数")
+        else:
+            message = Text(
+                f'{key} ({text}) is outside 0–1: without unit: "%" this rate is a fraction',
+                f'{key}（{text}）超出了 0–1：没有 unit: "%" 时，这个比率是 0 到 1 的小数',
+            )
+            hint = Text(
+                'add unit: "%" to show the rate as a percentage (0–100)',
+                '请添加 unit: "%"，把比率显示为百分数（0–100）',
+            )
+        k.ctx.error(k.doc, (*path, key), "rate-out-of-range", message, hint)
+        return False
+    fractions = [
+        (key, raw[key], t.value)
+        for key, t in (("green", green), ("amber", amber))
+        if t is not None and t.op not in _LOWER and 0 < t.value <= 1
+    ]
+    if percent and fractions:
+        key, text, value = fractions[0]
+        op = text[: len(text) - len(text.lstrip("<>="))]
+        fixed = f"{op} {value * 100:g}"
+        k.ctx.error(
+            k.doc,
+            (*path, key),
+            "rate-as-fraction",
+            Text(
+                f"{key} ({text}) looks like a fraction, but this rate is a percentage "
+                '(unit: "%"): the light would be green for almost any value',
+                f'{key}（{text}）看起来是小数，但这个比率是百分数（unit: "%"）：'
+                "几乎任何值都会亮绿灯",
+            ),
+            Text(f'write "{fixed}"', f'请写成 "{fixed}"'),
+        )
+        return False
+    return True

@@ -3,7 +3,8 @@
 A condition that is a conjunction (``and``) of simple comparisons between a field path and
 constants is turned into a box of per-field constraints. An empty box never matches; a box
 inside an earlier route's box is never reached (first match wins). Anything fancier
-(``or``, function calls) is left alone rather than guessed at.
+(function calls) is left alone rather than guessed at. A condition with ``or`` is a union of
+boxes (:func:`boxes_of`), which is enough to find overlaps and an example record for them.
 """
 
 from __future__ import annotations
@@ -148,6 +149,126 @@ def box_of(tree: ast.Expression | None, constants: dict[str, Any] | None = None)
     if tree is None:
         return box
     return box if _add(box, tree.body, constants or {}) else None
+
+
+MAX_BOXES = 32
+
+
+def boxes_of(
+    tree: ast.Expression | None, constants: dict[str, Any] | None = None
+) -> tuple[list[Box], bool]:
+    """The condition as a union of boxes (``a or b and c`` → two boxes), and whether the
+    union is the whole condition (False: some ``or`` branches could not be read, the boxes
+    given each still imply the condition)."""
+    if tree is None:
+        return [Box()], True
+    branches = _dnf(tree.body)
+    if branches is None:
+        return [], False
+    out: list[Box] = []
+    complete = True
+    for branch in branches:
+        box = Box()
+        if all(_add(box, node, constants or {}) for node in branch):
+            out.append(box)
+        else:
+            complete = False
+    return out, complete
+
+
+def _dnf(node: ast.AST) -> list[list[ast.AST]] | None:
+    """``node`` as a disjunction of conjunctions of its leaves (None when too large)."""
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        out: list[list[ast.AST]] = []
+        for value in node.values:
+            part = _dnf(value)
+            if part is None:
+                return None
+            out.extend(part)
+        return out if len(out) <= MAX_BOXES else None
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        product: list[list[ast.AST]] = [[]]
+        for value in node.values:
+            part = _dnf(value)
+            if part is None:
+                return None
+            product = [a + b for a in product for b in part]
+            if len(product) > MAX_BOXES:
+                return None
+        return product
+    return [[node]]
+
+
+def example(a: Box, b: Box, options: dict[Path, tuple[str, ...] | None]) -> list[str] | None:
+    """A record both boxes admit, as ``path = value`` items (``path != value`` where only
+    values to avoid are known), or None when no such record exists."""
+    if a.never or b.never:
+        return None
+    out: list[str] = []
+    for path in sorted({*a.parts, *b.parts}):
+        parts = [c for c in (a.parts.get(path), b.parts.get(path)) if c is not None]
+        value = _pick(parts, options.get(path))
+        if value is _NONE:
+            return None
+        if value is _OTHER:
+            avoided = sorted({v for c in parts for v in c.excluded}, key=repr)
+            out.append(" and ".join(f"{path} != {_show(v)}" for v in avoided))
+        else:
+            out.append(f"{path} = {_show(value)}")
+    return [item for item in out if item]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "None" if value is None else str(value)
+
+
+_OTHER = object()  # any value but the excluded ones
+_NONE = object()
+
+
+def _pick(parts: list[Constraint], options: tuple[str, ...] | None) -> Any:
+    allowed: frozenset[Any] | None = None
+    excluded: set[Any] = set()
+    lo, lo_open, hi, hi_open = -math.inf, False, math.inf, False
+    for c in parts:
+        if c.allowed is not None:
+            allowed = c.allowed if allowed is None else allowed & c.allowed
+        excluded |= c.excluded
+        if (c.lo, c.lo_open) > (lo, lo_open):
+            lo, lo_open = c.lo, c.lo_open
+        if (c.hi, not c.hi_open) < (hi, not hi_open):
+            hi, hi_open = c.hi, c.hi_open
+    merged = Constraint(None, frozenset(excluded), lo, lo_open, hi, hi_open)
+    pool: list[Any] = sorted(allowed, key=repr) if allowed is not None else list(options or ())
+    if allowed is not None or options:
+        for candidate in pool:
+            if candidate in excluded or not merged.admits(candidate):
+                continue
+            if options is not None and isinstance(candidate, str) and candidate not in options:
+                continue
+            return candidate
+        return _NONE
+    if lo > hi or (lo == hi and (lo_open or hi_open)):
+        return _NONE
+    if lo == -math.inf and hi == math.inf:
+        return _OTHER
+    if lo == -math.inf:
+        value: float = hi - 1 if hi_open else hi
+    elif hi == math.inf or not lo_open:
+        value = lo + 1 if lo_open else lo
+        if value > hi or (value == hi and hi_open):
+            value = (lo + hi) / 2
+    else:
+        value = (lo + hi) / 2
+    if value in excluded:
+        return _NONE
+    return int(value) if float(value).is_integer() else value
 
 
 def _add(box: Box, node: ast.AST, constants: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.compile.context import CompileContext
 from engine.compile.flows import check_message
+from engine.compile.message_templates import TRACKING_NAMES
 from engine.config.loader import LoadedYaml
 from engine.model.i18n import Text
 from engine.model.spec import RateSpec, StateMachineSpec, TrackingSpec
@@ -218,7 +219,7 @@ def _check_code(
             key=True,
         )
         return
-    check_message(ctx, doc, ("tracking", "code"), dict(connectors), templates)
+    check_message(ctx, doc, ("tracking", "code"), dict(connectors), templates, names=TRACKING_NAMES)
     if "channel" not in raw["contacts"]:
         ctx.error(
             doc,

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, Event, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
+from engine.config.yaml_words import SyntaxProblem, explain
 from engine.model.diagnostics import Diagnostic, Diagnostics, Mark
 from engine.model.i18n import Text
 
@@ -152,39 +154,6 @@ class _Loader(yaml.SafeLoader):
 
 def _mark(node: Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _syntax_hint(problem: str) -> Text:
-    if "\\t" in problem or "'\\t'" in problem or "tab" in problem:
-        return Text(
-            "indent with spaces, not tabs",
-            "缩进请使用空格，不要使用 Tab",
-        )
-    if "mapping values are not allowed" in problem:
-        return Text(
-            "a value that contains ': ' must be quoted, or the indentation is off",
-            "包含 ': ' 的值需要加引号，或者缩进有误",
-        )
-    if "could not find expected ':'" in problem or "expected <block end>" in problem:
-        return Text(
-            "check the indentation: items of one mapping must line up, and each line needs "
-            "'key: value'",
-            "请检查缩进：同一层的键必须对齐，每行应为 '键: 值'",
-        )
-    if "found unexpected end of stream" in problem or "found unexpected" in problem:
-        return Text(
-            "a quote or bracket is not closed",
-            "有引号或括号没有闭合",
-        )
-    if "expected a single document" in problem:
-        return Text(
-            "put one document per file (remove the extra '---')",
-            "每个文件只能有一个文档（删除多余的 '---'）",
-        )
-    return Text(
-        "fix the YAML syntax at this position",
-        "请修正此处的 YAML 语法",
-    )
 
 
 class _Builder:
@@ -350,14 +319,22 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
-        diags.items.append(_syntax_diagnostic(path, line, col, problem + context))
+        at = exc.context_mark
+        found = explain(
+            text,
+            exc.problem or "",
+            exc.context or "",
+            line,
+            col,
+            (at.line + 1, at.column + 1) if at is not None else None,
+        )
+        diags.items.append(_syntax_diagnostic(path, found))
         return None
-    except yaml.YAMLError as exc:  # reader errors: bad characters
-        mark = getattr(exc, "position", None)
-        line = text.count("\n", 0, mark) + 1 if isinstance(mark, int) else 1
-        diags.items.append(_syntax_diagnostic(path, line, 1, str(exc).splitlines()[0]))
+    except ReaderError as exc:  # a character YAML does not allow
+        diags.items.append(_syntax_diagnostic(path, _bad_character(text, exc)))
+        return None
+    except yaml.YAMLError:  # pragma: no cover - every YAMLError PyYAML raises is one of the above
+        diags.items.append(_syntax_diagnostic(path, explain(text, "", "", 1, 1)))
         return None
     except RecursionError:
         diags.error(
@@ -379,14 +356,35 @@ def load_yaml_text(path: str, text: str, diags: Diagnostics) -> LoadedYaml | Non
     return out
 
 
-def _syntax_diagnostic(path: str, line: int, col: int, problem: str) -> Diagnostic:
+def _syntax_diagnostic(path: str, found: SyntaxProblem) -> Diagnostic:
     return Diagnostic(
         path,
-        line,
-        col,
+        found.line,
+        found.col,
         "error",
         "yaml-syntax",
-        Text(f"YAML syntax error: {problem}", f"YAML 语法错误：{problem}"),
-        _syntax_hint(problem),
+        found.message,
+        found.hint,
+        width=found.width,
         context_before=2,
+    )
+
+
+def _bad_character(text: str, exc: ReaderError) -> SyntaxProblem:
+    position = exc.position if isinstance(exc.position, int) else 0
+    before = text[:position]
+    line = before.count("\n") + 1
+    col = position - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+    return SyntaxProblem(
+        line,
+        col,
+        Text(
+            f"an invisible control character (U+{code:04X}) is in the file",
+            f"文件里有一个不可见的控制字符（U+{code:04X}）",
+        ),
+        Text(
+            "delete it (it often comes from copying out of a document or a chat)",
+            "请删除它（通常是从文档或聊天软件复制时带进来的）",
+        ),
     )

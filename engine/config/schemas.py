@@ -37,8 +37,21 @@ FIELD_TYPES = (
 )
 CHILD_FIELD_TYPES = tuple(t for t in FIELD_TYPES if t not in ("table", "autonumber"))
 COMPUTED_RESULTS = ("text", "integer", "decimal", "money", "boolean", "date", "datetime")
+# Every pattern has a name here and plain words in check_schema (_FORMATS): a test holds that
+# no pattern of any schema reaches people as a regular expression.
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 HOURS_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$"
+ENV_NAME_PATTERN = r"^[A-Z][A-Z0-9_]*$"
+URL_PATTERN = r"^https?://"
+URL_PATH_PATTERN = r"^/"
+PEOPLE_FILE_PATTERN = r"\.(csv|ya?ml)$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+EXTENSION_PATTERN = r"^\.[a-z0-9]+$"
+SEQ_PATTERN = r"\{seq(:\d+)?\}"
+FIELD_PATH_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
+CRON_PATTERN = r"^\S+( \S+){4}$"
+WINDOW_PATTERN = r"^(today|all|this_month|\d+d)$"
+THRESHOLD_PATTERN = r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"
 
 
 def obj(
@@ -129,7 +142,7 @@ def dates(desc: str) -> dict[str, Any]:
 def _env_ref(desc: str) -> dict[str, Any]:
     return text(
         desc + " — the NAME of an environment variable, never the secret itself",
-        pattern=r"^[A-Z][A-Z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
     )
 
 
@@ -144,7 +157,7 @@ def _connector() -> dict[str, Any]:
             "path": text(
                 "Path appended to the base URL; {name} placeholders are filled "
                 "from the step's `with:` values",
-                pattern=r"^/",
+                pattern=URL_PATH_PATTERN,
             ),
             "description": text("What the operation does"),
         },
@@ -161,7 +174,7 @@ def _connector() -> dict[str, Any]:
             "base_url_env": _env_ref("Variable holding the base URL (http connectors)"),
             "base_url_default": text(
                 "Base URL used when the variable is not set (for local mock servers only)",
-                pattern=r"^https?://",
+                pattern=URL_PATTERN,
             ),
             "url_env": _env_ref("Variable holding the webhook URL (dingtalk, wecom, webhook)"),
             "token_env": _env_ref("Variable holding a bearer token or robot secret"),
@@ -340,7 +353,7 @@ def app_schema() -> dict[str, Any]:
                 "people": text(
                     "Org chart file under the app folder (CSV or YAML) with "
                     "user, name, roles, manager, phone, chat ids",
-                    pattern=r"\.(csv|ya?ml)$",
+                    pattern=PEOPLE_FILE_PATTERN,
                 ),
                 "database": text("Default database URL (SEAMLINE_DB or --db override it)"),
                 "connectors": ident_map("Outside systems the flows talk to", _connector()),
@@ -410,26 +423,26 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
             "default": text("Initial value"),
         },
         "integer": {
-            "min": integer("Smallest allowed value"),
-            "max": integer("Largest allowed value"),
+            "min": integer("Smallest allowed value, a whole number, e.g. 1"),
+            "max": integer("Largest allowed value, a whole number, e.g. 1000000"),
             "default": integer("Initial value"),
         },
         "decimal": {
-            "min": number("Smallest allowed value"),
-            "max": number("Largest allowed value"),
+            "min": number("Smallest allowed value, a number, e.g. 0.5"),
+            "max": number("Largest allowed value, a number, e.g. 99.9"),
             "scale": integer("Digits after the decimal point", minimum=0, maximum=10),
             "default": number("Initial value"),
         },
         "money": {
-            "min": number("Smallest allowed value"),
-            "max": number("Largest allowed value"),
-            "currency": text("ISO currency code", pattern=r"^[A-Z]{3}$"),
+            "min": number("Smallest allowed amount, a number, e.g. 0.01"),
+            "max": number("Largest allowed amount, a number, e.g. 100000"),
+            "currency": text("ISO currency code", pattern=CURRENCY_PATTERN),
             "default": number("Initial value"),
         },
         "boolean": {"default": boolean("Initial value")},
         "date": {
-            "min": text("Earliest date (YYYY-MM-DD)", pattern=DATE_PATTERN),
-            "max": text("Latest date (YYYY-MM-DD)", pattern=DATE_PATTERN),
+            "min": text("Earliest allowed date, YYYY-MM-DD, e.g. 2026-01-01", pattern=DATE_PATTERN),
+            "max": text("Latest allowed date, YYYY-MM-DD, e.g. 2030-12-31", pattern=DATE_PATTERN),
             "default": expr("Initial value, e.g. today()"),
         },
         "datetime": {"default": expr("Initial value, e.g. now()")},
@@ -448,7 +461,7 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
             "accept": {
                 "type": "array",
                 "description": "Allowed file extensions, e.g. [.png, .jpg, .pdf, .dwg]",
-                "items": {"type": "string", "pattern": r"^\.[a-z0-9]+$"},
+                "items": {"type": "string", "pattern": EXTENSION_PATTERN},
                 "minItems": 1,
             },
             "max_size_mb": number("Largest file in MB", exclusiveMinimum=0, maximum=500),
@@ -461,7 +474,7 @@ def _field_props(kind: str, child: bool) -> dict[str, Any]:
         "autonumber": {
             "format": text(
                 "Pattern with {yyyy}, {yy}, {mm}, {dd} and {seq:N}, e.g. SO-{yyyy}{mm}-{seq:5}",
-                pattern=r"\{seq(:\d+)?\}",
+                pattern=SEQ_PATTERN,
             ),
         },
         "table": {
@@ -531,7 +544,7 @@ def _hint() -> dict[str, Any]:
                 "type": "array",
                 "description": "Fields whose values the earlier records share with this one: "
                 "a field or a path through a ref, e.g. [customer, product.category]",
-                "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"},
+                "items": {"type": "string", "pattern": FIELD_PATH_PATTERN},
                 "minItems": 1,
                 "uniqueItems": True,
             },
@@ -609,7 +622,7 @@ def _event() -> dict[str, Any]:
             "transition": one_or_many("When one of these transitions is fired"),
             "schedule": text(
                 "Cron expression (minute hour day month weekday) in the app's time zone",
-                pattern=r"^\S+( \S+){4}$",
+                pattern=CRON_PATTERN,
             ),
         },
     }
@@ -996,7 +1009,7 @@ def _kpi_count() -> dict[str, Any]:
 
 
 def dashboard_schema() -> dict[str, Any]:
-    rule = r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"
+    rule = THRESHOLD_PATTERN
     kpi = obj(
         "A key figure with traffic-light thresholds",
         {
@@ -1034,8 +1047,7 @@ def dashboard_schema() -> dict[str, Any]:
             "count": _kpi_count(),
             "window": text(
                 "Time window: today, 7d, 30d, this_month, all",
-                pattern=r"^(today|"
-                r"all|this_month|\d+d)$",
+                pattern=WINDOW_PATTERN,
             ),
             "unit": text("Unit shown after the value"),
             "target": number("The value aimed at, shown next to the value"),

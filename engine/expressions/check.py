@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from engine.model.i18n import Text
 
 from .errors import ExpressionError, ExpressionWarning
-from .functions import FunctionSpec
+from .functions import FUNCTIONS, FunctionSpec
 from .messages import closest, did_you_mean, quoted_list
 from .safeops import MAX_STRING_LENGTH
 from .scope import NameInfo, Scope
@@ -383,29 +383,45 @@ class _Checker:
         self.forbid(node, what, hint)
 
     def visit_Expression(self, node: ast.Expression, depth: int) -> None:
+        self.check_condition_tuple(node.body)
         self.visit(node.body, depth)
 
     def visit_BoolOp(self, node: ast.BoolOp, depth: int) -> None:
         for value in node.values:
+            self.check_condition_tuple(value)
             self.visit(value, depth)
 
-    def visit_BinOp(self, node: ast.BinOp, depth: int) -> None:
+    def visit_BinOp(self, node: ast.BinOp, depth: int) -> NameInfo | None:
         if not isinstance(node.op, _BINOPS):
             self.visit_forbidden(node)
-        self.visit(node.left, depth)
-        self.visit(node.right, depth)
+        left = _category(self.visit(node.left, depth))
+        right = _category(self.visit(node.right, depth))
+        if left == right == "number":
+            return _TYPED["decimal"]
+        if left == right == "text" and isinstance(node.op, ast.Add):
+            return _TYPED["text"]
+        return None
 
-    def visit_UnaryOp(self, node: ast.UnaryOp, depth: int) -> None:
+    def visit_UnaryOp(self, node: ast.UnaryOp, depth: int) -> NameInfo | None:
         if not isinstance(node.op, _UNARYOPS):
             self.visit_forbidden(node)
-        self.visit(node.operand, depth)
+        operand = self.visit(node.operand, depth)
+        if isinstance(node.op, ast.Not):
+            return _TYPED["boolean"]
+        return _TYPED["decimal"] if _category(operand) == "number" else None
 
-    def visit_IfExp(self, node: ast.IfExp, depth: int) -> None:
+    def visit_IfExp(self, node: ast.IfExp, depth: int) -> NameInfo | None:
         self.visit(node.test, depth)
-        self.visit(node.body, depth)
-        self.visit(node.orelse, depth)
+        body = self.visit(node.body, depth)
+        orelse = self.visit(node.orelse, depth)
+        if _is_none(node.orelse):
+            return body if _category(body) is not None else None
+        if _is_none(node.body):
+            return orelse if _category(orelse) is not None else None
+        same = _category(body) is not None and _category(body) == _category(orelse)
+        return body if same else None
 
-    def visit_Constant(self, node: ast.Constant, depth: int) -> None:
+    def visit_Constant(self, node: ast.Constant, depth: int) -> NameInfo | None:
         value = node.value
         if not isinstance(value, _CONSTANT_TYPES):
             what = Text("constants like this", "这种常量")
@@ -420,6 +436,7 @@ class _Checker:
                 Text("this text is too long", "这段文本太长"),
                 node,
             )
+        return _constant_info(value)
 
     def visit_List(self, node: ast.List, depth: int) -> None:
         for elt in node.elts:
@@ -427,7 +444,7 @@ class _Checker:
 
     visit_Tuple = visit_List
 
-    def visit_Compare(self, node: ast.Compare, depth: int) -> None:
+    def visit_Compare(self, node: ast.Compare, depth: int) -> NameInfo:
         operands = [node.left, *node.comparators]
         infos = [self.visit(operand, depth) for operand in operands]
         for index, op in enumerate(node.ops):
@@ -447,8 +464,10 @@ class _Checker:
             if not isinstance(op, _CMPOPS):
                 self.visit_forbidden(node)
             self.check_options(op, left, infos[index], right, infos[index + 1])
+            self.check_types(op, left, infos[index], right, infos[index + 1])
+        return _TYPED["boolean"]
 
-    def visit_Call(self, node: ast.Call, depth: int) -> None:
+    def visit_Call(self, node: ast.Call, depth: int) -> NameInfo | None:
         func = node.func
         if not isinstance(func, ast.Name):
             hint = None
@@ -484,6 +503,8 @@ class _Checker:
             )
         for arg in node.args:
             self.visit(arg, depth)
+        returns = _RETURNS.get(name) if self.functions.get(name) is FUNCTIONS.get(name) else None
+        return _TYPED[returns] if returns else None
 
     def unknown_function(self, func: ast.Name) -> NoReturn:
         name = func.id
@@ -700,21 +721,213 @@ class _Checker:
             if best
             else Text("options: ", "可选值：") + quoted_list(info.options)
         )
-        self.warnings.append(
-            ExpressionWarning(
-                "expr-unknown-option",
+        self.fail(
+            "expr-unknown-option",
+            Text(
+                f"'{value}' is not one of the options of {path}: the comparison never holds",
+                f"'{value}' 不是 {path_zh} 的可选值：这个比较永远不成立",
+            ),
+            node,
+            hint,
+            best,
+        )
+
+    # -- types --
+
+    def check_types(
+        self,
+        op: ast.cmpop,
+        left: ast.expr,
+        left_info: NameInfo | None,
+        right: ast.expr,
+        right_info: NameInfo | None,
+    ) -> None:
+        """Refuse comparing values that can never be compared: a date with text, a number
+        with text, a date with a number (they never match, or fail at run time)."""
+        if isinstance(op, ast.In | ast.NotIn):
+            if isinstance(right, ast.List | ast.Tuple):
+                for elt in right.elts:
+                    self.check_pair(left, left_info, elt, _constant_of(elt))
+            return
+        self.check_pair(left, left_info, right, right_info)
+
+    def check_pair(
+        self,
+        left: ast.expr,
+        left_info: NameInfo | None,
+        right: ast.expr,
+        right_info: NameInfo | None,
+    ) -> None:
+        a, b = _category(left_info), _category(right_info)
+        if a is None or b is None or a == b:
+            return
+        if {a, b} <= {"number", "boolean"} or {a, b} <= {"date", "datetime"}:
+            return  # True == 1; a date-time against a date compares in the database
+        if id(left) not in self.path_of and id(right) not in self.path_of:
+            return  # only a field's type is known for sure (1 == 'a' is plain to see)
+        # the side that is a literal is the one to rewrite
+        field, value, field_cat, value_cat = left, right, a, b
+        if isinstance(left, ast.Constant) and not isinstance(right, ast.Constant):
+            field, value, field_cat, value_cat = right, left, b, a
+        name = self.path_of.get(id(field))
+        what_en, what_zh = _KIND[field_cat]
+        other_en, other_zh = _KIND[value_cat]
+        subject_en = f"{what_en} ({name})" if name else what_en
+        subject_zh = f"{what_zh}（{name}）" if name else what_zh
+        self.fail(
+            "expr-type-mismatch",
+            Text(
+                f"compares {subject_en} with {other_en}: they are never equal and cannot be "
+                "ordered",
+                f"把{subject_zh}和{other_zh}比较：两者永远不相等，也无法比较大小",
+            ),
+            value,
+            _type_hint(field_cat, value),
+        )
+
+    def check_condition_tuple(self, node: ast.expr) -> None:
+        """``amount >= 500,000`` is a pair (always true), not a comparison with 500000."""
+        if not isinstance(node, ast.Tuple):
+            return
+        segment = ast.get_source_segment(self.source, node) or ""
+        if segment.startswith("("):
+            return
+        fixed = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), segment)
+        if fixed != segment:
+            self.fail(
+                "expr-thousands-separator",
                 Text(
-                    f"'{value}' is not one of the options of {path}",
-                    f"'{value}' 不是 {path_zh} 的可选值",
+                    "a number is written with a thousands separator: the comma makes it a "
+                    "list of two values, and the condition always holds",
+                    "数字中写了千位分隔符：逗号把它变成了两个值的列表，条件将永远成立",
                 ),
-                hint,
-                suggestion=best,
-                **self.position(node),
+                node,
+                Text(f"write {fixed}", f"请写成 {fixed}"),
+                fixed,
             )
+        self.fail(
+            "expr-forbidden",
+            Text(
+                "a comma outside brackets makes a list of values, not a condition",
+                "括号外的逗号会构成一组值，而不是条件",
+            ),
+            node,
+            Text("join conditions with 'and' / 'or'", "请用 and / or 连接多个条件"),
         )
 
 
 _ANY = NameInfo("value", "any")
+
+# the kinds of values the checker compares: field types (and literal types) → a category
+_CATEGORIES: dict[str, str] = {
+    "integer": "number",
+    "decimal": "number",
+    "money": "number",
+    "text": "text",
+    "long_text": "text",
+    "select": "text",
+    "phone": "text",
+    "email": "text",
+    "autonumber": "text",
+    "date": "date",
+    "datetime": "datetime",
+    "boolean": "boolean",
+}
+_KIND: dict[str, tuple[str, str]] = {
+    "number": ("a number", "数字"),
+    "text": ("text", "文本"),
+    "date": ("a date", "日期"),
+    "datetime": ("a date-time", "日期时间"),
+    "boolean": ("yes/no", "是/否"),
+}
+_TYPED = {t: NameInfo("value", t) for t in (*_CATEGORIES, "null", "list")}
+# result types of the language's own functions (None: depends on the arguments)
+_RETURNS: dict[str, str] = {
+    "today": "date",
+    "date": "date",
+    "add_days": "date",
+    "add_workdays": "date",
+    "now": "datetime",
+    "datetime": "datetime",
+    "workdays_between": "integer",
+    "len": "integer",
+    "int": "integer",
+    "hours_between": "decimal",
+    "business_hours_between": "decimal",
+    "round": "decimal",
+    "abs": "decimal",
+    "float": "decimal",
+    "decimal": "decimal",
+    "sum": "decimal",
+    "str": "text",
+    "upper": "text",
+    "lower": "text",
+    "contains": "boolean",
+    "startswith": "boolean",
+}
+_THOUSANDS = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\w.])")
+_DATE_TEXT = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+_DATETIME_TEXT = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(:\d{2})?$")
+_NUMBER_TEXT = re.compile(r"^[+-]?\d[\d,]*(\.\d+)?$")
+
+
+def _category(info: NameInfo | None) -> str | None:
+    if info is None or info.kind != "value" or info.type is None:
+        return None
+    return _CATEGORIES.get(info.type)
+
+
+def _constant_info(value: Any) -> NameInfo | None:
+    if isinstance(value, bool):
+        return _TYPED["boolean"]
+    if isinstance(value, int):
+        return _TYPED["integer"]
+    if isinstance(value, float):
+        return _TYPED["decimal"]
+    if isinstance(value, str):
+        return _TYPED["text"]
+    return _TYPED["null"] if value is None else None
+
+
+def _constant_of(node: ast.expr) -> NameInfo | None:
+    if isinstance(node, ast.Constant):
+        return _constant_info(node.value)
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub | ast.UAdd)
+        and isinstance(node.operand, ast.Constant)
+    ):
+        return _constant_info(node.operand.value)
+    return None
+
+
+def _type_hint(field: str, literal: ast.expr) -> Text:
+    """How to write ``literal`` as a value of the ``field`` category."""
+    text = literal.value if isinstance(literal, ast.Constant) else None
+    if isinstance(text, str):
+        if field == "date" and _DATE_TEXT.match(text.strip()):
+            return Text(f"write date('{text.strip()}')", f"请写成 date('{text.strip()}')")
+        if field == "datetime" and (
+            _DATETIME_TEXT.match(text.strip()) or _DATE_TEXT.match(text.strip())
+        ):
+            return Text(f"write datetime('{text.strip()}')", f"请写成 datetime('{text.strip()}')")
+        if field == "number" and _NUMBER_TEXT.match(text.strip()):
+            number = text.strip().replace(",", "")
+            return Text(
+                f"write the number without quotes: {number}", f"数字不要加引号，请写成 {number}"
+            )
+    if field == "text" and isinstance(text, int | float) and not isinstance(text, bool):
+        return Text(f"write it in quotes: '{text}'", f"请加上引号：'{text}'")
+    if field == "date":
+        return Text(
+            "compare with a date: date('2026-12-31'), today(), add_workdays(today(), 3)",
+            "请与日期比较：date('2026-12-31')、today()、add_workdays(today(), 3)",
+        )
+    what_en, what_zh = _KIND[field]
+    return Text(
+        f"compare it with {what_en}, or convert one side (str(x), decimal(x), date(x))",
+        f"请与{what_zh}比较，或先转换其中一边（str(x)、decimal(x)、date(x)）",
+    )
 
 
 def _is_none(node: ast.expr) -> bool:

@@ -534,9 +534,9 @@ def to_evaluation_error(exc: BaseException, source: str) -> EvaluationError:
         message = Text("invalid decimal arithmetic", "无效的十进制运算")
     elif isinstance(exc, ValueError | ArithmeticError):
         code = "expr-value"
-        message = Text(f"invalid value: {exc}", "值无效，无法计算")
+        message = Text("a value here is not valid for this calculation", "值无效，无法计算")
     else:
-        message = Text(f"evaluation failed: {type(exc).__name__}: {exc}", "计算时出错")
+        message = Text("the expression could not be computed for these values", "计算时出错")
     return EvaluationError(code, message, source, hint)
 
 

@@ -18,7 +18,7 @@ import builtins
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
@@ -30,7 +30,15 @@ from .errors import EvaluationError
 from .messages import describe
 from .safeops import MAX_INT_BITS, MAX_STRING_LENGTH
 
-__all__ = ["FUNCTIONS", "MAX_ROUND_DIGITS", "MAX_SPAN_DAYS", "MAX_WORKDAYS", "FunctionSpec"]
+__all__ = [
+    "FUNCTIONS",
+    "FUNCTION_DOCS",
+    "MAX_ROUND_DIGITS",
+    "MAX_SPAN_DAYS",
+    "MAX_WORKDAYS",
+    "FunctionDoc",
+    "FunctionSpec",
+]
 
 MAX_ROUND_DIGITS = 20
 MAX_WORKDAYS = 10_000  # largest |n| for add_workdays
@@ -622,5 +630,67 @@ FUNCTIONS: Mapping[str, FunctionSpec] = MappingProxyType(
             "startswith(s, prefix): whether s starts with prefix",
             "startswith(s, 前缀)：s 是否以该前缀开头",
         ),
+    }
+)
+
+
+# ---- documentation (seamline functions, docs/functions.md) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDoc:
+    """How a function is shown in the function reference: its ``signature``, an ``example``
+    call and the field values it reads (``given``); the result shown is computed by running
+    the example, so it cannot drift from the code."""
+
+    signature: str
+    example: str
+    given: Mapping[str, Any] = field(default_factory=dict)
+
+
+FUNCTION_DOCS: Mapping[str, FunctionDoc] = MappingProxyType(
+    {
+        "today": FunctionDoc("today()", "today()"),
+        "now": FunctionDoc("now()", "now()"),
+        "date": FunctionDoc("date(y, m, d) | date(text)", "date(2026, 9, 30)"),
+        "datetime": FunctionDoc(
+            "datetime(y, m, d[, h[, min[, s]]]) | datetime(text)", "datetime('2026-09-30 14:30')"
+        ),
+        "add_days": FunctionDoc("add_days(d, n)", "add_days(date(2026, 9, 30), 3)"),
+        "add_workdays": FunctionDoc("add_workdays(d, n)", "add_workdays(date(2026, 9, 30), 1)"),
+        "workdays_between": FunctionDoc(
+            "workdays_between(a, b)", "workdays_between(date(2026, 9, 30), date(2026, 10, 12))"
+        ),
+        "hours_between": FunctionDoc(
+            "hours_between(a, b)",
+            "hours_between(datetime('2026-12-07 16:00'), datetime('2026-12-08 10:30'))",
+        ),
+        "business_hours_between": FunctionDoc(
+            "business_hours_between(a, b)",
+            "business_hours_between(datetime('2026-12-07 16:00'), datetime('2026-12-08 10:30'))",
+        ),
+        "len": FunctionDoc("len(x)", "len(tags)", MappingProxyType({"tags": ["rush", "export"]})),
+        "round": FunctionDoc("round(x[, n])", "round(3.14159, 2)"),
+        "abs": FunctionDoc("abs(x)", "abs(-5)"),
+        "min": FunctionDoc("min(a, b, …) | min(list)", "min(3, 1, 2)"),
+        "max": FunctionDoc("max(a, b, …) | max(list)", "max([3, 7, 5])"),
+        "sum": FunctionDoc("sum(list)", "sum([1, 2, 3.5])"),
+        "contains": FunctionDoc(
+            "contains(container, item)",
+            "contains(tags, 'rush')",
+            MappingProxyType({"tags": ["rush", "export"]}),
+        ),
+        "coalesce": FunctionDoc(
+            "coalesce(a, b, …)",
+            "coalesce(nickname, name)",
+            MappingProxyType({"nickname": None, "name": "Li Lei"}),
+        ),
+        "int": FunctionDoc("int(x)", "int('12')"),
+        "float": FunctionDoc("float(x)", "float('2.5')"),
+        "decimal": FunctionDoc("decimal(x)", "decimal('19.99')"),
+        "str": FunctionDoc("str(x)", "str(42)"),
+        "upper": FunctionDoc("upper(s)", "upper('so-1')"),
+        "lower": FunctionDoc("lower(s)", "lower('SO-1')"),
+        "startswith": FunctionDoc("startswith(s, prefix)", "startswith('SO-2026-001', 'SO-')"),
     }
 )

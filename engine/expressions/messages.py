@@ -116,7 +116,7 @@ def _type_name(name: str) -> Text:
 
 _TYPE_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Text]], ...] = (
     (
-        re.compile(r"'(.+)' not supported between instances of '(\w+)' and '(\w+)'"),
+        re.compile(r"'(.+)' not supported between instances of '([\w.]+)' and '([\w.]+)'"),
         lambda m: Text(
             f"cannot compare {_type_name(m[2]).en} with {_type_name(m[3]).en} using {m[1]}",
             f"无法用 {m[1]} 比较{_type_name(m[2]).zh}和{_type_name(m[3]).zh}",
@@ -192,4 +192,6 @@ def explain_type_error(exc: TypeError) -> tuple[Text, Text | None]:
         match = pattern.search(detail)
         if match is not None:
             return build(match), hint
-    return Text(f"values of the wrong type: {detail}", "值的类型不匹配，无法计算"), hint
+    return Text(
+        "values of the wrong type cannot be used together here", "值的类型不匹配，无法计算"
+    ), hint

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from engine.expressions import FunctionSpec
-from engine.functions.atp import ATP_FUNCTIONS
+from engine.expressions.functions import FunctionDoc
+from engine.functions.atp import ATP_DOCS, ATP_FUNCTIONS
 
-__all__ = ["DOMAIN_FUNCTIONS"]
+__all__ = ["DOMAIN_FUNCTIONS", "DOMAIN_FUNCTION_DOCS"]
 
 DOMAIN_FUNCTIONS: Mapping[str, FunctionSpec] = MappingProxyType({**ATP_FUNCTIONS})
+# signature and example of each, for `seamline functions` and docs/functions.md
+DOMAIN_FUNCTION_DOCS: Mapping[str, FunctionDoc] = MappingProxyType({**ATP_DOCS})

@@ -42,12 +42,13 @@ from typing import Any, Literal
 
 from engine.expressions.env import EvalEnv
 from engine.expressions.errors import EvaluationError
-from engine.expressions.functions import FunctionSpec
+from engine.expressions.functions import FunctionDoc, FunctionSpec
 from engine.expressions.messages import describe
 from engine.model.calendar import MAX_WORKDAYS, WorkCalendar
 from engine.model.i18n import Text, lang_from_locale
 
 __all__ = [
+    "ATP_DOCS",
     "ATP_FUNCTIONS",
     "DEFAULT_REPLENISH_DAYS",
     "AtpInputError",
@@ -225,6 +226,7 @@ def available_to_promise(
         promised=promised,
         holidays=_holidays(calendar, day if missing else ready, promised, day),
         allocated=own,
+        unknown_year=calendar.first_unknown_year(day, promised),
     )
     return AtpResult(
         date=promised,
@@ -494,6 +496,7 @@ class _Facts:
     promised: dt.date
     holidays: list[tuple[dt.date, dt.date]]
     allocated: int | None = None  # reserved from stock for this order by the warehouse
+    unknown_year: int | None = None  # first year counted past the known working-day calendar
 
     @property
     def capacity_bound(self) -> bool:
@@ -604,7 +607,13 @@ def _explain_zh(f: _Facts) -> str:
         runs = "、".join(_zh_span(a, b, f.today) for a, b in f.holidays[:3])
         when += f"（{runs}放假，不计工作日）"
     tail.append(f"最早可承诺 {when}")
-    return "；".join([*parts[:1], "，".join(parts[1:] + tail)]) + "。"
+    text = "；".join([*parts[:1], "，".join(parts[1:] + tail)]) + "。"
+    if f.unknown_year is not None:
+        text += (
+            f"注意：{f.unknown_year} 年超出已知的工作日历，该日期只按周末计算休息日，"
+            "未计法定节假日，实际可能更晚。"
+        )
+    return text
 
 
 def _explain_en(f: _Facts) -> str:
@@ -680,7 +689,13 @@ def _explain_en(f: _Facts) -> str:
         runs = ", ".join(_en_span(a, b, f.today) for a, b in f.holidays[:3])
         when += f" (holidays {runs} are not working days)"
     tail.append(f"the earliest promise date is {when}")
-    return "; ".join([*parts[:1], ", ".join(parts[1:] + tail)]) + "."
+    text = "; ".join([*parts[:1], ", ".join(parts[1:] + tail)]) + "."
+    if f.unknown_year is not None:
+        text += (
+            f" Note: {f.unknown_year} is outside the known working-day calendar, so this date "
+            "was computed with weekends only as days off (no public holidays) and may be later."
+        )
+    return text
 
 
 # ---- expression functions -----------------------------------------------------------------
@@ -822,5 +837,26 @@ ATP_FUNCTIONS: dict[str, FunctionSpec] = {
             "计算说明，可直接给销售阅读",
         ),
         needs_env=True,
+    ),
+}
+
+_STOCK_ANSWER = {
+    "sku": "P-100",
+    "on_hand": 100,
+    "reserved": 0,
+    "safety_stock": 0,
+    "incoming": [{"po": "PO-7", "quantity": 50, "eta": "2026-12-15"}],
+}
+
+ATP_DOCS: dict[str, FunctionDoc] = {
+    "available_to_promise": FunctionDoc(
+        "available_to_promise(quantity, stock, lead_days[, reserved])",
+        "available_to_promise(120, stock, 5)",
+        {"stock": _STOCK_ANSWER},
+    ),
+    "atp_explanation": FunctionDoc(
+        "atp_explanation(quantity, stock, lead_days[, lang[, reserved]])",
+        "atp_explanation(120, stock, 5, 'en')",
+        {"stock": _STOCK_ANSWER},
     ),
 }

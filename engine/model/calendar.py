@@ -23,7 +23,15 @@ import chinese_calendar
 from engine.model.i18n import Text
 from engine.model.logs import logger
 
-__all__ = ["CalendarSpec", "UnknownDateWarning", "WorkCalendar"]
+__all__ = [
+    "CN_FIRST_YEAR",
+    "CN_LAST_YEAR",
+    "CalendarSpec",
+    "UnknownDateWarning",
+    "WorkCalendar",
+    "covered_until",
+    "first_unknown_year",
+]
 
 log = logger(__name__)
 
@@ -35,6 +43,7 @@ _CN_FIRST_YEAR: int = min(chinese_calendar.holidays).year
 _CN_LAST_YEAR: int = max(chinese_calendar.holidays).year
 _CN_HOLIDAYS: frozenset[date] = frozenset(chinese_calendar.holidays)
 _CN_WORKDAYS: frozenset[date] = frozenset(chinese_calendar.workdays)
+CN_FIRST_YEAR, CN_LAST_YEAR = _CN_FIRST_YEAR, _CN_LAST_YEAR
 
 _UNKNOWN = Text(
     en="{day} is outside the working-day calendar (cn knows {first}–{last}); treated Mon–Fri "
@@ -118,9 +127,12 @@ class WorkCalendar:
 
     def is_known(self, d: date) -> bool:
         """True if the base calendar or the spec's own dates cover ``d``'s year."""
-        if self.spec.base == "weekends" or d.year in self._declared_years:
-            return True
-        return _CN_FIRST_YEAR <= d.year <= _CN_LAST_YEAR
+        return _known_year(self.spec, self._declared_years, d.year)
+
+    def first_unknown_year(self, a: date, b: date) -> int | None:
+        """The first year from ``a`` to ``b`` (either order) the calendar has no holidays
+        for — dates there count Monday–Friday as workdays — or None when all are known."""
+        return first_unknown_year(self.spec, a, b)
 
     def is_workday(self, d: date) -> bool:
         d = _as_date(d)
@@ -225,6 +237,32 @@ class WorkCalendar:
             self._on_unknown(warning)
         else:
             log.warning("%s", warning.message.en)
+
+
+def _known_year(spec: CalendarSpec, declared: frozenset[int], year: int) -> bool:
+    if spec.base == "weekends" or year in declared:
+        return True
+    return _CN_FIRST_YEAR <= year <= _CN_LAST_YEAR
+
+
+def first_unknown_year(spec: CalendarSpec, a: date, b: date) -> int | None:
+    """The first year from ``a`` to ``b`` (either order) ``spec`` has no holidays for."""
+    declared = frozenset(d.year for d in spec.holidays | spec.workdays)
+    first, last = sorted((_as_date(a).year, _as_date(b).year))
+    return next((y for y in range(first, last + 1) if not _known_year(spec, declared, y)), None)
+
+
+def covered_until(spec: CalendarSpec, today: date) -> date | None:
+    """The last day of the run of known years from ``today``'s year on (31 December), the
+    day before 1 January of today's year when that year is unknown already, or None when
+    every year is known (base ``weekends``)."""
+    if spec.base == "weekends":
+        return None
+    declared = frozenset(d.year for d in spec.holidays | spec.workdays)
+    year = today.year
+    while year <= 9999 and _known_year(spec, declared, year):
+        year += 1
+    return date(year - 1, 12, 31) if year > 1 else date.min
 
 
 def _as_date(d: date) -> date:

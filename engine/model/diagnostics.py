@@ -38,6 +38,9 @@ class Diagnostic:
     yaml_path: tuple[str | int, ...] = ()
     width: int = 1
     context_before: int = 0
+    # The name an "unknown …" diagnostic is about: when that name's own definition is broken,
+    # the diagnostic only repeats that error and is suppressed (engine/compile/recover.py).
+    subject: str | None = None
 
     @property
     def sort_key(self) -> tuple[str, int, int, str]:
@@ -64,9 +67,15 @@ class Diagnostic:
 
 @dataclass
 class Diagnostics:
-    """A collector: checks append to it; nobody stops at the first problem."""
+    """A collector: checks append to it; nobody stops at the first problem.
+
+    ``file_order`` ranks files in the order a person fixes them (what others refer to
+    first); ``suppressed`` keeps the follow-on errors taken out of ``items``.
+    """
 
     items: list[Diagnostic] = field(default_factory=list)
+    file_order: dict[str, int] = field(default_factory=dict)
+    suppressed: list[Diagnostic] = field(default_factory=list)
 
     def add(self, diagnostic: Diagnostic) -> None:
         self.items.append(diagnostic)
@@ -85,9 +94,21 @@ class Diagnostics:
         *,
         yaml_path: tuple[str | int, ...] = (),
         width: int = 1,
+        subject: str | None = None,
     ) -> None:
         self.items.append(
-            Diagnostic(path, mark.line, mark.col, severity, code, message, hint, yaml_path, width)
+            Diagnostic(
+                path,
+                mark.line,
+                mark.col,
+                severity,
+                code,
+                message,
+                hint,
+                yaml_path,
+                width,
+                subject=subject,
+            )
         )
 
     def error(
@@ -124,9 +145,17 @@ class Diagnostics:
         return any(d.severity == "error" for d in self.items)
 
     def sorted(self) -> list[Diagnostic]:
+        """Without repeats, in the order a person fixes them: errors before warnings, file by
+        file in ``file_order`` (what others refer to first; then by path), each by line."""
+        rank = self.file_order
+        last = max(rank.values(), default=0) + 1
+
+        def order(d: Diagnostic) -> tuple[Any, ...]:
+            return (d.severity != "error", rank.get(d.path, last), *d.sort_key)
+
         seen: set[tuple[Any, ...]] = set()
         unique = []
-        for d in sorted(self.items, key=lambda d: d.sort_key):
+        for d in sorted(self.items, key=order):
             key = (d.path, d.line, d.col, d.code, d.message.en)
             if key not in seen:
                 seen.add(key)
@@ -176,15 +205,71 @@ def render_text(
         before = max(context, d.context_before)
         first = max(1, d.line - before)
         width = len(str(d.line))
-        for n in range(first, d.line + 1):
-            src = lines[n - 1] if n <= len(lines) else ""
-            out.append(f"  {n:>{width}} | {src.rstrip()}")
         src = lines[d.line - 1] if d.line <= len(lines) else ""
         caret_col = max(1, d.col)
-        pad = "".join(_pad(ch) for ch in src[: caret_col - 1])
-        carets = "^" + "~" * max(0, min(d.width, max(1, len(src) - caret_col + 1)) - 1)
+        start, end = _window(src.rstrip(), caret_col - 1)
+        for n in range(first, d.line + 1):
+            shown = lines[n - 1].rstrip() if n <= len(lines) else ""
+            # A line above the caret's: from the same column, as much of it as fits.
+            stop = end if n == d.line else start + _fits(shown[start:])
+            out.append(f"  {n:>{width}} | {_cut(shown, start, stop)}")
+        lead = "…" if start > 0 else ""
+        pad = lead.replace("…", " ") + "".join(_pad(ch) for ch in src[start : caret_col - 1])
+        room = max(1, min(len(src), end) - caret_col + 1)
+        carets = "^" + "~" * max(0, min(d.width, room) - 1)
         out.append(f"  {' ' * width} | {pad}{carets}")
     return "\n".join(out)
+
+
+# A source line wider than this many cells is shown as a window around the caret.
+MAX_SHOWN_CELLS = 100
+
+
+def _cells(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _window(src: str, at: int) -> tuple[int, int]:
+    """Characters [start, end) of ``src`` to show so that index ``at`` is visible and the
+    shown part fits in MAX_SHOWN_CELLS cells (the whole line when it fits)."""
+    if sum(_cells(ch) for ch in src) <= MAX_SHOWN_CELLS:
+        return 0, len(src)
+    budget = MAX_SHOWN_CELLS - 2  # one cell for each "…"
+    at = min(at, len(src))
+    start = at
+    used = 0
+    # About a third of the window before the caret, the rest after it.
+    while start > 0 and used + _cells(src[start - 1]) <= budget // 3:
+        start -= 1
+        used += _cells(src[start])
+    end = at
+    while end < len(src) and used + _cells(src[end]) <= budget:
+        used += _cells(src[end])
+        end += 1
+    while start > 0 and used + _cells(src[start - 1]) <= budget:  # the line ended early
+        start -= 1
+        used += _cells(src[start])
+    return start, end
+
+
+def _fits(text: str) -> int:
+    """How many leading characters of ``text`` to show (all of them when the line fits)."""
+    if sum(_cells(ch) for ch in text) <= MAX_SHOWN_CELLS:
+        return len(text)
+    used = count = 0
+    for ch in text:
+        if used + _cells(ch) > MAX_SHOWN_CELLS - 2:
+            break
+        used += _cells(ch)
+        count += 1
+    return count
+
+
+def _cut(line: str, start: int, end: int) -> str:
+    """``line`` cut to characters [start, end), with "…" where something was left out."""
+    if start == 0 and end >= len(line):
+        return line
+    return ("…" if start > 0 else "") + line[start:end] + ("…" if end < len(line) else "")
 
 
 def _pad(ch: str) -> str:
