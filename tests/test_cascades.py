@@ -69,7 +69,7 @@ CASES = [
         "submitted: {label: 已提交, color: blue}",
         "submitted: {label: 已提交, color: blue, initial: true}",
         1,
-        None,  # reported at 'states:', where the two are listed
+        0,  # reported at the second state marked initial
     ),
     ("unknown-field-type", "forms/order.yaml", "    type: integer", "    type: integr", 1, 0),
     ("misspelt-label", "app.yaml", "sales: {label: 销售}", "sales: {lable: 销售}", 1, 0),
@@ -129,13 +129,15 @@ def test_one_mistake_one_error(
         assert where(found[0], root) == (rel, line + offset), found[0].headline()
 
 
-def test_two_initial_states_is_reported_at_states(tmp_path: Path) -> None:
+def test_two_initial_states_is_reported_at_the_second(tmp_path: Path) -> None:
     root = copy_pack(tmp_path)
-    edit(root, "flows/order.yaml", "color: blue}", "color: blue, initial: true}")
-    states = (root / "flows/order.yaml").read_text(encoding="utf-8").splitlines().index("states:")
+    line = edit(root, "flows/order.yaml", "color: blue}", "color: blue, initial: true}")
     (only,) = errors(compile_app(root))
-    assert where(only, root) == ("flows/order.yaml", states + 1)
+    assert where(only, root) == ("flows/order.yaml", line)
     assert only.code == "initial-state"
+    assert "'draft' and 'submitted' are both marked initial" in only.headline()
+    assert "remove it from 'submitted'" in only.headline()
+    assert "都标为 initial" in only.headline("zh")
 
 
 def test_the_pack_itself_is_clean(tmp_path: Path) -> None:

@@ -87,21 +87,38 @@ def compile_machine(
     form = data["form"]
     raw_states: dict[str, Any] = data["states"]
     initials = [n for n, s in raw_states.items() if s.get("initial")]
-    if len(initials) != 1:
+    if len(initials) > 1:
+        first, *others = initials
+        shown = ", ".join(f"'{n}'" for n in others)
+        ctx.error(
+            doc,
+            ("states", others[0]),
+            "initial-state",
+            Text(
+                f"'{first}' and {shown} are {'both' if len(others) == 1 else 'all'} marked "
+                "initial; a new record starts in one state",
+                f"'{first}' 和 {shown} 都标为 initial；新记录只能从一个状态开始",
+            ),
+            Text(
+                f"keep 'initial: true' on the state new records start in (e.g. '{first}') and "
+                f"remove it from {shown}",
+                f"只在新记录的起始状态（例如 '{first}'）保留 'initial: true'，去掉 {shown} 上的",
+            ),
+            key=True,
+        )
+    elif not initials:
         ctx.error(
             doc,
             ("states",),
             "initial-state",
-            Text(
-                f"{len(initials)} states are marked initial; exactly one must be",
-                f"有 {len(initials)} 个状态标为 initial；必须恰好一个",
-            ),
+            Text("no state is marked initial", "没有状态标为 initial"),
             Text(
                 "mark the state new records start in with 'initial: true'",
                 "请给新记录的起始状态加上 'initial: true'",
             ),
             key=True,
         )
+    if len(initials) != 1:
         return None
     initial = initials[0]
     states = tuple(
