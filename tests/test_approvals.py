@@ -6,6 +6,7 @@ and the PDF record sealed in the event chain."""
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from apihelp import PACK, Api, start_api
 from fakes import fake_dingtalk
+from pypdf import PdfReader
 
 from engine.compile import compile_app
 from engine.flows.approvals.service import APPROVALS, TASKS
@@ -229,6 +231,34 @@ def test_pdf_record_is_stored_downloadable_and_sealed(world) -> None:
         assert verify_chain(conn, system_metadata()).ok
     # a stranger to the record's form still needs read permission to download
     assert api.client("ma.log").get("/api/approvals/999/record.pdf").status_code == 404
+
+
+def test_pdf_record_reads_like_the_record_page(world) -> None:
+    """Refs by their titles, money with separators and the app's currency (¥), the record's
+    name once; read back from the sealed PDF's text."""
+    api, worker, _ding = world
+    order = _order(api, "VIP", "rush", 1234.5, 10)
+    task = _task_for(api, "zhou.pd", order)
+    assert _decide(api, "zhou.pd", task["id"], "approve", "同意").status_code == 200
+    worker.run_until_idle()
+    approval = _approval(api, order)
+    pdf = api.client("li.sales").get(f"/api/approvals/{approval['id']}/record.pdf")
+    assert pdf.status_code == 200
+    pages = [p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages]
+    text = "\n".join(pages)
+    record = api.live.records.get("order", order)
+    customer = api.live.records.get("customer", record["customer"])
+    product = api.live.records.get("product", record["product"])
+    lines = text.splitlines()
+    assert f"客户 {customer['name']}" in lines  # the customer's title, not "客户 1"
+    assert f"产品 {product['name']}" in lines
+    assert "成交单价 ¥1,234.50" in lines
+    assert "订单金额 ¥12,345.00" in lines
+    assert "订单类型 加急单" in lines
+    # the record's name once in the heading, not "销售订单 · 销售订单 SO-…"
+    assert f"销售订单 {record['order_no']}" in lines
+    assert "销售订单 · 销售订单" not in text
+    assert pages[0].count(record["order_no"]) == 1  # not again among the key fields
 
 
 def test_only_the_assignee_or_their_delegate_may_act_never_the_submitter(world) -> None:

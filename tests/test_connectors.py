@@ -655,8 +655,13 @@ def test_pack_progress_template_says_the_stage_entered_in_plain_words() -> None:
     message = render_message(env, "messages/progress.md", context)
     assert message.title == "订单 SO-20260101-001 进度：已通过审核，进入排产队列"
     assert "- 订单号：SO-20260101-001" in message.text
-    assert "- 预计交付日：2026-01-20" in message.text  # promised_date is None → atp_date
+    # nothing agreed at the promise-date gate: no date (not the ATP estimate), "being confirmed"
+    assert "- 交付日：交期确认中" in message.text and "2026-01-20" not in message.text
     assert "- 当前环节：已通过审核，进入排产队列" in message.text
+    agreed = render_message(
+        env, "messages/progress.md", {**context, "agreed": {"promised_date": "2026-01-22"}}
+    )
+    assert "- 承诺交付日：2026-01-22" in agreed.text and "确认中" not in agreed.text
     unknown = {**order_context(), "trigger": {"to": "returned"}}  # no phrase: the state label
     assert "当前环节：库存已检查" in render_message(env, "messages/progress.md", unknown).text
 

@@ -232,6 +232,30 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
     assert "执行“提交订单”：草稿 → 已提交" in record_page
     page = browser.get("/runs")
     assert page.status_code == 200 and "立即重试" in page.text
+    # for people: the app's language, inputs and outputs as key: value lines, not raw JSON
+    heads = re.findall(r"<th>([^<]*)</th>", page.text)
+    assert {"自动流程", "单据", "状态", "触发", "结果", "执行记录"} <= set(heads), heads
+    assert not {"automation", "record", "status", "results", "error", "jobs"} & set(heads)
+    assert re.search(r"<dt>stock\.available:</dt> <dd>\d+</dd>", page.text)
+    assert "<dt>to:</dt> <dd>stock_checked</dd>" in page.text  # what started the run
+    assert "&#34;available&#34;" not in page.text and '"available"' not in page.text
+    assert "销售订单 #" in page.text and "完成" in page.text
+    assert 'href="/runs"' in page.text  # in the operator's menu
+    # a salesperson: no menu link, and the page refuses on the server
+    with api.engine.begin() as conn:
+        set_password(conn, "li.sales", "correct-horse-1")
+    sales = TestClient(create_web_app(api.engine, Deployments(api.engine, api.live), page_routes()))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', sales.get("/login").text).group(1)
+    sales.post(
+        "/login", data={"username": "li.sales", "password": "correct-horse-1", "csrf_token": token}
+    )
+    home = sales.get("/")
+    assert home.status_code == 200 and 'href="/runs"' not in home.text
+    assert sales.get("/runs").status_code == 403
+    assert (
+        sales.post(f"/runs/jobs/{dead[0]['id']}/retry", data={"csrf_token": token}).status_code
+        == 403
+    )
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     assert (
         browser.post(

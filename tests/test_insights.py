@@ -142,7 +142,8 @@ def test_cli_named_report_and_csv(
     )
     assert run.exit_code == 0, run.output
     assert "2 templates cover 86% of custom demands (12/14" in run.output
-    with out.open(encoding="utf-8") as f:
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads it as UTF-8
+    with out.open(encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     assert rows == [
         ["rank", "template", "exact", "covers", "added", "cumulative", "coverage"],
@@ -200,6 +201,7 @@ def test_page_and_csv_with_roles(make_app: Callable[..., CompileResult], db_url:
     assert "<script" not in page.text.split("<main", 1)[-1]  # nothing inline for the CSP
     assert download.status_code == 200
     assert download.headers["content-type"].startswith("text/csv")
+    assert download.content.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads it as UTF-8
     assert download.text.splitlines()[1:] == [
         "1,cut + glue,3,10,10,10,0.7143",
         "2,paint,2,2,2,12,0.8571",

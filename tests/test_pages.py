@@ -226,7 +226,7 @@ def test_create_with_inline_error_then_edit(api: Api) -> None:
     assert record.status_code == 200
     assert "SO-" in record.text
     assert f'<a href="/forms/customer/{customer}">绍兴某汽车</a>' in record.text
-    assert "1,205.00" in record.text
+    assert "¥1,205.00" in record.text  # the app's currency (app.yaml currency: CNY)
     assert "草稿" in record.text
     assert "创建了记录" in record.text
     # times in the app's zone (Asia/Shanghai), the history as well as the fields
@@ -246,7 +246,7 @@ def test_create_with_inline_error_then_edit(api: Api) -> None:
     assert edited.status_code == 303, edited.text
     timeline = client.get(location).text.split('id="history"')[1]
     assert re.search(r"需求数量</span>：<del>10</del> → <ins>12</ins>", timeline)
-    assert re.search(r"订单金额</span>：<del>1,205.00</del> → <ins>1,446.00</ins>", timeline)
+    assert re.search(r"订单金额</span>：<del>¥1,205.00</del> → <ins>¥1,446.00</ins>", timeline)
     assert "李明" in timeline
 
     stale = client.post(

@@ -273,7 +273,7 @@ TRAPS: list[tuple[str, str, str, str, tuple[int, int], list[str], list[str]]] = 
         APP,
         "  holidays: []\n",
         "  holidays: [2026/12/31]\n",
-        (18, 14),
+        (19, 14),
         ["'2026/12/31' is not a date written YYYY-MM-DD", "write YYYY-MM-DD: 2026-12-31"],
         ["请写成 YYYY-MM-DD：2026-12-31"],
     ),

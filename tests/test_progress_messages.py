@@ -87,7 +87,9 @@ def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(wo
     assert len(wecom.messages) == 1
     first = _content(wecom.messages[0])
     assert checked["order_no"] in first
-    assert f"预计交付日：{checked['atp_date'].isoformat()}" in first
+    # the ATP date is the system's estimate, not agreed yet: no date, "being confirmed"
+    assert checked["atp_date"].isoformat() not in first
+    assert "交付日" in first and "交期确认中" in first
     assert "当前环节：库存已校验，正在与生产确认交付日" in first
 
     # the headline KPI reads the first delivered message: 22:40 → 22:52 is 0.2 hours
@@ -112,7 +114,55 @@ def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(wo
     assert len(texts) == 3
     assert "当前环节：交付日已与生产确认，订单进入审核" in texts[1]
     assert "当前环节：已通过审核，进入排产队列" in texts[2]
-    assert all(f"预计交付日：{promised}" in t and checked["order_no"] in t for t in texts[1:])
+    # after the gate: the date the salesperson and the production director confirmed
+    assert all(f"承诺交付日：{promised}" in t and checked["order_no"] in t for t in texts[1:])
+    assert not any("确认中" in t for t in texts[1:])
     outcomes = dashboard_values(api.engine, api.app, "outcomes", now=fake())
     kpi = next(k for k in outcomes["kpis"] if k["id"] == "first_progress_message_hours")
     assert kpi["value"] == pytest.approx(0.2, abs=0.01)  # still the first message
+
+
+def test_an_order_back_at_the_gate_is_being_confirmed_again(world) -> None:
+    """Returned for changes and resubmitted: the date agreed last time is not stated again
+    until the salesperson and the production director confirm it anew."""
+    api, worker, wecom, _fake = world
+    records = api.live.records
+    customer = records.create(
+        "customer",
+        {"code": "C00002", "name": "宁波某汽车", "tier": "B", "wecom_id": "wx_c2"},
+        SYSTEM_ACTOR,
+    )
+    product = records.create(
+        "product",
+        {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
+        SYSTEM_ACTOR,
+    )
+    values = {"customer": customer["id"], "product": product["id"], "quantity": 5,
+              "desired_date": "2026-11-30", "order_type": "normal"}  # fmt: skip
+    order = records.create("order", values, SYSTEM_ACTOR)["id"]
+
+    def through_the_gate() -> str:
+        promised = records.get("order", order)["atp_date"].isoformat()
+        records.update("order", order, {"promised_date": promised}, SYSTEM_ACTOR)
+        gate = f"/api/forms/order/records/{order}/confirmations/confirm_promise"
+        for user in ("li.sales", "zhou.pd"):
+            assert api.client(user).post(gate, json={"value": promised}).status_code == 200
+        action = f"/api/forms/order/records/{order}/actions/confirm_promise"
+        assert api.client("li.sales").post(action).status_code == 200
+        worker.run_until_idle()
+        return promised
+
+    fire_transition(records, "order", order, "submit", SYSTEM_ACTOR)
+    worker.run_until_idle()
+    promised = through_the_gate()
+    fire_transition(records, "order", order, "return_for_changes", SYSTEM_ACTOR)
+    fire_transition(records, "order", order, "submit", SYSTEM_ACTOR)
+    worker.run_until_idle()
+    texts = [_content(m) for m in wecom.messages]
+    assert [("交期确认中" in t, f"承诺交付日：{promised}" in t) for t in texts] == [
+        (True, False),  # stock checked
+        (False, True),  # through the gate
+        (True, False),  # stock checked again: to be confirmed again
+    ]
+    assert through_the_gate() == promised
+    assert f"承诺交付日：{promised}" in _content(wecom.messages[-1])

@@ -183,7 +183,9 @@ def test_the_seed_story_in_a_real_browser(story: Story) -> None:
             # 6. the customer was told at each stage, with the order number and the date
             progress = [t for t in _text(story.wecom.messages) if order_no in t]
             assert len(progress) == 3, _text(story.wecom.messages)
-            assert all(f"预计交付日：{atp}" in t for t in progress)
+            # the first (before the promise-date gate) states no date; later ones the agreed
+            assert "交期确认中" in progress[0] and atp not in progress[0]
+            assert all(f"承诺交付日：{atp}" in t for t in progress[1:])
             assert "库存已校验" in progress[0] and "已通过审核" in progress[2]
 
             # 7. the customer's phone: a one-time code through WeCom, then the chain

@@ -29,7 +29,7 @@ from engine.compile.flows import (
     machine_docs,
     warn_open_transitions,
 )
-from engine.compile.forms import compile_forms
+from engine.compile.forms import check_currency, compile_forms
 from engine.compile.hints import compile_hints
 from engine.compile.insights import compile_insights
 from engine.compile.recover import (
@@ -186,6 +186,8 @@ def _compile(ws: Workspace, diags: Diagnostics, checked: _Checked) -> App | None
     roles = compile_roles(app_doc) if app_doc else {}
     ctx.roles = frozenset(roles)
     calendar = compile_calendar(ctx, app_doc) if app_doc else None
+    if app_doc is not None and "currency" in app_doc.data:
+        check_currency(ctx, app_doc, ("currency",), app_doc.data["currency"])
     connectors = compile_connectors(ctx, app_doc) if app_doc else {}
     raw_connectors = (app_doc.data.get("connectors") or {}) if app_doc else {}
     people = compile_people(ctx, app_doc, set(roles)) if app_doc else {}
@@ -285,6 +287,7 @@ def _compile(ws: Workspace, diags: Diagnostics, checked: _Checked) -> App | None
         version=str(data.get("version", "0")),
         locale=data.get("locale", "en"),
         timezone=data.get("timezone", "Asia/Shanghai"),
+        currency=data.get("currency"),
         calendar=calendar,
         business_hours=calendar.business_hours,
         roles=frozen_map(roles),

@@ -176,7 +176,7 @@ def _compile_field(
                     ),
                 )
     if "currency" in raw:
-        _check_currency(ctx, doc, (*path, "currency"), raw["currency"])
+        check_currency(ctx, doc, (*path, "currency"), raw["currency"])
     if kind == "ref" and raw["form"] not in docs:
         ctx.unknown(doc, (*path, "form"), raw["form"], docs, Text("form", "表单"), "unknown-form")
     if kind == "autonumber":
@@ -388,7 +388,7 @@ _CURRENCY_ALIASES = {
 }
 
 
-def _check_currency(ctx: CompileContext, doc: LoadedYaml, path: YamlPath, code: Any) -> None:
+def check_currency(ctx: CompileContext, doc: LoadedYaml, path: YamlPath, code: Any) -> None:
     """A money field's currency is an ISO 4217 code (``RMB`` is written ``CNY``)."""
     if not isinstance(code, str) or code in ISO_4217:
         return

@@ -25,7 +25,7 @@ __all__ = ["APPROVAL_NAMES", "AUTOMATION_NAMES", "TRACKING_NAMES", "check_templa
 
 # what each kind of message is rendered with (flows/runner.py, flows/approvals/service.py,
 # tracking/codes.py)
-AUTOMATION_NAMES = ("record", "steps", "state_label", "trigger", "app")
+AUTOMATION_NAMES = ("record", "steps", "state_label", "trigger", "agreed", "app")
 APPROVAL_NAMES = ("record", "event", "app", "approval", "task")
 TRACKING_NAMES = ("code", "minutes", "app")
 

@@ -338,6 +338,11 @@ def app_schema() -> dict[str, Any]:
                     "description": "Language of pages and messages",
                 },
                 "timezone": text("IANA time zone, e.g. Asia/Shanghai"),
+                "currency": text(
+                    "ISO currency code of money amounts (a money field's own currency wins), "
+                    "e.g. CNY: amounts read ¥1,234.00",
+                    pattern=CURRENCY_PATTERN,
+                ),
                 "calendar": {
                     "description": "Working days: `cn`, `weekends`, or a mapping with overrides",
                     "anyOf": [{"enum": ["cn", "weekends"]}, calendar_obj],

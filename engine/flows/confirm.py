@@ -41,6 +41,7 @@ __all__ = [
     "REOPENED",
     "Confirmation",
     "GateStatus",
+    "agreed_values",
     "confirm_gate",
     "gate_refusal",
     "gate_status",
@@ -109,6 +110,61 @@ def standing(
             out.setdefault(payload["transition"], []).append(
                 Confirmation(payload["role"], row.actor, payload["value"], row.at)
             )
+    return out
+
+
+def agreed_values(
+    records: RecordService, conn: sa.Connection, form: FormSpec, record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values people agreed at a gate, by field: ``{field: value}`` for each gate the
+    record passed with every role of its ``confirm.by`` confirming that value (what the
+    ``confirmed`` events before the gated transition say), as long as the field still holds it
+    and the record has not come back to wait at the gate (a source state of the transition)
+    since, nor the gate re-opened. What customer messages may state as agreed (``agreed``)."""
+    machine = records.app.state_machines.get(form.name)
+    gated = {t.name: t for t in (machine.transitions if machine else ()) if t.confirm}
+    if not gated or record.get("id") is None:
+        return {}
+    events = records.metadata.tables["sl_events"]
+    rows = conn.execute(
+        sa.select(events.c.kind, events.c.payload)
+        .where(
+            events.c.form == form.name,
+            events.c.record_id == record["id"],
+            events.c.kind.in_((CONFIRMED, REOPENED, "transition")),
+        )
+        .order_by(events.c.id)
+    ).all()
+    waiting: dict[str, dict[str, Any]] = {}  # transition -> role -> value confirmed last
+    passed: dict[str, Any] = {}  # transition -> the value agreed when it fired
+    for row in rows:
+        payload = json.loads(row.payload)
+        if row.kind == CONFIRMED:
+            waiting.setdefault(payload.get("transition"), {})[payload.get("role")] = payload.get(
+                "value"
+            )
+            continue
+        if row.kind == REOPENED:
+            waiting.pop(payload.get("transition"), None)
+            passed.pop(payload.get("transition"), None)
+            continue
+        name = payload.get("name")
+        for gate in gated.values():
+            if gate.name == name:
+                values = {waiting.get(name, {}).get(role, None) for role in _spec(gate).by}
+                value = values.pop() if len(values) == 1 else None
+                if is_blank(value):
+                    passed.pop(name, None)
+                else:
+                    passed[name] = value
+            elif payload.get("to") in gate.sources:
+                passed.pop(gate.name, None)  # back at the gate: to be agreed again
+        waiting.pop(name, None)
+    out: dict[str, Any] = {}
+    for name, value in passed.items():
+        field = _spec(gated[name]).field
+        if plain(record.get(field)) == value:
+            out[field] = value
     return out
 
 

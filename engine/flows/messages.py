@@ -1,11 +1,19 @@
 """Notification messages rendered from the app's Jinja2 templates.
 
-Templates are markdown or plain text, so autoescaping is off; they still run in a sandbox.
-The first line is the title (leading ``#`` marks stripped), the rest is the text.
+Templates are Markdown (DingTalk and WeCom robots, mail), so HTML autoescaping is off; they run
+in a sandbox. The first line is the title (leading ``#`` marks stripped), the rest is the text.
+
+What a template prints with ``{{ … }}`` — record values, the warehouse's answers, people's
+names — is Markdown-escaped on the way out (:func:`markdown_inline`, the environment's
+``finalize``), the way HTML pages autoescape: a customer note holding a newline and
+``# heading``, ``[link](http://evil)`` or ``![image](…)`` prints as that text on the line the
+template put it, never as a heading, a link or an image. The template's own text is Markdown
+and stays as written; a value the template means as Markdown is printed with ``|safe``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,6 +22,7 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 from engine.model.i18n import Text
 from engine.model.logs import logger
@@ -64,6 +73,37 @@ def plain(value: Any) -> Any:
     return value
 
 
+# line breaks of every kind: an inline value must not start a line of its own
+_BREAKS = re.compile(r"\r\n|[\t\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f]")
+# links and images ([…](…), ![…](…)), HTML and autolinks (<…>), code, emphasis, strikethrough
+_MARKUP = re.compile(r"([\\`*_\[\]<>~])")
+# what makes a line a heading, a quote, a list item or a rule, where a value starts a line
+_LINE_START = re.compile(r"^(\s*)(?:([#>+-])|(\d{1,9})([.)]))")
+
+
+def markdown_inline(text: str) -> str:
+    """``text`` as literal characters inside a line of Markdown: line breaks become spaces,
+    control characters go, and the characters that start Markdown markup are backslash-escaped
+    (CommonMark), so the text can neither open a line of its own nor make a link, an image,
+    HTML, code or emphasis."""
+    flat = _CONTROL.sub("", _BREAKS.sub(" ", text))
+    escaped = _MARKUP.sub(r"\\\1", flat)
+    return _LINE_START.sub(
+        lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[1]}{m[3]}\\{m[4]}", escaped
+    )
+
+
+def finalize(value: Any) -> Any:
+    """What ``{{ … }}`` prints: text Markdown-escaped (:func:`markdown_inline`) unless the
+    template marked it ``|safe``; other values as :func:`plain` prints them."""
+    if isinstance(value, Markup):
+        return str(value)
+    if isinstance(value, str):
+        return markdown_inline(value)
+    return plain(value)
+
+
 def message_environment(bundle: Mapping[str, str]) -> jinja2.Environment:
     """A sandboxed environment over the bundle's ``templates/…`` files, falling back to the
     engine's shared templates (:mod:`engine.assets`); names drop the prefix (``messages/x.md``)."""
@@ -75,7 +115,7 @@ def message_environment(bundle: Mapping[str, str]) -> jinja2.Environment:
         loader=loader,
         autoescape=False,
         undefined=LoggedUndefined,
-        finalize=plain,
+        finalize=finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from engine.expressions import EvaluationError
 from engine.flows.approvals.service import ApprovalRuntime
-from engine.flows.confirm import reopen_gates
+from engine.flows.confirm import agreed_values, reopen_gates
 from engine.flows.effects import Effects, matches, recipient_of
 from engine.flows.machine import fire_transition
 from engine.flows.people import people_for
@@ -406,6 +406,10 @@ class FlowRuntime:
         recipients = self._recipients(step, context)
         machine = self.app.state_machines.get(run.form)
         labels = {s.name: s.label for s in machine.states} if machine else {}
+        agreed: dict[str, Any] = {}
+        if machine is not None and any(t.confirm for t in machine.transitions):
+            with self.records.reads.connect() as conn:
+                agreed = agreed_values(self.records, conn, self.records.form(run.form), row)
         payload = self.effects.message_payload(
             step.via or "",
             step.template or "",
@@ -416,6 +420,8 @@ class FlowRuntime:
                 "steps": results,
                 "state_label": labels.get(row["state"], ""),
                 "trigger": dict(run.trigger or {}),  # e.g. trigger.to: the state entered
+                # values confirmed at a passed gate (customer messages state only these)
+                "agreed": agreed,
                 "app": {"title": self.app.title},
             },
         )

@@ -7,6 +7,8 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, time
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 from engine.forms.records import Actor, RecordService
 from engine.model.errors import BadRequest, FieldError, ValidationFailed
 from engine.model.i18n import Text
+from engine.model.sheets import csv_chunks, restore
 from engine.model.spec import FormSpec
 
 __all__ = ["ImportReport", "export_csv", "import_csv"]
@@ -75,6 +78,7 @@ def _value(
     service: RecordService, resolver: _RefResolver, form: FormSpec, name: str, text: str
 ) -> Any:
     spec = form.by_name[name]
+    text = restore(text)  # a cell an export neutralised ('=…) comes back as it was stored
     if text == "":
         return None
     if spec.type == "multiselect":
@@ -123,31 +127,27 @@ def count_rows(text: str) -> int:
 
 
 def export_csv(service: RecordService, form_name: str) -> Iterator[str]:
-    """CSV text in chunks: a header of field names, then every record (ids for refs)."""
+    """CSV text in chunks (the shared writer: a BOM, neutralised cells): a header of field
+    names, then every record (ids for refs), read a page at a time."""
     form = service.form(form_name)
     names = ["id", "state", *(f.name for f in form.fields if f.type != "table")]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(names)
+    return csv_chunks(chain([names], _records(service, form.name, names)))
+
+
+def _records(service: RecordService, form_name: str, names: list[str]) -> Iterator[list[Any]]:
     cursor = None
     while True:
-        page = service.list_page(form.name, sort="id", limit=500, cursor=cursor)
+        page = service.list_page(form_name, sort="id", limit=500, cursor=cursor)
         for row in page.items:
-            writer.writerow([_cell(row.get(n)) for n in names])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+            yield [_cell(row.get(n)) for n in names]
         cursor = page.next_cursor
         if cursor is None:
             return
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
+def _cell(value: Any) -> Any:
     if isinstance(value, list):
         return "|".join(str(v) for v in value)
-    if hasattr(value, "isoformat"):
-        text: str = value.isoformat()  # date, datetime, time
-        return text
-    return str(value)
+    if isinstance(value, datetime | time):
+        return value.isoformat()  # as stored, to import again
+    return value  # numbers as numbers, dates in ISO form: csv_chunks writes them

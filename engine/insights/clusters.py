@@ -13,8 +13,6 @@ combination with its record count. The rest runs in Python over those few combin
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from engine.model import sheets
 from engine.model.i18n import Text
 from engine.model.spec import App
 from engine.store.tables import table_name
@@ -192,11 +191,10 @@ CSV_HEADER = ("rank", "template", "exact", "covers", "added", "cumulative", "cov
 
 
 def csv_text(report: ClusterReport) -> str:
-    """The templates as CSV: one row per template, the coverage as a share (0.6300)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
+    """The templates as CSV (the shared writer: a BOM, neutralised cells): one row per
+    template, the coverage as a share (0.6300)."""
+    rows: list[tuple[Any, ...]] = [CSV_HEADER]
     for i, t in enumerate(report.templates, 1):
         share = f"{report.share(t.cumulative):.4f}"
-        writer.writerow((i, " + ".join(t.choices), t.exact, t.covers, t.added, t.cumulative, share))
-    return out.getvalue()
+        rows.append((i, " + ".join(t.choices), t.exact, t.covers, t.added, t.cumulative, share))
+    return sheets.csv_text(rows)

@@ -94,7 +94,44 @@ async def runs_page(request: Request, user: User) -> Response:
     codes = None
     if sees_codes:
         codes = await run_in_threadpool(recent_code_messages, db)
+    for run in runs or ():
+        run["inputs"] = readable(run.get("trigger"))
+        run["outputs"] = readable(run.get("results"))
     return render(request, "runs.html", {"runs": runs, "dead": dead, "codes": codes})
+
+
+FOLD_AT = 80  # characters of a value shown before the rest is folded away
+
+
+def readable(value: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """A run's inputs or outputs as ``key: value`` lines for people, not raw JSON: nested
+    mappings by dotted keys (``stock.available``), lists of plain values joined, other lists
+    as ``key[0].x`` lines; each line ``(key, shown, rest)`` with the part of a long value
+    after :data:`FOLD_AT` characters in ``rest`` (the page folds it away)."""
+    if isinstance(value, Mapping):
+        if not value and prefix:
+            return [(prefix, "—", "")]
+        return [
+            line
+            for key, inner in value.items()
+            for line in readable(inner, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    if isinstance(value, list) and any(isinstance(v, (Mapping, list)) for v in value):
+        return [line for i, inner in enumerate(value) for line in readable(inner, f"{prefix}[{i}]")]
+    text = (
+        (", ".join(_plain(v) for v in value) or "—") if isinstance(value, list) else _plain(value)
+    )
+    if not prefix:
+        return [] if text in ("", "—") else [("", text[:FOLD_AT], text[FOLD_AT:])]
+    return [(prefix, text[:FOLD_AT], text[FOLD_AT:])]
+
+
+def _plain(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @page

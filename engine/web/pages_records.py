@@ -61,14 +61,35 @@ def list_columns(form: FormSpec) -> list[str]:
     return [f.name for f in form.fields if f.type not in ("table", "long_text", "files")][:5]
 
 
+def list_selection(request: Request, form: FormSpec) -> tuple[dict[str, str], str]:
+    """What the list page's address selects: (filters for the records service, search text).
+    ``state`` is a known state (others are ignored); ``field`` or ``field__op`` (as in the API:
+    ``?customer=2``, ``?quantity__gte=10``) filter on a field, a bad value is a field error.
+    The exports (:mod:`engine.web.exports`) read the same, so they hold the rows listed."""
+    params = request.query_params
+    state = params.get("state", "")
+    machine = live(request).app.state_machines.get(form.name)
+    filters = {"state": state} if machine and state in {s.name for s in machine.states} else {}
+    for key, value in params.items():
+        name = key.partition("__")[0]
+        if key not in ("q", "state", "cursor") and (name in form.by_name or name == "id"):
+            filters[key] = value
+    return filters, search_text(request)
+
+
+def list_query(request: Request, form: FormSpec) -> dict[str, str]:
+    """The list page's address without its page cursor: what an export link carries."""
+    filters, q = list_selection(request, form)
+    return {k: v for k, v in (("q", q), *filters.items()) if v}
+
+
 @page
 async def record_list(request: Request, user: User) -> Response:
     form, current = path_form(request), live(request)
     params = request.query_params
-    q = search_text(request)
-    state = params.get("state", "")
+    filters, q = list_selection(request, form)
+    state = filters.get("state", "")
     machine = current.app.state_machines.get(form.name)
-    filters = {"state": state} if machine and state in {s.name for s in machine.states} else {}
     cursor = params.get("cursor") or None
     error = None
     try:
@@ -84,8 +105,10 @@ async def record_list(request: Request, user: User) -> Response:
         )
         items, next_cursor = found.items, found.next_cursor
     except ValidationFailed as failed:
+        if status_of(failed) == 403:
+            raise  # may not read the form: the 403 page (@page), as its exports
         items, next_cursor, error = [], None, failed.errors[0].message(request_lang(request))
-    base = {k: v for k, v in (("q", q), ("state", state)) if v}
+    base = list_query(request, form)
     context = {
         "form": form,
         "columns": list_columns(form),
@@ -96,6 +119,7 @@ async def record_list(request: Request, user: User) -> Response:
         "error": error,
         "next_url": f"?{urlencode({**base, 'cursor': next_cursor})}" if next_cursor else None,
         "first_url": f"?{urlencode(base)}" if cursor else None,
+        "export_query": f"?{urlencode(base)}" if base else "",
     }
     name = "_table.html" if request.headers.get("hx-request") else "list.html"
     return render(request, name, context, 400 if error else 200)

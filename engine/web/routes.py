@@ -8,7 +8,8 @@ builds the app from them; which of them answer without asking the permission mod
 
 The pages are server-rendered (Jinja2 + htmx, no build step): :mod:`engine.web.page_kit` (what
 they share), :mod:`engine.web.pages_home` (sign-in, home, runs), :mod:`engine.web.pages_records`
-(record lists, record pages, create/edit forms), :mod:`engine.web.pages_tasks`,
+(record lists, record pages, create/edit forms), :mod:`engine.web.exports` (a list as CSV or
+Excel), :mod:`engine.web.pages_tasks`,
 :mod:`engine.web.pages_confirm`, :mod:`engine.web.pages_dashboards`,
 :mod:`engine.web.pages_insights`, :mod:`engine.web.track`. Every page needs a signed-in user
 (else a redirect to /login), except sign-in and the public /track page; every POST carries the
@@ -26,6 +27,7 @@ from engine.web import (
     api,
     api_dashboards,
     api_tasks,
+    exports,
     files,
     ops,
     pages_confirm,
@@ -63,6 +65,7 @@ def page_routes() -> list[BaseRoute]:
         *files.file_routes(),
         *track.track_routes(),
         *pages_home.home_page_routes(),
+        *exports.export_routes(),
         *pages_records.record_page_routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from engine.assets import PAGE_TEMPLATES
+from engine.model.display import currency_of, datetime_text, money_text, number_text, value_text
 from engine.model.i18n import Lang, Text
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
@@ -121,6 +122,29 @@ CATALOG: dict[str, Text] = {
     "retry_now": Text("Retry now", "立即重试"),
     "recent_runs": Text("Recent runs", "最近的运行"),
     "none_yet": Text("Nothing yet.", "暂无。"),
+    # the operators' /runs page
+    "run_automation": Text("Automation", "自动流程"),
+    "run_status": Text("Status", "状态"),
+    "run_inputs": Text("Started by", "触发"),
+    "run_outputs": Text("Results", "结果"),
+    "run_error": Text("Error", "错误"),
+    "run_jobs": Text("Attempts", "执行记录"),
+    "run_more": Text("{n} more", "另外 {n} 项"),
+    "run_running": Text("running", "运行中"),
+    "run_waiting": Text("waiting", "等待中"),
+    "run_done": Text("done", "完成"),
+    "run_failed": Text("failed", "失败"),
+    "job_ready": Text("queued", "待执行"),
+    "job_running": Text("running", "执行中"),
+    "job_done": Text("done", "完成"),
+    "job_dead": Text("gave up", "已放弃"),
+    "job_flow": Text("flow step", "流程步骤"),
+    "job_effect": Text("message", "消息"),
+    "job_via": Text("Sent via", "发送渠道"),
+    "job_title": Text("Message", "消息"),
+    "job_attempts": Text("Attempts", "尝试次数"),
+    "job_to": Text("To", "接收人"),
+    "job_text": Text("Text", "内容"),
     "forbidden": Text("Refused", "操作被拒绝"),
     "csrf": Text(
         "The form is out of date or was not sent from this site; reload the page and try again.",
@@ -231,6 +255,8 @@ CATALOG: dict[str, Text] = {
     "computed_at": Text("Computed {at}", "计算时间 {at}"),
     "auto_refresh": Text("refreshes every {n} s", "每 {n} 秒自动刷新"),
     "export_csv": Text("Export CSV", "导出 CSV"),
+    "export_xlsx": Text("Export Excel", "导出 Excel"),
+    "exports": Text("Export these records", "导出这些记录"),
     "records_behind": Text("Records behind “{kpi}”", "“{kpi}”的明细"),
     "value": Text("Value", "数值"),
     "back_to_dashboard": Text("Back to the dashboard", "返回看板"),
@@ -266,50 +292,20 @@ class Formatter:
         self.tz = ZoneInfo(app.timezone)
 
     def datetime(self, value: Any) -> str:
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError:
-                return value
-        if not isinstance(value, datetime):
-            return "" if value is None else str(value)
-        if value.tzinfo is None:  # the engine stores UTC; SQLite gives it back without a zone
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+        return datetime_text(value, self.tz)  # stored UTC; SQLite gives it back without a zone
 
     def number(self, value: Any, scale: int | None = None) -> str:
-        try:
-            number = Decimal(str(value))
-        except (InvalidOperation, ValueError):
-            return str(value)
-        if scale is not None:
-            number = number.quantize(Decimal(1).scaleb(-scale))
-        return f"{number:,f}"
+        return number_text(value, scale)
+
+    def money(self, value: Any, spec: FieldSpec | None = None) -> str:
+        """An amount with separators and the field's (else the app's) currency: ¥1,234.00."""
+        scale = spec.scale if spec is not None and spec.scale is not None else 2
+        return money_text(value, scale, currency_of(self.app, spec))
 
     def value(self, spec: FieldSpec | None, value: Any) -> str:
-        """A field value as text ("—" when blank). Refs show as ``#id`` (pages link titles)."""
-        if value is None or value == "" or value == []:
-            return "—"
-        kind = spec.value_type if spec is not None else ""
-        if kind == "boolean":
-            return translate(self.lang, "yes" if value else "no")
-        if kind in ("select", "multiselect") and spec is not None:
-            labels = {o.value: o.label for o in spec.options}
-            items = value if isinstance(value, list) else [value]
-            return ("、" if self.lang == "zh" else ", ").join(labels.get(v, str(v)) for v in items)
-        if kind == "money":
-            return self.number(value, spec.scale if spec and spec.scale is not None else 2)
-        if kind == "decimal":
-            return self.number(value)
-        if kind == "datetime":
-            return self.datetime(value)
-        if kind == "date" and isinstance(value, date):
-            return value.isoformat()
-        if kind == "ref":
-            return f"#{value}"
-        if kind == "files" and isinstance(value, list):
-            return translate(self.lang, "n_files", n=len(value))
-        return str(value)
+        """A field value as text ("—" when blank). Refs show as ``#id`` (pages link titles).
+        The same text as the sealed approval PDF prints (:mod:`engine.model.display`)."""
+        return value_text(self.app, spec, value, self.lang, self.tz)
 
     def input(self, spec: FieldSpec, value: Any) -> Any:
         """The value as a form input holds it: text, or a list of text for multi-valued

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from engine.flows.approvals.pdf import ApprovalDocument, DecisionLine
 from engine.flows.approvals.plan import plan_of
 from engine.forms.records import RecordService
+from engine.model.display import value_text
+from engine.model.i18n import Lang
 from engine.model.spec import App
 from engine.store.system_tables import system_metadata
 
@@ -45,16 +48,19 @@ def approval_document(
     app = records.app
     form = records.form(approval.form)
     record = records.read(conn, form, approval.record_id)
+    lang: Lang = "en" if app.locale.startswith("en") else "zh"
+    zone = ZoneInfo(app.timezone)
+    titles = record.get("_titles") or {}
     fields = []
     for spec in form.fields:
-        if spec.type not in KEY_TYPES:
-            continue
+        if spec.type not in KEY_TYPES or spec.name == form.title_field:
+            continue  # the title field names the record in the heading already
         value = record.get(spec.name)
         if isinstance(value, dict):
-            value = value.get("name") or value.get("code") or value.get("id")
-        labels = {o.value: o.label for o in spec.options}
-        value = labels.get(value, value) if isinstance(value, str) else value
-        fields.append((spec.label, "" if value is None else str(value)))
+            value = value.get("id")
+        # as the record page reads it: refs by their title, money with separators and currency
+        shown = value_text(app, spec, value, lang, zone, titles.get(spec.name))
+        fields.append((spec.label, shown))
     plan = plan_of(approval)
     tasks = conn.execute(
         sa.select(TASKS)
@@ -124,7 +130,7 @@ def approval_document(
         lines=tuple(lines),
         chain_hash=approval.outcome_hash or "",
         timezone=app.timezone,
-        lang="en" if app.locale.startswith("en") else "zh",
+        lang=lang,
     )
 
 

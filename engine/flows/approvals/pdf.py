@@ -363,9 +363,16 @@ def _title(pdf: _RecordPDF) -> None:
     title = pdf.words["title"].format(app=doc.app_title)
     _paragraph(pdf, 8, title)
     pdf.set_font(_BODY, size=11)
-    subtitle = f"{doc.form_title} · {doc.record_label}"
-    _paragraph(pdf, 6, subtitle)
+    _paragraph(pdf, 6, _subtitle(doc))
     pdf.ln(3)
+
+
+def _subtitle(doc: ApprovalDocument) -> str:
+    """The form and the record, the form's title once ("销售订单 SO-2026-000123", not
+    "销售订单 · 销售订单 SO-2026-000123": record labels usually start with it)."""
+    if not doc.form_title or doc.record_label.startswith(doc.form_title):
+        return doc.record_label
+    return f"{doc.form_title} · {doc.record_label}"
 
 
 def _summary(pdf: _RecordPDF) -> None:

@@ -58,3 +58,4 @@ class App:
     description: str | None = None
     tracking: TrackingSpec | None = None
     insights: MappingProxyType[str, InsightSpec] = field(default_factory=frozen_map)
+    currency: str | None = None  # ISO code of money amounts without their own ``currency``

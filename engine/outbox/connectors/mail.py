@@ -82,8 +82,12 @@ _BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
+# a backslash-escaped character (CommonMark; message templates escape record values so): itself
+_ESCAPED = re.compile(r"\\(&(?:amp|lt|gt|quot|#x27);|[!-/:-@\[-`{-~])")
+
+
 def _inline(text: str) -> str:
-    return _BOLD.sub(r"<strong>\1</strong>", html.escape(text))
+    return _ESCAPED.sub(r"\1", _BOLD.sub(r"<strong>\1</strong>", html.escape(text)))
 
 
 def markdown_html(text: str) -> str:
