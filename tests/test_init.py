@@ -43,6 +43,7 @@ def test_init_the_starter_then_validate_and_deploy_from_its_folder(here: Path) -
     assert code == 0, err
     assert "copied the starter app into factory" in out
     assert "next: cd factory && seamline validate && seamline deploy && seamline serve" in out
+    assert "to sign in: seamline user set-password USER" in out
     assert (here / "factory" / "app.yaml").read_bytes() == (STARTER / "app.yaml").read_bytes()
     os.chdir(here / "factory")
     code, out, err = run("validate")  # no --app: ./app.yaml is found

@@ -65,3 +65,10 @@ def init_command(ctx: click.Context, folder: Path, pack: str | None) -> None:
         f"next: {go}seamline validate && seamline deploy && seamline serve",
         f"下一步：{go}seamline validate && seamline deploy && seamline serve",
     )
+    say(
+        ctx,
+        "to sign in: seamline user set-password USER (anyone in data/people.csv), or "
+        "seamline user create NAME --role ROLE",
+        "登录前：seamline user set-password 用户名（data/people.csv 中的人员），或 "
+        "seamline user create 用户名 --role 角色",
+    )
