@@ -114,6 +114,9 @@ def test_cards_show_values_lights_thresholds_and_trends(client: TestClient, worl
     assert data["values"] == [p["value"] for p in points]
     assert data["labels"] == [p["start"] for p in points]
     assert data["labels"][-1] == "2026-03-16"
+    # the week still running is sent as partial, for the chart to draw it apart (issue 16)
+    assert data["partial"] is True
+    assert [p["partial"] for p in points] == [False] * (len(points) - 1) + [True]
     assert '<script src="/static/chart.umd.js" defer></script>' in page.text
     assert '<script src="/static/dashboards.js" defer></script>' in page.text
     assert 'hx-get="/dashboards/order_health/cards" hx-trigger="every 60s"' in page.text

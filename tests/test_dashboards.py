@@ -394,17 +394,26 @@ def test_drill_down(world: World) -> None:
 
 def test_status_boundaries() -> None:
     low = KpiSpec("k", "K", "f", "count", green=ThresholdSpec("<=", 2), amber=ThresholdSpec("<", 4))
-    assert [status_of(low, v) for v in (2, 2.0001, 3.9999, 4, None)] == [
+    # decided on the value as shown (one place): 2.04 shows "2.0", 3.96 shows "4.0"
+    assert [status_of(low, v) for v in (2, 2.04, 2.06, 3.94, 3.96, 4, None)] == [
+        "green",
         "green",
         "amber",
         "amber",
+        "red",
         "red",
         "none",
     ]
     high = KpiSpec(
         "k", "K", "f", "rate", green=ThresholdSpec(">", 90), amber=ThresholdSpec(">=", 80)
     )
-    assert [status_of(high, v) for v in (90.5, 90, 80, 79.99)] == ["green", "amber", "amber", "red"]
+    assert [status_of(high, v) for v in (90.5, 90.04, 80, 79.96, 79.94)] == [
+        "green",
+        "amber",
+        "amber",
+        "amber",
+        "red",
+    ]
     assert status_of(KpiSpec("k", "K", "f", "count"), 5) == "none"
 
 

@@ -104,6 +104,28 @@ def test_chat_sink_keeps_robot_messages(tmp_path: Path) -> None:
     assert message_text(card) == ("缺料提醒", "### 缺料提醒：SO-1")
 
 
+def test_chat_page_shows_times_in_the_apps_time_zone(tmp_path: Path) -> None:
+    import json
+
+    from starlette.testclient import TestClient
+
+    stored = {
+        "seq": 1,
+        "at": "2025-03-04T23:30:00+00:00",
+        "robot": "dingtalk",
+        "connector": "dingtalk",
+        "title": "t",
+        "text": "t",
+        "payload": {},
+    }
+    (tmp_path / "messages.jsonl").write_text(json.dumps(stored) + "\n", encoding="utf-8")
+    client = TestClient(create_chat_app(ChatSink(tmp_path / "messages.jsonl"), "Asia/Shanghai"))
+    page = client.get("/").text
+    assert "2025-03-05 07:30" in page  # UTC+8, the next day
+    assert ">2025-03-04T23:30" not in page
+    assert client.get("/messages").json()["messages"][0]["at"] == stored["at"]  # JSON stays UTC
+
+
 def test_scenario_drives_a_day_of_orders(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     proc = subprocess.run(

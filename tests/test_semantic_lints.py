@@ -151,8 +151,8 @@ def test_approval_template_uses_a_field_the_form_lacks(pack: Path) -> None:
     line, text = edit(
         pack,
         "templates/messages/approval_task.md",
-        "record.order_no }}{% elif",
-        "record.order_number }}{% elif",
+        "record.order_no }}\n\n",
+        "record.order_number }}\n\n",
     )
     item = only(pack)
     assert where(item) == (

@@ -202,8 +202,10 @@ def test_the_seed_story_in_a_real_browser(story: Story) -> None:
             card = phone.locator(".track-record", has_text=order_no)
             expect(card).to_have_count(1)
             chain = card.locator(".track-chain")
-            for stage in ("库存已校验", "审批中", "已审批"):
+            for stage in ("已接单", "备料中"):  # the customer's stages (tracking.records.stages)
                 expect(chain).to_contain_text(stage)
+            for state in ("库存已校验", "审批中", "已审批"):  # never the flow's own states
+                expect(card).not_to_contain_text(state)
             width = phone.evaluate("document.scrollingElement.scrollWidth")
             assert width <= 375, f"the tracking page scrolls sideways on a phone ({width} px)"
 

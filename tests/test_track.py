@@ -235,7 +235,12 @@ def test_code_arrives_on_wecom_and_shows_only_my_orders(world: World) -> None:
     shown = text_of(page.text)
     assert world.numbers[world.mine[0]] in shown
     assert "真皮座椅面套" in shown and "10" in shown
-    assert "已提交" in shown and "库存已校验" in shown  # the chain in plain words
+    assert "已接单" in shown  # the customer's stage (app.yaml tracking.records.stages) ...
+    for internal in ("已提交", "库存已校验", "审批中", "库存校验等待中", "草稿"):
+        assert internal not in shown, internal  # ... never the flow's own states
+    assert shown.count("已接单") == 2  # the current stage and one line of progress, not three
+    assert "绍兴某汽车内饰有限公司" in shown and "订单中心" not in page.text  # the company
+    assert "物流单号" not in shown and "还有" not in shown  # nothing shipped; one page
     assert "139****0001" in shown and "张**" in shown
     assert PHONE not in page.text and "张三丰" not in page.text
     # never: the draft, another customer's order, prices, remarks, the communication log
@@ -523,3 +528,71 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored(world: World) -> None:
         assert _asks(base, "198.51.100.1", range(20)) == [200] * 20
         assert _asks(base, "198.51.100.2", range(100, 102)) == [429, 429]  # the same budget
     assert _ip_keys(world) == {"req-ip:127.0.0.1"}
+
+
+# ---------------------------------------------------------------------------- what customers read
+
+
+def _signed_in(world: World) -> TestClient:
+    browser = world.browser()
+    ask(browser, PHONE)
+    assert verify(browser, PHONE, world.code_sent()).status_code == 303
+    return browser
+
+
+def _set(world: World, order_id: int, **values: object) -> None:
+    with world.api.engine.begin() as conn:
+        table = world.api.live.records.table("order")
+        conn.execute(sa.update(table).where(table.c.id == order_id).values(**values))
+
+
+def test_rejected_and_shipped_orders_read_as_customer_stages(world: World) -> None:
+    rejected, shipped = world.mine[0], world.mine[1]
+    _set(world, rejected, state="approving")
+    fire_transition(world.api.live.records, "order", rejected, "reject", SYSTEM_ACTOR)
+    _set(world, shipped, state="shipped", tracking_no="SF1234567890")
+    browser = _signed_in(world)
+    page = browser.get("/track/orders")
+    assert page.status_code == 200
+    shown = text_of(page.text)
+    assert "已取消" in shown and "已驳回" not in shown and "审批中" not in shown
+    assert "已发货" in shown and "物流单号 SF1234567890" in " ".join(shown.split())
+    articles = page.text.split('<article class="card track-record">')[1:]
+    by_number = {n: a for a in articles for n in world.numbers.values() if n in a}
+    assert "SF1234567890" in by_number[world.numbers[shipped]]
+    assert "物流单号" not in by_number[world.numbers[rejected]]  # none yet: not shown at all
+
+
+def test_more_than_a_page_says_how_many_more(world: World) -> None:
+    records = world.api.live.records
+    order = records.get("order", world.mine[0])
+    made = []
+    for _ in range(24):  # 1 + 24 past draft = 25 orders: 20 on the first page, 5 more
+        new = records.create(
+            "order",
+            {k: order[k] for k in ("customer", "product", "quantity", "desired_date")}
+            | {"order_type": "normal"},
+            SYSTEM_ACTOR,
+        )
+        _set(world, new["id"], state="submitted")
+        made.append(new["id"])
+    with world.api.engine.connect() as conn:
+        table = records.table("order")
+        numbers = dict(conn.execute(sa.select(table.c.id, table.c.order_no)).all())
+    browser = _signed_in(world)
+    first = browser.get("/track/orders")
+    shown = text_of(first.text)
+    assert first.text.count('class="card track-record"') == 20
+    assert "还有 5 单" in shown and 'href="/track/orders?page=2"' in first.text
+    assert numbers[made[-1]] in first.text  # newest first
+    second = browser.get("/track/orders?page=2")
+    assert second.status_code == 200 and second.text.count('class="card track-record"') == 5
+    assert "还有" not in text_of(second.text) and 'href="/track/orders"' in second.text
+    assert numbers[world.mine[0]] in second.text and numbers[world.theirs] not in second.text
+    assert numbers[world.mine[1]] not in first.text + second.text  # the draft stays hidden
+    past = browser.get("/track/orders?page=3")
+    assert past.status_code == 200 and "暂无可查询的订单" in past.text
+    for bad in ("0", "-1", "abc", "2.5", "99999", "１", "1" * 40):
+        assert browser.get("/track/orders", params={"page": bad}).status_code == 400, bad
+    # without a visit, another page is no way in
+    assert world.browser().get("/track/orders?page=2").status_code == 401

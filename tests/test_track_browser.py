@@ -3,6 +3,7 @@ fake, type it, see the order and its progress (Debian's Chromium through Playwri
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -56,7 +57,10 @@ def test_code_flow_on_a_phone(served: tuple[str, World]) -> None:
             page.get_by_label("验证码").fill(world.code_sent())
             page.get_by_role("button", name="查看我的订单").click()
             expect(page.get_by_role("heading", name=mine)).to_be_visible()
-            expect(page.locator(".track-chain")).to_contain_text("库存已校验")
+            expect(page.locator(".track-chain")).to_contain_text("已接单")  # a stage, not a state
+            expect(page.locator(".track-top")).to_have_text("绍兴某汽车内饰有限公司")
+            if shots := os.environ.get("SEAMLINE_SHOTS"):  # for a person to look at
+                page.screenshot(path=f"{shots}/track-375.png", full_page=True)
             assert "139****0001" in page.content() and theirs not in page.content()
             width = page.evaluate("document.scrollingElement.scrollWidth")
             assert width <= 375, f"the page scrolls sideways on a phone ({width} px)"

@@ -113,3 +113,45 @@ def test_typos_and_states(make_app: Callable[..., CompileResult]) -> None:
         {"app.yaml": bad_state % {"show": "due", "via": "chat", "extra": ""}, **FORMS}
     )
     assert ("app.yaml", 17, 19, "unknown-state") in codes(result)
+
+
+def _staged(make_app: Callable[..., CompileResult], stages: str) -> CompileResult:
+    app = APP.replace("    show: [%(show)s]\n", "    show: [%(show)s]\n" + stages)
+    return make_app({"app.yaml": app % {"show": "due", "via": "chat", "extra": ""}, **FORMS})
+
+
+def test_stages_map_every_state_once(make_app: Callable[..., CompileResult]) -> None:
+    result = _staged(make_app, "    stages:\n      进行中: [open]\n      已完成: [done]\n")
+    assert result.ok, result.diagnostics.sorted()
+    spec = result.app.tracking if result.app else None
+    assert spec is not None and spec.stages == (("进行中", ("open",)), ("已完成", ("done",)))
+    assert spec.stage_of("done") == "已完成" and spec.stage_of("nope") is None
+    hidden = _staged(make_app, "    hide_states: [open]\n    stages: {已完成: [done]}\n")
+    assert hidden.ok, hidden.diagnostics.sorted()
+
+
+def test_an_unknown_state_in_a_stage_is_named_with_a_suggestion(
+    make_app: Callable[..., CompileResult],
+) -> None:
+    result = _staged(make_app, "    stages:\n      进行中: [open]\n      已完成: [dnoe]\n")
+    assert ("app.yaml", 19, 13, "unknown-state") in codes(result)  # at 'dnoe'
+    found = next(d for d in result.diagnostics.sorted() if d.code == "unknown-state")
+    assert found.hint is not None and "done" in found.hint.en
+    # and 'done' itself is then in no stage
+    unmapped = next(d for d in result.diagnostics.sorted() if d.code == "unmapped-state")
+    assert "done" in unmapped.message.en and "done" in unmapped.message.zh
+
+
+def test_a_state_missing_from_the_stages_is_an_error_naming_it(
+    make_app: Callable[..., CompileResult],
+) -> None:
+    result = _staged(make_app, "    stages:\n      进行中: [open]\n")
+    assert [c for c in codes(result) if c[3] == "unmapped-state"] == [
+        ("app.yaml", 17, 5, "unmapped-state")  # at 'stages:'
+    ]
+    found = next(d for d in result.diagnostics.sorted() if d.code == "unmapped-state")
+    assert "'done'" not in found.message.en and "done" in found.message.en
+    assert found.hint is not None and "hide_states" in found.hint.en
+    twice = _staged(make_app, "    stages:\n      进行中: [open]\n      已完成: [done, open]\n")
+    assert ("app.yaml", 19, 19, "duplicate-state") in codes(twice)
+    assert not _staged(make_app, "    stages: {}\n").ok  # a mapping with no stage is refused

@@ -19,6 +19,7 @@ from engine.compile.context import CompileContext
 from engine.config.workspace import display_path, read_source
 from engine.expressions import NameInfo
 from engine.model.diagnostics import Mark, suggestion_hint
+from engine.model.display import TEMPLATE_FILTERS
 from engine.model.i18n import Text
 
 __all__ = ["APPROVAL_NAMES", "AUTOMATION_NAMES", "TRACKING_NAMES", "check_template_names"]
@@ -30,6 +31,7 @@ APPROVAL_NAMES = ("record", "event", "app", "approval", "task")
 TRACKING_NAMES = ("code", "minutes", "app")
 
 _ENV = jinja2.Environment(autoescape=False)  # parsing only; rendering is sandboxed at run time
+_ENV.filters.update(TEMPLATE_FILTERS)  # the filters the message environment has
 _CACHE_KEY = "message_templates"
 
 

@@ -26,6 +26,7 @@ _NUMBER_TYPES = frozenset({"text", "autonumber"})
 _PHONE_TYPES = frozenset({"phone", "text"})
 _FIELD = Text("field", "字段")
 _FORM = Text("form", "表单")
+_STATE = Text("state", "状态")
 
 
 def compile_tracking(
@@ -52,14 +53,13 @@ def compile_tracking(
     if record_form is not None:
         _check_records(ctx, doc, raw_fields[record_form], contact_form)
         machine = machines.get(record_form)
+        states = [s.name for s in machine.states] if machine else []
         if "hide_states" in records:
             ctx.check_names(
-                doc,
-                ("tracking", "records", "hide_states"),
-                [s.name for s in machine.states] if machine else [],
-                Text("state", "状态"),
-                "unknown-state",
+                doc, ("tracking", "records", "hide_states"), states, _STATE, "unknown-state"
             )
+        if "stages" in records:
+            _check_stages(ctx, doc, records, states)
     verify = raw.get("verify", "code")
     code = raw.get("code") or {}
     if verify == "code":
@@ -93,7 +93,57 @@ def compile_tracking(
         hide_states=tuple(records.get("hide_states") or ()),
         limit=int(records.get("limit", 20)),
         title=raw.get("title"),
+        stages=tuple(
+            (str(stage), tuple(states)) for stage, states in (records.get("stages") or {}).items()
+        ),
+        company=raw.get("company"),
     )
+
+
+def _check_stages(
+    ctx: CompileContext, doc: LoadedYaml, records: Mapping[str, Any], states: list[str]
+) -> None:
+    """Every state in exactly one stage or in hide_states; no stage names an unknown state."""
+    path = ("tracking", "records", "stages")
+    placed: dict[str, str] = {name: "hide_states" for name in records.get("hide_states") or ()}
+    for stage, names in records["stages"].items():
+        for i, name in enumerate(names or []):
+            if name not in states:
+                ctx.unknown(doc, (*path, stage, i), name, states, _STATE, "unknown-state")
+                continue
+            if name in placed:
+                ctx.error(
+                    doc,
+                    (*path, stage, i),
+                    "duplicate-state",
+                    Text(
+                        f"state '{name}' is already shown as '{placed[name]}'",
+                        f"状态 '{name}' 已经归入 '{placed[name]}'",
+                    ),
+                    Text(
+                        "list each state in one stage only (or in hide_states)",
+                        "每个状态只能归入一个阶段（或写在 hide_states 中）",
+                    ),
+                )
+                continue
+            placed[name] = stage
+    missing = [name for name in states if name not in placed]
+    if missing:
+        listed = ", ".join(missing)
+        ctx.error(
+            doc,
+            path,
+            "unmapped-state",
+            Text(
+                f"states not in any stage: {listed}; people would not know what they mean",
+                f"以下状态没有归入任何阶段：{listed}；客户看不懂内部状态",
+            ),
+            Text(
+                f"add {missing[0]} to a stage (e.g. 已接单: [..., {missing[0]}]) or to hide_states",
+                f"请把 {missing[0]} 加入某个阶段（例如 已接单: [..., {missing[0]}]）或 hide_states",
+            ),
+            key=True,
+        )
 
 
 def _error_count(ctx: CompileContext) -> int:

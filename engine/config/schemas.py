@@ -222,7 +222,20 @@ def _tracking() -> dict[str, Any]:
                 "tables or files)"
             ),
             "hide_states": names("Records in these states are not listed, nor these steps"),
-            "limit": integer("At most this many records, newest first", minimum=1, maximum=200),
+            "stages": {
+                "type": "object",
+                "description": "What people see instead of the flow's states: each stage "
+                "name (in the page's words, e.g. 已接单) with the states it covers, in the "
+                "order they happen; every state is in one stage or in hide_states",
+                "propertyNames": {"minLength": 1, "maxLength": 40},
+                "additionalProperties": {**names("The states shown as this stage"), "minItems": 1},
+                "minProperties": 1,
+            },
+            "limit": integer(
+                "Records per page, newest first (the page says how many more there are)",
+                minimum=1,
+                maximum=200,
+            ),
         },
         required=("form", "contact", "number"),
     )
@@ -244,6 +257,11 @@ def _tracking() -> dict[str, Any]:
         "an account, after a one-time code (or the last characters of a record number).",
         {
             "title": text("Page title shown to people"),
+            "company": text(
+                "The company's name people know, shown at the top of the page instead of "
+                "the app's internal title",
+                minLength=1,
+            ),
             "contacts": contacts,
             "records": records,
             "verify": {

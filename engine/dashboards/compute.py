@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +23,7 @@ from engine.dashboards.reading import reading
 from engine.dashboards.snapshots import trend_points
 from engine.expressions import EvalEnv
 from engine.expressions.evaluate import AppRuntime
-from engine.model.periods import window
+from engine.model.periods import bucket_unfinished, window
 from engine.model.permissions import Resource, allowed
 from engine.model.spec import App, DashboardSpec, KpiSpec, ThresholdSpec
 from engine.store.tables import build_metadata
@@ -61,11 +63,37 @@ def _meets(value: float, rule: ThresholdSpec) -> bool:
     }[rule.op]
 
 
+def kpi_decimals(kpi: KpiSpec) -> int:
+    """The places a KPI is shown with: one, or as many as its thresholds and target write
+    (``green: <= 0.25`` → two), at most four."""
+    places = [1]
+    for number in (
+        kpi.green.value if kpi.green else None,
+        kpi.amber.value if kpi.amber else None,
+        kpi.target,
+    ):
+        if isinstance(number, float) and not number.is_integer():
+            exponent = Decimal(repr(number)).normalize().as_tuple().exponent
+            places.append(-exponent if isinstance(exponent, int) else 0)
+    return min(4, max(places))
+
+
+def kpi_round(value: float | int, decimals: int) -> float | int:
+    """``value`` rounded half-up to ``decimals`` places: what the page shows and what the
+    traffic light is decided on (``0.204`` shows ``0.2`` and is green where green is ≤ 0.2)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    step = Decimal(1).scaleb(-decimals)
+    return float(Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP))
+
+
 def status_of(kpi: KpiSpec, value: float | None) -> str:
     """green when the value meets ``green``, amber when it meets ``amber``, else red; none
-    without a value or without thresholds."""
+    without a value or without thresholds. The value is compared as shown
+    (:func:`kpi_round` to :func:`kpi_decimals` places)."""
     if value is None or (kpi.green is None and kpi.amber is None):
         return "none"
+    value = kpi_round(value, kpi_decimals(kpi))
     if kpi.green is not None and _meets(value, kpi.green):
         return "green"
     if kpi.amber is not None and _meets(value, kpi.amber):
@@ -127,8 +155,20 @@ def _kpi(dashboard: DashboardSpec, name: str) -> KpiSpec:
 
 
 def _trend(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> list[dict[str, Any]]:
+    """``[{"start", "value", "partial"}]``: ``partial`` on the last bucket while it is still
+    running (this week so far), so a chart draws it apart instead of as a drop."""
     points = trend_points(conn, query, ctx.dashboard, ctx.cached, ctx.later)
-    return [{"start": day.isoformat(), "value": _rounded(value)} for day, value in points]
+    kpi = query.kpi
+    assert kpi.trend is not None
+    last = len(points) - 1
+    return [
+        {
+            "start": day.isoformat(),
+            "value": _rounded(value),
+            "partial": i == last and bucket_unfinished(day, kpi.trend, query.now, query.timezone),
+        }
+        for i, (day, value) in enumerate(points)
+    ]
 
 
 def _groups(
@@ -173,6 +213,7 @@ def _kpi_json(conn: sa.Connection, query: KpiQuery, ctx: _Context) -> dict[str, 
         "measure": kpi.measure,
         "value": value,
         "unit": kpi.unit,
+        "decimals": kpi_decimals(kpi),
         "status": status_of(kpi, value),
         "thresholds": _thresholds(kpi),
         "target": kpi.target,
@@ -256,6 +297,7 @@ def drill_down(
         "title": kpi.title,
         "form": kpi.form,
         "unit": kpi.unit,
+        "value_unit": "hours" if query.is_duration else kpi.unit,
         "limit": limit,
         "columns": drill_headers(app, kpi),
         "records": [

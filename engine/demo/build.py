@@ -197,7 +197,7 @@ def start_chat_sink(app: App, folder: DemoFolder) -> tuple[Background | None, li
     ]
     if not unset:
         return None, []
-    served = serve_in_thread(create_chat_app(ChatSink(folder.messages)), "demo-chat")
+    served = serve_in_thread(create_chat_app(ChatSink(folder.messages), app.timezone), "demo-chat")
     for connector in unset:
         assert connector.url_env is not None
         os.environ[connector.url_env] = f"{served.url}/{connector.type}/{connector.name}"

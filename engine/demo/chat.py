@@ -7,7 +7,8 @@ sink instead: it answers like a robot (``{"errcode": 0}``), appends every messag
 newcomer sees what procurement, the approvers and the customer would have received.
 
 - ``POST /dingtalk/{connector}``, ``POST /wecom/{connector}`` — the robots' webhooks
-- ``GET /`` — the messages as a page; ``GET /messages`` — as JSON (``?connector=&since=N``)
+- ``GET /`` — the messages as a page (times in the app's time zone); ``GET /messages`` — as
+  JSON (``?connector=&since=N``)
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import html
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from engine.model.display import datetime_text
 
 __all__ = ["ChatMessage", "ChatSink", "create_chat_app", "message_text"]
 
@@ -131,11 +135,13 @@ async def _list(request: Request) -> Response:
 
 async def _page(request: Request) -> Response:
     sink: ChatSink = request.app.state.sink
+    tz: tzinfo = request.app.state.tz
     items = []
     for m in reversed(sink.since(0)):
         items.append(
             f"<li><b>{html.escape(m.robot)} · {html.escape(m.connector)}</b> "
-            f"<small>{html.escape(m.at)}</small><pre>{html.escape(m.text)}</pre></li>"
+            f"<small><time datetime='{html.escape(m.at)}'>{html.escape(datetime_text(m.at, tz))}"
+            f"</time></small><pre>{html.escape(m.text)}</pre></li>"
         )
     body = "".join(items) or "<li>还没有消息 / no messages yet</li>"
     return HTMLResponse(
@@ -150,7 +156,9 @@ async def _page(request: Request) -> Response:
     )
 
 
-def create_chat_app(sink: ChatSink) -> Starlette:
+def create_chat_app(sink: ChatSink, timezone: str = "UTC") -> Starlette:
+    """The sink's web app; the page shows times in ``timezone`` (the app's), the JSON keeps
+    them in UTC."""
     web = Starlette(
         routes=[
             Route("/", _page, methods=["GET"]),
@@ -159,4 +167,5 @@ def create_chat_app(sink: ChatSink) -> Starlette:
         ]
     )
     web.state.sink = sink
+    web.state.tz = ZoneInfo(timezone)
     return web

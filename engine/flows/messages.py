@@ -9,6 +9,10 @@ names — is Markdown-escaped on the way out (:func:`markdown_inline`, the envir
 ``# heading``, ``[link](http://evil)`` or ``![image](…)`` prints as that text on the line the
 template put it, never as a heading, a link or an image. The template's own text is Markdown
 and stays as written; a value the template means as Markdown is printed with ``|safe``.
+
+Numbers read as on the record page (``TEMPLATE_FILTERS`` of :mod:`engine.model.display`):
+``{{ x|money }}`` gives ``1,234,567.50`` (``{{ x|money('CNY') }}`` gives ``¥1,234,567.50``),
+``{{ x|number }}`` gives ``12,345`` (``{{ x|number(1) }}`` rounds to one place).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from engine.model.display import TEMPLATE_FILTERS
 from engine.model.i18n import Text
 from engine.model.logs import logger
 from engine.outbox.connectors import ConnectorError, Message, Recipient
@@ -111,7 +116,7 @@ def message_environment(bundle: Mapping[str, str]) -> jinja2.Environment:
     loader = jinja2.ChoiceLoader(
         [jinja2.DictLoader(own), jinja2.PackageLoader("engine.assets", "templates")]
     )
-    return MessageSandbox(
+    env = MessageSandbox(
         loader=loader,
         autoescape=False,
         undefined=LoggedUndefined,
@@ -120,6 +125,8 @@ def message_environment(bundle: Mapping[str, str]) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters.update(TEMPLATE_FILTERS)
+    return env
 
 
 def split_title(rendered: str) -> tuple[str, str]:

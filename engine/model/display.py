@@ -15,7 +15,15 @@ from typing import Any
 from engine.model.i18n import Lang, Text
 from engine.model.spec import App, FieldSpec
 
-__all__ = ["BLANK", "currency_of", "datetime_text", "money_text", "number_text", "value_text"]
+__all__ = [
+    "BLANK",
+    "TEMPLATE_FILTERS",
+    "currency_of",
+    "datetime_text",
+    "money_text",
+    "number_text",
+    "value_text",
+]
 
 BLANK = "—"
 
@@ -65,6 +73,26 @@ def money_text(value: Any, scale: int | None = 2, currency: str | None = None) -
     sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
     symbol = SYMBOLS.get(currency)
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{currency} {digits}"
+
+
+def money_filter(value: Any, currency: str | None = None, scale: int = 2) -> str:
+    """Templates' ``money``: an amount with thousands separators, ``scale`` places and, when
+    given, its currency (``{{ x|money }}`` → ``1,234.50``, ``{{ x|money('CNY') }}`` →
+    ``¥1,234.50``); blank stays blank."""
+    if value is None or value == "":
+        return ""
+    return money_text(value, scale, currency)
+
+
+def number_filter(value: Any, scale: int | None = None) -> str:
+    """Templates' ``number``: thousands separators, rounded to ``scale`` places when given."""
+    if value is None or value == "":
+        return ""
+    return number_text(value, scale)
+
+
+# the filters message templates may use (rendered in flows/messages.py, checked in compile/)
+TEMPLATE_FILTERS: Mapping[str, Any] = {"money": money_filter, "number": number_filter}
 
 
 def datetime_text(value: Any, tz: tzinfo) -> str:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["BUCKETS", "Period", "bucket_index", "trend_starts", "window"]
+__all__ = ["BUCKETS", "Period", "bucket_index", "bucket_unfinished", "trend_starts", "window"]
 
 BUCKETS = 8
 
@@ -76,6 +76,21 @@ def _previous(start: date, unit: str) -> date:
     if unit == "month":
         return (start - timedelta(days=1)).replace(day=1)
     return start - timedelta(days=1)
+
+
+def _next(start: date, unit: str) -> date:
+    if unit == "week":
+        return start + timedelta(days=7)
+    if unit == "month":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def bucket_unfinished(start: date, unit: str, now: datetime, timezone: str) -> bool:
+    """Whether the bucket starting ``start`` is still running at ``now`` (a day "as of" its
+    last second counts as finished): its value is partial, drawn apart from the closed ones."""
+    end = _utc(_midnight(_next(start, unit), ZoneInfo(timezone)))
+    return _utc(now) < end - timedelta(seconds=1)
 
 
 def trend_starts(unit: str, now: datetime, timezone: str, count: int = BUCKETS) -> list[date]:

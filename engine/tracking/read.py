@@ -29,7 +29,7 @@ class TrackedRecord:
     number: str
     state: str
     fields: tuple[tuple[str, str], ...]  # (label, value as shown)
-    chain: tuple[tuple[str, str], ...]  # (state label, when)
+    chain: tuple[tuple[str, str], ...]  # (state or stage label, when)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class Tracked:
     phone: str  # masked
     name: str  # masked, or ""
     records: tuple[TrackedRecord, ...]
+    page: int = 1
+    more: int = 0  # records after this page
 
 
 def mask_phone(phone: str) -> str:
@@ -63,9 +65,15 @@ class Shows(Protocol):
 
 
 def read_tracked(
-    live: Live, spec: TrackingSpec, contact_ids: Sequence[int], pkey: str, fmt: Shows
+    live: Live,
+    spec: TrackingSpec,
+    contact_ids: Sequence[int],
+    pkey: str,
+    fmt: Shows,
+    page: int = 1,
 ) -> Tracked | None:
-    """The page's content, or None when none of the contacts still has the verified phone."""
+    """The page's content (``spec.limit`` records a page, newest first), or None when none of
+    the contacts still has the verified phone."""
     contacts_table = live.records.table(spec.contact_form)
     with reader(live.records.engine).connect() as conn:
         rows = conn.execute(
@@ -76,14 +84,15 @@ def read_tracked(
             return None
         phone = normalise_phone(str(mine[0]._mapping[spec.phone_field])) or ""
         name = str(mine[0]._mapping.get(spec.name_field or "") or "")
-        ids = _record_ids(conn, live, spec, [r.id for r in mine])
+        ids, total = _record_ids(conn, live, spec, [r.id for r in mine], page)
         events = _chain_events(conn, live, spec, ids)
     form = live.app.forms[spec.record_form]
     found = live.records.list_page(
         form.name, filters={"id__in": ",".join(map(str, ids))}, limit=len(ids) or 1
     ).items
     records = tuple(_shown(fmt, live, spec, form, r, events.get(r["id"], [])) for r in found)
-    return Tracked(mask_phone(phone), mask_name(name), records if ids else ())
+    more = max(0, total - (page - 1) * spec.limit - len(ids))
+    return Tracked(mask_phone(phone), mask_name(name), records if ids else (), page, more)
 
 
 def _still_has_phone(row: Any, spec: TrackingSpec, pkey: str) -> bool:
@@ -92,13 +101,19 @@ def _still_has_phone(row: Any, spec: TrackingSpec, pkey: str) -> bool:
 
 
 def _record_ids(
-    conn: sa.Connection, live: Live, spec: TrackingSpec, contacts: list[int]
-) -> list[int]:
+    conn: sa.Connection, live: Live, spec: TrackingSpec, contacts: list[int], page: int
+) -> tuple[list[int], int]:
+    """The ids on ``page`` and how many records there are in all."""
     table = live.records.table(spec.record_form)
-    query = sa.select(table.c.id).where(table.c[spec.contact_ref].in_(contacts))
+    where = [table.c[spec.contact_ref].in_(contacts)]
     if spec.hide_states and "state" in table.c:
-        query = query.where(table.c.state.not_in(spec.hide_states))
-    return [r.id for r in conn.execute(query.order_by(table.c.id.desc()).limit(spec.limit))]
+        where.append(table.c.state.not_in(spec.hide_states))
+    query = sa.select(table.c.id).where(*where).order_by(table.c.id.desc())
+    ids = [r.id for r in conn.execute(query.offset((page - 1) * spec.limit).limit(spec.limit))]
+    if page == 1 and len(ids) < spec.limit:
+        return ids, len(ids)
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
+    return ids, int(total or 0)
 
 
 def _chain_events(
@@ -134,13 +149,15 @@ def _shown(
     for name in spec.show:
         field = form.by_name[name]
         value = record.get(name)
-        if field.value_type == "ref" and value is not None:
+        if value is None or value == "":
+            continue  # e.g. the courier's number before the order ships
+        if field.value_type == "ref":
             shown = record.get("_titles", {}).get(name) or "—"
         else:
             shown = fmt.value(field, value)
         fields.append((field.label, shown))
     machine = live.app.state_machines.get(form.name)
-    chain = []
+    chain: list[tuple[str, str]] = []
     for event in events:
         if event.kind == "created":
             state = machine.initial if machine else None
@@ -148,11 +165,20 @@ def _shown(
             state = json.loads(event.payload).get("to")
         if state in spec.hide_states:
             continue
-        label = fmt.state_label(form, state) if state else ""
+        label = _label(fmt, spec, form, state)
+        if spec.stages and chain and chain[-1][0] == label:
+            continue  # one line per stage: the steps inside it are the company's business
         chain.append((label, fmt.datetime(event.at)))
     return TrackedRecord(
         number=str(record.get(spec.number_field) or f"#{record['id']}"),
-        state=fmt.state_label(form, record.get("state")) if machine else "",
+        state=_label(fmt, spec, form, record.get("state")) if machine else "",
         fields=tuple(fields),
         chain=tuple(chain),
     )
+
+
+def _label(fmt: Shows, spec: TrackingSpec, form: FormSpec, state: str | None) -> str:
+    """The stage people see (with ``stages``), else the state's label."""
+    if spec.stages:
+        return spec.stage_of(state) or ""
+    return fmt.state_label(form, state) if state else ""

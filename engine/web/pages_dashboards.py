@@ -28,6 +28,7 @@ from engine.dashboards.compute import (
     UnknownDashboard,
     dashboard_values,
     drill_down,
+    kpi_round,
     visible,
 )
 from engine.model import clock
@@ -74,17 +75,21 @@ def _as_of(request: Request, timezone: str) -> tuple[datetime, str]:
     return end.astimezone(UTC), day.isoformat()
 
 
-def shown(value: Any) -> str:
-    """A KPI value for people: thousands separated, one decimal unless it is whole."""
+def shown(value: Any, decimals: int = 1) -> str:
+    """A KPI value for people: thousands separated, ``decimals`` places unless it is whole —
+    rounded by :func:`kpi_round`, the rounding its traffic light is decided on."""
     if value is None:
         return "—"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
-    return f"{int(value):,}"
+    rounded = kpi_round(value, decimals)
+    if isinstance(rounded, float) and not rounded.is_integer():
+        return f"{rounded:,.{decimals}f}"
+    return f"{int(rounded):,}"
 
 
-def _rule(rule: dict[str, Any] | None) -> str | None:
-    return None if rule is None else f"{_OPS.get(rule['op'], rule['op'])} {shown(rule['value'])}"
+def _rule(rule: dict[str, Any] | None, decimals: int) -> str | None:
+    if rule is None:
+        return None
+    return f"{_OPS.get(rule['op'], rule['op'])} {shown(rule['value'], decimals)}"
 
 
 def _card(kpi: dict[str, Any], group_label: str = "") -> dict[str, Any]:
@@ -92,18 +97,20 @@ def _card(kpi: dict[str, Any], group_label: str = "") -> dict[str, Any]:
     and the worst groups (``group_label``: what they are groups of)."""
     trend = kpi.get("trend") or {}
     points = trend.get("points") or []
+    d = kpi.get("decimals", 1)
     return {
         **kpi,
-        "shown": shown(kpi["value"]),
-        "green_rule": _rule(kpi["thresholds"].get("green")),
-        "amber_rule": _rule(kpi["thresholds"].get("amber")),
+        "shown": shown(kpi["value"], d),
+        "green_rule": _rule(kpi["thresholds"].get("green"), d),
+        "amber_rule": _rule(kpi["thresholds"].get("amber"), d),
         "spark": {
             "labels": [p["start"] for p in points],
             "values": [p["value"] for p in points],
+            "partial": bool(points) and bool(points[-1].get("partial")),
         },
-        "trend_text": ", ".join(f"{p['start']}: {shown(p['value'])}" for p in points),
-        "target_shown": shown(kpi.get("target")),
-        "groups": [{**g, "shown": shown(g["value"])} for g in kpi.get("groups") or []],
+        "trend_text": ", ".join(f"{p['start']}: {shown(p['value'], d)}" for p in points),
+        "target_shown": shown(kpi.get("target"), d),
+        "groups": [{**g, "shown": shown(g["value"], d)} for g in kpi.get("groups") or []],
         "group_label": group_label,
     }
 
@@ -167,7 +174,7 @@ def _drill(current: LiveApp, name: str, kpi: str, now: datetime) -> dict[str, An
     except UnknownDashboard:
         raise NotFound("kpi", None) from None
     for row in found["records"]:
-        row["shown"] = shown(row["value"])
+        row["shown"] = shown(row["value"], 1)
     return found
 
 

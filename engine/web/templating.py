@@ -259,6 +259,7 @@ CATALOG: dict[str, Text] = {
     "exports": Text("Export these records", "导出这些记录"),
     "records_behind": Text("Records behind “{kpi}”", "“{kpi}”的明细"),
     "value": Text("Value", "数值"),
+    "unit_hours": Text("h", "小时"),
     "back_to_dashboard": Text("Back to the dashboard", "返回看板"),
     "drill_first": Text("The first {n} records are shown.", "仅显示前 {n} 条。"),
     "drill_csv_now": Text("The export is as of now.", "导出的是当前数据。"),

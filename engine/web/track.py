@@ -4,6 +4,7 @@ GET  /track          the phone form (with the number-suffix box in ``order_suffi
 POST /track/code     ask for a one-time code; the same answer whether the number is known
 POST /track/verify   the code (or the suffix); success sets the tracking cookie
 GET  /track/orders   the records of the verified contact, masked and whitelisted
+                     (``?page=N``: the next ``limit`` records; the page says how many more)
 POST /track/logout   end the visit
 
 The visit is its own short-lived cookie (``seamline_track``: signed, HttpOnly, SameSite=Strict,
@@ -42,6 +43,7 @@ __all__ = ["TRACK_COOKIE", "TRACK_TEXTS", "track_routes"]
 
 TRACK_COOKIE = "seamline_track"
 MAX_POST = 4_096
+MAX_PAGE = 1_000
 
 TRACK_TEXTS: dict[str, Text] = {
     "track_title": Text("Track your orders", "订单查询"),
@@ -72,6 +74,11 @@ TRACK_TEXTS: dict[str, Text] = {
     "track_expired": Text("Your visit has ended. Please verify again.", "查询已超时，请重新验证。"),
     "track_hello": Text("Orders for {phone}", "{phone} 的订单"),
     "track_none": Text("No orders to show.", "暂无可查询的订单。"),
+    "track_more": Text("{n} more orders", "还有 {n} 单"),
+    "track_show_more": Text("Show more", "查看更多"),
+    "track_newer": Text("Newer orders", "上一页"),
+    "track_page": Text("Page {n}", "第 {n} 页"),
+    "track_bad_page": Text("There is no such page.", "没有这一页。"),
     "track_state": Text("Status", "当前状态"),
     "track_chain": Text("Progress", "进度"),
     "track_created": Text("Created", "已创建"),
@@ -104,6 +111,7 @@ def _page(
         "t": partial(_t, lang),
         "spec": spec,
         "title": spec.title or _t(lang, "track_title"),
+        "company": spec.company or live(request).app.title,
         "code_minutes": _minutes(spec.code_minutes),
         "lock_minutes": _minutes(spec.lockout_minutes),
         "session_minutes": _minutes(spec.session_minutes),
@@ -261,6 +269,10 @@ async def track_orders(request: Request) -> Response:
         response = _page(request, spec, "track.html", 401, error=error)
         return _end_visit(response) if TRACK_COOKIE in request.cookies else response
     ids, key = visit
+    page = _page_number(request.query_params.get("page"))
+    if page is None:
+        error = _t(request_lang(request), "track_bad_page")
+        return _page(request, spec, "track.html", 400, error=error)
     tracked = await run_in_threadpool(
         read_tracked,
         live(request),
@@ -268,10 +280,20 @@ async def track_orders(request: Request) -> Response:
         ids,
         key,
         Formatter(live(request).app, request_lang(request)),
+        page,
     )
     if tracked is None:
         return _end_visit(RedirectResponse("/track", 303))
     return _page(request, spec, "track_orders.html", tracked=tracked)
+
+
+def _page_number(raw: str | None) -> int | None:
+    """``?page=``: 1 when absent, a whole number 1..MAX_PAGE, else None."""
+    if raw is None:
+        return 1
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE:
+        return None
+    return int(raw)
 
 
 async def track_logout(request: Request) -> Response:

@@ -22,6 +22,10 @@ class TrackingSpec:
     to ``channel_field`` through ``via``); ``record_form`` is what they track, linked by its
     ref ``contact_ref``. Only ``number_field``, the ``show`` fields and the state history are
     ever shown.
+
+    ``stages`` (optional) names what people outside see instead of the flow's states: each
+    stage with the states it covers, in order; every state is in one stage or in
+    ``hide_states`` (validate checks it). ``company`` heads the page instead of the app's title.
     """
 
     contact_form: str
@@ -48,3 +52,13 @@ class TrackingSpec:
     hide_states: tuple[str, ...] = ()
     limit: int = 20
     title: str | None = None
+    stages: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    company: str | None = None
+
+    def stage_of(self, state: str | None) -> str | None:
+        """The stage people see for ``state`` (None when no stages are declared or the state
+        is in none of them)."""
+        for stage, states in self.stages:
+            if state in states:
+                return stage
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote_plus
@@ -105,10 +106,30 @@ def dingtalk_payload(message: Message) -> dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": at}
 
 
+_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+_FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
+
+
+def blank_after_headings(text: str) -> str:
+    """``text`` with a blank line after every Markdown heading that has none: the robots'
+    Markdown runs a heading into the line below it (a bullet becomes part of the heading).
+    Lines inside fenced code stay as they are."""
+    lines = text.split("\n")
+    out: list[str] = []
+    fenced = False
+    for i, line in enumerate(lines):
+        out.append(line)
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and _HEADING.match(line) and i + 1 < len(lines) and lines[i + 1].strip():
+            out.append("")
+    return "\n".join(out)
+
+
 def _with_heading(message: Message, title: str | None = None) -> str:
     """Markdown text that shows the title: robots show ``title`` only in notifications."""
     title = title or message.title
-    body = message.text.strip()
+    body = blank_after_headings(message.text.strip())
     if not title or body.splitlines()[:1] == [title]:
         return body
     return f"#### {title}\n\n{body}" if body else f"#### {title}"
@@ -149,7 +170,7 @@ def wecom_payload(message: Message) -> dict[str, Any]:
         phones = [r.phone for r in message.to if r.phone and not r.wecom_id]
         text = {"content": content, "mentioned_list": ids, "mentioned_mobile_list": phones}
         return {"msgtype": "text", "text": text}
-    body = message.text.strip()
+    body = blank_after_headings(message.text.strip())
     if message.title and body.splitlines()[:1] != [message.title]:
         body = f"**{message.title}**\n{body}" if body else f"**{message.title}**"
     mentions = "".join(f"<@{i}>" for i in ids)

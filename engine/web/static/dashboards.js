@@ -22,16 +22,25 @@
     }
     canvas.dataset.drawn = "1";
     var color = COLORS[statusOf(canvas)] || COLORS.none;
+    // the last bucket still running (this week so far): a dashed segment to a hollow point,
+    // not a drop of the line
+    var values = data.values || [];
+    var partial = data.partial === true && values.length > 0;
+    var last = values.length - 1;
+    function isPartial(i) { return partial && i === last; }
     new window.Chart(canvas, {
       type: "line",
       data: {
         labels: data.labels || [],
         datasets: [{
-          data: data.values || [],
+          data: values,
           borderColor: color,
-          backgroundColor: color,
+          backgroundColor: function (ctx) { return isPartial(ctx.dataIndex) ? "#fff" : color; },
           borderWidth: 2,
-          pointRadius: 2,
+          pointRadius: function (ctx) { return isPartial(ctx.dataIndex) ? 3 : 2; },
+          segment: {
+            borderDash: function (ctx) { return isPartial(ctx.p1DataIndex) ? [4, 3] : undefined; },
+          },
           spanGaps: true,
           tension: 0.25,
         }],
