@@ -569,3 +569,34 @@ def test_child_rows_and_other_inputs(db_url: str, tmp_path: Path) -> None:
         assert '<a href="/forms/item' not in listing.split("<tbody>")[1].split("</td>")[0]
     finally:
         api.engine.dispose()
+
+
+def test_a_greyed_out_action_says_why_in_visible_words(api: Api) -> None:
+    """The reason a transition cannot fire is text on the page (a tooltip is invisible on a
+    phone), tied to its button for screen readers."""
+    customer, product = seed(api)
+    order = api.live.records.create(
+        "order",
+        {
+            "customer": customer,
+            "product": product,
+            "quantity": 1,
+            "desired_date": FAR,
+            "order_type": "normal",
+        },
+        SYSTEM_ACTOR,
+    )
+    table = api.live.metadata.tables["f_order"]
+    with api.engine.begin() as conn:  # as if the stock check had answered
+        conn.execute(table.update().where(table.c.id == order["id"]).values(state="stock_checked"))
+    client = browser(api)
+    sign_in(client)
+    page = client.get(f"/forms/order/{order['id']}").text
+    button = re.search(r"<button[^>]*disabled[^>]*>([^<]*)</button>", page)
+    assert button is not None, page
+    described = re.search(r'aria-describedby="(why-[a-z_]+)"', button[0])
+    assert described is not None
+    reason = re.search(rf'<li id="{described[1]}"><strong>([^<]*)</strong> — ([^<]+)</li>', page)
+    assert reason is not None, page
+    assert reason[1] == button[1]
+    assert "承诺交付日" in html.unescape(reason[2])  # promised_date is required to go on
