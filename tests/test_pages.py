@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apihelp import Api, start_api
@@ -76,6 +77,19 @@ def seed(api: Api) -> tuple[int, int]:
         SYSTEM_ACTOR,
     )
     return customer["id"], product["id"]
+
+
+def draft_order(api: Api) -> dict[str, Any]:
+    """One order of one piece in draft, by the system, on the seeded customer and product."""
+    customer, product = seed(api)
+    values = {
+        "customer": customer,
+        "product": product,
+        "quantity": 1,
+        "desired_date": FAR,
+        "order_type": "normal",
+    }
+    return api.live.records.create("order", values, SYSTEM_ACTOR)
 
 
 def order_form(token: str, customer: int, product: int, **values: str) -> dict[str, object]:
@@ -375,18 +389,7 @@ def test_list_search_filter_and_paging(api: Api) -> None:
 
 
 def test_append_only_entry_box(api: Api) -> None:
-    customer, product = seed(api)
-    order = api.live.records.create(
-        "order",
-        {
-            "customer": customer,
-            "product": product,
-            "quantity": 1,
-            "desired_date": FAR,
-            "order_type": "normal",
-        },
-        SYSTEM_ACTOR,
-    )
+    order = draft_order(api)
     client = browser(api)
     token = sign_in(client)
     url = f"/forms/order/{order['id']}"
@@ -574,18 +577,7 @@ def test_child_rows_and_other_inputs(db_url: str, tmp_path: Path) -> None:
 def test_a_greyed_out_action_says_why_in_visible_words(api: Api) -> None:
     """The reason a transition cannot fire is text on the page (a tooltip is invisible on a
     phone), tied to its button for screen readers."""
-    customer, product = seed(api)
-    order = api.live.records.create(
-        "order",
-        {
-            "customer": customer,
-            "product": product,
-            "quantity": 1,
-            "desired_date": FAR,
-            "order_type": "normal",
-        },
-        SYSTEM_ACTOR,
-    )
+    order = draft_order(api)
     table = api.live.metadata.tables["f_order"]
     with api.engine.begin() as conn:  # as if the stock check had answered
         conn.execute(table.update().where(table.c.id == order["id"]).values(state="stock_checked"))
