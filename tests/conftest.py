@@ -138,6 +138,12 @@ SLOW = frozenset(
         "test_container.py::test_the_image_builds_and_holds_what_it_promises",
         "test_backup.py::test_sqlite_backup_restore_verify",
         "test_backup.py::test_postgresql_dump_restore_verify",
+        "test_role_stories.py::test_sales_searches_orders_exports_and_promises_a_date",
+        "test_role_stories.py::test_procurement_sees_the_shortage_and_opens_the_order",
+        "test_role_stories.py::test_director_confirms_the_gate_approves_and_reads_the_dashboard",
+        "test_role_stories.py::test_finance_invoices_only_with_a_log_and_warehouse_sees_its_pages",
+        "test_role_stories.py::test_logistics_ships_with_a_courier_number_and_confirms_delivery",
+        "test_role_stories.py::test_customer_tracks_orders_on_a_phone",
     }
 )
 

@@ -117,7 +117,7 @@ def test_first_deploy_creates_everything_then_nothing_to_do(
     app, sources = compiled(make_app, {"forms/order.yaml": ORDER_V1})
     with engine.connect() as conn:
         plan = plan_schema(conn, app)
-    assert {s.kind for s in plan.steps} == {"create_table", "append_only_guard"}
+    assert {s.kind for s in plan.steps} == {"create_table", "append_only_guard", "search_index"}
     assert not plan.destructive
     first = deploy(engine, app, sources)
     assert first.changed and first.content_hash == app.content_hash
@@ -240,7 +240,8 @@ def test_new_ref_and_autonumber_fields_bring_their_constraints(
     )
     app2, sources2 = compiled(make_app, {"forms/order.yaml": v2, "forms/customer.yaml": customer})
     result = deploy(engine, app2, sources2)
-    assert [s.kind for s in result.steps] == ["add_column", "add_column", "add_index"]
+    kinds = ["add_column", "add_column", "add_index", "search_index"]  # "no" is searchable
+    assert [s.kind for s in result.steps] == kinds
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         fks = {f["name"]: f["referred_table"] for f in inspector.get_foreign_keys("f_order")}
@@ -253,7 +254,8 @@ def test_new_ref_and_autonumber_fields_bring_their_constraints(
         insert_order(conn, app2, no="SO-1")
     # And they go again (empty columns: not destructive), constraints and index with them.
     result = deploy(engine, app, sources)
-    assert [s.kind for s in result.steps] == ["drop_index", "drop_column", "drop_column"]
+    kinds = ["drop_index", "drop_column", "drop_column", "search_index"]
+    assert [s.kind for s in result.steps] == kinds
     with engine.connect() as conn:
         assert sa.inspect(conn).get_foreign_keys("f_order") == []
         assert plan_schema(conn, app).up_to_date

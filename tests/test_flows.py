@@ -228,8 +228,10 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
         "/login", data={"username": "qian.it", "password": "correct-horse-1", "csrf_token": token}
     )
     record_page = browser.get(f"/forms/order/{order}").text
-    assert "自动流程“stock_check”完成" in record_page
-    assert "执行“提交订单”：草稿 → 已提交" in record_page
+    # the timeline for people: the run folded into one line by its actor, no raw names
+    assert "系统（“提交订单”后的自动流程）</strong> 已完成" in record_page
+    assert "提交订单：草稿 → 已提交" in record_page
+    assert "stock_check" not in record_page.split('id="history"')[1]
     page = browser.get("/runs")
     assert page.status_code == 200 and "立即重试" in page.text
     # for people: the app's language, inputs and outputs as key: value lines, not raw JSON

@@ -166,3 +166,43 @@ def test_an_order_back_at_the_gate_is_being_confirmed_again(world) -> None:
     ]
     assert through_the_gate() == promised
     assert f"承诺交付日：{promised}" in _content(wecom.messages[-1])
+
+
+@pytest.mark.parametrize("public", ["https://track.example.com/", None])
+def test_progress_messages_end_with_the_tracking_link(
+    world, monkeypatch: pytest.MonkeyPatch, public: str | None
+) -> None:
+    """With SEAMLINE_PUBLIC_URL the message ends with a link to /track that fills in the order
+    number (the page still asks for the phone and its code); without it, no link at all."""
+    if public is None:
+        monkeypatch.delenv("SEAMLINE_PUBLIC_URL", raising=False)
+    else:
+        monkeypatch.setenv("SEAMLINE_PUBLIC_URL", public)
+    api, worker, wecom, _fake = world
+    records = api.live.records
+    customer = records.create(
+        "customer",
+        {"code": "C00003", "name": "杭州某汽车", "tier": "B", "wecom_id": "wx_c3"},
+        SYSTEM_ACTOR,
+    )
+    product = records.create(
+        "product",
+        {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
+        SYSTEM_ACTOR,
+    )
+    values = {"customer": customer["id"], "product": product["id"], "quantity": 5,
+              "desired_date": "2026-11-30", "order_type": "normal"}  # fmt: skip
+    order = records.create("order", values, SYSTEM_ACTOR)
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    worker.run_until_idle()
+    text = _content(wecom.messages[-1])
+    lines = [line for line in text.splitlines() if not line.startswith("<@")]  # not mentions
+    if public is None:
+        assert "/track" not in text and "在线查看" not in text
+        assert lines[-1] == "如有疑问，请直接回复您的销售顾问。"
+    else:
+        link = f"https://track.example.com/track?no={order['order_no']}"
+        assert lines[-2:] == [
+            "如有疑问，请直接回复您的销售顾问。",
+            f"[在线查看订单进度（需验证手机号）]({link})",
+        ]

@@ -60,6 +60,7 @@ def world(db_url: str) -> Iterator[tuple[Api, dict[str, str]]]:
         "approval_id": str(approval),
         "delegation_id": "1",
         "job_id": str(job or 1),
+        "todo_id": "1",
         "file_id": stored.id,
         "name": dashboard.name,
         "kpi": dashboard.kpis[0].name,

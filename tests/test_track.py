@@ -34,6 +34,7 @@ from engine.outbox import jobs
 from engine.outbox.worker import run_job
 from engine.runtime import Deployments
 from engine.tracking.limits import CODES, HITS
+from engine.tracking.qr import qr_svg
 from engine.web.asgi import server_options
 from engine.web.routes import page_routes
 from engine.web.security import session_secret
@@ -238,7 +239,19 @@ def test_code_arrives_on_wecom_and_shows_only_my_orders(world: World) -> None:
     assert "已接单" in shown  # the customer's stage (app.yaml tracking.records.stages) ...
     for internal in ("已提交", "库存已校验", "审批中", "库存校验等待中", "草稿"):
         assert internal not in shown, internal  # ... never the flow's own states
-    assert shown.count("已接单") == 2  # the current stage and one line of progress, not three
+    # the badge, the stage on the progress line, and one line of history (not three: the
+    # submitted → stock_checked → approving steps inside 已接单 are the company's business)
+    assert shown.count("已接单") == 3
+    assert '<span class="badge blue track-state">已接单</span>' in page.text  # its colour
+    assert 'class="track-step current blue" aria-current="step"' in page.text
+    todo = re.findall(r'class="track-step todo (\w+)">.*?track-step-label">([^<]+)<', page.text)
+    assert todo == [
+        ("blue", "备料中"),
+        ("blue", "生产中"),
+        ("green", "已发货"),
+        ("green", "已送达"),
+    ]
+    assert "已取消" not in shown  # a way out (final states only) is no step of the line
     assert "绍兴某汽车内饰有限公司" in shown and "订单中心" not in page.text  # the company
     assert "物流单号" not in shown and "还有" not in shown  # nothing shipped; one page
     assert "139****0001" in shown and "张**" in shown
@@ -561,6 +574,105 @@ def test_rejected_and_shipped_orders_read_as_customer_stages(world: World) -> No
     by_number = {n: a for a in articles for n in world.numbers.values() if n in a}
     assert "SF1234567890" in by_number[world.numbers[shipped]]
     assert "物流单号" not in by_number[world.numbers[rejected]]  # none yet: not shown at all
+    # the progress line: a way out (已取消, grey) ends the line after the stages passed
+    assert _steps(by_number[world.numbers[rejected]]) == [
+        ("done", "blue", "已接单"),
+        ("current", "grey", "已取消"),
+    ]
+    assert _steps(by_number[world.numbers[shipped]]) == [
+        ("done", "blue", "已接单"),
+        ("done", "blue", "备料中"),
+        ("done", "blue", "生产中"),
+        ("current", "green", "已发货"),
+        ("todo", "green", "已送达"),
+    ]
+    assert (
+        '<span class="badge green track-state">已发货</span>' in by_number[world.numbers[shipped]]
+    )
+
+
+def _steps(article: str) -> list[tuple[str, str, str]]:
+    """(status, colour, stage) of each step on a record's progress line."""
+    found = re.findall(
+        r'class="track-step (\w+) (\w+)"[^>]*>.*?track-step-label">([^<]+)<', article
+    )
+    return [(status, color, label) for status, color, label in found]
+
+
+# ---------------------------------------------------------------------------- links from messages
+
+
+def test_a_link_fills_in_the_number_and_never_skips_the_proof(world: World) -> None:
+    browser = world.browser()
+    number, theirs = world.numbers[world.mine[0]], world.numbers[world.theirs]
+    page = browser.get("/track", params={"no": number})
+    assert page.status_code == 200
+    assert f"查询订单 {number}：请先验证手机号" in text_of(page.text)
+    assert f'<input type="hidden" name="no" value="{number}">' in page.text
+    for secret in ("真皮座椅面套", "已接单", "139****0001", "张**"):  # nothing before the proof
+        assert secret not in page.text, secret
+    assert browser.get("/track/orders", params={"no": number}).status_code == 401
+    # the code is asked for and typed with the number carried along
+    token = csrf(page.text)
+    asked = browser.post("/track/code", data={"csrf_token": token, "phone": PHONE, "no": number})
+    assert f'<input type="hidden" name="no" value="{number}">' in asked.text
+    r = browser.post(
+        "/track/verify",
+        data={"csrf_token": token, "phone": PHONE, "code": world.code_sent(), "no": number},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/track/orders?no={number}"
+    shown = browser.get(r.headers["location"])
+    assert "您查询的订单" in text_of(shown.text)
+    focus = shown.text.split('class="card track-record track-focus"')[1].split("</article>")[0]
+    assert number in focus and "真皮座椅面套" in focus
+    assert shown.text.count(number) == 1  # shown first, not again in the list below
+    # another customer's number and a number that does not exist read the same: nothing
+    other = browser.get("/track/orders", params={"no": theirs})
+    none = browser.get("/track/orders", params={"no": "SO-NOPE-00000"})
+    assert other.status_code == none.status_code == 200
+    assert "不在该手机号名下的订单中" in text_of(other.text)
+    assert other.text.replace(theirs, "N") == none.text.replace("SO-NOPE-00000", "N")
+    assert "宁波" not in other.text and "B 的备注" not in other.text
+    # an open visit goes straight to the record
+    again = browser.get("/track", params={"no": number}, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == f"/track/orders?no={number}"
+
+
+@pytest.mark.parametrize("bad", ["x" * 65, "SO-1\n2", "SO\x00"])
+def test_a_bad_number_in_a_link_is_a_clear_400(world: World, bad: str) -> None:
+    browser = world.browser()
+    for path in ("/track", "/track/qr.svg", "/track/orders"):
+        r = browser.get(path, params={"no": bad})
+        assert r.status_code == 400, path
+        assert "订单号格式不正确" in r.text, path
+
+
+def test_suffix_links_fill_in_the_suffix_but_still_need_the_phone(suffix_world: World) -> None:
+    world = suffix_world
+    browser = world.browser()
+    number = world.numbers[world.mine[0]]
+    page = browser.get("/track", params={"no": number})
+    assert f'value="{number[-4:]}"' in page.text  # the number's last characters, filled in
+    token = csrf(page.text)
+    data = {"csrf_token": token, "suffix": number[-4:], "no": number}
+    wrong = browser.post("/track/verify", data={**data, "phone": OTHER_PHONE})
+    assert wrong.status_code == 400 and "真皮座椅面套" not in wrong.text
+    right = browser.post("/track/verify", data={**data, "phone": PHONE}, follow_redirects=False)
+    assert right.status_code == 303 and right.headers["location"] == f"/track/orders?no={number}"
+
+
+def test_qr_code_of_the_public_address(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    browser = world.browser()
+    number = world.numbers[world.mine[0]]
+    monkeypatch.delenv("SEAMLINE_PUBLIC_URL", raising=False)
+    plain = browser.get("/track/qr.svg")
+    assert plain.status_code == 200 and plain.headers["content-type"] == "image/svg+xml"
+    assert plain.content == qr_svg("http://testserver/track")  # the address it was asked at
+    monkeypatch.setenv("SEAMLINE_PUBLIC_URL", "https://track.example.com/")
+    linked = browser.get("/track/qr.svg", params={"no": number})
+    assert linked.content == qr_svg(f"https://track.example.com/track?no={number}")
+    assert linked.content != plain.content and linked.content.startswith(b"<svg")
 
 
 def test_more_than_a_page_says_how_many_more(world: World) -> None:
@@ -596,3 +708,35 @@ def test_more_than_a_page_says_how_many_more(world: World) -> None:
         assert browser.get("/track/orders", params={"page": bad}).status_code == 400, bad
     # without a visit, another page is no way in
     assert world.browser().get("/track/orders?page=2").status_code == 401
+
+
+def _staff(world: World, user: str) -> TestClient:
+    with world.api.engine.begin() as conn:
+        set_password(conn, user, PASSWORD)
+    client = world.browser()
+    token = csrf(client.get("/login").text)
+    form = {"csrf_token": token, "username": user, "password": PASSWORD, "next": "/"}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+    return client
+
+
+def test_staff_see_where_the_customer_tracks_a_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEAMLINE_PUBLIC_URL", raising=False)
+    sales = _staff(world, "li.sales")
+    number = world.numbers[world.mine[0]]
+    page = sales.get(f"/forms/order/{world.mine[0]}")
+    assert page.status_code == 200
+    box = page.text.split('class="card track-box"')[1].split("</aside>")[0]
+    assert "客户查询页" in box and f'href="/track?no={number}"' in box
+    assert f'src="/track/qr.svg?no={number}"' in box
+    assert "未设置 SEAMLINE_PUBLIC_URL" in box  # the address shown is this server's
+    monkeypatch.setenv("SEAMLINE_PUBLIC_URL", "https://track.example.com")
+    box = sales.get(f"/forms/order/{world.mine[0]}").text.split('class="card track-box"')[1]
+    assert f"https://track.example.com/track?no={number}" in box.split("</aside>")[0]
+    assert "未设置" not in box.split("</aside>")[0]
+    # a draft is not on the customer's page, nor is a record of another form
+    assert "track-box" not in sales.get(f"/forms/order/{world.mine[1]}").text
+    customer = sales.get("/forms/customer/1")
+    assert customer.status_code == 200 and "track-box" not in customer.text

@@ -155,3 +155,27 @@ def test_a_state_missing_from_the_stages_is_an_error_naming_it(
     twice = _staged(make_app, "    stages:\n      进行中: [open]\n      已完成: [done, open]\n")
     assert ("app.yaml", 19, 19, "duplicate-state") in codes(twice)
     assert not _staged(make_app, "    stages: {}\n").ok  # a mapping with no stage is refused
+
+
+def test_stages_with_colours(make_app: Callable[..., CompileResult]) -> None:
+    """A stage is a list of states or {states: [...], color: …}; both forms mix."""
+    result = _staged(
+        make_app,
+        "    stages:\n      进行中: {states: [open], color: blue}\n      已完成: [done]\n",
+    )
+    assert result.ok, result.diagnostics.sorted()
+    spec = result.app.tracking if result.app else None
+    assert spec is not None and spec.stages == (("进行中", ("open",)), ("已完成", ("done",)))
+    assert spec.color_of("进行中") == "blue" and spec.color_of("已完成") == "grey"
+    assert spec.color_of(None) == "grey"
+    # an unknown state inside the mapping form is named at its own line and column
+    typo = _staged(make_app, "    stages:\n      进行中: {states: [open, dnoe], color: blue}\n")
+    assert ("app.yaml", 18, 28, "unknown-state") in codes(typo)
+    # a colour that is not one of the badge colours, and a stage without states, are refused
+    for bad in (
+        "    stages: {进行中: {states: [open, done], color: pink}}\n",
+        "    stages: {进行中: {color: blue}}\n",
+        "    stages: {进行中: {states: [open, done], colour: blue}}\n",
+    ):
+        refused = _staged(make_app, bad)
+        assert not refused.ok and all(c[1] == 17 for c in codes(refused)), codes(refused)

@@ -34,6 +34,16 @@ def deployed_live(ctx: click.Context, result: Any, engine: Any) -> Any:
     return live
 
 
+def _warn_without_public_url(ctx: click.Context) -> None:
+    """Customer messages link to /track only with SEAMLINE_PUBLIC_URL: say so when it is not
+    set (or not usable) as the app starts."""
+    from engine.flows.links import public_url_problem
+
+    problem = public_url_problem()
+    if problem is not None:
+        say(ctx, f"note: {problem.en}", f"提示：{problem.zh}", err=True)
+
+
 def _warn_without_pdf(ctx: click.Context) -> None:
     """Approvals finish without the ``pdf`` extra, but their sealed PDF records wait (the jobs
     fail saying why and run again once it is installed): say so when the app starts."""
@@ -116,6 +126,8 @@ def run_server(
     from engine.web.asgi import prepare_database, server_options, serving_app
 
     current = deployed_live(ctx, result, engine)  # refuses here, before any process starts
+    if current.app.tracking is not None:
+        _warn_without_public_url(ctx)
     options = server_options(forwarded_allow_ips, (ctx.obj or {}).get("log_level"))
     log = logger("engine.cli.run")
     if workers == 1:
@@ -441,6 +453,8 @@ def worker_command(ctx: click.Context, poll: float, drain: bool, concurrency: in
 
     result, engine = open_app(ctx, deployed_ok=True)
     current = deployed_live(ctx, result, engine)
+    if current.app.tracking is not None:  # the worker renders the messages that carry links
+        _warn_without_public_url(ctx)
     deployments = Deployments(engine, current, poll_seconds=2.0)
     worker = Worker(engine, lambda: deployments.current.flows)
     if drain:

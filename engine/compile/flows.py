@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.compile.context import CompileContext
-from engine.compile.message_templates import AUTOMATION_NAMES, check_template_names
+from engine.compile.message_templates import (
+    AUTOMATION_NAMES,
+    check_template_names,
+    track_link_names,
+)
 from engine.config.formats import cron_words
 from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import NameInfo, Scope
@@ -555,7 +559,7 @@ class _StepCompiler:
             self.templates,
             form=self.form,
             record=NameInfo.record(self.scopes.record_fields(self.form)),
-            names=AUTOMATION_NAMES,
+            names=(*AUTOMATION_NAMES, *track_link_names(ctx, self.form)),
         )
         to = check_who_list(
             ctx, doc, (*path, "notify", "to"), self.form_fields[self.form], self.scope()

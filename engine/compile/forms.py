@@ -69,6 +69,11 @@ def _compile_form(
         ctx.check_names(
             doc, ("list_columns",), [*field_names, *SYSTEM_FIELDS], FIELD, "unknown-field"
         )
+    picker = data.get("picker") or {}
+    if "code" in picker:
+        ctx.check_names(doc, ("picker", "code"), field_names, FIELD, "unknown-field")
+    if "show" in picker:
+        ctx.check_names(doc, ("picker", "show"), field_names, FIELD, "unknown-field")
     _check_computed_cycles(ctx, doc, fields)
     rules = []
     seen_rules: set[str] = set()
@@ -92,6 +97,9 @@ def _compile_form(
         description=data.get("description"),
         title_field=data.get("title_field"),
         list_columns=tuple(data.get("list_columns") or ()),
+        picker_code=picker.get("code")
+        or next((f.name for f in fields if f is not None and f.type == "autonumber"), None),
+        picker_show=tuple(picker.get("show") or ()),
         permissions=frozen_map({k: tuple(v) for k, v in (data.get("permissions") or {}).items()}),
         by_name=frozen_map({f.name: f for f in done}),
     )

@@ -4,10 +4,16 @@ A notify step or an approval names a template; the template reads ``record.<fiel
 paths through refs: ``record.customer.name``) and a few other names (``steps``, ``task``…).
 A field the form does not have renders as empty text at run time, so it is an error here,
 at the template's own file:line, with a did-you-mean.
+
+Layout: the message environment drops the line break after a ``{% … %}`` or ``{# … #}`` tag
+that ends a line (``trim_blocks``), so a line that prints text and then ends in a tag runs into
+the next line (``### 标题{% if x %}`` glues the heading to the first bullet). That is a warning
+here (``template-tag-joins-lines``) at the tag's file:line:col.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +28,42 @@ from engine.model.diagnostics import Mark, suggestion_hint
 from engine.model.display import TEMPLATE_FILTERS
 from engine.model.i18n import Text
 
-__all__ = ["APPROVAL_NAMES", "AUTOMATION_NAMES", "TRACKING_NAMES", "check_template_names"]
+__all__ = [
+    "APPROVAL_NAMES",
+    "AUTOMATION_NAMES",
+    "LAYOUT",
+    "TRACKING_NAMES",
+    "TRACK_LINK_NAMES",
+    "check_template_names",
+    "track_link_names",
+]
 
 # what each kind of message is rendered with (flows/runner.py, flows/approvals/service.py,
-# tracking/codes.py)
+# tracking/codes.py); automations of the tracked form also get TRACK_LINK_NAMES
+# (engine.flows.links.track_names) when the app has ``tracking:``
 AUTOMATION_NAMES = ("record", "steps", "state_label", "trigger", "agreed", "app")
+TRACK_LINK_NAMES = ("track_url",)
 APPROVAL_NAMES = ("record", "event", "app", "approval", "task")
 TRACKING_NAMES = ("code", "minutes", "app")
 
 _ENV = jinja2.Environment(autoescape=False)  # parsing only; rendering is sandboxed at run time
 _ENV.filters.update(TEMPLATE_FILTERS)  # the filters the message environment has
 _CACHE_KEY = "message_templates"
+# the message environment's whitespace rules (engine.flows.messages.message_environment;
+# tests/test_template_layout_lint.py keeps the two the same)
+LAYOUT = {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": False}
+_LEXER = jinja2.Environment(**LAYOUT)  # type: ignore[arg-type]
+_TAG_START = re.compile(r"\{[%#]")
+
+
+def track_link_names(ctx: CompileContext, form: str | None) -> tuple[str, ...]:
+    """TRACK_LINK_NAMES when ``form`` is the one app.yaml's ``tracking.records.form`` tracks
+    (its messages get ``track_url``), else ()."""
+    data = ctx.ws.app.data if ctx.ws.app is not None else None
+    tracking = data.get("tracking") if isinstance(data, dict) else None
+    records = tracking.get("records") if isinstance(tracking, dict) else None
+    tracked = records.get("form") if isinstance(records, dict) else None
+    return TRACK_LINK_NAMES if form is not None and tracked == form else ()
 
 
 @dataclass(frozen=True)
@@ -178,8 +209,65 @@ def _parse(ctx: CompileContext, file: Path) -> _Parsed | None:
         parsed = _Parsed(shown, lines, tree, declared)
         if tree is not None:
             ctx.ws.sources[shown] = text
+            _check_layout(ctx, parsed, text)
     cache[file] = parsed
     return parsed
+
+
+def _tags_joining_lines(text: str) -> Iterator[tuple[int, int, str]]:
+    """(line, column, tag) of every tag that ends a line which printed something before it:
+    the message drops the line break after such a tag, so that text runs into the next line."""
+    printed = False  # the current line printed text before the tag being read
+    start: tuple[int, int, str, bool] | None = None  # line, nth tag on it, name, printed
+    tags_on_line: dict[int, int] = {}
+    for line, kind, value in _LEXER.lex(text):
+        if kind in ("data", "variable_begin"):
+            if kind == "variable_begin":
+                printed = True
+            elif "\n" in value:
+                printed = bool(value.rsplit("\n", 1)[1].strip())
+            else:
+                printed = printed or bool(value.strip())
+        elif kind in ("block_begin", "comment_begin", "raw_begin"):
+            nth = tags_on_line.get(line, 0)
+            tags_on_line[line] = nth + 1
+            name = {"comment_begin": "{# #}", "raw_begin": "{% raw %}…{% endraw %}"}.get(kind, "")
+            start = (line, nth, name, printed)  # a block tag is named by its first word
+        elif kind == "name" and start is not None and not start[2]:
+            start = (start[0], start[1], f"{{% {value} %}}", start[3])
+        elif kind in ("block_end", "comment_end", "raw_end"):
+            if start is not None and value.endswith("\n") and start[3]:
+                yield start[0], start[1], start[2]
+            if value.endswith("\n"):
+                printed = False
+            start = None
+
+
+def _check_layout(ctx: CompileContext, parsed: _Parsed, text: str) -> None:
+    for line, nth, tag in _tags_joining_lines(text):
+        source = parsed.lines[line - 1] if 0 < line <= len(parsed.lines) else ""
+        found = list(_TAG_START.finditer(source))
+        col = found[nth].start() + 1 if nth < len(found) else 1
+        before = source[: col - 1].strip()
+        shown = before if len(before) <= 30 else before[:29] + "…"
+        ctx.diags.report(
+            "warning",
+            parsed.shown,
+            Mark(line, col),
+            "template-tag-joins-lines",
+            Text(
+                f"this line ends with {tag}, and the message drops the line break after a tag "
+                f"that ends a line: '{shown}' runs into the next line",
+                f"这一行以 {tag} 结尾，消息会去掉行尾标签后面的换行：'{shown}' 会和下一行连在一起",
+            ),
+            Text(
+                "put the tag on a line of its own (or at the start of the next line), or end it "
+                "with +%} to keep the line break, e.g. {% endif +%}",
+                "把标签单独放一行（或放到下一行的开头），或者用 +%} 结尾以保留换行，"
+                "例如 {% endif +%}",
+            ),
+            width=2,
+        )
 
 
 def _record_paths(tree: nodes.Template) -> Iterator[tuple[int, list[str]]]:

@@ -1,6 +1,7 @@
 """Compile app.yaml's ``tracking:`` section: the public tracking page's forms, fields and limits.
 
-Every name is checked against the forms that exist; fields that must never reach people
+Every name is checked against the forms that exist (a stage is a list of states or
+``{states: [...], color: blue}``); fields that must never reach people
 outside (money, long text, child tables, files, the contact ref itself) are refused in
 ``show``; the code mode needs a connector that sends messages and a template.
 """
@@ -94,10 +95,22 @@ def compile_tracking(
         limit=int(records.get("limit", 20)),
         title=raw.get("title"),
         stages=tuple(
-            (str(stage), tuple(states)) for stage, states in (records.get("stages") or {}).items()
+            (str(stage), tuple(_stage_states(value)))
+            for stage, value in (records.get("stages") or {}).items()
         ),
         company=raw.get("company"),
+        stage_colors=tuple(
+            (str(stage), str(value["color"]))
+            for stage, value in (records.get("stages") or {}).items()
+            if isinstance(value, Mapping) and "color" in value
+        ),
     )
+
+
+def _stage_states(value: Any) -> list[str]:
+    """A stage's states: ``[a, b]`` or ``{states: [a, b], color: …}``."""
+    states = value.get("states") if isinstance(value, Mapping) else value
+    return list(states or [])
 
 
 def _check_stages(
@@ -106,15 +119,16 @@ def _check_stages(
     """Every state in exactly one stage or in hide_states; no stage names an unknown state."""
     path = ("tracking", "records", "stages")
     placed: dict[str, str] = {name: "hide_states" for name in records.get("hide_states") or ()}
-    for stage, names in records["stages"].items():
-        for i, name in enumerate(names or []):
+    for stage, value in records["stages"].items():
+        at = (*path, stage, "states") if isinstance(value, Mapping) else (*path, stage)
+        for i, name in enumerate(_stage_states(value)):
             if name not in states:
-                ctx.unknown(doc, (*path, stage, i), name, states, _STATE, "unknown-state")
+                ctx.unknown(doc, (*at, i), name, states, _STATE, "unknown-state")
                 continue
             if name in placed:
                 ctx.error(
                     doc,
-                    (*path, stage, i),
+                    (*at, i),
                     "duplicate-state",
                     Text(
                         f"state '{name}' is already shown as '{placed[name]}'",

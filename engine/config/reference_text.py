@@ -145,7 +145,8 @@ STEP_EXAMPLES: dict[str, str] = {
 - notify:
     via: dingtalk
     to: [{role: sales_manager}, {field: owner}]
-    template: order_late.md""",
+    template: order_late.md
+    todo: true        # also an in-app to-do in each recipient's worklist (/tasks)""",
     "transition": """\
 - transition: confirm""",
     "wait": """\

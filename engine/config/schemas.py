@@ -52,6 +52,9 @@ FIELD_PATH_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
 CRON_PATTERN = r"^\S+( \S+){4}$"
 WINDOW_PATTERN = r"^(today|all|this_month|\d+d)$"
 THRESHOLD_PATTERN = r"^(<|<=|>|>=)\s*-?\d+(\.\d+)?$"
+# the colours a tracking stage's badge may have: the state badges' (.badge.* in seamline.css,
+# each dark text on a light ground, WCAG AA)
+STAGE_COLORS = ("grey", "blue", "green", "amber", "red")
 
 
 def obj(
@@ -226,9 +229,29 @@ def _tracking() -> dict[str, Any]:
                 "type": "object",
                 "description": "What people see instead of the flow's states: each stage "
                 "name (in the page's words, e.g. 已接单) with the states it covers, in the "
-                "order they happen; every state is in one stage or in hide_states",
+                "order they happen; every state is in one stage or in hide_states. A stage is "
+                "a list of states (grey badge) or {states: [...], color: blue}",
                 "propertyNames": {"minLength": 1, "maxLength": 40},
-                "additionalProperties": {**names("The states shown as this stage"), "minItems": 1},
+                "additionalProperties": {
+                    "anyOf": [
+                        {**names("The states shown as this stage"), "minItems": 1},
+                        obj(
+                            "A stage with its colour",
+                            {
+                                "states": {
+                                    **names("The states shown as this stage"),
+                                    "minItems": 1,
+                                },
+                                "color": {
+                                    "enum": list(STAGE_COLORS),
+                                    "description": "Colour of the stage's badge and of its "
+                                    "step on the progress line (default grey)",
+                                },
+                            },
+                            required=("states",),
+                        ),
+                    ]
+                },
                 "minProperties": 1,
             },
             "limit": integer(
@@ -606,6 +629,18 @@ def form_schema() -> dict[str, Any]:
                 "description": text("What the form is for"),
                 "title_field": ident("Field that names a record in lists and ref pickers"),
                 "list_columns": names("Fields shown as columns in the record list"),
+                "picker": obj(
+                    "How a ref picker pointing at this form shows each record: its title, then "
+                    "its code, then the `show` fields (e.g. 仪表板总成 · DP-100001 · 内饰件), so "
+                    "records with the same title can be told apart",
+                    {
+                        "code": ident(
+                            "Field that identifies a record, shown after the title and matched "
+                            "by the picker's search (default: the form's first autonumber field)"
+                        ),
+                        "show": names("Further fields shown after the code (e.g. a category)"),
+                    },
+                ),
                 "permissions": obj(
                     "Which roles may see, create and edit records of this form (default for "
                     "each: everyone signed in); checked on the server for pages and the API",
@@ -701,7 +736,10 @@ def _steps_schema() -> dict[str, Any]:
             "via": ident("Connector that delivers it (dingtalk, wecom, email, webhook)"),
             "to": {"type": "array", "description": "Recipients", "items": _who(), "minItems": 1},
             "template": text("Template file under templates/", minLength=1),
-            "todo": boolean("Create a to-do (DingTalk) instead of a plain message"),
+            "todo": boolean(
+                "Send it as a to-do (a DingTalk action card) and leave an in-app to-do on the "
+                "record for each person (or role) named, in their worklist until marked done"
+            ),
         },
         required=("via", "to", "template"),
     )
@@ -938,7 +976,10 @@ def approval_schema() -> dict[str, Any]:
         {
             "via": ident("Connector that delivers it (dingtalk, wecom, email, webhook)"),
             "template": text("Template file under templates/", minLength=1),
-            "todo": boolean("Create a to-do (DingTalk) instead of a plain message"),
+            "todo": boolean(
+                "Send it as a to-do (a DingTalk action card); the approval task itself is the "
+                "approver's in-app to-do"
+            ),
         },
         required=("via", "template"),
     )

@@ -240,6 +240,7 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
             ).format(n=f"{orders:,}")
         )
         result = module.generate(engine.url.render_as_string(hide_password=False), orders)
+        started = start_waiting_approvals(live)
         say(
             Text(
                 "history: {orders} orders, {events} events in {s} s",
@@ -250,9 +251,60 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
                 s=f"{result.seconds:.1f}",
             )
         )
+        if started:
+            say(
+                Text(
+                    "{n} orders waiting in approval: their approvals started",
+                    "{n} 张审批中的订单：已发起审批",
+                ).format(n=str(started))
+            )
     else:
         _import_csvs(live, app_dir, say)
     return Loaded(form_counts(engine, live.app), True)
+
+
+def start_waiting_approvals(live: Any) -> int:
+    """Start, through the approvals service, the approval of every record a generated history
+    left in an approval's start state without one (the history writes no approvals), so the
+    inboxes hold what the records say waits. The submitter is whoever moved the record there."""
+    from engine.store.tables import table_name
+
+    runtime = live.flows.approvals
+    events = live.metadata.tables["sl_events"]
+    approvals = live.metadata.tables["sl_approvals"]
+    started = 0
+    for spec in live.app.approvals.values():
+        machine = live.app.state_machines.get(spec.form)
+        if spec.start.kind == "state_entered":
+            states = list(spec.start.names)
+        elif spec.start.kind == "transition" and machine is not None:
+            states = [t.target for t in machine.transitions if t.name in spec.start.names]
+        else:
+            continue
+        table = live.metadata.tables[table_name(spec.form)]
+        active = sa.select(approvals.c.record_id).where(
+            approvals.c.form == spec.form, approvals.c.status == "active"
+        )
+        with live.records.engine.begin() as conn:
+            ids = conn.execute(
+                sa.select(table.c.id)
+                .where(table.c.state.in_(states), table.c.id.not_in(active))
+                .order_by(table.c.id)
+            ).scalars().all()
+            for record_id in ids:
+                mover = conn.execute(
+                    sa.select(events.c.actor)
+                    .where(
+                        events.c.form == spec.form,
+                        events.c.record_id == record_id,
+                        events.c.kind == "transition",
+                    )
+                    .order_by(events.c.id.desc())
+                    .limit(1)
+                ).scalar()
+                runtime.start(conn, spec, spec.form, record_id, mover)
+                started += 1
+    return started
 
 
 def _import_csvs(live: Any, app_dir: Path, say: Say) -> None:

@@ -42,6 +42,11 @@ from engine.model.logs import logger
 from engine.model.spec import App
 from engine.outbox.procrastinate_queue import install_schema
 from engine.store.events import EventIn, append_events
+from engine.store.search_index import (
+    build_search_index,
+    clear_stale_search_indexes,
+    stale_search_indexes,
+)
 from engine.store.system_tables import add_system_tables
 from engine.store.tables import build_metadata
 
@@ -234,6 +239,7 @@ class _Applier:
         self.later: list[tuple[str, str, sa.ForeignKey]] = []  # foreign keys within a cycle
 
     def apply(self, plan: Plan) -> None:
+        clear_stale_search_indexes(self.conn, self.app)  # before columns change under them
         for step in plan.steps:
             action: Callable[[PlanStep], None] = getattr(self, f"_{step.kind}")
             try:
@@ -248,6 +254,8 @@ class _Applier:
                     )
                 ) from exc
         self._add_later_foreign_keys()
+        for form in stale_search_indexes(self.conn, self.app):  # batch copies drop triggers
+            build_search_index(self.conn, self.app.forms[form])
         if self.sqlite:
             for table in append_only_tables(self.app):  # batch copies drop triggers
                 self._append_only_guard(PlanStep("append_only_guard", table))
@@ -399,6 +407,9 @@ class _Applier:
         self.op.create_index(
             step.target, step.table, [c.name for c in index.columns], unique=bool(index.unique)
         )
+
+    def _search_index(self, step: PlanStep) -> None:
+        build_search_index(self.conn, self.app.forms[step.table.removeprefix("f_")])
 
     def _drop_index(self, step: PlanStep) -> None:
         assert step.target is not None

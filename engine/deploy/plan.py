@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from engine.model.i18n import Lang, Text
 from engine.model.spec import App, FieldSpec
 from engine.store.event_sql import KPI_INDEX_PREFIX
+from engine.store.search_index import fts_table, stale_search_indexes
 from engine.store.tables import build_metadata, child_table_name, table_name
 
 __all__ = [
@@ -47,6 +48,7 @@ StepKind = Literal[
     "add_index",
     "append_only_guard",
     "drop_append_only_guard",
+    "search_index",
 ]
 PG_GUARDS = ("sl_append_only", "sl_append_only_truncate")
 _NO_TEXT = Text("", "")
@@ -507,4 +509,14 @@ def plan_schema(conn: sa.Connection, app: App) -> Plan:
     add_indexes, drop_indexes = diff.index_steps()
     steps += [*drop_indexes, *diff.column_steps(), *diff.drop_tables(), *add_indexes]
     steps += diff.guard_steps()
+    steps += [
+        _step(
+            "search_index",
+            table_name(form),
+            f"build the search index of {table_name(form)}",
+            f"建立 {table_name(form)} 的搜索索引",
+            target=fts_table(form),
+        )
+        for form in stale_search_indexes(conn, app)
+    ]
     return Plan(app.name, app.version, app.content_hash, tuple(steps), last_deployed_hash(conn))

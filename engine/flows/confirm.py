@@ -12,7 +12,7 @@ them up), and only those of the field's current value count.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,7 @@ __all__ = [
     "gate_status",
     "gates_of",
     "reopen_gates",
+    "standing_many",
 ]
 
 CONFIRMED = "confirmed"
@@ -89,18 +90,28 @@ def standing(
     conn: sa.Connection, metadata: sa.MetaData, form: str, record_id: int
 ) -> dict[str, list[Confirmation]]:
     """Per gated transition, the confirmations that have not lapsed, oldest first."""
+    return standing_many(conn, metadata, form, [record_id]).get(record_id, {})
+
+
+def standing_many(
+    conn: sa.Connection, metadata: sa.MetaData, form: str, record_ids: Sequence[int]
+) -> dict[int, dict[str, list[Confirmation]]]:
+    """:func:`standing` for several records of ``form`` in one query (the worklist)."""
+    if not record_ids:
+        return {}
     events = metadata.tables["sl_events"]
     rows = conn.execute(
-        sa.select(events.c.at, events.c.actor, events.c.kind, events.c.payload)
+        sa.select(events.c.record_id, events.c.at, events.c.actor, events.c.kind, events.c.payload)
         .where(
             events.c.form == form,
-            events.c.record_id == record_id,
+            events.c.record_id.in_(list(record_ids)),
             events.c.kind.in_((CONFIRMED, REOPENED, "transition")),
         )
-        .order_by(events.c.id)
+        .order_by(events.c.record_id, events.c.id)
     ).all()
-    out: dict[str, list[Confirmation]] = {}
+    found: dict[int, dict[str, list[Confirmation]]] = {}
     for row in rows:
+        out = found.setdefault(row.record_id, {})
         payload = json.loads(row.payload)
         if row.kind == "transition":
             out.pop(payload.get("name"), None)  # the gate was passed: its confirmations used
@@ -110,7 +121,7 @@ def standing(
             out.setdefault(payload["transition"], []).append(
                 Confirmation(payload["role"], row.actor, payload["value"], row.at)
             )
-    return out
+    return found
 
 
 def agreed_values(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,8 +23,10 @@ from engine.expressions import EvaluationError
 from engine.flows.approvals.service import ApprovalRuntime
 from engine.flows.confirm import agreed_values, reopen_gates
 from engine.flows.effects import Effects, matches, recipient_of
+from engine.flows.links import track_names
 from engine.flows.machine import fire_transition
 from engine.flows.people import people_for
+from engine.flows.todos import add_todos, assignees
 from engine.forms.records import SYSTEM_ACTOR, RecordEvent, RecordService
 from engine.forms.rows import plain
 from engine.model import clock
@@ -423,9 +426,23 @@ class FlowRuntime:
                 # values confirmed at a passed gate (customer messages state only these)
                 "agreed": agreed,
                 "app": {"title": self.app.title},
+                **track_names(self.app, run.form, row),  # track_url: the /track link
             },
         )
         payload["automation"] = run.automation  # kept in notify_sent (dashboards: notified)
+        todos: Callable[[sa.Connection], None] | None = None
+        if step.todo:  # an in-app to-do too, keyed on the run and step (a retry adds none)
+            owner = context.get("created_by")
+            todos = partial(
+                add_todos,
+                key=f"todo:{run.id}:{where}",
+                form=run.form,
+                record_id=run.record_id,
+                to=assignees(self.app, step.to, context, self.records.env(), owner=owner),
+                title=payload["title"] or "",
+                source=run.automation,
+                now=_now(),
+            )
         self._save(
             run,
             _next(position),
@@ -440,6 +457,7 @@ class FlowRuntime:
                 },
             ),
             effect=(f"effect:{run.id}:{where}", payload, self.effects.attempts(step.via)),
+            also=todos,
         )
         position[:] = _next(position)
         return "next"
@@ -523,6 +541,7 @@ class FlowRuntime:
         event: tuple[str, dict[str, Any]] | None = None,
         effect: tuple[str, dict[str, Any], int] | None = None,
         conn: sa.Connection | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> None:
         now = _now()
         with self.records.transaction(conn) as conn:
@@ -548,6 +567,8 @@ class FlowRuntime:
                     record_id=run.record_id,
                     max_attempts=attempts,
                 )
+            if also is not None:  # more rows written with the step (a notify's to-dos)
+                also(conn)
             if event is not None:
                 append_events(
                     conn,

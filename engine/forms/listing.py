@@ -1,4 +1,5 @@
-"""Listing records: filters, sort, keyset paging with a stable cursor, text search."""
+"""Listing records: filters, sort, keyset paging with a stable cursor, text search (across
+refs, see :mod:`engine.forms.search`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.forms.rows import as_read, decode_cursor, encode_cursor
+from engine.forms.search import search_clause
 from engine.forms.validate import coerce_field
 from engine.model.errors import BadRequest, FieldError, ValidationFailed
 from engine.model.i18n import Text
@@ -26,7 +28,6 @@ _OPS = {
     "lte": "le",
     "in": "in",
 }
-_SEARCHABLE = ("text", "long_text", "autonumber", "phone", "email", "select")
 _SORTABLE_SYSTEM = ("id", "state", "created_at", "updated_at", "created_by")
 
 
@@ -66,6 +67,7 @@ def list_records(
     limit: int,
     cursor: str | None,
     q: str | None,
+    forms: Mapping[str, FormSpec] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     for key, raw in [*filters.items(), ("q", q or ""), ("sort", sort), ("cursor", cursor or "")]:
         if "\x00" in str(raw) or "\x00" in key:
@@ -90,10 +92,7 @@ def list_records(
             value = _value(spec, name, raw, tz)
             query = query.where(getattr(column, f"__{_OPS[op]}__")(value))
     if q:
-        needle = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        columns = [table.c[f.name] for f in form.fields if f.value_type in _SEARCHABLE]
-        if columns:
-            query = query.where(sa.or_(*(c.ilike(needle, escape="\\") for c in columns)))
+        query = query.where(search_clause(conn, table, form, forms or {}, q))
     descending = sort.startswith("-")
     sort_name = sort.lstrip("-+")
     sort_spec = form.by_name.get(sort_name)

@@ -996,6 +996,7 @@ class RecordService(RecordChecks):
                 limit,
                 cursor,
                 q,
+                self.app.forms,
             )
             titles = self._titles(conn, form, rows)
             for row in rows:

@@ -9,6 +9,8 @@ dashboards slow, so every event a dashboard uses gets two *partial indexes* on
 - ``(record_id, at, id) WHERE <the event's test>`` — one record's such events in time order;
 - ``(at, record_id, id) WHERE <the event's test>`` — such events in a time window.
 
+The state a form's ``hints:`` look back on gets the first of them (:func:`last_event_at`).
+
 Their keys are plain columns, so both databases answer from the index alone (PostgreSQL
 cannot do that with an index on the JSON expression itself). A database uses a partial
 index only when the query's conditions contain the index's test, so the queries here spell
@@ -38,6 +40,7 @@ __all__ = [
     "first_start",
     "kpi_event_indexes",
     "kpi_event_specs",
+    "last_event_at",
     "payload_key",
     "record_event_count",
     "record_has_event",
@@ -194,20 +197,34 @@ def _used(app: App) -> Iterator[tuple[str, EventSpec]]:
                     yield from ((kpi.form, one) for one in _one(spec))
 
 
+def _hinted(app: App) -> Iterator[tuple[str, EventSpec]]:
+    """(form, spec) of the state a form's hints look back on (:func:`last_event_at`)."""
+    for form in app.forms.values():
+        for hint in form.hints:
+            yield form.name, EventSpec("state_entered", (hint.state,))
+
+
 def kpi_event_indexes(app: App, events: sa.Table) -> None:
-    """Add the partial indexes the app's KPIs need to ``events`` (none without dashboards)."""
+    """Add the partial indexes the app's KPIs need to ``events`` (none without dashboards),
+    and the record-ordered one of each state a form's ``hints:`` look back on."""
     seen: set[str] = set()
-    for form, spec in sorted(set(_used(app)), key=lambda u: (u[0], u[1].kind, u[1].names)):
+    c = events.c
+    wanted = [
+        *((form, spec, ("rec", "at")) for form, spec in sorted(set(_used(app)), key=_order)),
+        *((form, spec, ("rec",)) for form, spec in sorted(set(_hinted(app)), key=_order)),
+    ]
+    for form, spec, suffixes in wanted:
         where = sa.and_(*_indexed(events, form, spec))
-        c = events.c
-        for suffix, columns in (
-            ("rec", (c.record_id, c.at, c.id)),
-            ("at", (c.at, c.record_id, c.id)),
-        ):
+        for suffix in suffixes:
             name = _name(form, spec, suffix)
+            columns = (c.record_id, c.at, c.id) if suffix == "rec" else (c.at, c.record_id, c.id)
             if name not in seen:
                 seen.add(name)
                 sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
+def _order(used: tuple[str, EventSpec]) -> tuple[str, str, tuple[str, ...]]:
+    return used[0], used[1].kind, used[1].names
 
 
 KPI_INDEX_PREFIX = "ix_sl_events_kpi_"
@@ -302,6 +319,19 @@ def first_ends(
     if since is not None:
         query = query.where(e.c.at >= since)
     return query.subquery("first_to")
+
+
+def last_event_at(
+    events: sa.Table, form: str, spec: EventSpec, record_id: Any
+) -> ColumnElement[Any]:
+    """A scalar subquery: the time of ``record_id``'s latest event of a one-name ``spec``
+    (NULL without one) — one seek in its record-ordered index (a KPI's or a hint's)."""
+    e = _named(events.alias("e_last"), form, spec, "rec")
+    return (
+        sa.select(sa.func.max(e.c.at))
+        .where(*event_matches(e, form, spec), e.c.record_id == record_id)
+        .scalar_subquery()
+    )
 
 
 def record_has_event(

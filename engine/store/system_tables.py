@@ -1,5 +1,5 @@
 """The engine's own tables: event log, chain head, counters, deployments, people, tokens,
-sessions, files."""
+sessions, files, approvals, tracking codes, to-dos."""
 
 from __future__ import annotations
 
@@ -152,6 +152,7 @@ def add_system_tables(metadata: sa.MetaData) -> None:
 
     add_approval_tables(metadata)
     add_tracking_tables(metadata)
+    add_todo_tables(metadata)
 
 
 def add_approval_tables(metadata: sa.MetaData) -> None:
@@ -253,6 +254,30 @@ def add_tracking_tables(metadata: sa.MetaData) -> None:
         sa.Column("at", TS, nullable=False),
         sa.Index("ix_sl_track_hits_key", "key", "at"),
         sa.Index("ix_sl_track_hits_at", "at"),
+    )
+
+
+def add_todo_tables(metadata: sa.MetaData) -> None:
+    """In-app to-dos a ``notify`` step with ``todo: true`` leaves (engine.flows.todos): one
+    per person named, or one per role (whoever holds it may mark it done)."""
+    big = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    sa.Table(
+        "sl_todos",
+        metadata,
+        sa.Column("id", big, primary_key=True),
+        sa.Column("key", sa.String(200), nullable=False, unique=True),  # run, step, recipient
+        sa.Column("form", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("user", sa.String(64), nullable=True),  # a person …
+        sa.Column("role", sa.String(64), nullable=True),  # … or everyone holding a role
+        sa.Column("title", sa.String(500), nullable=False),
+        sa.Column("source", sa.String(64), nullable=False),  # the automation that left it
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("done_at", TS, nullable=True),
+        sa.Column("done_by", sa.String(64), nullable=True),
+        sa.Index("ix_sl_todos_user", "user", "done_at"),
+        sa.Index("ix_sl_todos_role", "role", "done_at"),
+        sa.Index("ix_sl_todos_record", "form", "record_id"),
     )
 
 

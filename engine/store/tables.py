@@ -106,6 +106,9 @@ def build_metadata(app: App) -> sa.MetaData:
             sa.Column("updated_at", TS, nullable=False),
             sa.Column("created_by", sa.String(64), nullable=False),
             *_field_columns(form, form.fields, name),
+            # records in a state, most recently changed first (worklists, "my work" counts):
+            # without it 30 k orders in one state were sorted for every page (110 ms at 42 k)
+            sa.Index(f"ix_{name}_state_updated", "state", "updated_at", "id"),
         )
     for form in app.forms.values():
         for child in (f for f in form.fields if f.type == "table"):

@@ -31,6 +31,7 @@ from engine.dashboards.compute import (
     kpi_round,
     visible,
 )
+from engine.dashboards.recent import recent_drill, recent_values
 from engine.model import clock
 from engine.model.errors import NotFound
 from engine.model.permissions import Resource
@@ -126,8 +127,11 @@ def _group_labels(current: LiveApp, name: str) -> dict[str, str]:
 
 
 def _values(current: LiveApp, name: str, now: datetime, cached: bool) -> dict[str, Any]:
-    values = dashboard_values(
-        current.records.engine, current.app, name, now, current.metadata, cached=cached
+    db = current.records.engine
+    values = (  # live: computed once a minute while nothing is written (dashboards.recent)
+        recent_values(db, current.app, name, now, current.metadata)
+        if cached
+        else dashboard_values(db, current.app, name, now, current.metadata)
     )
     labels = _group_labels(current, name)
     return {**values, "kpis": [_card(k, labels.get(k["id"], "")) for k in values["kpis"]]}
@@ -166,10 +170,13 @@ async def cards_fragment(request: Request, user: User) -> Response:
     return render(request, "_kpi_cards.html", await _cards_context(request, user))
 
 
-def _drill(current: LiveApp, name: str, kpi: str, now: datetime) -> dict[str, Any]:
+def _drill(current: LiveApp, name: str, kpi: str, now: datetime, live: bool) -> dict[str, Any]:
+    db, app = current.records.engine, current.app
     try:
-        found = drill_down(
-            current.records.engine, current.app, name, kpi, now, DRILL_ROWS, current.metadata
+        found = (  # live: kept a minute while nothing is written (dashboards.recent)
+            recent_drill(db, app, name, kpi, now, DRILL_ROWS, current.metadata)
+            if live
+            else drill_down(db, app, name, kpi, now, DRILL_ROWS, current.metadata)
         )
     except UnknownDashboard:
         raise NotFound("kpi", None) from None
@@ -188,8 +195,10 @@ async def kpi_records_page(request: Request, user: User) -> Response:
     spec = next(k for k in context["dashboard"].kpis if k.name == kpi_name)
     if spec.form in current.app.forms:  # the records behind the light: reading them
         require(request, user, "read", Resource(current.app.forms[spec.form]))
-    now, _at = _as_of(request, current.app.timezone)
-    found = await run_in_threadpool(_drill, current, context["dashboard"].name, kpi_name, now)
+    now, at = _as_of(request, current.app.timezone)
+    found = await run_in_threadpool(
+        _drill, current, context["dashboard"].name, kpi_name, now, not at
+    )
     form = current.app.forms.get(found["form"])
     context.update({"kpi": card, "found": found, "form": form})
     return render(request, "kpi_records.html", context)

@@ -14,8 +14,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine.accounts.auth import User
+from engine.flows.worklist import Worklist, worklist
+from engine.model import clock
 from engine.model.permissions import Resource, allowed
 from engine.outbox.monitor import list_jobs, list_runs, retry_job
+from engine.runtime import LiveApp
 from engine.tracking.codes import recent_code_messages
 from engine.web.api import require
 from engine.web.current import live, request_lang
@@ -73,12 +76,32 @@ async def logout_page(request: Request) -> Response:
 # ---------------------------------------------------------------------------- home, runs
 
 
+HOME_ITEMS = 3  # records shown per card of the home page (the rest on /tasks)
+
+
+def _home_work(current: LiveApp, user: User) -> Worklist:
+    with current.records.reads.connect() as conn:
+        return worklist(
+            conn,
+            current.app,
+            current.records.runtime.calendar,
+            current.metadata,
+            user,
+            clock.now(),
+            shown=HOME_ITEMS,
+        )
+
+
 @page
 async def home(request: Request, user: User) -> Response:
+    """One card per section of the person's work (its count and first items), then the forms
+    they may use."""
     require(request, user, "use")
-    app = live(request).app
+    current = live(request)
+    app = current.app
     forms = [f for f in app.forms.values() if allowed(app, user, "read", Resource(f))]
-    return render(request, "home.html", {"forms": forms})
+    work = await run_in_threadpool(_home_work, current, user)
+    return render(request, "home.html", {"forms": forms, "work": work, "shown": HOME_ITEMS})
 
 
 @page

@@ -32,6 +32,7 @@ from engine.store.files import file_infos
 from engine.web.api import require
 from engine.web.current import live, request_lang
 from engine.web.jsonio import status_of
+from engine.web.live_record import last_event_id, live_mark, live_status
 from engine.web.page_kit import (
     field_errors,
     page,
@@ -41,8 +42,10 @@ from engine.web.page_kit import (
     search_text,
 )
 from engine.web.panels import approval_panel, compare_panel, gate_panel, hint_panel
+from engine.web.related import related_lists
 from engine.web.security import current_user
 from engine.web.templating import Formatter, render
+from engine.web.timeline import FILTERS, build_timeline, timeline_filter
 
 __all__ = ["record_page_routes", "show_record"]
 
@@ -142,22 +145,39 @@ def _title(target: FormSpec, row: Mapping[str, Any]) -> str:
     return f"#{row['id']}" if value in (None, "") else str(value)
 
 
+def _pick_label(target: FormSpec, row: Mapping[str, Any]) -> str:
+    """What a picker shows for a record: title · code · the form's ``picker: show:`` fields
+    (select values by their labels), so records sharing a title can be told apart."""
+    parts = [_title(target, row)]
+    for name in (target.picker_code, *target.picker_show):
+        spec = target.by_name.get(name or "")
+        value = row.get(name or "")
+        if spec is None or value in (None, "") or spec.type in ("table", "files"):
+            continue
+        labels = {o.value: o.label for o in spec.options}
+        shown = labels.get(value, str(value)) if isinstance(value, str) else str(value)
+        if shown not in parts:
+            parts.append(shown)
+    return " · ".join(parts)
+
+
 def ref_options(
     current: LiveApp, target_name: str, q: str | None, selected: list[str], user: User
 ) -> list[tuple[str, str]]:
-    """(id, title) choices for a ref picker: the newest (or matching) records, plus the chosen.
-    Someone who may not read the target form sees only the chosen ids, without titles."""
+    """(id, label) choices for a ref picker: the newest (or matching) records, plus the chosen;
+    the label is :func:`_pick_label`. Someone who may not read the target form sees only the
+    chosen ids, without titles."""
     target = current.app.forms[target_name]
     if not allowed(current.app, user, "read", Resource(target)):
         return [(c, f"#{c}") for c in selected if c and c.isdecimal()]
     items = current.records.list_page(target.name, q=q or None, limit=PICK_LIMIT).items
-    options = [(str(r["id"]), _title(target, r)) for r in items]
+    options = [(str(r["id"]), _pick_label(target, r)) for r in items]
     known = {o[0] for o in options}
     for chosen in selected:
         if chosen and chosen.isdecimal() and chosen not in known and len(chosen) < 19:
             try:
                 options.insert(
-                    0, (chosen, _title(target, current.records.get(target.name, int(chosen))))
+                    0, (chosen, _pick_label(target, current.records.get(target.name, int(chosen))))
                 )
             except NotFound:
                 continue
@@ -176,6 +196,22 @@ async def pick(request: Request, user: User) -> Response:
     q = search_text(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [], user)
     return render(request, "_options.html", {"options": options, "q": q})
+
+
+@page
+async def related_records(request: Request, user: User) -> Response:
+    """The related lists of a record (:mod:`engine.web.related`): the part the record page
+    loads with htmx, or a page of their own."""
+    form, current = path_form(request), live(request)
+    record_id = path_record_id(request)
+    record = await run_in_threadpool(current.records.get, form.name, record_id, user)
+    found = await run_in_threadpool(related_lists, current, form, record_id, user)
+    forms = [r.form.name for r in found]
+    lists = [(r, list_columns(r.form), forms.count(r.form.name) > 1) for r in found]
+    heading = _title(form, record)
+    context = {"form": form, "record_id": record_id, "lists": lists, "heading": heading}
+    name = "_related_lists.html" if request.headers.get("hx-request") else "related.html"
+    return render(request, name, context)
 
 
 def _ref_titles(
@@ -219,6 +255,57 @@ def _record_context(current: LiveApp, form: FormSpec, record_id: int, user: User
     }
 
 
+def _timeline_view(request: Request, user: User) -> tuple[str, bool]:
+    """The timeline's ``?show=`` filter, and whether to add technical events (``?tech=1``,
+    operators only)."""
+    params = request.query_params
+    technical = params.get("tech") == "1" and allowed(live(request).app, user, "operate")
+    return timeline_filter(params.get("show")), technical
+
+
+async def _display_context(request: Request, user: User) -> dict[str, Any]:
+    """Everything the record page shows and the live fragment refreshes."""
+    form, current = path_form(request), live(request)
+    record_id = path_record_id(request)
+    context = await run_in_threadpool(_record_context, current, form, record_id, user)
+    lang = request_lang(request)
+    fmt = Formatter(current.app, lang)
+    show, technical = _timeline_view(request, user)
+    events = context.pop("events")
+    context["timeline"] = build_timeline(
+        fmt, form, events, context.pop("titles"), show=show, technical=technical
+    )
+    context.update(form=form, show=show, technical=technical, filters=FILTERS)
+    choices = await run_in_threadpool(
+        available_transitions, current.records, form.name, context["record"], user
+    )
+    context["actions"] = [
+        (t, " ".join(e.message(lang) for e in refusal.errors) if refusal else None)
+        for t, refusal in choices
+    ]
+    # the edit button only when this person may change something of it in this state
+    context["can_edit"] = allowed(current.app, user, "update", Resource(form)) and bool(
+        _editable(current, form, user, context["record"].get("state"), creating=False)
+    )
+    context["gates"] = await run_in_threadpool(
+        gate_panel, current, form, context["record"], user, fmt
+    )
+    context["compared"] = await run_in_threadpool(
+        compare_panel, current, form, context["record"], fmt
+    )
+    status = await run_in_threadpool(live_status, current, form, context["record"], fmt)
+    last = events[-1]["id"] if events else 0
+    context["live"] = status
+    mark = live_mark(context["record"], last, status)
+    context["live_url"] = _live_url(form, record_id, mark, request)
+    return context
+
+
+def _live_url(form: FormSpec, record_id: int, mark: str, request: Request) -> str:
+    keep = {k: request.query_params[k] for k in ("show", "tech") if request.query_params.get(k)}
+    return f"/forms/{form.name}/{record_id}/live?{urlencode({'v': mark, **keep})}"
+
+
 async def show_refusal(request: Request, failed: ValidationFailed) -> Response:
     """The record page again, with why the action on it was refused (and the refusal's status)."""
     return await show_record(
@@ -237,33 +324,37 @@ async def show_record(
     form, current = path_form(request), live(request)
     user = await current_user(request)
     assert user is not None  # @page signed them in
-    context = await run_in_threadpool(_record_context, current, form, path_record_id(request), user)
-    lang = request_lang(request)
-    fmt = Formatter(current.app, lang)
-    context["timeline"] = fmt.timeline(form, context.pop("events"), context.pop("titles"))
-    context.update(
-        form=form, entry=entry or {}, defaults=fmt.row_defaults(form, current.records.env())
-    )
-    choices = await run_in_threadpool(
-        available_transitions, current.records, form.name, context["record"], user
-    )
-    context["actions"] = [
-        (t, " ".join(e.message(lang) for e in refusal.errors) if refusal else None)
-        for t, refusal in choices
-    ]
+    context = await _display_context(request, user)
+    fmt = Formatter(current.app, request_lang(request))
+    context.update(entry=entry or {}, defaults=fmt.row_defaults(form, current.records.env()))
     context["action_errors"] = action_errors or []
-    # the edit button only when this person may change something of it in this state
-    context["can_edit"] = allowed(current.app, user, "update", Resource(form)) and bool(
-        _editable(current, form, user, context["record"].get("state"), creating=False)
+    context["hints"] = await run_in_threadpool(
+        hint_panel, current, form, context["record"], request_lang(request)
     )
-    context["gates"] = await run_in_threadpool(
-        gate_panel, current, form, context["record"], user, fmt
-    )
-    context["compared"] = await run_in_threadpool(
-        compare_panel, current, form, context["record"], fmt
-    )
-    context["hints"] = await run_in_threadpool(hint_panel, current, form, context["record"], lang)
+    if request.headers.get("hx-request") and request.headers.get("hx-target") == "history":
+        return render(request, "_timeline_swap.html", context, status)  # the filter
     return render(request, "record.html", context, status)
+
+
+@page
+async def live_record(request: Request, user: User) -> Response:
+    """The record page's live regions (state, buttons, values, confirmations, approvals,
+    timeline, the status line) when what the page shows (``?v=``) is out of date; 204 when it
+    is not and work is pending; 286 (htmx: stop polling) when nothing is pending any more.
+    Reading it needs what reading the record needs."""
+    form, current = path_form(request), live(request)
+    record_id = path_record_id(request)
+    fmt = Formatter(current.app, request_lang(request))
+    record = await run_in_threadpool(current.records.get, form.name, record_id, user)
+    status = await run_in_threadpool(live_status, current, form, record, fmt)
+    last = await run_in_threadpool(last_event_id, current, form, record_id)
+    if request.query_params.get("v") == live_mark(record, last, status):
+        if status.poll is None:
+            return Response(status_code=286, headers={"HX-Reswap": "none"})
+        return Response(status_code=204)
+    context = await _display_context(request, user)
+    context["action_errors"] = []
+    return render(request, "_record_live.html", context)
 
 
 @page
@@ -457,6 +548,8 @@ def record_page_routes() -> list[BaseRoute]:
         Route(base + "/new", edit_record, methods=["GET", "POST"]),
         Route(base + "/pick/{field}", pick),
         Route(record, record_page),
+        Route(record + "/live", live_record),
+        Route(record + "/related", related_records),
         Route(record + "/edit", edit_record, methods=["GET", "POST"]),
         Route(record + "/children/{child}", add_entry, methods=["POST"]),
         Route(record + "/actions/{transition}", fire_action, methods=["POST"]),

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
 from engine.accounts.auth import User
 from engine.expressions import EvaluationError
 from engine.flows.approvals.inbox import record_approvals
-from engine.flows.approvals.service import APPROVALS, ASSIGNEES, TASKS, delegators
+from engine.flows.approvals.service import delegators
 from engine.flows.confirm import gates_of
+from engine.flows.worklist import work_counts
 from engine.insights.hints import record_hints
 from engine.model import clock
 from engine.model.permissions import Resource, allowed
@@ -28,22 +27,16 @@ __all__ = ["approval_panel", "compare_panel", "gate_panel", "hint_panel", "open_
 # ---------------------------------------------------------------------------- approvals
 
 
-def open_task_count(current: LiveApp, username: str) -> int:
-    """How many open tasks wait for ``username`` (or for people they stand in for)."""
+MENU_CAP = 1000  # the menu says "999+" from here on (templates/base.html)
+
+
+def open_task_count(current: LiveApp, user: User) -> int:
+    """How much waits for ``user`` (every section of their worklist: approval tasks, gates,
+    to-dos, records their roles move on): counts only, for the menu of every page; records in
+    a form's states are counted up to :data:`MENU_CAP`."""
     with current.records.reads.connect() as conn:
-        principals = [username, *delegators(conn, username, clock.now())]
-        mine = sa.select(ASSIGNEES.c.task_id).where(ASSIGNEES.c.user.in_(principals))
-        query = (
-            sa.select(sa.func.count())
-            .select_from(TASKS.join(APPROVALS, APPROVALS.c.id == TASKS.c.approval_id))
-            .where(
-                TASKS.c.status == "open",
-                APPROVALS.c.status == "active",
-                TASKS.c.id.in_(mine),
-                APPROVALS.c.form.in_(list(current.app.forms)),
-            )
-        )
-        return int(conn.execute(query).scalar_one())
+        counts = work_counts(conn, current.app, current.metadata, user, clock.now(), MENU_CAP)
+    return counts.total
 
 
 def approval_panel(current: LiveApp, form: str, record_id: int, user: User) -> list[dict[str, Any]]:

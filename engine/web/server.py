@@ -50,6 +50,7 @@ PUBLIC_ROUTES = frozenset(
         "/track/verify",
         "/track/orders",
         "/track/logout",
+        "/track/qr.svg",
     }
 )
 

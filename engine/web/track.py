@@ -6,6 +6,11 @@ POST /track/verify   the code (or the suffix); success sets the tracking cookie
 GET  /track/orders   the records of the verified contact, masked and whitelisted
                      (``?page=N``: the next ``limit`` records; the page says how many more)
 POST /track/logout   end the visit
+GET  /track/qr.svg   a QR code of /track (``?no=``: of /track?no=…) for staff to print
+
+``?no=SO-…`` (the link in customer messages, engine.flows.links) only fills in: the page names
+the record, the suffix box holds the number's last characters, and after the proof the record
+is shown first — if it is one of the visitor's own. It never skips the phone and its proof.
 
 The visit is its own short-lived cookie (``seamline_track``: signed, HttpOnly, SameSite=Strict,
 path /track, Secure on HTTPS), holding a random visit id, the verified contact ids, the phone
@@ -27,11 +32,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine.accounts.secret import session_secret
+from engine.flows.links import MAX_NUMBER, public_url, track_path
 from engine.model import clock
 from engine.model.i18n import Lang, Text
 from engine.model.spec import TrackingSpec
 from engine.tracking.codes import Outcome, request_code, verify_code, verify_suffix
 from engine.tracking.limits import normalise_phone
+from engine.tracking.qr import qr_svg
 from engine.tracking.read import read_tracked
 from engine.tracking.visits import end_visit, start_visit, visit_is_live
 from engine.web.current import live, request_lang
@@ -87,6 +94,21 @@ TRACK_TEXTS: dict[str, Text] = {
         "For your privacy this page closes after {minutes} minutes.",
         "为保护您的隐私，本页面 {minutes} 分钟后失效。",
     ),
+    "track_for_number": Text(
+        "Order {number}: please confirm your mobile number to see it.",
+        "查询订单 {number}：请先验证手机号。",
+    ),
+    "track_bad_number": Text("This is not an order number.", "订单号格式不正确。"),
+    "track_focus": Text("The order you asked about", "您查询的订单"),
+    "track_focus_missing": Text(
+        "Order {number} is not among the orders of this mobile number.",
+        "订单 {number} 不在该手机号名下的订单中。",
+    ),
+    "track_all": Text("All your orders", "全部订单"),
+    "track_progress": Text("Stages", "阶段"),
+    "track_step_done": Text("done", "已完成"),
+    "track_step_current": Text("now", "当前"),
+    "track_step_todo": Text("to come", "未开始"),
 }
 
 
@@ -103,6 +125,20 @@ def _minutes(value: float) -> str:
     return f"{value:g}"
 
 
+def _number(raw: str | None) -> str | None:
+    """``?no=`` / the posted ``no``: "" when absent, the number when it can be one (printable,
+    at most MAX_NUMBER characters), None when it cannot."""
+    text = (raw or "").strip()
+    if len(text) > MAX_NUMBER or not text.isprintable():
+        return None
+    return text
+
+
+def _with_number(path: str, number: str) -> str:
+    """``path`` carrying ``?no=`` when there is a number."""
+    return track_path(number).replace("/track", path, 1) if number else path
+
+
 def _page(
     request: Request, spec: TrackingSpec, name: str, status: int = 200, **context: Any
 ) -> Response:
@@ -115,6 +151,7 @@ def _page(
         "code_minutes": _minutes(spec.code_minutes),
         "lock_minutes": _minutes(spec.lockout_minutes),
         "session_minutes": _minutes(spec.session_minutes),
+        "number": "",  # the record number a message's link named (?no=), carried to the end
     }
     return render(request, name, {**base, **context}, status)
 
@@ -130,7 +167,9 @@ def _signer() -> URLSafeSerializer:
     return URLSafeSerializer(session_secret(), salt="seamline.track")
 
 
-async def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -> Response:
+async def _start_visit(
+    request: Request, spec: TrackingSpec, outcome: Outcome, number: str
+) -> Response:
     engine = live(request).records.engine
     visit_id, ends = await run_in_threadpool(
         start_visit, engine, outcome.contacts, outcome.phone_key, spec.session_minutes
@@ -138,7 +177,7 @@ async def _start_visit(request: Request, spec: TrackingSpec, outcome: Outcome) -
     value = _signer().dumps(
         {"v": visit_id, "c": list(outcome.contacts), "p": outcome.phone_key, "e": ends}
     )
-    response = RedirectResponse("/track/orders", 303)
+    response = RedirectResponse(_with_number("/track/orders", number), 303)
     response.set_cookie(
         TRACK_COOKIE,
         value,
@@ -197,9 +236,30 @@ async def track_home(request: Request) -> Response:
     spec = _spec(request)
     if spec is None:
         return not_found_page(request)
+    number = _number(request.query_params.get("no"))
+    if number is None:
+        error = _t(request_lang(request), "track_bad_number")
+        return _page(request, spec, "track.html", 400, error=error, number="")
     if await _visit(request) is not None:
-        return RedirectResponse("/track/orders", 303)
-    return _page(request, spec, "track.html")
+        return RedirectResponse(_with_number("/track/orders", number), 303)
+    return _page(request, spec, "track.html", number=number)
+
+
+async def track_qr(request: Request) -> Response:
+    """The QR code of the page's public address (SEAMLINE_PUBLIC_URL, else the address this
+    request came to), with ``?no=`` when given."""
+    spec = _spec(request)
+    if spec is None:
+        return not_found_page(request)
+    number = _number(request.query_params.get("no"))
+    if number is None:
+        error = _t(request_lang(request), "track_bad_number")
+        return _page(request, spec, "track.html", 400, error=error, number="")
+    base = public_url() or str(request.base_url).rstrip("/")
+    svg = await run_in_threadpool(qr_svg, base + track_path(number))
+    return Response(
+        svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=300"}
+    )
 
 
 async def _form(request: Request, spec: TrackingSpec) -> tuple[dict[str, str], Response | None]:
@@ -211,7 +271,7 @@ async def _form(request: Request, spec: TrackingSpec) -> tuple[dict[str, str], R
         return {}, _page(request, spec, "track.html", 413, error=translate(lang, "too_large"))
     if not check_csrf(request, post_text(post, "csrf_token")):
         return {}, _page(request, spec, "track.html", 403, error=translate(lang, "csrf"))
-    return {k: post_text(post, k)[:64] for k in ("phone", "code", "suffix")}, None
+    return {k: post_text(post, k)[:64] for k in ("phone", "code", "suffix", "no")}, None
 
 
 async def track_code(request: Request) -> Response:
@@ -223,14 +283,16 @@ async def track_code(request: Request) -> Response:
         return refused
     phone = normalise_phone(fields["phone"])
     lang = request_lang(request)
+    number = _number(fields["no"]) or ""
     if phone is None:
-        return _page(request, spec, "track.html", 400, error=_t(lang, "track_bad_phone"))
+        error = _t(lang, "track_bad_phone")
+        return _page(request, spec, "track.html", 400, error=error, number=number)
     status = await run_in_threadpool(request_code, live(request), spec, phone, _client(request))
     if status == "sent":
-        return _page(request, spec, "track_code.html", phone=phone)
+        return _page(request, spec, "track_code.html", phone=phone, number=number)
     key = "track_locked" if status == "locked" else "track_limited"
     error = _t(lang, key, minutes=_minutes(spec.lockout_minutes))
-    return _page(request, spec, "track.html", 429, error=error, phone=phone)
+    return _page(request, spec, "track.html", 429, error=error, phone=phone, number=number)
 
 
 async def track_verify(request: Request) -> Response:
@@ -242,31 +304,37 @@ async def track_verify(request: Request) -> Response:
         return refused
     lang = request_lang(request)
     phone = normalise_phone(fields["phone"])
+    number = _number(fields["no"]) or ""
     again = "track_code.html" if spec.verify == "code" else "track.html"
     if phone is None:
-        return _page(request, spec, "track.html", 400, error=_t(lang, "track_bad_phone"))
+        error = _t(lang, "track_bad_phone")
+        return _page(request, spec, "track.html", 400, error=error, number=number)
     current, ip = live(request), _client(request)
     if spec.verify == "code":
         outcome = await run_in_threadpool(verify_code, current, spec, phone, fields["code"], ip)
     else:
         outcome = await run_in_threadpool(verify_suffix, current, spec, phone, fields["suffix"], ip)
     if outcome.status == "ok":
-        return await _start_visit(request, spec, outcome)
+        return await _start_visit(request, spec, outcome, number)
     if outcome.status == "locked":
         error = _t(lang, "track_locked", minutes=_minutes(spec.lockout_minutes))
-        return _page(request, spec, "track.html", 429, error=error, phone=phone)
+        return _page(request, spec, "track.html", 429, error=error, phone=phone, number=number)
     wrong = "track_wrong_code" if spec.verify == "code" else "track_wrong_suffix"
-    return _page(request, spec, again, 400, error=_t(lang, wrong), phone=phone)
+    return _page(request, spec, again, 400, error=_t(lang, wrong), phone=phone, number=number)
 
 
 async def track_orders(request: Request) -> Response:
     spec = _spec(request)
     if spec is None:
         return not_found_page(request)
+    number = _number(request.query_params.get("no"))
+    if number is None:
+        error = _t(request_lang(request), "track_bad_number")
+        return _page(request, spec, "track.html", 400, error=error)
     visit = await _visit(request)
     if visit is None:
         error = _t(request_lang(request), "track_expired")
-        response = _page(request, spec, "track.html", 401, error=error)
+        response = _page(request, spec, "track.html", 401, error=error, number=number)
         return _end_visit(response) if TRACK_COOKIE in request.cookies else response
     ids, key = visit
     page = _page_number(request.query_params.get("page"))
@@ -281,10 +349,11 @@ async def track_orders(request: Request) -> Response:
         key,
         Formatter(live(request).app, request_lang(request)),
         page,
+        number if page == 1 else None,
     )
     if tracked is None:
         return _end_visit(RedirectResponse("/track", 303))
-    return _page(request, spec, "track_orders.html", tracked=tracked)
+    return _page(request, spec, "track_orders.html", tracked=tracked, number=number)
 
 
 def _page_number(raw: str | None) -> int | None:
@@ -316,4 +385,5 @@ def track_routes() -> list[BaseRoute]:
         Route("/track/verify", track_verify, methods=["POST"]),
         Route("/track/orders", track_orders),
         Route("/track/logout", track_logout, methods=["POST"]),
+        Route("/track/qr.svg", track_qr),
     ]

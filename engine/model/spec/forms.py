@@ -108,6 +108,8 @@ class FormSpec:
     description: str | None = None
     title_field: str | None = None
     list_columns: tuple[str, ...] = ()
+    picker_code: str | None = None  # shown after the title in ref pickers (`picker: code:`)
+    picker_show: tuple[str, ...] = ()  # shown after the code (`picker: show:`)
     permissions: MappingProxyType[str, tuple[str, ...]] = field(default_factory=frozen_map)
 
     by_name: MappingProxyType[str, FieldSpec] = field(default_factory=frozen_map)

@@ -25,7 +25,8 @@ class TrackingSpec:
 
     ``stages`` (optional) names what people outside see instead of the flow's states: each
     stage with the states it covers, in order; every state is in one stage or in
-    ``hide_states`` (validate checks it). ``company`` heads the page instead of the app's title.
+    ``hide_states`` (validate checks it); ``stage_colors`` gives a stage its badge colour.
+    ``company`` heads the page instead of the app's title.
     """
 
     contact_form: str
@@ -54,6 +55,7 @@ class TrackingSpec:
     title: str | None = None
     stages: tuple[tuple[str, tuple[str, ...]], ...] = ()
     company: str | None = None
+    stage_colors: tuple[tuple[str, str], ...] = ()  # (stage, badge colour); grey when absent
 
     def stage_of(self, state: str | None) -> str | None:
         """The stage people see for ``state`` (None when no stages are declared or the state
@@ -62,3 +64,7 @@ class TrackingSpec:
             if state in states:
                 return stage
         return None
+
+    def color_of(self, stage: str | None) -> str:
+        """The badge colour of ``stage`` (``grey`` unless declared)."""
+        return dict(self.stage_colors).get(stage or "", "grey")

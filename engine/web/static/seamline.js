@@ -98,4 +98,24 @@
       event.preventDefault();
     }
   });
+  // Live record pages: a poll's out-of-band regions never replace one someone is typing in
+  // (a focused control, or text typed and not yet sent); the poll asks again later.
+  function busy(region) {
+    var active = document.activeElement;
+    if (active && region.contains(active) && active.matches("input, textarea, select")) return true;
+    return Array.prototype.some.call(
+      region.querySelectorAll("textarea, input[type=text], input[type=search]"),
+      function (input) { return input.value !== input.defaultValue; }
+    );
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || elt.id !== "live" || !event.detail.xhr || event.detail.xhr.status !== 200) return;
+    var ids = ["record-head", "record-fields", "live-gates", "live-approvals", "history"];
+    for (var i = 0; i < ids.length; i++) {
+      var region = document.getElementById(ids[i]);
+      if (region && busy(region)) { event.detail.shouldSwap = false; return; }
+    }
+  });
 })();

@@ -4,7 +4,8 @@
         [--customers 200] [--products 12000] [--end YYYY-MM-DD]
 
 ~200 customers (tiers VIP/A/B/C, regions), products from data/products.csv and N orders over
-the year before ``--end`` (default: now), each walked through the pack's state machine (draft →
+the year before ``--end`` (default: now) — the newest of them in the last three working days, so
+the history stops with orders in flight — each walked through the pack's state machine (draft →
 submitted → [stock_pending] → stock_checked → approving → approved → scheduled → shipped →
 delivered; some returned, rejected or cancelled) with seeded-random, business-hours-biased
 timings. Rows and events are written in bulk, but look like what the records service writes:
@@ -26,7 +27,8 @@ ATP date while confirmations stand writes ``confirm_reopened`` with what lapsed.
 Not generated: the rest of the flow-run bookkeeping (``flow_started``/``flow_step``/
 ``notify_queued`` events and ``sl_flow_runs``/``sl_jobs`` rows) and approval instances
 (``sl_approvals``, tasks, decision events); the outcome transitions are fired by the approver,
-as the approvals service does.
+as the approvals service does. ``seamline demo`` starts, through the approvals service, the
+approvals of the orders this leaves in approval.
 The database is deployed first when it is empty. Events are written in time order (a heap
 merges each order's future events with the orders created later).
 """
@@ -125,6 +127,7 @@ class Order:
     events: list[tuple[datetime, str, str, str]] = field(default_factory=list)
     notes: list[tuple[datetime, str, str]] = field(default_factory=list)  # (at, actor, topic)
     confirmed: list[dict[str, Any]] = field(default_factory=list)  # standing at the gate
+    halt: str | None = None  # a newest order stops in this state (see HALTS)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -226,6 +229,8 @@ class History:
     def move(self, order: Order, at: datetime, actor: str, name: str) -> None:
         transition = self.transitions[name]
         assert order.state in transition.sources, (order.state, name)
+        if order.halt == order.state:
+            raise Stop  # a newest order waits here when the history ends
         payload: dict[str, Any] = {"name": name, "from": order.state, "to": transition.target}
         if transition.sets:  # e.g. submit keeps the unit price: the service's own code
             loaded = {"customer": order.customer.values, "product": order.product.values}
@@ -246,6 +251,8 @@ class History:
     def confirm(self, order: Order, at: datetime, actor: str, role: str) -> None:
         """``actor`` confirms the promised date at the gate, as the service records it."""
         assert self.gate is not None
+        if order.halt == order.state and role == "production_director":
+            raise Stop  # sales confirmed; the director has not yet
         value = plain(order.values[self.gate.field])
         payload = {
             "transition": "confirm_promise",
@@ -598,7 +605,39 @@ def creation_times(h: History, n: int, start: datetime) -> list[datetime]:
             minute = h.rng.uniform(0, 24 * 60)
         local = datetime.combine(day, time(), tzinfo=h.tz) + timedelta(minutes=minute)
         out.append(local.astimezone(UTC))
-    return sorted(t for t in out if start <= t <= h.end)
+    kept = sorted(t for t in out if start <= t <= h.end)
+    recent = recent_times(h, min(len(kept), max(RECENT_MIN, len(kept) // RECENT_SHARE)))
+    return sorted([*kept[: len(kept) - len(recent)], *recent])
+
+
+RECENT_MIN, RECENT_SHARE = 12, 60  # at least 12 orders (1 in 60) from the last working days
+# where the newest orders stop, in turn (None: as far as the clock lets them): each role of the
+# pack finds work — the director a promise date to confirm, approvers tasks, the director orders
+# to schedule, logistics orders to ship and deliveries to confirm, finance orders to invoice
+HALTS = ("stock_checked", "approving", "approved", "scheduled", "shipped", None)
+
+
+def recent_times(h: History, k: int) -> list[datetime]:
+    """``k`` instants in the office hours of the last three working days up to the end: the
+    newest orders are still on their way (waiting for stock, a confirmation, an approval,
+    shipping …) when the history stops, so every role finds work. Their own random source
+    leaves the rest of the history as the seed makes it."""
+    rng = random.Random(k)
+    days: list[date] = []
+    day = h.local(h.end).date()
+    while len(days) < 3:
+        if h.calendar.is_workday(day):
+            days.append(day)
+        day -= timedelta(days=1)
+    out: list[datetime] = []
+    while len(out) < k:
+        minute = rng.uniform(8.5 * 60, 17.5 * 60)
+        local = datetime.combine(rng.choice(days), time(), tzinfo=h.tz) + timedelta(minutes=minute)
+        if local.astimezone(UTC) <= h.end:
+            out.append(local.astimezone(UTC))
+        elif days[0] == h.local(h.end).date() and len(days) > 1 and rng.random() < 0.5:
+            days = days[1:]  # the end is early on its day: use the days before
+    return out
 
 
 class Generator:
@@ -664,9 +703,10 @@ class Generator:
         )
         return [file_id]
 
-    def add(self, rid: int, created: datetime) -> None:
+    def add(self, rid: int, created: datetime, halt: str | None = None) -> None:
         self.release(created)
         order = self.order(rid, created)
+        order.halt = halt
         OrderWalk(self.h, order).run(slow=self.h.rng.random() < 0.2)
         self.rows["f_order"].append(order.row())
         self.log_rows(order)
@@ -775,8 +815,10 @@ def generate(
         gen = Generator(h, writer, cust, prod)
         times = creation_times(h, orders, start)
         first = writer.next_id("f_order")
+        newest = len(times) - min(len(times), max(RECENT_MIN, len(times) // RECENT_SHARE))
         for i, created in _progress(times, progress):
-            gen.add(first + i, created)
+            halt = HALTS[(i - newest) % len(HALTS)] if i >= newest else None
+            gen.add(first + i, created, halt)
             if (i + 1) % BATCH == 0:
                 gen.flush()
         gen.release(None)
