@@ -312,7 +312,7 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, str(script)], env=env)
         try:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(1200):
+            for _ in range(6000):  # the trend snapshots take minutes on PostgreSQL
                 if server.poll() is not None:
                     sys.exit("the server stopped before it answered")
                 if info_file.exists() and info_file.read_text():
@@ -322,6 +322,8 @@ def main() -> None:
                     except httpx.HTTPError:
                         pass
                 time.sleep(0.1)
+            else:
+                sys.exit("the server did not answer within 10 minutes")
             run(base, json.loads(info_file.read_text()), args)
         finally:
             server.terminate()

@@ -264,12 +264,12 @@ def test_picker_options_show_title_code_and_the_declared_field(
     client, _ = api.browser("li.sales")
     answer = client.get("/forms/order/pick/product", params={"q": "棕色"})
     assert answer.status_code == 200
-    options = re.findall(r'<option value="(\d+)">([^<]*)</option>', answer.text)
-    assert options == [
-        (str(twin), "紧凑型SUV真皮座椅面套（棕色） · SD-100235 · 座椅面套"),
-        (str(ids["seat"]), "紧凑型SUV真皮座椅面套（棕色） · SD-100234 · 座椅面套"),
+    option = r'data-value="(\d+)".*?"opt-title">([^<]*)</span> <small class="opt-detail">([^<]*)<'
+    assert re.findall(option, answer.text) == [
+        (str(twin), "紧凑型SUV真皮座椅面套（棕色）", "SD-100235 · 座椅面套"),
+        (str(ids["seat"]), "紧凑型SUV真皮座椅面套（棕色）", "SD-100234 · 座椅面套"),
     ]
     by_code = client.get("/forms/order/pick/product", params={"q": "sd-100234"})
-    assert re.findall(r'<option value="(\d+)">', by_code.text) == [str(ids["seat"])]
+    assert re.findall(r'data-value="(\d+)"', by_code.text) == [str(ids["seat"])]
     form = client.get("/forms/order/new")
     assert "绍兴精工汽配有限公司 · C00042" in form.text  # customer: name · code (region unset)

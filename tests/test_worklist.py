@@ -6,18 +6,22 @@ which transitions count as work, and the to-do table reaching an existing databa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from apihelp import Api, start_api
+from demohelp import DemoTemplates, demo_world
 from packservices import pack_services, submit_order
 
+from engine.demo import build as demo
 from engine.deploy.apply import deploy
 from engine.deploy.plan import plan_schema
 from engine.flows.machine import fire_transition
 from engine.flows.todos import TODOS, Assignee, add_todos
-from engine.flows.worklist import is_work, work_counts, worklist
+from engine.flows.worklist import CountCache, is_work, work_counts, worklist
 from engine.forms.records import SYSTEM_ACTOR
 from engine.model import clock
 from engine.outbox.worker import Worker
@@ -251,3 +255,79 @@ def test_todo_table_reaches_an_existing_database(world) -> None:
     with api.engine.connect() as conn:
         assert sa.inspect(conn).has_table("sl_todos")
         assert _counts(api, "wu.proc").todos == 0
+
+
+def test_menu_count_kept_until_the_event_log_moves(world) -> None:
+    api, _worker, _ding, customer = world
+    records = api.live.records
+    table = api.live.metadata.tables["f_order"]
+    cache = CountCache()
+    logistics = _actor(api, "ma.log")
+
+    def total(kept: CountCache) -> int:
+        with records.reads.connect() as conn:
+            return kept.total(conn, api.app, api.live.metadata, logistics, clock.now())
+
+    def order() -> int:
+        values = {"customer": customer, "product": product, "quantity": 1, "desired_date": FAR}
+        return int(records.create("order", {**values, "order_type": "normal"}, SYSTEM_ACTOR)["id"])
+
+    def schedule_behind_its_back(record_id: int) -> None:  # no event: nothing tells the cache
+        with api.engine.begin() as conn:
+            conn.execute(table.update().where(table.c.id == record_id).values(state="scheduled"))
+
+    product = _product(api, "SD-100000")
+    first = order()
+    assert total(cache) == 0
+    schedule_behind_its_back(first)
+    assert total(cache) == 0  # kept: the event log has not moved since
+    second = order()  # a change through the service appends an event: counted anew
+    assert total(cache) == 1 == _counts(api, "ma.log").total
+    schedule_behind_its_back(second)
+    assert total(cache) == 1
+    assert total(CountCache(ttl=0)) == 2  # the time limit bounds what moves without an event
+    assert total(cache) == 1  # each cache keeps its own
+
+
+@pytest.fixture(scope="module")
+def demo_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoTemplates]:
+    built = DemoTemplates(tmp_path_factory.mktemp("worklist-demo"))
+    yield built
+    built.drop()
+
+
+def test_every_role_of_the_tour_finds_work_on_the_demo(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_templates: DemoTemplates
+) -> None:
+    """The demo as ``seamline demo`` builds it (300 orders), its worker run once against the
+    mock warehouse: everyone whose tour line sends them to "My tasks" finds something there,
+    of the kind the line names, and finance's invoicing is a few days' worth, not a year's."""
+    with demo_world(db_url, tmp_path / "demo", monkeypatch, demo_templates) as world:
+        with world.engine.connect() as conn:
+            drafts = conn.exec_driver_sql(
+                "SELECT count(*) FROM f_order WHERE state = 'submitted'"
+            ).scalar_one()
+        assert drafts >= 2  # the newest drafts the demo submitted, their stock check queued
+        world.work()
+        counts = {}
+        with world.live.records.reads.connect() as conn:
+            for login in demo.demo_logins(world.app, demo.PACK):
+                person = _Person(login.user, frozenset(world.app.people[login.user].roles))
+                counts[login.role] = work_counts(
+                    conn, world.app, world.live.metadata, person, clock.now()
+                )
+                if login.try_this is not None and "My tasks" in login.try_this("en"):
+                    assert counts[login.role].total > 0, (login.user, counts[login.role])
+            states = dict(
+                conn.exec_driver_sql("SELECT state, count(*) FROM f_order GROUP BY state").all()
+            )
+    assert counts["procurement"].todos >= 2  # the shortage of each draft submitted
+    assert counts["sales"].actions + counts["sales"].gates >= 2  # their promise dates
+    assert counts["sales_manager"].actions >= counts["sales"].actions - 1
+    assert counts["production_director"].gates >= 1 and counts["production_director"].approvals
+    assert counts["engineering"].approvals >= 1  # a trial order in approval (class C)
+    assert counts["warehouse"].approvals >= 2 and counts["finance"].approvals >= 2
+    assert counts["logistics"].actions >= 1
+    # a real factory invoices within days: most delivered orders of the year are invoiced
+    assert 1 <= states.get("delivered", 0) <= states["invoiced"] / 20
+    assert counts["finance"].actions == states["delivered"]

@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -241,6 +241,7 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
         )
         result = module.generate(engine.url.render_as_string(hide_password=False), orders)
         started = start_waiting_approvals(live)
+        fired = fire_pending(live, getattr(result, "pending", ()))
         say(
             Text(
                 "history: {orders} orders, {events} events in {s} s",
@@ -257,6 +258,15 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
                     "{n} orders waiting in approval: their approvals started",
                     "{n} 张审批中的订单：已发起审批",
                 ).format(n=str(started))
+            )
+        if fired:
+            say(
+                Text(
+                    "done through the app, as the people of the history: {what} — the automations "
+                    "this starts run in the background once the demo serves",
+                    "已按历史数据中的人员经由应用执行：{what}——由此启动的自动化流程在演示服务启动后"
+                    "由后台执行",
+                ).format(what="; ".join(f"{step} × {n}" for step, n in fired.items()))
             )
     else:
         _import_csvs(live, app_dir, say)
@@ -305,6 +315,49 @@ def start_waiting_approvals(live: Any) -> int:
                 runtime.start(conn, spec, spec.form, record_id, mover)
                 started += 1
     return started
+
+
+def fire_pending(live: Any, pending: Iterable[Any]) -> dict[str, int]:
+    """Fire, through the records service, each transition a generated history leaves to the
+    real flow (items with ``form``, ``record_id``, ``transition`` and ``actor``, e.g. its newest
+    drafts to submit), as the person it names, with every check: the automations they start are
+    queued for the worker, which runs them against the app's connectors (the mock warehouse).
+    Returns how many of each "form · transition" were fired."""
+    from engine.accounts.auth import get_user
+    from engine.flows.machine import fire_transition
+    from engine.model.errors import ValidationFailed
+
+    fired: dict[str, int] = {}
+    for step in pending:
+        with live.records.engine.connect() as conn:
+            actor = get_user(conn, step.actor)
+        if actor is None:
+            raise DemoError(
+                Text(
+                    "the history names {user}, who is not in the org chart",
+                    "历史数据中的 {user} 不在组织架构中",
+                ).format(user=step.actor)
+            )
+        try:
+            fire_transition(live.records, step.form, step.record_id, step.transition, actor)
+        except ValidationFailed as refused:
+            raise DemoError(
+                Text(
+                    "{form} {id}: {transition} refused: {why}",
+                    "{form} {id}：{transition} 被拒绝：{why}",
+                ).format(
+                    form=step.form,
+                    id=str(step.record_id),
+                    transition=step.transition,
+                    why=str(refused),
+                )
+            ) from refused
+        form = live.app.forms[step.form]
+        machine = live.app.state_machines[step.form]
+        label = next(t.label for t in machine.transitions if t.name == step.transition)
+        key = f"{form.title} · {label}"
+        fired[key] = fired.get(key, 0) + 1
+    return fired
 
 
 def _import_csvs(live: Any, app_dir: Path, say: Say) -> None:

@@ -241,7 +241,7 @@ class FlowRuntime:
         position: Path = list(run.position)
         results: dict[str, Any] = dict(run.results)
         for _ in range(200):  # bounded: a run never spins forever inside one job
-            step = _step_at(automation.steps, position)
+            step = step_at(automation.steps, position)
             if step is None:
                 after = _next_after_block(automation.steps, position)
                 if after is None:
@@ -712,7 +712,7 @@ def _target(app: App, form: str, transition: str) -> str | None:
     return None
 
 
-def _step_at(steps: Sequence[StepSpec], path: Path) -> StepSpec | None:
+def step_at(steps: Sequence[StepSpec], path: Path) -> StepSpec | None:
     """The step at ``path`` ([i] or [i, "then"|"else", j, …]); None past the end of a block."""
     block: Sequence[StepSpec] = steps
     step: StepSpec | None = None

@@ -14,7 +14,9 @@ How it stays fast (figures from ``bench/bench_search.py`` at 100,000 orders, REA
   LIMIT to stop early) costs a few index probes. An ``OR`` across them made both databases
   scan the table. On PostgreSQL the ids go through one array (``id = ANY(ARRAY(...))``):
   with ``IN (...)`` the planner walked the primary key backwards for ``ORDER BY id DESC``.
-* A term that matches many targets (e.g. "有限公司", in every customer's name) or is shorter
+* A term that matches many targets (e.g. "有限公司", in every customer's name) or many rows
+  of the form itself (e.g. "SO-2026", in every order number: the probe reads at most
+  ``FEW + 1`` index entries) or is shorter
   than a trigram (one or two characters: no index can answer it) is matched with ``OR``
   while the rows are read newest first: such terms match many rows, so the LIMIT ends the
   scan early. (A short term that matches nothing still scans: the known slow case.)
@@ -54,13 +56,29 @@ def _match(
     """``q`` in any of the columns ``names`` of ``form``'s table, through its index if any."""
     if not names:
         return sa.false()
-    if conn.dialect.name == "sqlite" and len(q) >= _TRIGRAM and has_fts(conn, form.name):
-        fts = sa.table(fts_table(form.name), sa.column("rowid"))
-        columns = " ".join(f'"{n}"' for n in names)
-        phrase = "{" + columns + '} : "' + q.replace('"', '""') + '"'
-        match = sa.literal_column(fts.name).op("MATCH")(sa.literal(phrase))
-        return table.c.id.in_(sa.select(fts.c.rowid).where(match))
+    indexed = _indexed(conn, form, names, q)
+    if indexed is not None:
+        return table.c.id.in_(indexed)
     return _scan([table.c[n] for n in names], q)
+
+
+def _indexed(
+    conn: sa.Connection, form: FormSpec, names: list[str], q: str
+) -> sa.Select[Any] | None:
+    """The ids whose columns ``names`` hold ``q``, from the SQLite FTS5 trigram index (None:
+    no such index here, or ``q`` shorter than a trigram)."""
+    if conn.dialect.name != "sqlite" or len(q) < _TRIGRAM or not has_fts(conn, form.name):
+        return None
+    fts = sa.table(fts_table(form.name), sa.column("rowid"))
+    columns = " ".join(f'"{n}"' for n in names)
+    phrase = "{" + columns + '} : "' + q.replace('"', '""') + '"'
+    return sa.select(fts.c.rowid).where(sa.literal_column(fts.name).op("MATCH")(sa.literal(phrase)))
+
+
+def _many(conn: sa.Connection, ids: sa.Select[Any]) -> bool:
+    """More than :data:`FEW` ids (read from the index, stopped at FEW + 1)."""
+    probe = sa.select(sa.func.count()).select_from(ids.limit(FEW + 1).subquery())
+    return int(conn.execute(probe).scalar_one()) > FEW
 
 
 def _target_names(target: FormSpec) -> list[str]:
@@ -79,9 +97,15 @@ def search_clause(
     q: str,
 ) -> sa.ColumnElement[bool]:
     """Rows of ``table`` whose own text, or whose refs' text, contains ``q``."""
-    own = _match(conn, table, form, [f.name for f in searchable_fields(form)], q)
+    names = [f.name for f in searchable_fields(form)]
+    own = _match(conn, table, form, names, q)
     refs: list[sa.ColumnElement[bool]] = []
     dense = len(q) < _TRIGRAM
+    indexed = _indexed(conn, form, names, q) if names and not dense else None
+    if indexed is not None and _many(conn, indexed):
+        # e.g. "SO-2026", in every order number: the index would hand over every row to be
+        # sorted; read newest first instead, the LIMIT ends the scan after a page
+        own, dense = _scan([table.c[n] for n in names], q), True
     for spec in form.fields:
         target = forms.get(spec.ref_form or "") if spec.type == "ref" else None
         if target is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.flows.runner import _step_at
+from engine.flows.runner import step_at
 from engine.model import clock
 from engine.model.i18n import Lang, Text
 from engine.model.spec import App, FormSpec, StepSpec
@@ -81,7 +81,7 @@ def last_event_id(current: LiveApp, form: FormSpec, record_id: int) -> int:
 
 def _step_of(app: App, run: Any) -> StepSpec | None:
     automation = next((a for a in app.automations if a.name == run.automation), None)
-    return _step_at(automation.steps, list(run.position)) if automation else None
+    return step_at(automation.steps, list(run.position)) if automation else None
 
 
 def _connector(app: App, step: StepSpec) -> tuple[str, str]:

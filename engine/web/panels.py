@@ -13,7 +13,7 @@ from engine.expressions import EvaluationError
 from engine.flows.approvals.inbox import record_approvals
 from engine.flows.approvals.service import delegators
 from engine.flows.confirm import gates_of
-from engine.flows.worklist import work_counts
+from engine.flows.worklist import CountCache
 from engine.insights.hints import record_hints
 from engine.model import clock
 from engine.model.permissions import Resource, allowed
@@ -28,15 +28,16 @@ __all__ = ["approval_panel", "compare_panel", "gate_panel", "hint_panel", "open_
 
 
 MENU_CAP = 1000  # the menu says "999+" from here on (templates/base.html)
+MENU_COUNTS = CountCache()  # kept while the event log stands still (see CountCache)
 
 
 def open_task_count(current: LiveApp, user: User) -> int:
     """How much waits for ``user`` (every section of their worklist: approval tasks, gates,
     to-dos, records their roles move on): counts only, for the menu of every page; records in
-    a form's states are counted up to :data:`MENU_CAP`."""
+    a form's states are counted up to :data:`MENU_CAP`; kept per person while the event log
+    stands still (:class:`~engine.flows.worklist.CountCache`)."""
     with current.records.reads.connect() as conn:
-        counts = work_counts(conn, current.app, current.metadata, user, clock.now(), MENU_CAP)
-    return counts.total
+        return MENU_COUNTS.total(conn, current.app, current.metadata, user, clock.now(), MENU_CAP)
 
 
 def approval_panel(current: LiveApp, form: str, record_id: int, user: User) -> list[dict[str, Any]]:

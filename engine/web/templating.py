@@ -61,6 +61,11 @@ SECURITY_HEADERS = {
 CATALOG: dict[str, Text] = {
     "sign_in": Text("Sign in", "登录"),
     "sign_out": Text("Sign out", "退出登录"),
+    # the engine's own actors (records it created, events it wrote), as people read them
+    "actor_system": Text("System", "系统"),
+    "actor_flow": Text("System", "系统"),
+    "actor_approval": Text("System (approvals)", "系统（审批）"),
+    "actor_tracking-page": Text("Customer (tracking page)", "客户（查询页）"),
     "username": Text("User name", "用户名"),
     "password": Text("Password", "密码"),
     "bad_login": Text("Wrong user name or password", "用户名或密码错误"),
@@ -169,6 +174,13 @@ CATALOG: dict[str, Text] = {
     "page_title_edit": Text("Edit {form}", "修改{form}"),
     "n_files": Text("{n} files", "{n} 个文件"),
     "no_match": Text("(nothing found)", "（没有匹配的记录）"),
+    "picker_loading": Text("Searching…", "正在搜索…"),
+    "picker_failed": Text("The search failed; type again to retry.", "搜索失败，请重新输入再试。"),
+    "picker_count": Text("{n} found", "找到 {n} 条"),
+    "picker_more": Text(
+        "Only the first {n} are shown; type more to narrow them.",
+        "仅显示前 {n} 条，请输入更多关键字缩小范围。",
+    ),
     "my_tasks": Text("My tasks", "我的待办"),
     "no_tasks": Text("Nothing waits for you.", "暂无待办。"),
     "work_approvals": Text("Approvals to decide", "待我审批"),
@@ -405,8 +417,13 @@ class Formatter:
         }
 
     def person(self, username: str | None) -> str:
+        """A person's name from the org chart; the engine's own actors (``system``, ``flow``,
+        ``approval``, ``tracking-page``) in words; anyone else by their user name."""
         person = self.app.people.get(username or "")
-        return person.name if person is not None else (username or "")
+        if person is not None:
+            return person.name
+        engine_actor = CATALOG.get(f"actor_{username}")
+        return translate(self.lang, engine_actor) if engine_actor else (username or "")
 
     def state_label(self, form: FormSpec, state: str | None) -> str:
         machine = self.app.state_machines.get(form.name)

@@ -59,9 +59,6 @@ _RUN_STEPS = {"flow_step", "flow_waiting", "notify_queued"}
 _SUMMARY_FIELDS = 4  # field changes named in a run's line; the rest are in its details
 
 W: dict[str, Text] = {
-    "system": Text("System", "系统"),
-    "approvals": Text("System (approvals)", "系统（审批）"),
-    "customer": Text("Customer (tracking page)", "客户（查询页）"),
     "auto": Text("System (automation {what})", "系统（{what}自动流程）"),
     "on_transition": Text("after '{names}'", "“{names}”后的"),
     "on_state": Text("on entering {names}", "进入“{names}”时的"),
@@ -172,7 +169,7 @@ class _Words:
         """The engine's actor for an automation, named by what starts it."""
         spec: AutomationSpec | None = self.automations.get(name or "")
         if spec is None:
-            return self.t("system")
+            return self.fmt.person("system")
         on, names = spec.on.kind, spec.on.names
         if on == "transition":
             what = self.t(
@@ -194,11 +191,7 @@ class _Words:
         if who == "flow":
             return self.automation(automation or (event.get("payload") or {}).get("automation"))
         if who == "system":
-            return self.automation(automation) if automation else self.t("system")
-        if who == "approval":
-            return self.t("approvals")
-        if who == "tracking-page":
-            return self.t("customer")
+            return self.automation(automation) if automation else self.fmt.person("system")
         return self.fmt.person(who)
 
     def label(self, name: str) -> str:

@@ -7,7 +7,8 @@
 the year before ``--end`` (default: now) — the newest of them in the last three working days, so
 the history stops with orders in flight — each walked through the pack's state machine (draft →
 submitted → [stock_pending] → stock_checked → approving → approved → scheduled → shipped →
-delivered; some returned, rejected or cancelled) with seeded-random, business-hours-biased
+delivered → invoiced within days, once the communication log holds a note; some returned,
+rejected or cancelled) with seeded-random, business-hours-biased
 timings. Rows and events are written in bulk, but look like what the records service writes:
 the same columns, "created" / "transition" / "changed" / "child_added" events with the same
 payloads, computed fields evaluated by the pack's own expressions, order numbers in the
@@ -28,7 +29,8 @@ Not generated: the rest of the flow-run bookkeeping (``flow_started``/``flow_ste
 ``notify_queued`` events and ``sl_flow_runs``/``sl_jobs`` rows) and approval instances
 (``sl_approvals``, tasks, decision events); the outcome transitions are fired by the approver,
 as the approvals service does. ``seamline demo`` starts, through the approvals service, the
-approvals of the orders this leaves in approval.
+approvals of the orders this leaves in approval, and fires the transitions it leaves pending
+(``Result.pending``: a few newest drafts to submit, whose stock check then runs for real).
 The database is deployed first when it is empty. Events are written in time order (a heap
 merges each order's future events with the orders created later).
 """
@@ -74,6 +76,7 @@ from engine.store.tables import build_metadata  # noqa: E402
 SALES = ("li.sales", "zhang.sales", "sun.sales")
 CREATORS = (*SALES, "chen.cs")
 APPROVERS = ("huang.fin", "zhao.fin", "wang.gm")
+FINANCE = ("huang.fin", "zhao.fin")  # invoice delivered orders
 SYSTEM = "system"
 TIERS = {"VIP": 1, "A": 3, "B": 4, "C": 2}
 TIER_VOLUME = {"VIP": 6.0, "A": 2.5, "B": 1.0, "C": 0.5}  # orders per customer, relative
@@ -97,6 +100,7 @@ CHILD = f"f_order__{LOG}"
 CONCLUSIONS = {
     "progress": "客户询问订单进度，已告知当前环节和预计交付日",
     "change": "客户要求修改订单，已按要求调整",
+    "other": "客户确认收货，数量与质量无误，同意开票",
 }
 INQUIRIES = {0: 30, 1: 30, 2: 20, 3: 10, 4: 6, 5: 4}  # progress inquiries per order, weights
 
@@ -328,6 +332,9 @@ class OrderWalk:
         with contextlib.suppress(Stop):
             self.walk(slow)
         self.inquiries()
+        if self.o.state == "delivered":
+            with contextlib.suppress(Stop):
+                self.invoice(self.o.updated_at or self.o.created_at)
 
     def walk(self, slow: bool) -> None:
         h, o, rng = self.h, self.o, self.rng
@@ -457,6 +464,18 @@ class OrderWalk:
             o, tracked + timedelta(seconds=rng.uniform(1, 20)), SYSTEM, {"tracking_at": tracked}
         )
         h.move(o, delivered, rng.choice(("ma.log", "chen.cs")), "deliver")
+
+    def invoice(self, delivered: datetime) -> None:
+        """Finance invoices within days of the delivery — once the communication log holds a
+        note (the pack's guard): without one, sales first logs the customer's confirmation of
+        receipt, some days later (the orders that wait for it are what the guard is for)."""
+        h, o, rng = self.h, self.o, self.rng
+        at = h.after(delivered, h.minutes(60 * 24 * 2, 0.6))
+        if not any(when <= at for when, _, _ in o.notes):
+            at = h.after(at, h.minutes(60 * 24 * 3, 1.0))
+            h.note(o, at, self.sales, "other")
+            at = h.after(at, h.minutes(60 * 4))
+        h.move(o, at, rng.choice(FINANCE), "invoice")
 
     def inquiries(self) -> None:
         """The customer asks sales how the order is doing, until it is delivered (or ends)."""
@@ -610,11 +629,20 @@ def creation_times(h: History, n: int, start: datetime) -> list[datetime]:
     return sorted([*kept[: len(kept) - len(recent)], *recent])
 
 
-RECENT_MIN, RECENT_SHARE = 12, 60  # at least 12 orders (1 in 60) from the last working days
+RECENT_MIN, RECENT_SHARE = 14, 60  # at least 12 orders (1 in 60) from the last working days
 # where the newest orders stop, in turn (None: as far as the clock lets them): each role of the
-# pack finds work — the director a promise date to confirm, approvers tasks, the director orders
-# to schedule, logistics orders to ship and deliveries to confirm, finance orders to invoice
-HALTS = ("stock_checked", "approving", "approved", "scheduled", "shipped", None)
+# pack finds work — drafts the demo submits (the real stock check runs for them: sales then
+# promise a date, procurement gets the shortage to-do), the director a promise date to confirm,
+# approvers tasks, the director orders to schedule, logistics orders to ship and deliveries to
+# confirm, finance orders to invoice
+HALTS = ("draft", "stock_checked", "approving", "approved", "scheduled", "shipped", None)
+# the products of the drafts left for the demo to submit, in turn: the mock warehouse's
+# showcase SKUs that are short (mock_wms.py), so the stock check finds a shortage
+SHORT_SKUS = ("DP-100001", "HL-100002", "CP-100003")
+# the orders stopped in approval, in turn, so that each approval route has one waiting: a trial
+# order (finance, warehouse and engineering countersign), a VIP rush order (the director), a
+# regular one (finance and warehouse)
+APPROVING = (("trial", None), ("rush", "VIP"), ("normal", None))
 
 
 def recent_times(h: History, k: int) -> list[datetime]:
@@ -652,17 +680,29 @@ class Generator:
         self.rows: dict[str, list[dict[str, Any]]] = self.empty_rows()
         self.events: list[dict[str, Any]] = []
         self.next_note = writer.next_id(CHILD)
+        self.halted: list[str] = []  # the HALTS of the orders made so far
+        self.left: list[Pending] = []  # what the demo does through the records service
 
     @staticmethod
     def empty_rows() -> dict[str, list[dict[str, Any]]]:
         return {"f_order": [], CHILD: [], "sl_files": []}  # parents before their rows
 
-    def order(self, rid: int, created: datetime) -> Order:
+    def order(self, rid: int, created: datetime, halt: str | None) -> Order:
         h, rng = self.h, self.h.rng
         customer = rng.choices(self.customers, weights=self.customer_weights)[0]
         product = rng.choice(self.products)
         kind = rng.choices(("normal", "rush", "trial"), weights=(80, 13, 7))[0]
+        if halt == "approving":
+            kind, tier = APPROVING[self.halted.count(halt) % len(APPROVING)]
+            if tier is not None and customer.values["tier"] != tier:
+                customer = next(c for c in self.customers if c.values["tier"] == tier)
         quantity = max(1, round(rng.lognormvariate(math.log(300 if kind != "trial" else 20), 1)))
+        if halt == "draft":
+            code = SHORT_SKUS[self.halted.count(halt) % len(SHORT_SKUS)]
+            product = next((p for p in self.products if p.values["code"] == code), product)
+            quantity = max(quantity, 80)
+        if halt is not None:
+            self.halted.append(halt)
         today = h.local(created).date()
         lead = 3 + (rng.randint(2, 10) if kind == "rush" else rng.randint(5, 30))
         values: dict[str, Any] = {f.name: None for f in h.form.fields if f.type != "table"}
@@ -705,9 +745,11 @@ class Generator:
 
     def add(self, rid: int, created: datetime, halt: str | None = None) -> None:
         self.release(created)
-        order = self.order(rid, created)
+        order = self.order(rid, created, halt)
         order.halt = halt
         OrderWalk(self.h, order).run(slow=self.h.rng.random() < 0.2)
+        if halt == "draft" and order.state == "draft":
+            self.left.append(Pending("order", rid, "submit", order.created_by))
         self.rows["f_order"].append(order.row())
         self.log_rows(order)
         for event in order.events:
@@ -775,11 +817,23 @@ def fix_sequences(engine: sa.Engine) -> None:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A transition the history leaves to the real flow: the demo fires it through the records
+    service as ``actor`` (the record's creator), so its automations run in the worker."""
+
+    form: str
+    record_id: int
+    transition: str
+    actor: str
+
+
+@dataclass(frozen=True)
 class Result:
     orders: int
     events: int
     seconds: float
     end: datetime
+    pending: tuple[Pending, ...] = ()
 
 
 def generate(
@@ -825,7 +879,8 @@ def generate(
         gen.flush()
         save_counters(engine, metadata, h.counters)
         fix_sequences(engine)
-        return Result(len(times), writer.written, clock.perf_counter() - began, end)
+        spent = clock.perf_counter() - began
+        return Result(len(times), writer.written, spent, end, tuple(gen.left))
     finally:
         engine.dispose()
 
