@@ -235,22 +235,26 @@ def test_sales_searches_orders_exports_and_promises_a_date(story: Story) -> None
 
 
 def pick_customer(page: Page, name: str) -> None:
-    """The customer picker: type part of the name, choose the customer."""
+    """The customer picker: type the name, choose the customer with the mouse."""
     expect = _expect()
     with page.expect_response(re.compile(r"/forms/order/pick/customer\?q=")):
-        page.fill("#row-customer input[type=search]", name)
-    expect(page.locator("#f-customer option", has_text=name)).to_have_count(1)
-    page.select_option("#f-customer", label=name)
+        page.fill("#f-customer", name)
+    title = page.locator(".opt-title", has_text=re.compile("^" + re.escape(name) + "$"))
+    option = page.locator("#lb-customer [role=option]").filter(has=title)
+    expect(option).to_have_count(1)
+    option.click()
+    expect(page.locator("#f-customer")).to_have_value(re.compile("^" + re.escape(name) + " · "))
 
 
 def pick_product(page: Page, code: str) -> None:
-    """The product picker: search by the product's code, choose the one it finds."""
+    """The product picker: type the product's code, choose the one it finds with the keyboard."""
     expect = _expect()
     with page.expect_response(re.compile(r"/forms/order/pick/product\?q=")):
-        page.fill("#row-product input[type=search]", code)
-    options = page.locator("#f-product option")
-    expect(options).to_have_count(1)
-    page.select_option("#f-product", label=options.first.inner_text())
+        page.fill("#f-product", code)
+    expect(page.locator("#lb-product [role=option]")).to_have_count(1)
+    page.press("#f-product", "ArrowDown")
+    page.press("#f-product", "Enter")
+    expect(page.locator("#f-product")).to_have_value(re.compile(" · " + re.escape(code) + "$"))
 
 
 def search_finds_orders_by_customer_and_product(story: Story, page: Page) -> None:

@@ -114,10 +114,12 @@ def test_the_seed_story_in_a_real_browser(story: Story) -> None:
             sign_in(sales, SALES, PASSWORD)
             expect(sales).to_have_url(f"{base}/forms/order/new")
             with sales.expect_response(re.compile(r"/forms/order/pick/customer\?q=")):
-                sales.fill("#row-customer input[type=search]", "绍兴")
-            expect(sales.locator("#f-customer option")).to_have_count(1)
-            sales.select_option("#f-customer", label="绍兴某汽车")
-            sales.select_option("#f-product", label="真皮座椅面套")
+                sales.fill("#f-customer", "绍兴")
+            expect(sales.locator("#lb-customer [role=option]")).to_have_count(1)
+            sales.locator("#lb-customer [role=option]", has_text="绍兴某汽车").click()
+            with sales.expect_response(re.compile(r"/forms/order/pick/product\?q=")):
+                sales.fill("#f-product", "真皮")
+            sales.locator("#lb-product [role=option]", has_text="真皮座椅面套").click()
             sales.fill("#f-quantity", "80")
             sales.fill("#f-desired_date", desired)
             sales.select_option("#f-order_type", label="加急单")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -145,40 +145,63 @@ def _title(target: FormSpec, row: Mapping[str, Any]) -> str:
     return f"#{row['id']}" if value in (None, "") else str(value)
 
 
-def _pick_label(target: FormSpec, row: Mapping[str, Any]) -> str:
-    """What a picker shows for a record: title · code · the form's ``picker: show:`` fields
-    (select values by their labels), so records sharing a title can be told apart."""
+class Choice(NamedTuple):
+    """One record a ref picker offers: its id, its title, its code and the form's
+    ``picker: show:`` values (select values by their labels), so records sharing a title can
+    be told apart."""
+
+    value: str
+    title: str
+    code: str = ""
+    more: tuple[str, ...] = ()
+
+    @property
+    def details(self) -> str:
+        """What the picker shows muted under the title: code · secondary fields."""
+        return " · ".join(p for p in (self.code, *self.more) if p)
+
+    @property
+    def label(self) -> str:
+        """title · code · secondary, on one line (the option of a plain select)."""
+        return " · ".join(p for p in (self.title, self.details) if p)
+
+    @property
+    def short(self) -> str:
+        """title · code: what the picker's text box shows once the record is chosen."""
+        return " · ".join(p for p in (self.title, self.code) if p)
+
+
+def _choice(target: FormSpec, row: Mapping[str, Any]) -> Choice:
     parts = [_title(target, row)]
     for name in (target.picker_code, *target.picker_show):
         spec = target.by_name.get(name or "")
         value = row.get(name or "")
         if spec is None or value in (None, "") or spec.type in ("table", "files"):
+            parts.append("")
             continue
         labels = {o.value: o.label for o in spec.options}
         shown = labels.get(value, str(value)) if isinstance(value, str) else str(value)
-        if shown not in parts:
-            parts.append(shown)
-    return " · ".join(parts)
+        parts.append("" if shown in parts else shown)
+    code = parts[1] if target.picker_code else ""
+    more = parts[2:] if target.picker_code else parts[1:]
+    return Choice(str(row["id"]), parts[0], code, tuple(m for m in more if m))
 
 
 def ref_options(
     current: LiveApp, target_name: str, q: str | None, selected: list[str], user: User
-) -> list[tuple[str, str]]:
-    """(id, label) choices for a ref picker: the newest (or matching) records, plus the chosen;
-    the label is :func:`_pick_label`. Someone who may not read the target form sees only the
-    chosen ids, without titles."""
+) -> list[Choice]:
+    """The choices of a ref picker: the newest (or matching) records, plus the chosen ones
+    first. Someone who may not read the target form sees only the chosen ids, without titles."""
     target = current.app.forms[target_name]
     if not allowed(current.app, user, "read", Resource(target)):
-        return [(c, f"#{c}") for c in selected if c and c.isdecimal()]
+        return [Choice(c, f"#{c}") for c in selected if c and c.isdecimal()]
     items = current.records.list_page(target.name, q=q or None, limit=PICK_LIMIT).items
-    options = [(str(r["id"]), _pick_label(target, r)) for r in items]
-    known = {o[0] for o in options}
+    options = [_choice(target, r) for r in items]
+    known = {o.value for o in options}
     for chosen in selected:
         if chosen and chosen.isdecimal() and chosen not in known and len(chosen) < 19:
             try:
-                options.insert(
-                    0, (chosen, _pick_label(target, current.records.get(target.name, int(chosen))))
-                )
+                options.insert(0, _choice(target, current.records.get(target.name, int(chosen))))
             except NotFound:
                 continue
     return options
@@ -186,6 +209,7 @@ def ref_options(
 
 @page
 async def pick(request: Request, user: User) -> Response:
+    """The options of a ref picker's list box (``templates/_options.html``) for ``?q=``."""
     form = path_form(request)
     spec = _ref_spec(form, request.path_params["field"])
     if spec is None or spec.ref_form is None:
@@ -195,7 +219,8 @@ async def pick(request: Request, user: User) -> Response:
     require(request, user, "read", Resource(live(request).app.forms[spec.ref_form]))
     q = search_text(request)
     options = await run_in_threadpool(ref_options, live(request), spec.ref_form, q, [], user)
-    return render(request, "_options.html", {"options": options, "q": q})
+    context = {"options": options, "q": q, "more": len(options) >= PICK_LIMIT}
+    return render(request, "_options.html", context)
 
 
 @page
@@ -207,7 +232,15 @@ async def related_records(request: Request, user: User) -> Response:
     record = await run_in_threadpool(current.records.get, form.name, record_id, user)
     found = await run_in_threadpool(related_lists, current, form, record_id, user)
     forms = [r.form.name for r in found]
-    lists = [(r, list_columns(r.form), forms.count(r.form.name) > 1) for r in found]
+    # the column that points back at this record would repeat its title on every row
+    lists = [
+        (
+            r,
+            [c for c in list_columns(r.form) if c != r.field.name] or list_columns(r.form),
+            forms.count(r.form.name) > 1,
+        )
+        for r in found
+    ]
     heading = _title(form, record)
     context = {"form": form, "record_id": record_id, "lists": lists, "heading": heading}
     name = "_related_lists.html" if request.headers.get("hx-request") else "related.html"
@@ -456,8 +489,9 @@ def _locked_for(
 def _form_context(
     current: LiveApp, form: FormSpec, editable: set[str], inputs: Mapping[str, Any], user: User
 ) -> dict[str, Any]:
-    """Ref choices and file metadata for the inputs of the edit form."""
-    options: dict[str, list[tuple[str, str]]] = {}
+    """Ref choices (:class:`Choice`, the chosen first) and file metadata for the inputs of the
+    edit form."""
+    options: dict[str, list[Choice]] = {}
     file_ids: list[str] = []
     for spec in (f for f in form.fields if f.name in editable):
         value: Any = inputs.get(spec.name)
