@@ -312,7 +312,7 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, str(script)], env=env)
         try:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(6000):  # the trend snapshots take minutes on PostgreSQL
+            for _ in range(6000):  # trend snapshots of a database loaded without ANALYZE: minutes
                 if server.poll() is not None:
                     sys.exit("the server stopped before it answered")
                 if info_file.exists() and info_file.read_text():

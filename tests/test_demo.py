@@ -52,7 +52,7 @@ def test_demo_keeps_everything_in_its_folder_and_loads_once(
     assert "销售订单 150" in counts(first) and "客户 200" in counts(first)
     assert "li.sales" in first and "seamline-demo" in first and "→ My tasks" in first
     # the newest drafts are submitted through the app; their stock check waits for the worker
-    assert "done through the app, as the people of the history: 销售订单 · 提交订单 × 2" in first
+    assert "done through the app, as the people of the history: 销售订单 · 提交订单 × 3" in first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # nothing in the cwd
     assert {p.name for p in folder.iterdir()} >= {"seamline-demo.db", "secret_key"}
 

@@ -145,6 +145,9 @@ def test_the_fragment_stops_with_286_and_refuses_what_it_must(world: World) -> N
     done = client.get(f"/forms/order/{order}/live?v={mark}", headers={"HX-Request": "true"})
     assert done.status_code == 286 and done.headers["HX-Reswap"] == "none"
     assert client.get("/forms/order/999999/live?v=1").status_code == 404
+    # polled for a record that is gone: stop polling (htmx keeps asking after a 404)
+    gone = client.get("/forms/order/999999/live?v=1", headers={"HX-Request": "true"})
+    assert gone.status_code == 286 and gone.headers["HX-Reswap"] == "none"
     assert client.get("/forms/nope/1/live").status_code == 404
     anonymous = TestClient(world.web)  # type: ignore[arg-type]
     refused = anonymous.get(f"/forms/order/{order}/live", headers={"HX-Request": "true"})

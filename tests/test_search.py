@@ -273,3 +273,50 @@ def test_picker_options_show_title_code_and_the_declared_field(
     assert re.findall(r'data-value="(\d+)"', by_code.text) == [str(ids["seat"])]
     form = client.get("/forms/order/new")
     assert "绍兴精工汽配有限公司 · C00042" in form.text  # customer: name · code (region unset)
+
+
+def test_search_matches_only_the_title_of_refs_the_user_may_not_read(
+    db_url: str, make_app: Callable[..., Any], apis: list[Api]
+) -> None:
+    """A clerk who may list visits but not read clients finds a visit by its client's name
+    (the list shows it) but not by the client's secret note: no guessing what one may not see."""
+    result = make_app(
+        {
+            "forms/client.yaml": """
+                title: Client
+                title_field: name
+                permissions:
+                  read: [boss]
+                  create: [boss]
+                  update: [boss]
+                fields:
+                  name: {type: text, label: Name, required: true}
+                  note: {type: text, label: Note}
+            """,
+            "forms/visit.yaml": """
+                title: Visit
+                fields:
+                  client: {type: ref, form: client, label: Client}
+            """,
+        }
+    )
+    assert result.app is not None, result.diagnostics.sorted()
+    api = start_api(db_url, result.workspace.root)
+    apis.append(api)
+    api.add_user("cleo", "clerk")
+    api.add_user("bob", "boss")
+    client_id = api.live.records.create(
+        "client", {"name": "Acme Works", "note": "wx_secret_777"}, SYSTEM_ACTOR
+    )["id"]
+    visit = api.live.records.create("visit", {"client": client_id}, SYSTEM_ACTOR)["id"]
+
+    def found(user: str, q: str) -> list[int]:
+        browser, _ = api.browser(user)
+        answer = browser.get("/api/forms/visit/records", params={"q": q})
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()["items"]]
+
+    assert found("cleo", "Acme Works") == [visit]
+    assert found("cleo", "wx_secret_777") == []
+    assert found("cleo", "secret") == []
+    assert found("bob", "wx_secret_777") == [visit]

@@ -15,7 +15,7 @@ from engine.web.templating import Formatter
 from engine.web.timeline import GROUPS, W, build_timeline
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
-KIND = re.compile(r'"((?:approval|flow|notify|track|confirm)_[a-z_]+)"')
+KIND = re.compile(r'"((?:approval|flow|notify|track|confirm|todo)_[a-z_]+)"')
 
 
 def test_every_event_kind_the_engine_writes_has_words() -> None:
@@ -26,8 +26,10 @@ def test_every_event_kind_the_engine_writes_has_words() -> None:
             if "EventIn(" in text or "_event(" in text:
                 written |= set(KIND.findall(text))
     written |= {"approval_cancelled", "approval_restarted"}  # f"approval_{why}"
-    written -= {"approval_id", "approval_status", "confirm_gate"}  # not event kinds
-    unknown = {k for k in written if k.startswith(("approval_", "flow_", "notify_", "track_"))}
+    written -= {"approval_id", "approval_status", "confirm_gate", "todo_id"}  # not event kinds
+    unknown = {
+        k for k in written if k.startswith(("approval_", "flow_", "notify_", "track_", "todo_"))
+    }
     missing = sorted(k for k in unknown | written if k not in GROUPS)
     assert not missing, f"event kinds with no timeline wording: {missing}"
     for kind, group in GROUPS.items():

@@ -141,6 +141,9 @@ def test_shortage_todo_in_procurement_inbox_marked_done_once(world) -> None:
     events = [e for e in api.live.records.events("order", short) if e["kind"] == "todo_done"]
     assert len(events) == 1 and events[0]["actor"] == "wu.proc"
     assert _counts(api, "wu.proc").todos == 0
+    # the record's timeline, for people (not behind the operators' toggle), says who did it
+    page = client.get(f"/forms/order/{short}").text
+    assert re.search(r"吴刚</strong>\s*将待办“[^”]+”标记为已完成", page), page[-3000:]
 
 
 def test_gate_waits_for_each_role_then_sales_fires(world) -> None:
@@ -328,6 +331,31 @@ def test_every_role_of_the_tour_finds_work_on_the_demo(
     assert counts["engineering"].approvals >= 1  # a trial order in approval (class C)
     assert counts["warehouse"].approvals >= 2 and counts["finance"].approvals >= 2
     assert counts["logistics"].actions >= 1
+    # whatever the day, the newest orders stop in every state a tour line sends someone to:
+    # approved (the director schedules), scheduled (logistics ships), shipped (logistics or
+    # customer service confirms the delivery), delivered (finance invoices)
+    assert all(states.get(s, 0) >= 1 for s in ("approved", "scheduled", "shipped")), states
+    assert counts["production_director"].actions >= states["approved"]
+    assert counts["logistics"].actions >= states["scheduled"] + states["shipped"]
+    assert counts["customer_service"].actions >= states["shipped"]
     # a real factory invoices within days: most delivered orders of the year are invoiced
     assert 1 <= states.get("delivered", 0) <= states["invoiced"] / 20
     assert counts["finance"].actions == states["delivered"]
+
+
+def test_my_drafts_link_lists_only_mine(world) -> None:
+    """Drafts wait only for whoever made them; the home page's "all N" link to the list
+    keeps that: it filters by state AND by the person, so it lists the drafts counted."""
+    api, _worker, _ding, customer = world
+    records = api.live.records
+    product = _product(api, "SD-100000")
+    values = {"customer": customer, "product": product, "quantity": 5, "desired_date": FAR}
+    mine = [records.create("order", values, _actor(api, "li.sales"))["id"] for _ in range(4)]
+    theirs = records.create("order", values, _actor(api, "zhang.sales"))["id"]
+    client, _ = api.browser("li.sales")
+    home = client.get("/").text
+    link = "/forms/order?state=draft&amp;created_by=li.sales"
+    assert link in home, _section(home, "actions")
+    listed = client.get(link.replace("&amp;", "&")).text
+    assert all(f'href="/forms/order/{i}"' in listed for i in mine)
+    assert f'href="/forms/order/{theirs}"' not in listed

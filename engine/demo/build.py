@@ -296,11 +296,15 @@ def start_waiting_approvals(live: Any) -> int:
             approvals.c.form == spec.form, approvals.c.status == "active"
         )
         with live.records.engine.begin() as conn:
-            ids = conn.execute(
-                sa.select(table.c.id)
-                .where(table.c.state.in_(states), table.c.id.not_in(active))
-                .order_by(table.c.id)
-            ).scalars().all()
+            ids = (
+                conn.execute(
+                    sa.select(table.c.id)
+                    .where(table.c.state.in_(states), table.c.id.not_in(active))
+                    .order_by(table.c.id)
+                )
+                .scalars()
+                .all()
+            )
             for record_id in ids:
                 mover = conn.execute(
                     sa.select(events.c.actor)

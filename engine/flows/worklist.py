@@ -385,7 +385,7 @@ class CountCache:
     def __init__(self, ttl: float = 30.0, size: int = 5000) -> None:
         self.ttl, self.size = ttl, size
         self._kept: dict[
-            tuple[str, str, frozenset[str], int | None],
+            tuple[str, str, str, frozenset[str], int | None],
             tuple[tuple[int, str] | None, float, int],
         ] = {}
         self._lock = threading.Lock()
@@ -404,7 +404,8 @@ class CountCache:
             sa.select(HEAD.c.last_id, HEAD.c.last_hash).where(HEAD.c.id == 1)
         ).first()
         head = None if row is None else (int(row.last_id), str(row.last_hash))
-        key = (app.content_hash, user.username, frozenset(user.roles), cap)
+        # the database too: two fresh databases share an empty event log's head
+        key = (str(conn.engine.url), app.content_hash, user.username, frozenset(user.roles), cap)
         moment = time.monotonic()
         with self._lock:
             found = self._kept.get(key)

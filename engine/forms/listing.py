@@ -3,7 +3,7 @@ refs, see :mod:`engine.forms.search`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -68,6 +68,7 @@ def list_records(
     cursor: str | None,
     q: str | None,
     forms: Mapping[str, FormSpec] | None = None,
+    title_only: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
     for key, raw in [*filters.items(), ("q", q or ""), ("sort", sort), ("cursor", cursor or "")]:
         if "\x00" in str(raw) or "\x00" in key:
@@ -92,7 +93,7 @@ def list_records(
             value = _value(spec, name, raw, tz)
             query = query.where(getattr(column, f"__{_OPS[op]}__")(value))
     if q:
-        query = query.where(search_clause(conn, table, form, forms or {}, q))
+        query = query.where(search_clause(conn, table, form, forms or {}, q, title_only))
     descending = sort.startswith("-")
     sort_name = sort.lstrip("-+")
     sort_spec = form.by_name.get(sort_name)

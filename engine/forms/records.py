@@ -997,11 +997,22 @@ class RecordService(RecordChecks):
                 cursor,
                 q,
                 self.app.forms,
+                self._unreadable(actor) if q else (),
             )
             titles = self._titles(conn, form, rows)
             for row in rows:
                 row["_titles"] = titles.get(row["id"], {})
             return Page(rows, next_cursor)
+
+    def _unreadable(self, actor: Actor | None) -> frozenset[str]:
+        """The forms ``actor`` may not read (none for the engine itself)."""
+        if actor is None:
+            return frozenset()
+        return frozenset(
+            name
+            for name, form in self.app.forms.items()
+            if not allowed(self.app, actor, "read", Resource(form))
+        )
 
     def events(
         self, form_name: str, record_id: int, actor: Actor | None = None

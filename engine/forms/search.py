@@ -24,7 +24,7 @@ How it stays fast (figures from ``bench/bench_search.py`` at 100,000 orders, REA
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,10 +81,13 @@ def _many(conn: sa.Connection, ids: sa.Select[Any]) -> bool:
     return int(conn.execute(probe).scalar_one()) > FEW
 
 
-def _target_names(target: FormSpec) -> list[str]:
-    """Title and text/autonumber fields: what a ref's target is found by."""
+def _target_names(target: FormSpec, title_only: bool) -> list[str]:
+    """Title and text/autonumber fields: what a ref's target is found by. Only its title when
+    the person searching may not read the target's form: the list shows that title anyway,
+    but matching its other fields would let them test guesses about what they may not see."""
     names = [target.title_field] if target.title_field else []
-    names += [f.name for f in target.fields if f.value_type in ("text", "autonumber")]
+    if not title_only:
+        names += [f.name for f in target.fields if f.value_type in ("text", "autonumber")]
     searchable = {f.name for f in searchable_fields(target)}
     return [n for n in dict.fromkeys(names) if n in searchable]
 
@@ -95,8 +98,10 @@ def search_clause(
     form: FormSpec,
     forms: Mapping[str, FormSpec],
     q: str,
+    title_only: Collection[str] = (),
 ) -> sa.ColumnElement[bool]:
-    """Rows of ``table`` whose own text, or whose refs' text, contains ``q``."""
+    """Rows of ``table`` whose own text, or whose refs' text, contains ``q`` (of the forms in
+    ``title_only``, which the person searching may not read, only their titles)."""
     names = [f.name for f in searchable_fields(form)]
     own = _match(conn, table, form, names, q)
     refs: list[sa.ColumnElement[bool]] = []
@@ -110,7 +115,7 @@ def search_clause(
         target = forms.get(spec.ref_form or "") if spec.type == "ref" else None
         if target is None:
             continue
-        names = _target_names(target)
+        names = _target_names(target, target.name in title_only)
         if not names:
             continue
         ttable = table.metadata.tables[table_name(target.name)]

@@ -93,9 +93,7 @@ def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
                 return Response(status_code=401, headers={"HX-Redirect": _login_url(request)})
             return RedirectResponse(_login_url(request), 303)
         if not request.headers.get("hx-request"):  # the count in the navigation
-            request.state.open_tasks = await run_in_threadpool(
-                open_task_count, live(request), user
-            )
+            request.state.open_tasks = await run_in_threadpool(open_task_count, live(request), user)
         if request.method == "POST":
             post = await read_post(request)
             if post is None:

@@ -14,15 +14,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine.accounts.auth import User
-from engine.flows.worklist import Worklist, worklist
-from engine.model import clock
 from engine.model.permissions import Resource, allowed
 from engine.outbox.monitor import list_jobs, list_runs, retry_job
-from engine.runtime import LiveApp
 from engine.tracking.codes import recent_code_messages
 from engine.web.api import require
 from engine.web.current import live, request_lang
 from engine.web.page_kit import CONTROL, error_page, page, post_text, read_post
+from engine.web.panels import my_work
 from engine.web.security import SecurityError, check_csrf, current_user, login, logout
 from engine.web.templating import render, translate
 
@@ -79,19 +77,6 @@ async def logout_page(request: Request) -> Response:
 HOME_ITEMS = 3  # records shown per card of the home page (the rest on /tasks)
 
 
-def _home_work(current: LiveApp, user: User) -> Worklist:
-    with current.records.reads.connect() as conn:
-        return worklist(
-            conn,
-            current.app,
-            current.records.runtime.calendar,
-            current.metadata,
-            user,
-            clock.now(),
-            shown=HOME_ITEMS,
-        )
-
-
 @page
 async def home(request: Request, user: User) -> Response:
     """One card per section of the person's work (its count and first items), then the forms
@@ -100,7 +85,7 @@ async def home(request: Request, user: User) -> Response:
     current = live(request)
     app = current.app
     forms = [f for f in app.forms.values() if allowed(app, user, "read", Resource(f))]
-    work = await run_in_threadpool(_home_work, current, user)
+    work = await run_in_threadpool(my_work, current, user, HOME_ITEMS)
     return render(request, "home.html", {"forms": forms, "work": work, "shown": HOME_ITEMS})
 
 

@@ -67,7 +67,8 @@ def list_columns(form: FormSpec) -> list[str]:
 def list_selection(request: Request, form: FormSpec) -> tuple[dict[str, str], str]:
     """What the list page's address selects: (filters for the records service, search text).
     ``state`` is a known state (others are ignored); ``field`` or ``field__op`` (as in the API:
-    ``?customer=2``, ``?quantity__gte=10``) filter on a field, a bad value is a field error.
+    ``?customer=2``, ``?quantity__gte=10``, ``?created_by=li.sales``) filter on a field, a bad
+    value is a field error.
     The exports (:mod:`engine.web.exports`) read the same, so they hold the rows listed."""
     params = request.query_params
     state = params.get("state", "")
@@ -75,7 +76,9 @@ def list_selection(request: Request, form: FormSpec) -> tuple[dict[str, str], st
     filters = {"state": state} if machine and state in {s.name for s in machine.states} else {}
     for key, value in params.items():
         name = key.partition("__")[0]
-        if key not in ("q", "state", "cursor") and (name in form.by_name or name == "id"):
+        if key not in ("q", "state", "cursor") and (
+            name in form.by_name or name in ("id", "created_by")
+        ):
             filters[key] = value
     return filters, search_text(request)
 
@@ -378,7 +381,14 @@ async def live_record(request: Request, user: User) -> Response:
     form, current = path_form(request), live(request)
     record_id = path_record_id(request)
     fmt = Formatter(current.app, request_lang(request))
-    record = await run_in_threadpool(current.records.get, form.name, record_id, user)
+    try:
+        record = await run_in_threadpool(current.records.get, form.name, record_id, user)
+    except (NotFound, ValidationFailed):
+        if not request.headers.get("hx-request"):
+            raise
+        # the record is gone or no longer readable: stop polling (htmx swaps nothing on a
+        # 4xx and would keep asking every few seconds)
+        return Response(status_code=286, headers={"HX-Reswap": "none"})
     status = await run_in_threadpool(live_status, current, form, record, fmt)
     last = await run_in_threadpool(last_event_id, current, form, record_id)
     if request.query_params.get("v") == live_mark(record, last, status):

@@ -27,7 +27,6 @@ from starlette.routing import BaseRoute, Route
 
 from engine.accounts.auth import User
 from engine.flows.todos import mark_done
-from engine.flows.worklist import Worklist, worklist
 from engine.model import clock
 from engine.model.errors import NotFound, ValidationFailed
 from engine.runtime import LiveApp
@@ -36,6 +35,7 @@ from engine.web.current import live, request_lang
 from engine.web.jsonio import status_of
 from engine.web.page_kit import CONTROL, page, post_text
 from engine.web.pages_records import show_record
+from engine.web.panels import my_work
 from engine.web.templating import render, translate
 
 __all__ = ["task_page_routes"]
@@ -46,23 +46,11 @@ _RECORD_PAGE = re.compile(r"/forms/([a-z][a-z0-9_]*)/([1-9][0-9]{0,17})")
 FLASH_KEY = "flash"
 
 
-def _my_work(current: LiveApp, user: User) -> Worklist:
-    with current.records.reads.connect() as conn:
-        return worklist(
-            conn,
-            current.app,
-            current.records.runtime.calendar,
-            current.metadata,
-            user,
-            clock.now(),
-        )
-
-
 async def _show_inbox(
     request: Request, user: User, status: int = 200, errors: list[str] | None = None
 ) -> Response:
     current = live(request)
-    work = await run_in_threadpool(_my_work, current, user)
+    work = await run_in_threadpool(my_work, current, user)
     context = {"work": work, "tasks": work.approvals, "errors": errors or [], "comment": ""}
     if errors:
         context["comment"] = post_text(request.state.post, "comment")

@@ -13,7 +13,7 @@ from engine.expressions import EvaluationError
 from engine.flows.approvals.inbox import record_approvals
 from engine.flows.approvals.service import delegators
 from engine.flows.confirm import gates_of
-from engine.flows.worklist import CountCache
+from engine.flows.worklist import SHOWN, CountCache, Worklist, worklist
 from engine.insights.hints import record_hints
 from engine.model import clock
 from engine.model.permissions import Resource, allowed
@@ -38,6 +38,21 @@ def open_task_count(current: LiveApp, user: User) -> int:
     stands still (:class:`~engine.flows.worklist.CountCache`)."""
     with current.records.reads.connect() as conn:
         return MENU_COUNTS.total(conn, current.app, current.metadata, user, clock.now(), MENU_CAP)
+
+
+def my_work(current: LiveApp, user: User, shown: int = SHOWN) -> Worklist:
+    """Everything waiting for ``user`` (:func:`~engine.flows.worklist.worklist`), at most
+    ``shown`` records per group: the home page's cards and the /tasks page."""
+    with current.records.reads.connect() as conn:
+        return worklist(
+            conn,
+            current.app,
+            current.records.runtime.calendar,
+            current.metadata,
+            user,
+            clock.now(),
+            shown=shown,
+        )
 
 
 def approval_panel(current: LiveApp, form: str, record_id: int, user: User) -> list[dict[str, Any]]:

@@ -187,9 +187,7 @@ CATALOG: dict[str, Text] = {
     "work_gates": Text("Confirmations waiting for me", "待我确认"),
     "work_todos": Text("To-dos", "待办事项"),
     "work_actions": Text("Records waiting for me to act", "待我处理的单据"),
-    "work_none_approvals": Text(
-        "No approval waits for your decision.", "没有等您审批的单据。"
-    ),
+    "work_none_approvals": Text("No approval waits for your decision.", "没有等您审批的单据。"),
     "work_none_gates": Text("Nothing waits for your confirmation.", "没有等您确认的事项。"),
     "work_none_todos": Text("No to-do is open for you.", "没有未完成的待办。"),
     "work_none_actions": Text("No record waits for you to act.", "没有等您处理的单据。"),

@@ -30,6 +30,7 @@ GROUPS: dict[str, Group] = {
     "created": "changes",
     "changed": "changes",
     "child_added": "changes",
+    "todo_done": "changes",
     "transition": "changes",
     "confirmed": "approvals",
     "confirm_reopened": "approvals",
@@ -69,6 +70,7 @@ W: dict[str, Text] = {
     "created": Text("created the record", "创建了记录"),
     "changed": Text("changed", "修改了"),
     "child_added": Text("added a row to {child}", "在“{child}”中添加了一行"),
+    "todo_done": Text("marked the to-do “{title}” done", "将待办“{title}”标记为已完成"),
     "transition": Text("{label}: {from_} → {to}", "{label}：{from_} → {to}"),
     "run_done": Text("done", "已完成"),
     "run_running": Text("in progress", "进行中"),
@@ -386,6 +388,8 @@ def build_timeline(
             entry.title = words.t(
                 "child_added", child=child.label if child else payload.get("child")
             )
+        elif kind == "todo_done":
+            entry.title = words.t(kind, title=payload.get("title") or "")
         elif kind == "transition":
             entry.title = words.transition(payload)
         elif kind in ("confirmed", "confirm_reopened"):

@@ -134,6 +134,12 @@ def _number(raw: str | None) -> str | None:
     return text
 
 
+def _bad_number(request: Request, spec: TrackingSpec) -> Response:
+    """The phone form again (400), saying ``?no=`` is not an order number."""
+    error = _t(request_lang(request), "track_bad_number")
+    return _page(request, spec, "track.html", 400, error=error, number="")
+
+
 def _with_number(path: str, number: str) -> str:
     """``path`` carrying ``?no=`` when there is a number."""
     return track_path(number).replace("/track", path, 1) if number else path
@@ -238,8 +244,7 @@ async def track_home(request: Request) -> Response:
         return not_found_page(request)
     number = _number(request.query_params.get("no"))
     if number is None:
-        error = _t(request_lang(request), "track_bad_number")
-        return _page(request, spec, "track.html", 400, error=error, number="")
+        return _bad_number(request, spec)
     if await _visit(request) is not None:
         return RedirectResponse(_with_number("/track/orders", number), 303)
     return _page(request, spec, "track.html", number=number)
@@ -253,8 +258,7 @@ async def track_qr(request: Request) -> Response:
         return not_found_page(request)
     number = _number(request.query_params.get("no"))
     if number is None:
-        error = _t(request_lang(request), "track_bad_number")
-        return _page(request, spec, "track.html", 400, error=error, number="")
+        return _bad_number(request, spec)
     base = public_url() or str(request.base_url).rstrip("/")
     svg = await run_in_threadpool(qr_svg, base + track_path(number))
     return Response(
@@ -329,8 +333,7 @@ async def track_orders(request: Request) -> Response:
         return not_found_page(request)
     number = _number(request.query_params.get("no"))
     if number is None:
-        error = _t(request_lang(request), "track_bad_number")
-        return _page(request, spec, "track.html", 400, error=error)
+        return _bad_number(request, spec)
     visit = await _visit(request)
     if visit is None:
         error = _t(request_lang(request), "track_expired")

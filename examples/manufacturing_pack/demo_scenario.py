@@ -168,8 +168,11 @@ def regular_orders(run: Run) -> None:
             ).format(no=order["order_no"], q=str(quantity), sku=PLENTY, atp=str(order["atp_date"])),
         )
         run.memo.setdefault("regular", []).append(order)
+    # the demo's own short-stock drafts are checked in the background meanwhile: their
+    # shortage to-dos are not about these orders
+    numbers = [o["order_no"] for o in run.memo["regular"]]
     todo = [m for m in run.chat_messages(since) if m["connector"] == "dingtalk"]
-    shortage = [m for m in todo if "缺料" in m["text"]]
+    shortage = [m for m in todo if "缺料" in m["text"] and any(n in m["text"] for n in numbers)]
     run.expect(
         not shortage,
         Text("no shortage to-do for procurement", "没有给采购的缺料待办"),

@@ -4,8 +4,10 @@
         [--customers 200] [--products 12000] [--end YYYY-MM-DD]
 
 ~200 customers (tiers VIP/A/B/C, regions), products from data/products.csv and N orders over
-the year before ``--end`` (default: now) — the newest of them in the last three working days, so
-the history stops with orders in flight — each walked through the pack's state machine (draft →
+the year before ``--end`` (default: now) — the newest of them stopping in each state a role of
+the demo tour works on (``HALTS``), created in the last three working days, or as long before
+as reaching that state takes (shipping waits for the promised date), so the history stops with
+orders in flight on any day — each walked through the pack's state machine (draft →
 submitted → [stock_pending] → stock_checked → approving → approved → scheduled → shipped →
 delivered → invoiced within days, once the communication log holds a note; some returned,
 rejected or cancelled) with seeded-random, business-hours-biased
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -103,6 +105,9 @@ CONCLUSIONS = {
     "other": "客户确认收货，数量与质量无误，同意开票",
 }
 INQUIRIES = {0: 30, 1: 30, 2: 20, 3: 10, 4: 6, 5: 4}  # progress inquiries per order, weights
+
+
+T = TypeVar("T")
 
 
 class Stop(Exception):
@@ -312,6 +317,12 @@ class History:
             }
             self.emit(order, at, actor, "confirm_reopened", payload)
             order.confirmed = []
+
+
+def entered(order: Order) -> datetime:
+    """When the order came into its state: its last transition, or its creation."""
+    moves = [at for at, _, kind, _ in order.events if kind == "transition"]
+    return max(moves, default=order.created_at)
 
 
 def created_payload(order: Order) -> dict[str, Any]:
@@ -612,8 +623,9 @@ def masters(
     return out
 
 
-def creation_times(h: History, n: int, start: datetime) -> list[datetime]:
-    """``n`` sorted creation instants: mostly work days, mostly office hours."""
+def creation_times(h: History, n: int, start: datetime) -> tuple[list[datetime], int]:
+    """``n`` creation instants, mostly work days, mostly office hours: the sorted ones of the
+    history, and how many newest orders (see ``Generator.newest``) take the place of its last."""
     days = [(start + timedelta(days=d)).astimezone(h.tz).date() for d in range(366)]
     weights = [1.0 if h.calendar.is_workday(d) else 0.08 for d in days]
     out = []
@@ -625,17 +637,21 @@ def creation_times(h: History, n: int, start: datetime) -> list[datetime]:
         local = datetime.combine(day, time(), tzinfo=h.tz) + timedelta(minutes=minute)
         out.append(local.astimezone(UTC))
     kept = sorted(t for t in out if start <= t <= h.end)
-    recent = recent_times(h, min(len(kept), max(RECENT_MIN, len(kept) // RECENT_SHARE)))
-    return sorted([*kept[: len(kept) - len(recent)], *recent])
+    recent = min(len(kept), max(RECENT_MIN, len(kept) // RECENT_SHARE))
+    return kept[: len(kept) - recent], recent
 
 
-RECENT_MIN, RECENT_SHARE = 14, 60  # at least 12 orders (1 in 60) from the last working days
 # where the newest orders stop, in turn (None: as far as the clock lets them): each role of the
 # pack finds work — drafts the demo submits (the real stock check runs for them: sales then
 # promise a date, procurement gets the shortage to-do), the director a promise date to confirm,
 # approvers tasks, the director orders to schedule, logistics orders to ship and deliveries to
 # confirm, finance orders to invoice
-HALTS = ("draft", "stock_checked", "approving", "approved", "scheduled", "shipped", None)
+HALTS = (
+    *("draft", "stock_checked", "approving", "approved", "scheduled", "shipped", "delivered"),
+    None,
+)
+# at least three orders stop in each halt (so all three APPROVING kinds wait), or 1 in 60
+RECENT_MIN, RECENT_SHARE = 3 * len(HALTS), 60
 # the products of the drafts left for the demo to submit, in turn: the mock warehouse's
 # showcase SKUs that are short (mock_wms.py), so the stock check finds a shortage
 SHORT_SKUS = ("DP-100001", "HL-100002", "CP-100003")
@@ -643,29 +659,44 @@ SHORT_SKUS = ("DP-100001", "HL-100002", "CP-100003")
 # order (finance, warehouse and engineering countersign), a VIP rush order (the director), a
 # regular one (finance and warehouse)
 APPROVING = (("trial", None), ("rush", "VIP"), ("normal", None))
+FRESH_DAYS = 3  # a newest order is created, or reaches its halt, in the last working days
+BACK_DAYS = 120  # … or, when its state takes longer (shipping waits for the date), before
 
 
-def recent_times(h: History, k: int) -> list[datetime]:
-    """``k`` instants in the office hours of the last three working days up to the end: the
-    newest orders are still on their way (waiting for stock, a confirmation, an approval,
-    shipping …) when the history stops, so every role finds work. Their own random source
-    leaves the rest of the history as the seed makes it."""
-    rng = random.Random(k)
+@dataclass(frozen=True)
+class Newest:
+    """One of the newest orders: the state it stops in (``halt``), which of the orders
+    stopping there it is (``turn``), and its own random source (``seed``), so that a trial walk
+    foretells its real one and the rest of the history stays as the seed makes it."""
+
+    halt: str | None
+    turn: int
+    seed: str
+
+
+def working_days_back(h: History, count: int) -> list[date]:
+    """The last ``count`` working days up to the end's day, newest first."""
     days: list[date] = []
     day = h.local(h.end).date()
-    while len(days) < 3:
+    while len(days) < count:
         if h.calendar.is_workday(day):
             days.append(day)
         day -= timedelta(days=1)
-    out: list[datetime] = []
-    while len(out) < k:
-        minute = rng.uniform(8.5 * 60, 17.5 * 60)
-        local = datetime.combine(rng.choice(days), time(), tzinfo=h.tz) + timedelta(minutes=minute)
-        if local.astimezone(UTC) <= h.end:
-            out.append(local.astimezone(UTC))
-        elif days[0] == h.local(h.end).date() and len(days) > 1 and rng.random() < 0.5:
-            days = days[1:]  # the end is early on its day: use the days before
-    return out
+    return days
+
+
+def office_time(h: History, rng: random.Random, days: list[date]) -> datetime | None:
+    """A moment in the office hours of one of ``days``, not after the end (None: none is)."""
+    spans = []
+    for day in days:
+        opening = datetime.combine(day, OPEN, tzinfo=h.tz).astimezone(UTC)
+        closing = min(datetime.combine(day, CLOSE, tzinfo=h.tz).astimezone(UTC), h.end)
+        if opening < closing:
+            spans.append((opening, closing))
+    if not spans:
+        return None
+    opening, closing = rng.choice(spans)
+    return opening + (closing - opening) * rng.random()
 
 
 class Generator:
@@ -680,29 +711,27 @@ class Generator:
         self.rows: dict[str, list[dict[str, Any]]] = self.empty_rows()
         self.events: list[dict[str, Any]] = []
         self.next_note = writer.next_id(CHILD)
-        self.halted: list[str] = []  # the HALTS of the orders made so far
         self.left: list[Pending] = []  # what the demo does through the records service
 
     @staticmethod
     def empty_rows() -> dict[str, list[dict[str, Any]]]:
         return {"f_order": [], CHILD: [], "sl_files": []}  # parents before their rows
 
-    def order(self, rid: int, created: datetime, halt: str | None) -> Order:
+    def order(self, rid: int, created: datetime, newest: Newest | None) -> Order:
         h, rng = self.h, self.h.rng
+        halt = newest.halt if newest is not None else None
         customer = rng.choices(self.customers, weights=self.customer_weights)[0]
         product = rng.choice(self.products)
         kind = rng.choices(("normal", "rush", "trial"), weights=(80, 13, 7))[0]
         if halt == "approving":
-            kind, tier = APPROVING[self.halted.count(halt) % len(APPROVING)]
+            kind, tier = APPROVING[newest.turn % len(APPROVING)]  # type: ignore[union-attr]
             if tier is not None and customer.values["tier"] != tier:
                 customer = next(c for c in self.customers if c.values["tier"] == tier)
         quantity = max(1, round(rng.lognormvariate(math.log(300 if kind != "trial" else 20), 1)))
         if halt == "draft":
-            code = SHORT_SKUS[self.halted.count(halt) % len(SHORT_SKUS)]
+            code = SHORT_SKUS[newest.turn % len(SHORT_SKUS)]  # type: ignore[union-attr]
             product = next((p for p in self.products if p.values["code"] == code), product)
             quantity = max(quantity, 80)
-        if halt is not None:
-            self.halted.append(halt)
         today = h.local(created).date()
         lead = 3 + (rng.randint(2, 10) if kind == "rush" else rng.randint(5, 30))
         values: dict[str, Any] = {f.name: None for f in h.form.fields if f.type != "table"}
@@ -743,18 +772,75 @@ class Generator:
         )
         return [file_id]
 
-    def add(self, rid: int, created: datetime, halt: str | None = None) -> None:
+    def add(self, rid: int, created: datetime, newest: Newest | None = None) -> None:
         self.release(created)
-        order = self.order(rid, created, halt)
-        order.halt = halt
-        OrderWalk(self.h, order).run(slow=self.h.rng.random() < 0.2)
-        if halt == "draft" and order.state == "draft":
+        order = self.walk(rid, created, newest)
+        if order.halt == "draft" and order.state == "draft":
             self.left.append(Pending("order", rid, "submit", order.created_by))
         self.rows["f_order"].append(order.row())
         self.log_rows(order)
         for event in order.events:
             self.seq += 1
             heapq.heappush(self.pending, (event[0], self.seq, rid, event))
+
+    def walk(self, rid: int, created: datetime, newest: Newest | None) -> Order:
+        """The order made and walked until it stops; a newest one with its own random source."""
+        h = self.h
+        shared = h.rng
+        if newest is not None:
+            h.rng = random.Random(newest.seed)
+        try:
+            order = self.order(rid, created, newest)
+            order.halt = newest.halt if newest is not None else None
+            OrderWalk(h, order).run(slow=h.rng.random() < 0.2)
+        finally:
+            h.rng = shared
+        return order
+
+    def trial(self, created: datetime, newest: Newest) -> Order:
+        """Where the newest order would stop if created at ``created``: its walk, undone."""
+        counters, files = dict(self.h.counters), len(self.rows["sl_files"])
+        try:
+            return self.walk(0, created, newest)
+        finally:
+            self.h.counters = counters
+            del self.rows["sl_files"][files:]
+
+    def newest(self, count: int, seed: int) -> list[tuple[datetime, Newest]]:
+        """The newest ``count`` orders, stopping in the HALTS in turn, each created so that it
+        really gets there: in the last working days when its state comes within hours of the
+        order; earlier — a working day further back each trial, with a fresh random source —
+        when it takes longer (an order ships near its promised date, weeks after it is made),
+        preferring one that reaches its state in the last working days. Every order is
+        walked through the state machine; the trials only choose when it was made."""
+        days = working_days_back(self.h, BACK_DAYS + FRESH_DAYS)
+        fresh = datetime.combine(days[FRESH_DAYS - 1], time(), tzinfo=self.h.tz)
+        turns: dict[str | None, int] = {}
+        out = []
+        for slot in range(count):
+            halt = HALTS[slot % len(HALTS)]
+            turn = turns[halt] = turns.get(halt, -1) + 1
+            found: tuple[datetime, Newest] | None = None
+            for back in range(BACK_DAYS):
+                pick = random.Random(f"newest:{seed}:{count}:{slot}:{back}")
+                created = office_time(self.h, pick, days[back : back + FRESH_DAYS])
+                if created is None:
+                    continue
+                candidate = (created, Newest(halt, turn, f"{seed}:{count}:{slot}:{back}"))
+                if halt is None:
+                    found = candidate
+                    break
+                order = self.trial(*candidate)
+                if order.state != halt:
+                    continue
+                found = found or candidate
+                if entered(order) >= fresh:
+                    found = candidate
+                    break
+            if found is None:
+                raise RuntimeError(f"no order reaches {halt} in {BACK_DAYS} working days")
+            out.append(found)
+        return out
 
     def log_rows(self, order: Order) -> None:
         """The order's communication-log rows, in time order, and their child_added events."""
@@ -816,6 +902,16 @@ def fix_sequences(engine: sa.Engine) -> None:
             )
 
 
+def gather_statistics(engine: sa.Engine) -> None:
+    """ANALYZE after the bulk load: without statistics (autovacuum off, or not yet run)
+    PostgreSQL plans the dashboards' event joins as nested loops over ~1 row — the trend
+    snapshots of 42,000 orders then ran for over 12 minutes instead of about 1 s."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE"))
+
+
 @dataclass(frozen=True)
 class Pending:
     """A transition the history leaves to the real flow: the demo fires it through the records
@@ -867,20 +963,20 @@ def generate(
         existing = prefix_counters(engine, metadata)
         h.counters.update(existing)
         gen = Generator(h, writer, cust, prod)
-        times = creation_times(h, orders, start)
+        older, recent = creation_times(h, orders, start)
+        plan = sorted([*((t, None) for t in older), *gen.newest(recent, seed)], key=lambda p: p[0])
         first = writer.next_id("f_order")
-        newest = len(times) - min(len(times), max(RECENT_MIN, len(times) // RECENT_SHARE))
-        for i, created in _progress(times, progress):
-            halt = HALTS[(i - newest) % len(HALTS)] if i >= newest else None
-            gen.add(first + i, created, halt)
+        for i, (created, newest) in _progress(plan, progress):
+            gen.add(first + i, created, newest)
             if (i + 1) % BATCH == 0:
                 gen.flush()
         gen.release(None)
         gen.flush()
         save_counters(engine, metadata, h.counters)
         fix_sequences(engine)
+        gather_statistics(engine)
         spent = clock.perf_counter() - began
-        return Result(len(times), writer.written, spent, end, tuple(gen.left))
+        return Result(len(plan), writer.written, spent, end, tuple(gen.left))
     finally:
         engine.dispose()
 
@@ -892,7 +988,7 @@ def prefix_counters(engine: sa.Engine, metadata: sa.MetaData) -> dict[str, int]:
     return {r.series.split(":", 1)[1].replace("#", "{seq:5}"): int(r.value) for r in rows}
 
 
-def _progress(times: list[datetime], show: bool) -> Iterator[tuple[int, datetime]]:
+def _progress(times: list[T], show: bool) -> Iterator[tuple[int, T]]:
     if not show:
         yield from enumerate(times)
         return
