@@ -7,6 +7,7 @@ is what the outcomes dashboard's headline KPI (order → first progress message)
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from apihelp import start_api
@@ -55,12 +56,12 @@ def _content(message: dict) -> str:
     return message["markdown"]["content"]
 
 
-def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(world) -> None:
-    api, worker, wecom, fake = world
-    records = api.live.records
+def _new_order(records: Any, n: int, city: str) -> dict[str, Any]:
+    """A draft regular order of 5 × SD-100000 (made here) for a new class-B customer
+    C0000``n`` of ``city``, with a WeCom id."""
     customer = records.create(
         "customer",
-        {"code": "C00001", "name": "绍兴某汽车", "tier": "B", "wecom_id": "wx_c1"},
+        {"code": f"C0000{n}", "name": f"{city}某汽车", "tier": "B", "wecom_id": f"wx_c{n}"},
         SYSTEM_ACTOR,
     )
     product = records.create(
@@ -68,17 +69,15 @@ def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(wo
         {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
         SYSTEM_ACTOR,
     )
-    order = records.create(
-        "order",
-        {
-            "customer": customer["id"],
-            "product": product["id"],
-            "quantity": 5,
-            "desired_date": "2026-11-30",
-            "order_type": "normal",
-        },
-        SYSTEM_ACTOR,
-    )
+    values = {"customer": customer["id"], "product": product["id"], "quantity": 5,
+              "desired_date": "2026-11-30", "order_type": "normal"}  # fmt: skip
+    return records.create("order", values, SYSTEM_ACTOR)
+
+
+def test_stage_messages_reach_the_customer_at_night_and_feed_the_headline_kpi(world) -> None:
+    api, worker, wecom, fake = world
+    records = api.live.records
+    order = _new_order(records, 1, "绍兴")
     fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
     fake.at += timedelta(minutes=12)  # the worker runs at 22:52 on the holiday
     worker.run_until_idle()
@@ -127,19 +126,7 @@ def test_an_order_back_at_the_gate_is_being_confirmed_again(world) -> None:
     until the salesperson and the production director confirm it anew."""
     api, worker, wecom, _fake = world
     records = api.live.records
-    customer = records.create(
-        "customer",
-        {"code": "C00002", "name": "宁波某汽车", "tier": "B", "wecom_id": "wx_c2"},
-        SYSTEM_ACTOR,
-    )
-    product = records.create(
-        "product",
-        {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
-        SYSTEM_ACTOR,
-    )
-    values = {"customer": customer["id"], "product": product["id"], "quantity": 5,
-              "desired_date": "2026-11-30", "order_type": "normal"}  # fmt: skip
-    order = records.create("order", values, SYSTEM_ACTOR)["id"]
+    order = _new_order(records, 2, "宁波")["id"]
 
     def through_the_gate() -> str:
         promised = records.get("order", order)["atp_date"].isoformat()
@@ -180,19 +167,7 @@ def test_progress_messages_end_with_the_tracking_link(
         monkeypatch.setenv("SEAMLINE_PUBLIC_URL", public)
     api, worker, wecom, _fake = world
     records = api.live.records
-    customer = records.create(
-        "customer",
-        {"code": "C00003", "name": "杭州某汽车", "tier": "B", "wecom_id": "wx_c3"},
-        SYSTEM_ACTOR,
-    )
-    product = records.create(
-        "product",
-        {"code": "SD-100000", "name": "面套", "unit_price": 10, "lead_days": 5},
-        SYSTEM_ACTOR,
-    )
-    values = {"customer": customer["id"], "product": product["id"], "quantity": 5,
-              "desired_date": "2026-11-30", "order_type": "normal"}  # fmt: skip
-    order = records.create("order", values, SYSTEM_ACTOR)
+    order = _new_order(records, 3, "杭州")
     fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
     worker.run_until_idle()
     text = _content(wecom.messages[-1])

@@ -198,10 +198,32 @@ def test_related_lists_on_record_pages(
     assert client.get("/forms/customer/999999/related").status_code == 404
 
 
+def _clerk_and_boss(
+    db_url: str, make_app: Callable[..., Any], apis: list[Api], files: dict[str, str]
+) -> Api:
+    """The app of ``files`` and a Visit form pointing at its client form, served, with the
+    users cleo (role clerk) and bob (role boss)."""
+    visit = """
+        title: Visit
+        fields:
+          client: {type: ref, form: client, label: Client}
+    """
+    result = make_app({**files, "forms/visit.yaml": visit})
+    assert result.app is not None, result.diagnostics.sorted()
+    api = start_api(db_url, result.workspace.root)
+    apis.append(api)
+    api.add_user("cleo", "clerk")
+    api.add_user("bob", "boss")
+    return api
+
+
 def test_related_lists_leave_out_forms_the_user_may_not_read(
     db_url: str, make_app: Callable[..., Any], apis: list[Api]
 ) -> None:
-    result = make_app(
+    api = _clerk_and_boss(
+        db_url,
+        make_app,
+        apis,
         {
             "forms/client.yaml": """
                 title: Client
@@ -211,25 +233,12 @@ def test_related_lists_leave_out_forms_the_user_may_not_read(
             """,
             "forms/deal.yaml": """
                 title: Deal
-                permissions:
-                  read: [boss]
-                  create: [boss]
-                  update: [boss]
+                permissions: {read: [boss], create: [boss], update: [boss]}
                 fields:
                   client: {type: ref, form: client, label: Client}
             """,
-            "forms/visit.yaml": """
-                title: Visit
-                fields:
-                  client: {type: ref, form: client, label: Client}
-            """,
-        }
+        },
     )
-    assert result.app is not None, result.diagnostics.sorted()
-    api = start_api(db_url, result.workspace.root)
-    apis.append(api)
-    api.add_user("cleo", "clerk")
-    api.add_user("bob", "boss")
     client_id = api.live.records.create("client", {"name": "Acme"}, SYSTEM_ACTOR)["id"]
     for form in ("deal", "visit"):
         api.live.records.create(form, {"client": client_id}, SYSTEM_ACTOR)
@@ -280,31 +289,21 @@ def test_search_matches_only_the_title_of_refs_the_user_may_not_read(
 ) -> None:
     """A clerk who may list visits but not read clients finds a visit by its client's name
     (the list shows it) but not by the client's secret note: no guessing what one may not see."""
-    result = make_app(
+    api = _clerk_and_boss(
+        db_url,
+        make_app,
+        apis,
         {
             "forms/client.yaml": """
                 title: Client
                 title_field: name
-                permissions:
-                  read: [boss]
-                  create: [boss]
-                  update: [boss]
+                permissions: {read: [boss], create: [boss], update: [boss]}
                 fields:
                   name: {type: text, label: Name, required: true}
                   note: {type: text, label: Note}
             """,
-            "forms/visit.yaml": """
-                title: Visit
-                fields:
-                  client: {type: ref, form: client, label: Client}
-            """,
-        }
+        },
     )
-    assert result.app is not None, result.diagnostics.sorted()
-    api = start_api(db_url, result.workspace.root)
-    apis.append(api)
-    api.add_user("cleo", "clerk")
-    api.add_user("bob", "boss")
     client_id = api.live.records.create(
         "client", {"name": "Acme Works", "note": "wx_secret_777"}, SYSTEM_ACTOR
     )["id"]
