@@ -2,7 +2,8 @@
 
 ``database_url`` picks the URL (``--db``, then ``SEAMLINE_DB``, then app.yaml's ``database``,
 then ``seamline.db`` in the workspace). SQLite connections run with foreign keys on, WAL, a
-busy timeout, and ``BEGIN IMMEDIATE`` so that two writers queue instead of failing halfway.
+busy timeout, and ``BEGIN IMMEDIATE`` so that two writers queue instead of failing halfway —
+within one process on a lock, in arrival order (:mod:`engine.store.sqlite_gate`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from engine.model.extras import SetupError, require
 from engine.model.i18n import Text
+from engine.store.sqlite_gate import GatedConnection
 
 __all__ = [
     "check_database_url",
@@ -88,7 +90,8 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        connect_args = {"timeout": 30, "factory": GatedConnection}
+        engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
         _tune_sqlite(engine)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
@@ -113,7 +116,11 @@ def _tune_sqlite(engine: Engine) -> None:
         if conn.get_execution_options().get("seamline_read"):
             conn.exec_driver_sql("BEGIN")
         else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi = conn.connection.dbapi_connection
+            if isinstance(dbapi, GatedConnection):
+                dbapi.begin_write()
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def reader(engine: Engine) -> Engine:
