@@ -447,14 +447,18 @@ def user_for_token(conn: sa.Connection, token: str) -> User | None:
     """The active user owning this unrevoked token, else None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    row = conn.execute(
-        sa.select(_USERS)
-        .join(_TOKENS, _TOKENS.c.username == _USERS.c.username)
-        .where(_TOKENS.c.token_hash == _token_hash(token), _TOKENS.c.revoked.is_(False))
-    ).first()
+    row = conn.execute(_USER_BY_TOKEN, {"token_hash": _token_hash(token)}).first()
     if row is None or not row.active:
         return None
     return _user(row)
+
+
+# built once: every API request runs it (a statement built per call costs its cache key)
+_USER_BY_TOKEN = (
+    sa.select(_USERS)
+    .join(_TOKENS, _TOKENS.c.username == _USERS.c.username)
+    .where(_TOKENS.c.token_hash == sa.bindparam("token_hash"), _TOKENS.c.revoked.is_(False))
+)
 
 
 def revoke_token(conn: sa.Connection, token: str, *, actor: str = "system") -> bool:

@@ -582,7 +582,7 @@ class RecordService(RecordChecks):
             row.update(
                 state=state, version=1, created_at=now, updated_at=now, created_by=actor.username
             )
-            inserted = conn.execute(self.table(form.name).insert().values(row)).inserted_primary_key
+            inserted = conn.execute(self.table(form.name).insert(), row).inserted_primary_key
             assert inserted is not None  # a single-row insert always has one
             record_id = inserted[0]
             events = [

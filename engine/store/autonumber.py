@@ -7,6 +7,7 @@ PostgreSQL serialises per row and SQLite per database, so parallel inserts canno
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -28,6 +29,16 @@ def render_prefix(fmt: str, moment: datetime) -> str:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _bump(table: sa.Table, dialect: str) -> sa.Insert:
+    """The counter's upsert (1, or one more), returning the value: built once per table."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(series=sa.bindparam("series"), value=1)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.series], set_={"value": table.c.value + 1}
+    ).returning(table.c.value)
+
+
 def next_number(
     conn: sa.Connection,
     metadata: sa.MetaData,
@@ -40,13 +51,8 @@ def next_number(
     local = now.astimezone(ZoneInfo(timezone))
     text = render_prefix(field.format, local)
     series = f"{form}.{field.name}:{_SEQ.sub('#', text)}"
-    table = metadata.tables["sl_counters"]
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(series=series, value=1)
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[table.c.series], set_={"value": table.c.value + 1}
-    ).returning(table.c.value)
-    value = int(conn.execute(upsert).scalar_one())
+    upsert = _bump(metadata.tables["sl_counters"], conn.dialect.name)
+    value = int(conn.execute(upsert, {"series": series}).scalar_one())
 
     def fill(match: re.Match[str]) -> str:
         width = int(match.group(1) or 1)

@@ -10,6 +10,7 @@ of processes), the database write lock (``BEGIN IMMEDIATE``) on SQLite.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -79,10 +80,23 @@ def _events(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return metadata.tables["sl_events"], metadata.tables["sl_chain_head"]
 
 
-def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
+@functools.lru_cache(maxsize=32)
+def _head_statements(head: sa.Table, dialect: str) -> tuple[sa.Select[Any], sa.Update]:
+    """Reading (locked on PostgreSQL) and moving the chain head: built once per table, as
+    every write runs them (a statement built per call costs its cache key each time)."""
     query = sa.select(head.c.last_id, head.c.last_hash).where(head.c.id == 1)
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         query = query.with_for_update()
+    move = (
+        head.update()
+        .where(head.c.id == 1)
+        .values(last_id=sa.bindparam("new_id"), last_hash=sa.bindparam("new_hash"))
+    )
+    return query, move
+
+
+def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
+    query, _move = _head_statements(head, conn.dialect.name)
     row = conn.execute(query).first()
     if row is None:
         if conn.dialect.name == "postgresql":
@@ -133,7 +147,8 @@ def append_events(
         )
         last_hash = digest
     conn.execute(table.insert(), rows)
-    conn.execute(head.update().where(head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
+    _query, move = _head_statements(head, conn.dialect.name)
+    conn.execute(move, {"new_id": last_id, "new_hash": last_hash})
     return [r["id"] for r in rows]
 
 

@@ -122,7 +122,9 @@ class ApprovalRuntime:
     def _on_record_event(
         self, conn: sa.Connection, event: RecordEvent, specs: list[ApprovalSpec]
     ) -> None:
-        active = self._active(conn, event.form, event.record_id)
+        # a record just created has no approval yet: no need to look (one query per create)
+        created = event.kind == "created"
+        active = None if created else self._active(conn, event.form, event.record_id)
         if active is not None:
             plan = plan_of(active)
             if event.kind == "transition" and event.to_state not in plan.start_states:
