@@ -31,6 +31,7 @@ from engine.compile.flows import (
 )
 from engine.compile.forms import check_currency, compile_forms
 from engine.compile.hints import compile_hints
+from engine.compile.indexes import warn_unindexed_filters
 from engine.compile.insights import compile_insights
 from engine.compile.recover import (
     Damage,
@@ -264,6 +265,7 @@ def _compile(ws: Workspace, diags: Diagnostics, checked: _Checked) -> App | None
         dashboard = compile_dashboard(ctx, doc, name, scopes, machines, by_form)
         if dashboard is not None:
             dashboards[name] = dashboard
+            warn_unindexed_filters(ctx, doc, dashboard, forms, form_docs)
     ref_targets = {
         n: {f: r["form"] for f, r in fields.items() if r.get("type") == "ref"}
         for n, fields in raw_fields.items()

@@ -15,6 +15,7 @@ from engine.expressions import (
     Scope,
     compile_expression,
 )
+from engine.expressions.check import node_position
 from engine.functions import DOMAIN_FUNCTIONS
 from engine.model.diagnostics import Diagnostics, Mark, Severity, suggestion_hint
 from engine.model.i18n import Text
@@ -195,3 +196,13 @@ def expression_mark(doc: LoadedYaml, path: YamlPath, source: str, line: int, col
         if column <= len(physical_line) + 1:
             return Mark(start.line, column)
     return start
+
+
+def node_mark(
+    doc: LoadedYaml, path: YamlPath, compiled: CompiledExpr, node: Any
+) -> tuple[Mark, int]:
+    """The file position of ``node`` (of ``compiled.tree``) inside the expression at ``path``,
+    and its width."""
+    where = node_position(compiled.source, node)
+    mark = expression_mark(doc, path, compiled.source, where["line"], where["col"])
+    return mark, max(1, (where["end_col"] or where["col"] + 1) - where["col"])

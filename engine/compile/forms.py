@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from engine.compile.context import CompileContext
+from engine.compile.indexes import check_field_index, compile_indexes
 from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions.form_scopes import EMPTY_SCOPE, SYSTEM_FIELDS, ScopeBuilder, shape_from_raw
 from engine.model.diagnostics import suggestion_hint
@@ -75,6 +76,7 @@ def _compile_form(
     if "show" in picker:
         ctx.check_names(doc, ("picker", "show"), field_names, FIELD, "unknown-field")
     _check_computed_cycles(ctx, doc, fields)
+    indexes = compile_indexes(ctx, doc, dict(zip(field_names, fields, strict=True)))
     rules = []
     seen_rules: set[str] = set()
     for i, raw in enumerate(data.get("rules") or []):
@@ -86,7 +88,7 @@ def _compile_form(
         when = ctx.expr(doc, (*path, "when"), scope) if "when" in raw else None
         if check is not None:
             rules.append(RuleSpec(raw["name"], check, raw["message"], raw.get("field"), when))
-    if any(f is None for f in fields):
+    if any(f is None for f in fields) or indexes is None:
         return None
     done = tuple(f for f in fields if f is not None)
     return FormSpec(
@@ -102,6 +104,7 @@ def _compile_form(
         picker_show=tuple(picker.get("show") or ()),
         permissions=frozen_map({k: tuple(v) for k, v in (data.get("permissions") or {}).items()}),
         by_name=frozen_map({f.name: f for f in done}),
+        indexes=indexes,
     )
 
 
@@ -185,6 +188,7 @@ def _compile_field(
                 )
     if "currency" in raw:
         check_currency(ctx, doc, (*path, "currency"), raw["currency"])
+    ok = check_field_index(ctx, doc, path, raw)
     if kind == "ref" and raw["form"] not in docs:
         ctx.unknown(doc, (*path, "form"), raw["form"], docs, Text("form", "表单"), "unknown-form")
     if kind == "autonumber":
@@ -192,7 +196,7 @@ def _compile_field(
     expr = default_expr = None
     if kind == "computed":
         expr = ctx.expr(doc, (*path, "expr"), scope)
-        ok = expr is not None
+        ok = ok and expr is not None
     if kind in ("date", "datetime") and "default" in raw:
         default_expr = ctx.expr(doc, (*path, "default"), EMPTY_SCOPE)
         ok = ok and default_expr is not None
@@ -245,6 +249,7 @@ def _compile_field(
         min_rows=raw.get("min_rows"),
         max_rows=raw.get("max_rows"),
         compare=compare,
+        index=bool(raw.get("index", False)),
     )
 
 

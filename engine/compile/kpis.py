@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.compile.context import CompileContext, expression_mark
+from engine.compile.context import CompileContext, node_mark
 from engine.compile.flows import FIELD, STATE, TRANSITION, compile_event
 from engine.config.loader import LoadedYaml, YamlPath
 from engine.expressions import CompiledExpr, Scope
-from engine.expressions.check import node_position
 from engine.expressions.form_scopes import SYSTEM_FIELDS, FieldShape, ScopeBuilder
 from engine.expressions.sql import EVENT_FUNCTIONS, condition_events, sql_refusal
 from engine.model.diagnostics import suggestion_hint
@@ -264,9 +263,7 @@ def _at_expression(
     k: KpiNames, path: YamlPath, compiled: CompiledExpr, node: ast.AST
 ) -> tuple[Any, int]:
     """The file position of ``node`` inside the expression at ``path`` and its width."""
-    where = node_position(compiled.source, node)
-    mark = expression_mark(k.doc, path, compiled.source, where["line"], where["col"])
-    return mark, max(1, (where["end_col"] or where["col"] + 1) - where["col"])
+    return node_mark(k.doc, path, compiled, node)
 
 
 def _sql_expr(

@@ -424,6 +424,12 @@ _COMMON_FIELD: dict[str, Any] = {
     "editable_by": names("Roles that may edit the field (default: anyone who may edit the record)"),
     "editable_in": names("States in which the field may be edited"),
     "renamed_from": ident("The field's previous name, so deploy renames the column"),
+    "index": boolean(
+        "Give the column an index of its own (`ix_<table>_<field>`), so lists filtered on it "
+        "(`?field=value`) and dashboard conditions comparing it read only the matching rows; "
+        "deploy adds it, and drops it when the key goes. Refs, dates, times and autonumbers "
+        "have one already; not for table, files, multiselect or long_text"
+    ),
 }
 
 _COMPARE = obj(
@@ -655,6 +661,21 @@ def form_schema() -> dict[str, Any]:
                 ),
                 "rules": {"type": "array", "description": "Rules across fields", "items": rule},
                 "hints": ident_map("Hints from earlier records on the record page", _hint()),
+                "indexes": {
+                    "type": "array",
+                    "description": "Indexes on several columns, each a list of field names "
+                    "in order (`ix_<table>_<field1>_<field2>…`), e.g. `[[customer, desired_date]]`"
+                    " for lists filtered on the first and sorted or filtered on the next; a "
+                    "condition on the first field alone uses it too; built-in fields (state, "
+                    "created_at, updated_at, created_by) may be listed; deploy adds and drops them",
+                    "items": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": IDENT},
+                        "minItems": 1,
+                        "uniqueItems": True,
+                    },
+                    "uniqueItems": True,
+                },
             },
             required=("title", "fields"),
         ),

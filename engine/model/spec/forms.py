@@ -64,6 +64,7 @@ class FieldSpec:
     min_rows: int | None = None
     max_rows: int | None = None
     compare: CompareSpec | None = None
+    index: bool = False  # ``index: true``: the column gets an index of its own
 
     @property
     def option_values(self) -> tuple[str, ...]:
@@ -73,6 +74,16 @@ class FieldSpec:
     def value_type(self) -> str:
         """The type of the stored value (a computed field stores its result type)."""
         return self.result if self.type == "computed" and self.result else self.type
+
+    @property
+    def indexed(self) -> bool:
+        """The column has an index of its own: declared (``index: true``) or one the engine
+        always makes (refs, dates and times; an autonumber's unique constraint is one)."""
+        return (
+            self.index
+            or self.type in ("ref", "autonumber")
+            or self.value_type in ("date", "datetime")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +125,16 @@ class FormSpec:
 
     by_name: MappingProxyType[str, FieldSpec] = field(default_factory=frozen_map)
     hints: tuple[HintSpec, ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = ()  # ``indexes:``: composite indexes, columns in order
 
     def field(self, name: str) -> FieldSpec:
         return self.by_name[name]
+
+    def leads_index(self, name: str) -> bool:
+        """Whether an index of the form's table starts with column ``name`` (so a comparison
+        on it can be answered from the index)."""
+        spec = self.by_name.get(name)
+        return (spec is not None and spec.indexed) or any(i[0] == name for i in self.indexes)
 
 
 @dataclass(frozen=True, slots=True)
