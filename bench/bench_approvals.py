@@ -38,6 +38,12 @@
 
     python bench/bench_approvals.py [--db URL] [--n 300] [--rounds 3] [--concurrency 1 8]
     python bench/bench_approvals.py --routing-only
+    python bench/bench_approvals.py --in-process [--db URL] [--n 300] [--rounds 3]
+
+3. ``--in-process``: approval instances per second in one process, the way SpiffWorkflow's
+   figure is taken — per order the transition that starts the approval, then both countersign
+   decisions through ``ApprovalRuntime.decide``, sequentially; against hand-written Core doing
+   the start and the two decisions of 2. in the same database.
 
 Default database: a fresh SQLite file in a temporary folder. With --db, the database must be
 empty (the benchmark creates its tables and leaves them).
@@ -539,6 +545,133 @@ def bench_decisions(url: str, n: int, rounds: int, concurrencies: Sequence[int])
     check_outcome(url, count)
 
 
+# ---------------------------------------------------------------------------- in-process
+
+
+def at_the_gate(api: Api, customer: int, product: int) -> int:
+    """An order stock-checked with the promise date confirmed by both sides: one transition
+    (``confirm_promise``) from 'approving', where its class-B approval starts."""
+    records = api.live.records
+    values = {
+        "customer": customer,
+        "product": product,
+        "quantity": 50,
+        "order_type": "normal",
+        "desired_date": FAR,
+        "promised_date": FAR,
+        "atp_date": FAR,
+    }
+    order = records.create("order", values, SYSTEM_ACTOR)
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    fire_transition(records, "order", order["id"], "stock_ok", SYSTEM_ACTOR)
+    for _side in ("sales", "production_director"):
+        confirm_gate(records, "order", order["id"], "confirm_promise", SYSTEM_ACTOR)
+    return int(order["id"])
+
+
+def hand_written_instance(engine: sa.Engine, orders: sa.Table, order_id: int) -> list[int]:
+    """The baseline's whole approval instance: start (the order to 'approving', two open
+    tasks, one chained event), then the two decisions of :func:`hand_written_decision`."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.select(orders.c.id).where(orders.c.id == order_id).with_for_update()).one()
+        conn.execute(
+            orders.update()
+            .where(orders.c.id == order_id)
+            .values(state="approving", version=orders.c.version + 1, updated_at=now)
+        )
+        tasks = []
+        for role in ("finance", "warehouse"):
+            row = BENCH_TASKS.insert().values(order_id=order_id, step=0, role=role, status="open")
+            inserted = conn.execute(row).inserted_primary_key
+            assert inserted is not None
+            tasks.append(int(inserted[0]))
+        append_events(conn, SYSTEM, [EventIn("bench", "order", order_id, "started", {})], now)
+    return tasks
+
+
+def bench_in_process(url: str, n: int, rounds: int) -> None:
+    """Approval instances per second in one process, as SpiffWorkflow's figure is: per order,
+    the transition that starts the class-B approval (route planned, two tasks persisted), then
+    the finance and the warehouse decision through ``ApprovalRuntime.decide`` (the outcome
+    transition, history, the PDF job enqueued), one after another on one thread. The baseline
+    does the same with hand-written Core in the same database (start, then two decisions)."""
+    api = start_api(url)
+    try:
+        customer, product = master_data(api)
+        with api.engine.connect() as conn:
+            sales = get_user(conn, SUBMITTER)
+            people = {u: get_user(conn, u) for u in (FINANCE, WAREHOUSE)}
+        assert sales is not None and all(people.values())
+        count = n * rounds + WARMUP
+        ours = [at_the_gate(api, customer, product) for _ in range(count)]
+        orders = api.live.metadata.tables["f_order"]
+        fill(api.engine, orders, count, customer, product)
+        BASELINE.create_all(api.engine)
+        with api.engine.connect() as conn:
+            theirs = list(
+                conn.execute(
+                    sa.select(orders.c.id)
+                    .where(orders.c.order_no.like("FILL-%"))
+                    .order_by(orders.c.id)
+                ).scalars()
+            )
+        tokens_ = tokens(api)
+        decide = api.live.flows.approvals.decide
+
+        def engine_instance(order_id: int) -> None:
+            fire_transition(api.live.records, "order", order_id, "confirm_promise", sales)
+            with api.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(TASKS.c.id, TASKS.c.slot)
+                    .join(APPROVALS, APPROVALS.c.id == TASKS.c.approval_id)
+                    .where(APPROVALS.c.record_id == order_id, TASKS.c.status == "open")
+                    .order_by(TASKS.c.slot)
+                ).all()
+            for row, user in zip(rows, (FINANCE, WAREHOUSE), strict=True):
+                decide(row.id, people[user], "approve", None)
+
+        def baseline_instance(order_id: int) -> None:
+            tasks = hand_written_instance(api.engine, orders, order_id)
+            for task, user in zip(tasks, (FINANCE, WAREHOUSE), strict=True):
+                hand_written_decision(api.engine, orders, tokens_[user], task)
+
+        for i in range(WARMUP):
+            engine_instance(ours[i])
+            baseline_instance(theirs[i])
+        rates: dict[str, list[float]] = {"engine": [], "baseline": []}
+        for r in range(rounds):
+            part = slice(WARMUP + r * n, WARMUP + (r + 1) * n)
+            for name, run, ids in (
+                ("baseline", baseline_instance, theirs[part]),
+                ("engine", engine_instance, ours[part]),
+            ):
+                start = time.perf_counter()
+                for order_id in ids:
+                    run(order_id)
+                rates[name].append(len(ids) / (time.perf_counter() - start))
+        with api.engine.connect() as conn:
+            done = conn.execute(
+                sa.select(sa.func.count()).select_from(orders).where(orders.c.state == "approved")
+            ).scalar_one()
+        assert done == 2 * count, done
+    finally:
+        api.live.flows.connectors.close()
+        api.engine.dispose()
+    ours_rate = statistics.median(rates["engine"])
+    base_rate = statistics.median(rates["baseline"])
+    print(
+        f"\nin-process approval instances ({sa.make_url(url).get_backend_name()}, one thread, "
+        f"{n} per round, median of {rounds}): start + 2 countersign decisions, persisted"
+    )
+    print(f"  hand-written Core        {base_rate:7.0f} instances/s")
+    print(
+        f"  Seamline                 {ours_rate:7.0f} instances/s   {base_rate / ours_rate:.2f}x "
+        f"the baseline's time; {ours_rate / SPIFF_PER_S:.2f}x SpiffWorkflow's {SPIFF_PER_S}/s "
+        "(goal 2x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", default=None)
@@ -546,6 +679,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--routing-only", action="store_true")
+    parser.add_argument(
+        "--in-process", action="store_true", help="only the in-process approval instances"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -557,7 +693,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        bench_decisions(url, args.n, args.rounds, args.concurrency)
+        if args.in_process:
+            bench_in_process(url, args.n, args.rounds)
+        else:
+            bench_decisions(url, args.n, args.rounds, args.concurrency)
 
 
 if __name__ == "__main__":
