@@ -38,11 +38,15 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} in an event")
 
 
+# one encoder for every event (json.dumps would build one per call: a third of its time)
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+)
+
+
 def canonical(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, UTF-8 text, dates and decimals as text."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
-    )
+    return _CANONICAL.encode(value)
 
 
 def _utc_text(moment: datetime) -> str:
