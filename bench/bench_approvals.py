@@ -211,22 +211,8 @@ def master_data(api: Api) -> tuple[int, int]:
 
 def approving_order(api: Api, customer: int, product: int, sales: User) -> None:
     """An order taken to 'approving' as tests/test_approvals.py's ``_order`` does."""
-    records = api.live.records
-    values = {
-        "customer": customer,
-        "product": product,
-        "quantity": 50,
-        "order_type": "normal",
-        "desired_date": FAR,
-        "promised_date": FAR,
-        "atp_date": FAR,
-    }
-    order = records.create("order", values, SYSTEM_ACTOR)
-    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
-    fire_transition(records, "order", order["id"], "stock_ok", SYSTEM_ACTOR)
-    for _side in ("sales", "production_director"):  # the promise-date gate
-        confirm_gate(records, "order", order["id"], "confirm_promise", SYSTEM_ACTOR)
-    moved = fire_transition(records, "order", order["id"], "confirm_promise", sales)
+    order_id = at_the_gate(api, customer, product)
+    moved = fire_transition(api.live.records, "order", order_id, "confirm_promise", sales)
     assert moved["state"] == "approving", moved["state"]
 
 
