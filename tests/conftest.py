@@ -161,3 +161,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # out at the start instead of one worker finishing a 30-90 s test while the other idles
         first = set(slow)
         items[:] = slow + [item for item in items if item not in first]
+
+
+@pytest.fixture
+def engine(db_url: str):
+    """An engine on ``db_url`` (empty: the test deploys what it needs), disposed after."""
+    from engine.store.storage import create_db_engine
+
+    eng = create_db_engine(db_url)
+    yield eng
+    eng.dispose()

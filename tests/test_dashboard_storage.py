@@ -5,7 +5,7 @@ of a past day, one refresh per period across workers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +20,6 @@ from engine.deploy.plan import live_index_names, plan_schema
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordService
 from engine.model.spec import App
-from engine.store.storage import create_db_engine
 from engine.store.tables import build_metadata
 
 MakeApp = Callable[..., CompileResult]
@@ -78,13 +77,6 @@ def _app(make_app: MakeApp, board: str | None = BOARD) -> CompileResult:
     result = make_app(_files(board))
     assert result.app is not None, result.diagnostics.sorted()
     return result
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    engine = create_db_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 # ---------------------------------------------------------------------------- indexes

@@ -6,7 +6,7 @@ field without it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,14 +14,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import codes
-from test_deploy import _group
+from test_deploy import _group, compiled
 
 from engine.compile import CompileResult, compile_app
-from engine.deploy.apply import bundle_sources, deploy
+from engine.deploy.apply import deploy
 from engine.deploy.plan import live_index_names, plan_schema
 from engine.forms.records import SYSTEM_ACTOR, RecordService
-from engine.model.spec import App
-from engine.store.storage import create_db_engine
 from engine.store.tables import build_metadata
 
 MakeApp = Callable[..., CompileResult]
@@ -54,20 +52,6 @@ WANTED = {
 }
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    eng = create_db_engine(db_url)
-    yield eng
-    eng.dispose()
-
-
-def _app(make_app: MakeApp, files: dict[str, str]) -> tuple[App, dict[str, str]]:
-    result = make_app(files)
-    assert result.ok, [d.headline() for d in result.diagnostics.sorted()]
-    assert result.app is not None
-    return result.app, bundle_sources(result.workspace)
-
-
 def _messages(result: CompileResult, code: str) -> list[str]:
     return [d.headline() for d in result.diagnostics.sorted() if d.code == code]
 
@@ -76,7 +60,7 @@ def _messages(result: CompileResult, code: str) -> list[str]:
 
 
 def test_declared_indexes_reach_the_spec_and_the_tables(make_app: MakeApp) -> None:
-    app, _ = _app(make_app, {"forms/order.yaml": INDEXED})
+    app, _ = compiled(make_app, {"forms/order.yaml": INDEXED})
     form = app.forms["order"]
     assert form.by_name["customer"].index and not form.by_name["kind"].index
     assert form.indexes == (("region", "kind", "due"), ("state", "qty"))
@@ -255,7 +239,7 @@ def _rows(engine: sa.Engine) -> list[tuple[object, ...]]:
 def test_declare_deploy_remove_deploy_on_a_table_with_rows(
     engine: sa.Engine, make_app: MakeApp
 ) -> None:
-    app, sources = _app(make_app, {"forms/order.yaml": ORDER})
+    app, sources = compiled(make_app, {"forms/order.yaml": ORDER})
     deploy(engine, app, sources)
     records = RecordService(app, engine, build_metadata(app))
     for i in range(30):
@@ -270,7 +254,7 @@ def test_declare_deploy_remove_deploy_on_a_table_with_rows(
         records.create("order", values, SYSTEM_ACTOR)
     before = _rows(engine)
 
-    indexed, sources2 = _app(make_app, {"forms/order.yaml": INDEXED})
+    indexed, sources2 = compiled(make_app, {"forms/order.yaml": INDEXED})
     with engine.connect() as conn:
         plan = plan_schema(conn, indexed)
     assert {s.target for s in plan.steps if s.kind == "add_index"} == set().union(*WANTED.values())
@@ -283,7 +267,7 @@ def test_declare_deploy_remove_deploy_on_a_table_with_rows(
         assert plan_schema(conn, indexed).up_to_date
     assert _rows(engine) == before
 
-    removed, sources3 = _app(make_app, {"forms/order.yaml": ORDER})
+    removed, sources3 = compiled(make_app, {"forms/order.yaml": ORDER})
     with engine.connect() as conn:
         plan = plan_schema(conn, removed)
     assert {s.target for s in plan.steps} == set().union(*WANTED.values())
@@ -313,7 +297,7 @@ def test_long_index_names_are_shortened_and_recognised_after_deploy(
     engine: sa.Engine, make_app: MakeApp
 ) -> None:
     name = "customer_complaint_follow_up_record"
-    app, sources = _app(make_app, {f"forms/{name}.yaml": LONG})
+    app, sources = compiled(make_app, {f"forms/{name}.yaml": LONG})
     deploy(engine, app, sources)
     with engine.connect() as conn:
         live = {n for n in live_index_names(conn, f"f_{name}") if n.startswith("ix_")}
@@ -330,7 +314,7 @@ def test_long_index_names_are_shortened_and_recognised_after_deploy(
 
 
 def test_a_filtered_list_reads_the_declared_index(engine: sa.Engine, make_app: MakeApp) -> None:
-    app, sources = _app(make_app, {"forms/order.yaml": INDEXED})
+    app, sources = compiled(make_app, {"forms/order.yaml": INDEXED})
     deploy(engine, app, sources)
     records = RecordService(app, engine, build_metadata(app))
     for i in range(20):
@@ -358,11 +342,11 @@ def test_a_filtered_list_reads_the_declared_index(engine: sa.Engine, make_app: M
 
 
 def test_cli_plan_lists_the_index_steps(db_url: str, make_app: MakeApp) -> None:
-    app, _ = _app(make_app, {"forms/order.yaml": ORDER})
+    app, _ = compiled(make_app, {"forms/order.yaml": ORDER})
     cli, runner = _group(), CliRunner()
     base = ["--app", app.root, "--db", db_url]
     assert runner.invoke(cli, [*base, "deploy"]).exit_code == 0
-    _app(make_app, {"forms/order.yaml": INDEXED})  # the same folder, now with the indexes
+    compiled(make_app, {"forms/order.yaml": INDEXED})  # the same folder, now with the indexes
     planned = runner.invoke(cli, [*base, "plan"])
     assert planned.exit_code == 0, planned.output
     assert "+ add index ix_f_order_customer on f_order (customer)" in planned.stdout
@@ -370,6 +354,6 @@ def test_cli_plan_lists_the_index_steps(db_url: str, make_app: MakeApp) -> None:
     zh = runner.invoke(cli, [*base, "--lang", "zh", "plan"])
     assert "新增索引 ix_f_order_region_kind_due，表 f_order（region, kind, due）" in zh.stdout
     assert runner.invoke(cli, [*base, "deploy"]).exit_code == 0
-    _app(make_app, {"forms/order.yaml": ORDER})
+    compiled(make_app, {"forms/order.yaml": ORDER})
     dropped = runner.invoke(cli, [*base, "plan"])
     assert "- drop index ix_f_order_state_qty on f_order" in dropped.stdout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,13 +64,6 @@ fields:
     fields:
       note: {type: text, label: Note}
 """
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    eng = create_db_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def compiled(make_app: MakeApp, files: dict[str, str]) -> tuple[App, dict[str, str]]:

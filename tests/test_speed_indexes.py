@@ -4,7 +4,7 @@ the queries read through them; the live dashboard computed once while nothing is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,18 +18,10 @@ from engine.deploy.apply import bundle_sources, deploy
 from engine.deploy.plan import live_index_names, plan_schema
 from engine.forms.records import SYSTEM_ACTOR, RecordService
 from engine.insights.hints import record_hints
-from engine.store.storage import create_db_engine
 from engine.store.tables import build_metadata
 
 MakeApp = Callable[..., CompileResult]
 HINT_INDEX = "ix_sl_events_kpi_in_job_delivered_rec"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    engine = create_db_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def _deployed(make_app: MakeApp, engine: sa.Engine, files: dict[str, str]) -> CompileResult:

@@ -49,7 +49,7 @@ def test_the_gate_is_held_for_the_write_transaction_however_it_ends(db) -> None:
         assert conn.exec_driver_sql("SELECT who FROM t").scalars().all() == ["a"]
 
 
-def test_a_second_writer_waits_for_the_gate_not_for_sqlite(db) -> None:
+def test_a_second_writer_waits_for_the_first_then_lands(db) -> None:
     engine, gate = db
     entered = threading.Event()
 
