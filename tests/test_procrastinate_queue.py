@@ -85,6 +85,97 @@ def test_claim_by_id_runs_a_job_once_however_often_it_is_dispatched(pg) -> None:
     assert locks.count(f"sl-job:{two}") == 1  # the queueing lock kept it to one
 
 
+def _fetched(engine: sa.Engine, key: str) -> int:
+    """The row of ``key``, its procrastinate job taken by a worker (what procrastinate's fetch
+    does before the task runs)."""
+    job_id = _job_id(engine, key)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE procrastinate_jobs SET status = 'doing' WHERE queueing_lock = :lock"),
+            {"lock": procrastinate_queue.queueing_lock(job_id)},
+        )
+    return job_id
+
+
+def test_one_dispatch_claims_a_batch_and_takes_the_others_out_of_line(pg) -> None:
+    engine, _ = pg
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with engine.begin() as conn:
+        for i in range(25):
+            _effect(conn, i)
+        _effect(conn, 99, due=later)  # a timer: its dispatch is not due, nobody steals it
+    first = _fetched(engine, "effect:q:0")
+    taken = jobs.claim_dispatched(engine, "w1", first, limit=10)
+    ids = [job.id for job in taken]
+    assert ids[0] == first and len(ids) == 10 and len(set(ids)) == 10
+    with engine.connect() as conn:
+        locks = {w.queueing_lock for w in conn.execute(WAITING)}
+        running = conn.execute(
+            sa.select(jobs.JOBS.c.id).where(jobs.JOBS.c.status == "running")
+        ).scalars()
+        assert set(running) == set(ids)
+    # the first job's own dispatch is procrastinate's to finish; the 9 stolen ones are gone
+    assert not {f"sl-job:{i}" for i in ids[1:]} & locks
+    assert len(locks) == 15 + 1 and f"sl-job:{_job_id(engine, 'effect:q:99')}" in locks
+    # a second worker's batch never overlaps the first one's
+    second = jobs.claim_dispatched(engine, "w2", _fetched(engine, "effect:q:24"), limit=10)
+    assert len(second) == 10 and not {job.id for job in second} & set(ids)
+
+
+def test_flow_steps_are_never_batched(pg) -> None:
+    engine, _ = pg
+    with engine.begin() as conn:
+        _effect(conn, 1)
+        for i in range(3):
+            jobs.enqueue(conn, "flow", f"flow:q:{i}", {})
+    step = _fetched(engine, "flow:q:0")
+    assert [job.id for job in jobs.claim_dispatched(engine, "w1", step, limit=10)] == [step]
+    message = _fetched(engine, "effect:q:1")
+    assert len(jobs.claim_dispatched(engine, "w1", message, limit=10)) == 1  # steps stay
+    with engine.connect() as conn:
+        assert len(conn.execute(WAITING).all()) == 2  # flow:q:1 and flow:q:2, each its own
+
+
+def test_a_stolen_row_that_cannot_be_claimed_is_dispatched_again(pg) -> None:
+    engine, _ = pg
+    with engine.begin() as conn:
+        _effect(conn, 1)
+        _effect(conn, 2)
+        # job 2 was moved to the future after its dispatch (a retry_now race, a skewed clock)
+        conn.execute(
+            jobs.JOBS.update()
+            .where(jobs.JOBS.c.key == "effect:q:2")
+            .values(due_at=datetime.now(UTC) + timedelta(minutes=5))
+        )
+    one, two = _fetched(engine, "effect:q:1"), _job_id(engine, "effect:q:2")
+    taken = jobs.claim_dispatched(engine, "w1", one, limit=10)
+    assert [job.id for job in taken] == [one]
+    with engine.connect() as conn:
+        waiting = {w.queueing_lock: w.scheduled_at for w in conn.execute(WAITING)}
+    assert f"sl-job:{two}" in waiting  # back in line, at its new time
+    assert waiting[f"sl-job:{two}"] > datetime.now(UTC) + timedelta(minutes=4)
+
+
+def test_release_gives_unstarted_jobs_back_without_spending_an_attempt(pg) -> None:
+    engine, _ = pg
+    with engine.begin() as conn:
+        for i in range(3):
+            _effect(conn, i)
+    taken = jobs.claim_dispatched(engine, "w1", _fetched(engine, "effect:q:0"), limit=3)
+    assert len(taken) == 3
+    jobs.release(engine, "w2", taken[1:])  # not w2's: nothing happens
+    jobs.release(engine, "w1", taken[1:])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(jobs.JOBS.c.id, jobs.JOBS.c.status, jobs.JOBS.c.attempts).order_by(
+                jobs.JOBS.c.id
+            )
+        ).all()
+        locks = {w.queueing_lock for w in conn.execute(WAITING)}
+    assert [(r.status, r.attempts) for r in rows] == [("running", 1), ("ready", 0), ("ready", 0)]
+    assert locks == {f"sl-job:{job.id}" for job in taken[1:]}  # back in line
+
+
 def test_sweeper_redispatches_rows_no_worker_waits_for(pg) -> None:
     engine, _ = pg
     with engine.begin() as conn:

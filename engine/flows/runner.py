@@ -64,10 +64,13 @@ class FlowRuntime:
         self.every_round: list[Callable[[], None]] = []  # more periodic work (dashboards)
 
     # ------------------------------------------------------------------ what a worker runs
-    def run_job(self, job: jobs.Job) -> None:
-        """Run one claimed job of any kind (the worker records a failure on the job)."""
+    def run_job(self, job: jobs.Job, delivered: list[jobs.Job] | None = None) -> None:
+        """Run one claimed job of any kind (the worker records a failure on the job).
+
+        ``delivered``: a worker's batch — webhook deliveries are added there to be marked
+        done together by :meth:`finish_delivered` (one commit for the batch)."""
         if job.kind == "effect":
-            self.deliver(job)
+            self.deliver(job, delivered)
         elif job.kind == "approval":
             self.approvals.on_job(job)
         else:
@@ -636,8 +639,8 @@ class FlowRuntime:
         return "failed"
 
     # ------------------------------------------------------------------ effects
-    def deliver(self, job: jobs.Job) -> str:
-        """Send one outbox message; done, retry or dead."""
+    def deliver(self, job: jobs.Job, delivered: list[jobs.Job] | None = None) -> str:
+        """Send one outbox message; done, retry or dead (``delivered``: see :meth:`run_job`)."""
         payload = job.payload
         message = Message(
             title=payload["title"],
@@ -672,29 +675,37 @@ class FlowRuntime:
                         _now(),
                     )
             return "dead" if status == "dead" else "retry"
-        with self.records.engine.begin() as conn:
-            jobs.finish(conn, job)
-            if job.form and job.record_id:
-                append_events(
-                    conn,
-                    self.records.metadata,
-                    [
-                        EventIn(
-                            "flow",
-                            job.form,
-                            job.record_id,
-                            "notify_sent",
-                            {
-                                "via": payload["connector"],
-                                "title": payload["title"],
-                                "attempts": job.attempts,
-                                **_automation_of(payload),
-                            },
-                        )
-                    ],
-                    _now(),  # the engine's clock: when the message was delivered
-                )
+        if delivered is not None and self.connectors.deduplicated(payload["connector"]):
+            delivered.append(job)  # the receiver de-duplicates: done with the batch's commit
+        else:
+            self.finish_delivered([job])  # a robot: marked sent right after its answer
         return "done"
+
+    def finish_delivered(self, done: Sequence[jobs.Job]) -> None:
+        """Mark delivered effects done, with their ``notify_sent`` events, in one commit."""
+        if not done:
+            return
+        sent = [
+            EventIn(
+                "flow",
+                job.form,
+                job.record_id,
+                "notify_sent",
+                {
+                    "via": job.payload["connector"],
+                    "title": job.payload["title"],
+                    "attempts": job.attempts,
+                    **_automation_of(job.payload),
+                },
+            )
+            for job in done
+            if job.form and job.record_id
+        ]
+        with self.records.engine.begin() as conn:
+            jobs.finish(conn, *done)
+            if sent:
+                # the engine's clock: when the messages were delivered
+                append_events(conn, self.records.metadata, sent, _now())
 
     # ------------------------------------------------------------------ helpers
     def _truthy(self, expr: Any, context: Mapping[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,18 @@ from engine.model.logs import logger
 from engine.outbox import procrastinate_queue
 from engine.store.system_tables import system_metadata
 
-__all__ = ["Job", "backoff", "claim", "claim_one", "enqueue", "finish", "retry_later", "retry_now"]
+__all__ = [
+    "Job",
+    "backoff",
+    "claim",
+    "claim_dispatched",
+    "claim_one",
+    "enqueue",
+    "finish",
+    "release",
+    "retry_later",
+    "retry_now",
+]
 
 log = logger(__name__)
 _META = system_metadata()
@@ -101,36 +112,112 @@ def _job(r: Any) -> Job:
 
 def claim_one(engine: sa.Engine, worker: str, job_id: int) -> Job | None:
     """Take the job ``job_id`` if it is due and nobody holds it (a procrastinate dispatch)."""
+    taken = claim_dispatched(engine, worker, job_id, limit=1)
+    return taken[0] if taken else None
+
+
+def claim_dispatched(
+    engine: sa.Engine,
+    worker: str,
+    job_id: int,
+    limit: int,
+    batched: tuple[str, ...] = ("effect",),
+) -> list[Job]:
+    """Take the dispatched job ``job_id``; if it is of a ``batched`` kind (outbox messages),
+    also up to ``limit - 1`` more of those kinds that wait in procrastinate's line — one
+    transaction, the batch of one procrastinate job.
+
+    The other rows' waiting procrastinate jobs are taken out of the line in the same
+    transaction (``procrastinate_queue.steal``), so no worker fetches them for nothing; a row
+    that cannot be claimed after all (not due by this clock, or held) is dispatched again at
+    its due time. Flow steps and timers are never batched: each keeps its own dispatch, so
+    concurrent workers run them side by side. Rows are locked with SKIP LOCKED."""
     now = _now()
     with engine.begin() as conn:
-        row = conn.execute(
-            JOBS.update()
-            .where(
-                JOBS.c.id == job_id,
-                # procrastinate judges "due" by the database's clock; allow for a small skew
-                JOBS.c.due_at <= now + CLOCK_SKEW,
-                sa.or_(
-                    JOBS.c.status == "ready",
-                    sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now),
-                ),
+        own = _claim_ids(conn, worker, [job_id], now)
+        if not own:
+            _dispatch_again(conn, [job_id])
+            return []
+        if limit < 2 or own[0].kind not in batched:
+            return [_job(own[0])]
+        stolen = procrastinate_queue.steal(conn, limit - 1, job_id, batched)
+        rows = _claim_ids(conn, worker, stolen, now) if stolen else []
+        claimed = {row.id for row in rows}
+        _dispatch_again(conn, [i for i in stolen if i not in claimed])
+    return [_job(own[0]), *(_job(r) for r in sorted(rows, key=lambda r: (r.due_at, r.id)))]
+
+
+def _claim_ids(conn: sa.Connection, worker: str, ids: list[int], now: datetime) -> Sequence[Any]:
+    """Lease the rows of ``ids`` that are due and free (SKIP LOCKED: never wait on another
+    worker); returns them."""
+    claimable = (
+        sa.select(JOBS.c.id)
+        .where(
+            JOBS.c.id.in_(ids),
+            # procrastinate judges "due" by the database's clock; allow for a small skew
+            JOBS.c.due_at <= now + CLOCK_SKEW,
+            sa.or_(
+                JOBS.c.status == "ready",
+                sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now),
+            ),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return conn.execute(
+        JOBS.update()
+        .where(JOBS.c.id.in_(claimable.scalar_subquery()))
+        .values(
+            status="running",
+            locked_by=worker,
+            locked_until=now + LEASE,
+            attempts=JOBS.c.attempts + 1,
+        )
+        .returning(*JOBS.c)
+    ).all()
+
+
+def _dispatch_again(conn: sa.Connection, missed: list[int]) -> None:
+    """Rows a dispatch could not claim that are still waiting (not due yet: a retry_now moved
+    one, or clocks differ): dispatch them again at their time."""
+    if not missed or not procrastinate_queue.active(conn):
+        return
+    waiting = conn.execute(
+        sa.select(JOBS.c.id, JOBS.c.due_at).where(JOBS.c.id.in_(missed), JOBS.c.status == "ready")
+    ).all()
+    for row in waiting:
+        procrastinate_queue.dispatch(conn, row.id, row.due_at, may_exist=True)
+
+
+def release(engine: sa.Engine, worker: str, held: list[Job]) -> None:
+    """Give back claimed jobs this worker has not started (a batch that ran long): ready now,
+    the claim's attempt not counted, dispatched again on procrastinate."""
+    if not held:
+        return
+    now = _now()
+    with engine.begin() as conn:
+        back = (
+            conn.execute(
+                JOBS.update()
+                .where(
+                    JOBS.c.id.in_([job.id for job in held]),
+                    JOBS.c.status == "running",
+                    JOBS.c.locked_by == worker,
+                )
+                .values(
+                    status="ready",
+                    locked_by=None,
+                    locked_until=None,
+                    due_at=now,
+                    attempts=JOBS.c.attempts - 1,
+                )
+                .returning(JOBS.c.id)
             )
-            .values(
-                status="running",
-                locked_by=worker,
-                locked_until=now + LEASE,
-                attempts=JOBS.c.attempts + 1,
-            )
-            .returning(*JOBS.c)
-        ).first()
-        if row is None:
-            # not due yet (a retry_now moved it, or clocks differ): dispatch again at its time
-            waiting = conn.execute(
-                sa.select(JOBS.c.due_at).where(JOBS.c.id == job_id, JOBS.c.status == "ready")
-            ).scalar()
-            if waiting is not None and procrastinate_queue.active(conn):
-                procrastinate_queue.dispatch(conn, job_id, waiting, may_exist=True)
-            return None
-    return _job(row)
+            .scalars()
+            .all()
+        )
+        if procrastinate_queue.active(conn):
+            for job_id in back:
+                procrastinate_queue.dispatch(conn, job_id, now, may_exist=True)
 
 
 def claim(
@@ -169,10 +256,11 @@ def claim(
     return [_job(r) for r in rows]
 
 
-def finish(conn: sa.Connection, job: Job) -> None:
+def finish(conn: sa.Connection, *done: Job) -> None:
+    """Mark ``done`` finished (one statement however many)."""
     conn.execute(
         JOBS.update()
-        .where(JOBS.c.id == job.id)
+        .where(JOBS.c.id.in_([job.id for job in done]))
         .values(status="done", done_at=_now(), locked_by=None, locked_until=None)
     )
 

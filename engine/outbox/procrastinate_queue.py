@@ -113,6 +113,41 @@ def dispatch(conn: sa.Connection, job_id: int, due_at: datetime, *, may_exist: b
         pass  # already waiting in line
 
 
+_STEAL = sa.text(
+    """
+    DELETE FROM procrastinate_jobs WHERE id IN (
+      SELECT p.id FROM procrastinate_jobs p
+      JOIN sl_jobs j ON j.id = CAST(p.args ->> 'job_id' AS bigint)
+      WHERE p.status = 'todo' AND p.queue_name = :queue AND p.task_name = :task
+        AND p.queueing_lock <> :own AND (p.scheduled_at IS NULL OR p.scheduled_at <= now())
+        AND j.kind = ANY(:kinds)
+      ORDER BY p.priority DESC, p.id LIMIT :limit
+      FOR UPDATE OF p SKIP LOCKED)
+    RETURNING CAST(args ->> 'job_id' AS bigint)
+    """
+)
+
+
+def steal(conn: sa.Connection, limit: int, running: int, kinds: tuple[str, ...]) -> list[int]:
+    """Take up to ``limit`` due ``seamline.run_job`` jobs for ``sl_jobs`` rows of ``kinds``
+    (other than ``running``, the row being run) out of procrastinate's line, in the caller's
+    transaction; returns their ``sl_jobs`` ids for the caller to claim and run.
+
+    The same pick as procrastinate's own fetch (todo, due, by priority then id, SKIP LOCKED);
+    deleting a waiting job is what procrastinate itself does when a job finishes."""
+    if limit < 1 or not active(conn):
+        return []
+    params = {
+        "queue": QUEUE,
+        "task": RUN_JOB,
+        "limit": limit,
+        "own": queueing_lock(running),
+        "kinds": list(kinds),
+    }
+    found = conn.execute(_STEAL, params)
+    return [job_id for job_id in found.scalars() if job_id is not None]
+
+
 _LOST = sa.text(
     """
     SELECT j.id, j.due_at FROM sl_jobs j

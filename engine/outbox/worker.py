@@ -29,6 +29,9 @@ from engine.outbox.procrastinate_queue import ProcrastinateWorker
 
 log = logger(__name__)
 SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cron: minutes)
+BATCH = 20  # jobs one claim takes (the table loop's round; messages for one procrastinate job)
+# a batch that has run this long gives its unstarted jobs back, well before their lease ends
+BATCH_BUDGET = jobs.LEASE.total_seconds() / 3
 
 
 def worker_name() -> str:
@@ -39,15 +42,22 @@ class JobRunner(Protocol):
     """What a worker runs: one claimed job, and a periodic round (schedules, snapshots).
     :class:`engine.flows.runner.FlowRuntime` is the one the application gives it."""
 
-    def run_job(self, job: jobs.Job) -> object: ...
+    def run_job(self, job: jobs.Job, delivered: list[jobs.Job] | None = None) -> object: ...
+
+    def finish_delivered(self, done: list[jobs.Job]) -> None: ...
 
     def periodic(self) -> None: ...
 
 
-def run_job(engine: sa.Engine, runtime: JobRunner, job: jobs.Job) -> None:
+def run_job(
+    engine: sa.Engine,
+    runtime: JobRunner,
+    job: jobs.Job,
+    delivered: list[jobs.Job] | None = None,
+) -> None:
     """Run one claimed job; a bug in it is recorded on the job and retried, never raised."""
     try:
-        runtime.run_job(job)
+        runtime.run_job(job, delivered)
     except Exception as exc:  # a bug in one job must not stop the others
         log.exception(
             "job %s (%s) raised on attempt %d/%d",
@@ -60,16 +70,34 @@ def run_job(engine: sa.Engine, runtime: JobRunner, job: jobs.Job) -> None:
         jobs.retry_later(engine, job, f"{type(exc).__name__}: {exc}")
 
 
+def run_batch(engine: sa.Engine, runtime: JobRunner, name: str, taken: list[jobs.Job]) -> None:
+    """Run claimed jobs in order; webhook deliveries are marked done in one commit at the end
+    (their receivers de-duplicate, so a crash before it only repeats them, applied once).
+    Once the batch has taken ``BATCH_BUDGET`` seconds (slow receivers), the jobs not started
+    yet go back in line for any worker, lease unspent."""
+    start = time.monotonic()
+    delivered: list[jobs.Job] = []
+    try:
+        for done, job in enumerate(taken):
+            if done and time.monotonic() - start > BATCH_BUDGET:
+                jobs.release(engine, name, taken[done:])
+                return
+            run_job(engine, runtime, job, delivered)
+    finally:
+        if delivered:
+            runtime.finish_delivered(delivered)
+
+
 def procrastinate_worker(
     engine: sa.Engine, runtime: Callable[[], JobRunner], concurrency: int = 4
 ) -> ProcrastinateWorker:
-    """The PostgreSQL worker: procrastinate dispatches, the job itself is claimed by id."""
+    """The PostgreSQL worker: procrastinate dispatches one job; its task claims that row by id
+    and, for an outbox message, up to ``BATCH - 1`` more messages whose dispatches wait in
+    line (taking those out of it)."""
     name = worker_name()
 
     def run(job_id: int) -> None:
-        job = jobs.claim_one(engine, name, job_id)
-        if job is not None:
-            run_job(engine, runtime(), job)
+        run_batch(engine, runtime(), name, jobs.claim_dispatched(engine, name, job_id, BATCH))
 
     return ProcrastinateWorker(
         engine, run, lambda: runtime().periodic(), name=name, concurrency=concurrency
@@ -102,7 +130,7 @@ class Worker:
         engine: sa.Engine,
         runtime: Callable[[], JobRunner],
         name: str | None = None,
-        batch: int = 10,
+        batch: int = BATCH,
         schedules: bool = True,
     ) -> None:
         self.engine = engine
@@ -121,8 +149,7 @@ class Worker:
             self._schedules_checked = time.monotonic()
             runtime.periodic()
         taken = jobs.claim(self.engine, self.name, self.batch)
-        for job in taken:
-            run_job(self.engine, runtime, job)
+        run_batch(self.engine, runtime, self.name, taken)
         return len(taken)
 
     def run_until_idle(self, max_batches: int = 10_000) -> int:

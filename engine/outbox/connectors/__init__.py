@@ -108,6 +108,13 @@ class Connectors:
         else:
             webhook.send_webhook(self._client, spec, message, clock=self._clock, **common)
 
+    def deduplicated(self, connector: str) -> bool:
+        """Whether the receiver applies a repeated ``Idempotency-Key`` once (webhooks, by
+        their contract), so a delivery may be marked done in a later commit: a crash in
+        between sends it again, applied once. Robots and mail have no such key."""
+        spec = self.specs.get(connector)
+        return spec is not None and spec.type == "webhook"
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
