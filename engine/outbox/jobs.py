@@ -10,6 +10,7 @@ the job is dead (the dead-letter list) until someone retries it.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -66,6 +67,14 @@ def _now() -> datetime:
     return clock.now()
 
 
+@functools.lru_cache(maxsize=2)
+def _enqueue_statement(dialect: str) -> sa.Insert:
+    """The outbox insert, built once per dialect (a statement built per call pays its cache
+    key each time, and a change enqueues several jobs): values come as parameters."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(JOBS).on_conflict_do_nothing(index_elements=[JOBS.c.key]).returning(JOBS.c.id)
+
+
 def enqueue(
     conn: sa.Connection,
     kind: str,
@@ -79,26 +88,23 @@ def enqueue(
     max_attempts: int = 10,
 ) -> None:
     """Add a job unless one with the same key exists (the key makes enqueueing idempotent)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
     due = due_at or now
     added = conn.execute(
-        insert(JOBS)
-        .values(
-            kind=kind,
-            key=key,
-            payload=dict(payload),
-            run_id=run_id,
-            form=form,
-            record_id=record_id,
-            status="ready",
-            due_at=due,
-            attempts=0,
-            max_attempts=max_attempts,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[JOBS.c.key])
-        .returning(JOBS.c.id)
+        _enqueue_statement(conn.dialect.name),
+        {
+            "kind": kind,
+            "key": key,
+            "payload": dict(payload),
+            "run_id": run_id,
+            "form": form,
+            "record_id": record_id,
+            "status": "ready",
+            "due_at": due,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "created_at": now,
+        },
     ).scalar()
     if added is not None and procrastinate_queue.active(conn):
         procrastinate_queue.dispatch(conn, added, due, may_exist=False)
