@@ -161,6 +161,50 @@ def test_parallel_appends_never_fork(api) -> None:
     assert report.ok and report.checked == before + 60
 
 
+def _event(i: int) -> list[EventIn]:
+    return [EventIn("t", "x", i, "test", {"i": i})]
+
+
+def test_appends_in_one_transaction_read_the_head_once(api) -> None:
+    metadata = system_metadata()
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if statement.startswith("SELECT sl_chain_head"):
+            reads.append(statement)
+
+    sa.event.listen(api.engine, "before_cursor_execute", count)
+    try:
+        with api.engine.begin() as conn:
+            for i in range(3):
+                append_events(conn, metadata, _event(i))
+        with api.engine.begin() as conn:  # a new transaction reads it again
+            append_events(conn, metadata, _event(3))
+    finally:
+        sa.event.remove(api.engine, "before_cursor_execute", count)
+    assert len(reads) == 2
+    assert _verify(api).ok
+
+
+def test_a_savepoint_rolled_back_after_an_append_does_not_fork_the_chain(api) -> None:
+    metadata = system_metadata()
+    before = _verify(api).checked
+    with api.engine.begin() as conn:
+        append_events(conn, metadata, _event(1))
+        nested = conn.begin_nested()
+        append_events(conn, metadata, _event(2))  # rolled back below: the head moves back
+        nested.rollback()
+        append_events(conn, metadata, _event(3))
+        with conn.begin_nested():
+            append_events(conn, metadata, _event(4))  # released: kept
+        append_events(conn, metadata, _event(5))
+        with conn.begin_nested():
+            pass  # a savepoint that appended nothing changes nothing
+        append_events(conn, metadata, _event(6))
+    report = _verify(api)
+    assert report.ok and report.checked == before + 5, report
+
+
 def test_parallel_autonumbers_on_several_processes(db_url: str, tmp_path) -> None:
     """Four processes create orders at once; every order number is distinct."""
     if not db_url.startswith("postgresql"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,7 +22,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["GENESIS", "ChainReport", "EventIn", "append_events", "canonical", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "ChainReport",
+    "EventIn",
+    "append_events",
+    "canonical",
+    "event_hash_of",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
 
@@ -99,7 +108,31 @@ def _head_statements(head: sa.Table, dialect: str) -> tuple[sa.Select[Any], sa.U
     return query, move
 
 
+_HELD = "seamline.chain_head"  # conn.info key: the head as this transaction last moved it
+
+
+def _held_head(conn: sa.Connection) -> tuple[int, str] | None:
+    """The head this transaction moved last, while it still holds it: the same transaction
+    and the same savepoint (a savepoint released or rolled back since, or a new one, reads
+    the row again). The row stays locked until the transaction ends, so nobody else moved it."""
+    held = conn.info.get(_HELD)
+    if held is None:
+        return None
+    transaction, savepoint, last_id, last_hash = held
+    current, nested = conn.get_transaction(), conn.get_nested_transaction()
+    if current is None or transaction() is not current or not current.is_active:
+        return None
+    if (nested is None) != (savepoint is None) or (
+        nested is not None and savepoint() is not nested
+    ):
+        return None  # moved under another savepoint, or that one ended since
+    return last_id, last_hash
+
+
 def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
+    held = _held_head(conn)
+    if held is not None:
+        return held
     query, _move = _head_statements(head, conn.dialect.name)
     row = conn.execute(query).first()
     if row is None:
@@ -153,7 +186,22 @@ def append_events(
     conn.execute(table.insert(), rows)
     _query, move = _head_statements(head, conn.dialect.name)
     conn.execute(move, {"new_id": last_id, "new_hash": last_hash})
+    transaction = conn.get_transaction()
+    if transaction is not None:  # the next append in this transaction skips the read
+        nested = conn.get_nested_transaction()
+        savepoint = weakref.ref(nested) if nested is not None else None
+        conn.info[_HELD] = (weakref.ref(transaction), savepoint, last_id, last_hash)
     return [r["id"] for r in rows]
+
+
+def event_hash_of(conn: sa.Connection, metadata: sa.MetaData, event_id: int) -> str:
+    """The hash of event ``event_id``: without a query when it is the newest this transaction
+    appended (the head it holds), else read."""
+    held = _held_head(conn)
+    if held is not None and held[0] == event_id:
+        return held[1]
+    table, _head = _events(metadata)
+    return str(conn.execute(sa.select(table.c.hash).where(table.c.id == event_id)).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)

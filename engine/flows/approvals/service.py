@@ -49,7 +49,7 @@ from engine.model.logs import logger
 from engine.model.spec import ApprovalSpec, FormSpec
 from engine.outbox import jobs
 from engine.outbox.connectors import ConnectorError
-from engine.store.events import EventIn, append_events
+from engine.store.events import EventIn, append_events, event_hash_of
 from engine.store.files import store_bytes
 from engine.store.system_tables import system_metadata
 
@@ -59,7 +59,6 @@ APPROVALS = _META.tables["sl_approvals"]
 TASKS = _META.tables["sl_approval_tasks"]
 ASSIGNEES = _META.tables["sl_task_assignees"]
 DELEGATIONS = _META.tables["sl_delegations"]
-EVENTS = _META.tables["sl_events"]
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
 # record events that change a record under approval (lock refuses them, restart re-routes);
 # "children_changed" is an update that replaced child rows only
@@ -280,9 +279,9 @@ class ApprovalRuntime:
                     escalations=0,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-            self._assign(conn, task_id, users)
+            self._assign(conn, task_id, users, fresh=True)
             self._arm_timers(conn, approval, task_id, 0, due, remind)
-            self._message(conn, approval, task_id, step, users, "new", context, due)
+            self._message(conn, approval, task_id, 0, step, users, "new", context, due)
         self._event(
             conn,
             "approval",
@@ -304,8 +303,12 @@ class ApprovalRuntime:
         """``hours`` business hours after ``start``, in UTC (how times are stored)."""
         return calendar.add_business_hours(start, hours).astimezone(UTC)
 
-    def _assign(self, conn: sa.Connection, task_id: int, users: Sequence[str]) -> None:
-        conn.execute(ASSIGNEES.delete().where(ASSIGNEES.c.task_id == task_id))
+    def _assign(
+        self, conn: sa.Connection, task_id: int, users: Sequence[str], fresh: bool = False
+    ) -> None:
+        """Make ``users`` the task's assignees (``fresh``: a task just created has none)."""
+        if not fresh:
+            conn.execute(ASSIGNEES.delete().where(ASSIGNEES.c.task_id == task_id))
         if users:
             conn.execute(ASSIGNEES.insert(), [{"task_id": task_id, "user": u} for u in users])
 
@@ -469,7 +472,7 @@ class ApprovalRuntime:
             now,
         )
         event_id = self._flush(conn)[-1]
-        digest = conn.execute(sa.select(EVENTS.c.hash).where(EVENTS.c.id == event_id)).scalar()
+        digest = event_hash_of(conn, self.records.metadata, event_id)
         conn.execute(
             APPROVALS.update().where(APPROVALS.c.id == approval.id).values(outcome_hash=digest)
         )
@@ -638,7 +641,9 @@ class ApprovalRuntime:
             {**payload, "level": level, "from": current, "to": targets, "due_at": due.isoformat()},
             now,
         )
-        self._message(conn, approval, task.id, step, targets, "escalated", None, due, current)
+        self._message(
+            conn, approval, task.id, level, step, targets, "escalated", None, due, current
+        )
 
     def _remind(self, conn: sa.Connection, approval: Any, task: Any, now: datetime) -> None:
         step = plan_of(approval).steps[task.step]
@@ -652,13 +657,24 @@ class ApprovalRuntime:
             {"approval_id": approval.id, "task_id": task.id, "step": step.name, "to": users},
             now,
         )
-        self._message(conn, approval, task.id, step, users, "reminder", None, _aware(task.due_at))
+        self._message(
+            conn,
+            approval,
+            task.id,
+            task.escalations,
+            step,
+            users,
+            "reminder",
+            None,
+            _aware(task.due_at),
+        )
 
     def _message(
         self,
         conn: sa.Connection,
         approval: Any,
         task_id: int,
+        attempt: int,
         step: PlannedStep,
         users: Sequence[str],
         event: str,
@@ -666,7 +682,8 @@ class ApprovalRuntime:
         due: datetime | None,
         escalated_from: Sequence[str] = (),
     ) -> None:
-        """Tell ``users`` about the task through the approval's ``notify`` connector."""
+        """Tell ``users`` about the task through the approval's ``notify`` connector;
+        ``attempt``: the task's escalation level (one message per level and event)."""
         spec = self.app.approvals.get(approval.approval)
         notify = spec.notify if spec is not None else None
         people = [self.app.people[u] for u in users if u in self.app.people]
@@ -704,9 +721,6 @@ class ApprovalRuntime:
         except ConnectorError as exc:  # a broken template must not block the approval
             log.error("approval message not rendered: %s", exc)
             return
-        attempt = conn.execute(
-            sa.select(TASKS.c.escalations).where(TASKS.c.id == task_id)
-        ).scalar_one()
         jobs.enqueue(
             conn,
             "effect",
