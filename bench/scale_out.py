@@ -8,13 +8,15 @@ database for every round. Two figures per round:
   history event), N orders at concurrency 8, requests handed round-robin to the webs;
 * outbox delivery: M WeCom messages queued in one transaction (the transactional outbox, each
   dispatched to procrastinate), delivered by the workers to a local fake WeCom robot; the time
-  from the commit until every job is done.
+  from the commit until every job is done. ``--latency MS`` makes the robot answer after MS
+  milliseconds, as a remote API does: then delivery waits on the network, not on the CPU,
+  and the ratio shows whether the workers share the work without getting in each other's way.
 
 Medians over the rounds (configurations alternate, so drift hits both) and the ratio
 2+2 / 1+1. The client, the fake robot and PostgreSQL share the machine with the processes
 measured: on 2 cores expect modest scaling.
 
-    python bench/scale_out.py [--pg URL] [--orders 600] [--messages 1000] [--rounds 3]
+    python bench/scale_out.py [--pg URL] [--orders 600] [--messages 1000] [--rounds 3] [--latency MS]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -102,8 +105,11 @@ def setup_records(web: str, sales: str, finance: str) -> dict[str, object]:
     }
 
 
-def deliver(engine: sa.Engine, first: int, m: int, wecom: object) -> float:
-    """Queue m messages in one transaction; seconds until all are done."""
+def deliver(engine: sa.Engine, first: int, m: int, wecom: Any, latency: float) -> float:
+    """Queue m messages in one transaction; seconds until all are done. ``latency``: seconds
+    the robot takes to answer each (a remote API's round trip; 0 on loopback)."""
+    if latency > 0:
+        wecom.slow_next(m, seconds=latency)
     with engine.begin() as conn:
         for i in range(first, first + m):
             payload = {
@@ -155,8 +161,9 @@ def one_round(admin_url: str, width: int, args: argparse.Namespace, tmp: Path) -
             rate, p50 = asyncio.run(drive(urls, headers, body, args.orders, args.concurrency))
             engine = sa.create_engine(db_url, pool_size=2)
             try:
-                deliver(engine, 0, 20 * width, wecom)  # warm up every worker's connections
-                seconds = deliver(engine, 20 * width, args.messages, wecom)
+                # warm up every worker's connections
+                deliver(engine, 0, 20 * width, wecom, args.latency / 1000)
+                seconds = deliver(engine, 20 * width, args.messages, wecom, args.latency / 1000)
             finally:
                 engine.dispose()
             stopped = cluster.stop()
@@ -178,6 +185,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="ms the fake robot waits before each answer (a remote API's round trip)",
+    )
     args = parser.parse_args()
     results: dict[int, list[Round]] = {w: [] for w in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +207,8 @@ def main() -> None:
     cores = os.cpu_count()
     print(
         f"\nPostgreSQL, {cores} cores, {args.orders} orders at concurrency {args.concurrency} "
-        f"(round-robin over the webs), {args.messages} outbox messages; median of "
+        f"(round-robin over the webs), {args.messages} outbox messages (the robot answers "
+        f"after {args.latency:g} ms); median of "
         f"{args.rounds} rounds"
     )
     medians = {}
