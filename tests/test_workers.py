@@ -18,7 +18,9 @@ from fakes import fake_webhook
 from engine.compile import compile_app
 from engine.deploy.apply import bundle_sources, deploy
 from engine.outbox import jobs
-from engine.outbox.worker import BATCH
+from engine.outbox import worker as worker_module
+from engine.outbox.worker import BATCH, Worker
+from engine.runtime import LiveApp
 from engine.store.storage import create_db_engine
 
 APP = """\
@@ -34,7 +36,7 @@ FORM = "title: Note\nfields:\n  text: {type: text, label: Text}\n"
 N = 1000
 
 
-def _setup(tmp_path: Path, db_url: str) -> tuple[Path, sa.Engine]:
+def _setup(tmp_path: Path, db_url: str, n: int = N) -> tuple[Path, sa.Engine]:
     root = tmp_path / "app"
     (root / "forms").mkdir(parents=True)
     (root / "app.yaml").write_text(APP, encoding="utf-8")
@@ -44,7 +46,7 @@ def _setup(tmp_path: Path, db_url: str) -> tuple[Path, sa.Engine]:
     engine = create_db_engine(db_url)
     deploy(engine, result.app, bundle_sources(result.workspace))
     with engine.begin() as conn:
-        for i in range(N):
+        for i in range(n):
             jobs.enqueue(
                 conn,
                 "effect",
@@ -149,4 +151,58 @@ def test_two_workers_share_jobs_without_running_one_twice(tmp_path, db_url) -> N
     with engine.connect() as conn:
         attempts = conn.execute(sa.select(jobs.JOBS.c.attempts, jobs.JOBS.c.locked_by)).all()
     assert {a.attempts for a in attempts} == {1}  # nobody took a job twice
+    engine.dispose()
+
+
+def test_a_batch_marks_webhook_deliveries_done_in_one_commit(
+    tmp_path, db_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, engine = _setup(tmp_path, db_url, n=5)
+    finishing: list[str] = []
+
+    def count(conn, cursor, statement, parameters, *args) -> None:
+        if statement.startswith("UPDATE sl_jobs SET status") and "done" in str(parameters):
+            finishing.append(statement)
+
+    with fake_webhook(secret="s3cret") as hook:
+        monkeypatch.setenv("HOOK_URL", hook.url)
+        monkeypatch.setenv("HOOK_SECRET", "s3cret")
+        result = compile_app(root)
+        assert result.app is not None
+        runtime = LiveApp.of(result.app, engine, {}).flows
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert Worker(engine, lambda: runtime, schedules=False).run_once() == 5
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+            runtime.connectors.close()
+    assert hook.applied == 5 and len(finishing) == 1  # five deliveries, one commit
+    assert _done(engine) == 5
+    engine.dispose()
+
+
+def test_a_batch_that_runs_long_gives_its_unstarted_jobs_back(
+    tmp_path, db_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, engine = _setup(tmp_path, db_url, n=3)
+    monkeypatch.setattr(worker_module, "BATCH_BUDGET", 0.0)  # every batch has run too long
+    with fake_webhook(secret="s3cret") as hook:
+        monkeypatch.setenv("HOOK_URL", hook.url)
+        monkeypatch.setenv("HOOK_SECRET", "s3cret")
+        result = compile_app(root)
+        assert result.app is not None
+        runtime = LiveApp.of(result.app, engine, {}).flows
+        try:
+            assert Worker(engine, lambda: runtime, schedules=False).run_once() == 3
+        finally:
+            runtime.connectors.close()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(jobs.JOBS.c.status, jobs.JOBS.c.attempts, jobs.JOBS.c.locked_by).order_by(
+                jobs.JOBS.c.id
+            )
+        ).all()
+    # the first ran; the other two are back in line, their claim not counted as an attempt
+    assert [tuple(r) for r in rows] == [("done", 1, None), ("ready", 0, None), ("ready", 0, None)]
+    assert hook.applied == 1
     engine.dispose()
