@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from apihelp import start_api
 
 from engine.forms.records import SYSTEM_ACTOR
-from engine.store.events import EventIn, append_events, verify_chain
+from engine.store.events import EventIn, append_events, canonical, event_hash, verify_chain
 from engine.store.storage import create_db_engine
 from engine.store.system_tables import system_metadata
 
@@ -251,3 +251,23 @@ def test_parallel_autonumbers_on_several_processes(db_url: str, tmp_path) -> Non
     assert report.ok and report.checked >= 62
     engine.dispose()
     api.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "actor",
+    ["li.sales", "王\u2028经理", 'quote " and \\ back', "tab\t\nnew\x00line\x1f", "😀 emoji"],
+)
+@pytest.mark.parametrize("record_id", [None, 0, 12345678901234])
+def test_event_hash_is_the_sha256_of_the_canonical_list(actor: str, record_id) -> None:
+    """The hash's text is written out by hand for speed; it must stay canonical()'s, byte for
+    byte, or every stored chain would stop verifying."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 12, 7, 8, 30, 1, 5, tzinfo=UTC)
+    payload = canonical({"to": "approved", "note": actor})
+    body = canonical(
+        [7, "2026-12-07T08:30:01.000005", actor, "order", record_id, "x", payload, "ab"]
+    )
+    expected = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    assert event_hash("ab", 7, at, actor, "order", record_id, "x", payload) == expected

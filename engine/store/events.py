@@ -53,6 +53,9 @@ _CANONICAL = json.JSONEncoder(
 )
 
 
+_quote = json.encoder.encode_basestring  # a JSON string as canonical() writes it (no ASCII escapes)
+
+
 def canonical(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, UTF-8 text, dates and decimals as text."""
     return _CANONICAL.encode(value)
@@ -74,7 +77,19 @@ def event_hash(
     kind: str,
     payload: str,
 ) -> str:
-    body = canonical([event_id, _utc_text(at), actor, form, record_id, kind, payload, prev_hash])
+    if type(event_id) is int and (record_id is None or type(record_id) is int):
+        # the text canonical() gives this list, written out: a JSON array of two numbers and
+        # six strings (the same bytes, a third of the time — every append and verify pays it)
+        rid = "null" if record_id is None else str(record_id)
+        q = _quote
+        body = (
+            f"[{event_id},{q(_utc_text(at))},{q(actor)},{q(form)},{rid},{q(kind)},"
+            f"{q(payload)},{q(prev_hash)}]"
+        )
+    else:
+        body = canonical(
+            [event_id, _utc_text(at), actor, form, record_id, kind, payload, prev_hash]
+        )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
