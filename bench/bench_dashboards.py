@@ -268,7 +268,7 @@ def prepare(url: str, orders: int, seed: int, reuse: bool) -> tuple[int, int, da
         return have, events, last
     if have:
         raise SystemExit(f"{url} already holds {have:,} orders; pass --reuse or an empty db")
-    result = generate(url, orders, seed=seed)
+    result = generate(url, orders, seed=seed, bulk=True)
     print(
         f"generated {result.orders:,} orders, {result.events:,} events in {result.seconds:.0f} s "
         f"({result.orders / result.seconds:,.0f} orders/s, "

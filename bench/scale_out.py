@@ -16,7 +16,8 @@ Medians over the rounds (configurations alternate, so drift hits both) and the r
 2+2 / 1+1. The client, the fake robot and PostgreSQL share the machine with the processes
 measured: on 2 cores expect modest scaling.
 
-    python bench/scale_out.py [--pg URL] [--orders 600] [--messages 1000] [--rounds 3] [--latency MS]
+    python bench/scale_out.py [--pg URL] [--orders 600] [--messages 1000] [--rounds 3]
+                               [--latency MS]
 """
 
 from __future__ import annotations

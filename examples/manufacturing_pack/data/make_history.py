@@ -694,6 +694,69 @@ def tune_for_bulk_load(engine: sa.Engine) -> None:
         dbapi_connection.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
 
 
+_SECONDARY = sa.text(
+    """
+    SELECT t.relname AS tab, c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition,
+           con.conname AS constraint_name, pg_get_constraintdef(con.oid) AS constraint_def
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'u'
+    WHERE t.relname = ANY(:tables) AND t.relkind = 'r' AND NOT i.indisprimary
+      AND pg_table_is_visible(t.oid)
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint f
+                      WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
+    ORDER BY t.relname, c.relname
+    """
+)
+BULK_TABLES = ("sl_events", "f_order", CHILD)
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A secondary index (or unique constraint) dropped for a bulk load, to be made again."""
+
+    table: str
+    name: str
+    create: str
+
+
+def set_indexes_aside(engine: sa.Engine) -> list[SetAside]:
+    """PostgreSQL: drop the secondary indexes of the tables the history fills (the hash's
+    unique key, the event and KPI indexes, the search indexes) and return how to make them
+    again — at a million orders, keeping them up to date row by row slowed the load to a
+    crawl (the hash key alone takes every insert at a random place). Made again by
+    :func:`restore_indexes`, sorted in one pass each. Nothing on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return []
+    aside = []
+    with engine.begin() as conn:
+        for row in conn.execute(_SECONDARY, {"tables": list(BULK_TABLES)}):
+            if row.constraint_name is not None:
+                create = (
+                    f'ALTER TABLE "{row.tab}" ADD CONSTRAINT "{row.constraint_name}" '
+                    f"{row.constraint_def}"
+                )
+                conn.execute(
+                    sa.text(f'ALTER TABLE "{row.tab}" DROP CONSTRAINT "{row.constraint_name}"')
+                )
+            else:
+                create = row.definition
+                conn.execute(sa.text(f'DROP INDEX "{row.name}"'))
+            aside.append(SetAside(row.tab, row.name, create))
+    return aside
+
+
+def restore_indexes(engine: sa.Engine, aside: list[SetAside]) -> None:
+    """Make the indexes :func:`set_indexes_aside` dropped (one transaction)."""
+    if not aside:
+        return
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for index in aside:
+            conn.execute(sa.text(index.create))
+
+
 def ensure_deployed(engine: sa.Engine, app: App, sources: Mapping[str, str]) -> None:
     with engine.connect() as conn:
         deployed = latest_deployment(conn)
@@ -1052,8 +1115,12 @@ def generate(
     products: int = 12_000,
     end: datetime | None = None,
     progress: bool = True,
+    bulk: bool = False,
 ) -> Result:
-    """Deploy the pack when the database is empty, then write the history."""
+    """Deploy the pack when the database is empty, then write the history. ``bulk``: on
+    PostgreSQL, drop the filled tables' secondary indexes for the load and make them again
+    after it (:func:`set_indexes_aside`; benchmarks' million-order histories — a load killed
+    half-way leaves them dropped)."""
     import time as clock
 
     began = clock.perf_counter()
@@ -1075,6 +1142,7 @@ def generate(
         prod = masters(writer, h, "product", load_products(products), masters_at)
         existing = prefix_counters(engine, metadata)
         h.counters.update(existing)
+        aside = set_indexes_aside(engine) if bulk else []
         behind = WriteBehind(writer)
         try:
             gen = Generator(h, writer, cust, prod, behind.write)
@@ -1090,6 +1158,7 @@ def generate(
             gen.flush()
         finally:
             behind.close()
+            restore_indexes(engine, aside)
         save_counters(engine, metadata, h.counters)
         fix_sequences(engine)
         gather_statistics(engine)
