@@ -154,6 +154,20 @@ def test_two_workers_share_jobs_without_running_one_twice(tmp_path, db_url) -> N
     engine.dispose()
 
 
+def _one_round(root: Path, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch):
+    """One round of the table-loop worker against a fake webhook: (jobs taken, the hook)."""
+    with fake_webhook(secret="s3cret") as hook:
+        monkeypatch.setenv("HOOK_URL", hook.url)
+        monkeypatch.setenv("HOOK_SECRET", "s3cret")
+        result = compile_app(root)
+        assert result.app is not None
+        runtime = LiveApp.of(result.app, engine, {}).flows
+        try:
+            return Worker(engine, lambda: runtime, schedules=False).run_once(), hook
+        finally:
+            runtime.connectors.close()
+
+
 def test_a_batch_marks_webhook_deliveries_done_in_one_commit(
     tmp_path, db_url, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,19 +178,12 @@ def test_a_batch_marks_webhook_deliveries_done_in_one_commit(
         if statement.startswith("UPDATE sl_jobs SET status") and "done" in str(parameters):
             finishing.append(statement)
 
-    with fake_webhook(secret="s3cret") as hook:
-        monkeypatch.setenv("HOOK_URL", hook.url)
-        monkeypatch.setenv("HOOK_SECRET", "s3cret")
-        result = compile_app(root)
-        assert result.app is not None
-        runtime = LiveApp.of(result.app, engine, {}).flows
-        sa.event.listen(engine, "before_cursor_execute", count)
-        try:
-            assert Worker(engine, lambda: runtime, schedules=False).run_once() == 5
-        finally:
-            sa.event.remove(engine, "before_cursor_execute", count)
-            runtime.connectors.close()
-    assert hook.applied == 5 and len(finishing) == 1  # five deliveries, one commit
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        taken, hook = _one_round(root, engine, monkeypatch)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert taken == 5 and hook.applied == 5 and len(finishing) == 1  # five deliveries, one commit
     assert _done(engine) == 5
     engine.dispose()
 
@@ -186,16 +193,8 @@ def test_a_batch_that_runs_long_gives_its_unstarted_jobs_back(
 ) -> None:
     root, engine = _setup(tmp_path, db_url, n=3)
     monkeypatch.setattr(worker_module, "BATCH_BUDGET", 0.0)  # every batch has run too long
-    with fake_webhook(secret="s3cret") as hook:
-        monkeypatch.setenv("HOOK_URL", hook.url)
-        monkeypatch.setenv("HOOK_SECRET", "s3cret")
-        result = compile_app(root)
-        assert result.app is not None
-        runtime = LiveApp.of(result.app, engine, {}).flows
-        try:
-            assert Worker(engine, lambda: runtime, schedules=False).run_once() == 3
-        finally:
-            runtime.connectors.close()
+    taken, hook = _one_round(root, engine, monkeypatch)
+    assert taken == 3
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(jobs.JOBS.c.status, jobs.JOBS.c.attempts, jobs.JOBS.c.locked_by).order_by(
