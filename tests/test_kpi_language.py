@@ -15,6 +15,7 @@ import pytest
 from conftest import codes
 
 from engine.compile import compile_app
+from engine.dashboards.compile_kpi import compile_kpi
 from engine.dashboards.compute import _Context, dashboard_values, drill_down
 from engine.flows.machine import fire_transition
 from engine.forms.records import SYSTEM_ACTOR, RecordService
@@ -319,8 +320,9 @@ def test_entered_is_written_so_postgresql_cannot_hash_the_history(tickets: Ticke
     database gets a seek either way, so the SQL itself is what is checked."""
     from sqlalchemy.dialects import postgresql
 
-    context = _Context(tickets.engine, tickets.app, local(NOW), tickets.metadata)  # type: ignore[arg-type]
-    query = context.query(_kpi(tickets, "first_pass"))
+    kpi = _kpi(tickets, "first_pass")
+    env = _Context(tickets.engine, tickets.app, local(NOW), tickets.metadata).env  # type: ignore[arg-type]
+    query = compile_kpi(tickets.app, tickets.metadata, kpi, "postgresql", env, local(NOW))  # type: ignore[arg-type]
     sql = str(query.value_select().compile(dialect=postgresql.dialect()))
     exists = sql.count("EXISTS (SELECT")
     assert exists == 3  # where: entered('review'); numerator: entered('done'), 'returned'

@@ -24,6 +24,7 @@ class TableColumns:
     app: App
     metadata: sa.MetaData
     form: str
+    dialect: str = ""  # the database the queries run on (``entered()`` differs on PostgreSQL)
     joins: dict[tuple[str, ...], tuple[sa.FromClause, str]] = field(default_factory=dict)
 
     @property
@@ -34,7 +35,7 @@ class TableColumns:
         events = self.metadata.tables["sl_events"]
         if count:
             return record_event_count(events, self.form, spec, self.table.c.id)
-        return record_has_event(events, self.form, spec, self.table.c.id)
+        return record_has_event(events, self.form, spec, self.table.c.id, self.dialect)
 
     def column(self, path: tuple[str, ...], node: ast.AST) -> Sql:
         source: sa.FromClause = self.table

@@ -242,7 +242,7 @@ def compile_kpi(
     app: App, metadata: sa.MetaData, kpi: KpiSpec, dialect: str, env: EvalEnv, now: datetime
 ) -> KpiQuery:
     """Translate ``kpi``'s conditions (``today()`` from ``env``) and bind it to ``now``."""
-    columns = TableColumns(app, metadata, kpi.form)
+    columns = TableColumns(app, metadata, kpi.form, dialect)
     where = [condition(kpi.where.tree, columns, env)] if kpi.where else []
     numerator = condition(kpi.numerator.tree, columns, env) if kpi.numerator else None
     form = app.forms[kpi.form]

@@ -46,7 +46,7 @@ def drill_values(
     """Record id → {column: value shown} for ``ids``."""
     if not kpi.drill or not ids:
         return {}
-    columns = TableColumns(app, metadata, kpi.form)
+    columns = TableColumns(app, metadata, kpi.form, conn.dialect.name)
     form = app.forms[kpi.form]
     selected = []
     for name in kpi.drill:
