@@ -116,6 +116,23 @@ def _job(r: Any) -> Job:
     )
 
 
+def _free(now: datetime) -> sa.ColumnElement[bool]:
+    """Nobody holds the job: waiting, or running on a lease that has run out."""
+    return sa.or_(
+        JOBS.c.status == "ready", sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now)
+    )
+
+
+def _lease(worker: str, now: datetime) -> dict[str, Any]:
+    """The columns that make a job ``worker``'s until the lease ends (one attempt more)."""
+    return {
+        "status": "running",
+        "locked_by": worker,
+        "locked_until": now + LEASE,
+        "attempts": JOBS.c.attempts + 1,
+    }
+
+
 def claim_one(engine: sa.Engine, worker: str, job_id: int) -> Job | None:
     """Take the job ``job_id`` if it is due and nobody holds it (a procrastinate dispatch)."""
     taken = claim_dispatched(engine, worker, job_id, limit=1)
@@ -162,22 +179,14 @@ def _claim_ids(conn: sa.Connection, worker: str, ids: list[int], now: datetime) 
             JOBS.c.id.in_(ids),
             # procrastinate judges "due" by the database's clock; allow for a small skew
             JOBS.c.due_at <= now + CLOCK_SKEW,
-            sa.or_(
-                JOBS.c.status == "ready",
-                sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now),
-            ),
+            _free(now),
         )
         .with_for_update(skip_locked=True)
     )
     return conn.execute(
         JOBS.update()
         .where(JOBS.c.id.in_(claimable.scalar_subquery()))
-        .values(
-            status="running",
-            locked_by=worker,
-            locked_until=now + LEASE,
-            attempts=JOBS.c.attempts + 1,
-        )
+        .values(_lease(worker, now))
         .returning(*JOBS.c)
     ).all()
 
@@ -234,13 +243,7 @@ def claim(
 ) -> list[Job]:
     """Take up to ``limit`` due jobs for ``worker`` (leased for a minute)."""
     now = _now()
-    due = sa.and_(
-        JOBS.c.kind.in_(kinds),
-        JOBS.c.due_at <= now,
-        sa.or_(
-            JOBS.c.status == "ready", sa.and_(JOBS.c.status == "running", JOBS.c.locked_until < now)
-        ),
-    )
+    due = sa.and_(JOBS.c.kind.in_(kinds), JOBS.c.due_at <= now, _free(now))
     with engine.begin() as conn:
         query = sa.select(JOBS.c.id).where(due).order_by(JOBS.c.due_at, JOBS.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
@@ -248,16 +251,7 @@ def claim(
         ids = [row.id for row in conn.execute(query)]
         if not ids:
             return []
-        conn.execute(
-            JOBS.update()
-            .where(JOBS.c.id.in_(ids))
-            .values(
-                status="running",
-                locked_by=worker,
-                locked_until=now + LEASE,
-                attempts=JOBS.c.attempts + 1,
-            )
-        )
+        conn.execute(JOBS.update().where(JOBS.c.id.in_(ids)).values(_lease(worker, now)))
         rows = conn.execute(sa.select(JOBS).where(JOBS.c.id.in_(ids)).order_by(JOBS.c.id)).all()
     return [_job(r) for r in rows]
 
