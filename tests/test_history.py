@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from apihelp import PACK
 
@@ -28,7 +29,7 @@ from engine.store.tables import build_metadata
 
 sys.path.insert(0, str(PACK / "data"))
 
-from make_history import generate
+from make_history import StoreBehind, StoreFailed, Writer, generate
 
 END = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
 
@@ -179,3 +180,42 @@ def test_generated_history(db_url: str) -> None:
         check_created_event_has_the_service_payload_shape(generated)
         check_what_the_dashboards_read(generated)
         check_dashboards_have_every_value(generated)
+
+
+@contextmanager
+def store_behind(db_url: str) -> Iterator[StoreBehind]:
+    """A storing process for a database that has the chain head's table but no form tables."""
+    compiled = compile_app(PACK)
+    assert compiled.app is not None
+    metadata = build_metadata(compiled.app)
+    engine = create_db_engine(db_url)
+    try:
+        metadata.tables["sl_chain_head"].create(engine)
+        behind = StoreBehind(Writer(engine, metadata), db_url)
+        try:
+            yield behind
+        finally:
+            behind.process.kill()
+            behind.process.join()
+    finally:
+        engine.dispose()
+
+
+ROW = {"id": 1, "order_no": "SO-1", "state": "draft", "version": 1, "created_by": "x"}
+
+
+def test_a_failure_in_the_storing_process_is_raised_with_its_cause(db_url: str) -> None:
+    with store_behind(db_url) as behind:
+        behind.write({"f_order": [ROW]}, [])
+        with pytest.raises(StoreFailed, match="f_order"):
+            behind.close()
+
+
+def test_a_storing_process_that_died_is_raised_not_waited_for(db_url: str) -> None:
+    with store_behind(db_url) as behind:
+        behind.process.kill()
+        behind.process.join()
+        with pytest.raises(StoreFailed, match="exit code -9"):
+            behind.write({"f_order": [ROW]}, [])
+        with pytest.raises(StoreFailed, match="exit code -9"):
+            behind.close()

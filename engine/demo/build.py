@@ -16,24 +16,22 @@ orders of history from it; otherwise its ``data/<form>s.csv`` files are imported
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import secrets
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
 
 from engine.assets import pack_dir
 from engine.demo.chat import ChatSink, create_chat_app
+from engine.demo.modules import load_module
 from engine.model.i18n import Text
 from engine.model.spec import App
 
@@ -162,23 +160,13 @@ def serve_in_thread(app: Any, name: str, port: int | None = None) -> Background:
     return Background(f"http://127.0.0.1:{port}", server, thread)
 
 
-def _load_module(name: str, source: Path) -> ModuleType | None:
-    spec = importlib.util.spec_from_file_location(name, source)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def start_mock_warehouse(app_dir: Path) -> Background | None:
     """The app's ``mock_wms.py`` on a free port, with ``WMS_URL`` pointing at it — unless
     ``WMS_URL`` is set already (then the real or given warehouse is used)."""
     source = app_dir / "mock_wms.py"
     if os.environ.get("WMS_URL") or not source.is_file():
         return None
-    module = _load_module("mock_wms", source)
+    module = load_module("mock_wms", source)
     if module is None:
         return None
     os.environ.setdefault("WMS_TOKEN", secrets.token_urlsafe(16))
@@ -231,7 +219,7 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
         return Loaded(form_counts(engine, live.app), False)
     generator = app_dir / "data" / "make_history.py"
     if generator.is_file():
-        module = _load_module("make_history", generator)
+        module = load_module("make_history", generator)
         assert module is not None
         say(
             Text(

@@ -13,8 +13,6 @@ messages the demo's sink received (``run.chat_messages``) and keeps what later s
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ import httpx
 import sqlalchemy as sa
 
 from engine.demo.build import serve_in_thread
+from engine.demo.modules import load_module
 from engine.model.i18n import Lang, Text
 
 __all__ = ["Failed", "Run", "Step", "load_steps", "run_scenario"]
@@ -145,12 +144,9 @@ def load_steps(app_dir: Path) -> list[Step] | None:
     source = app_dir / "demo_scenario.py"
     if not source.is_file():
         return None
-    spec = importlib.util.spec_from_file_location("demo_scenario_steps", source)
-    if spec is None or spec.loader is None:
+    module = load_module("demo_scenario_steps", source)
+    if module is None:
         return None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
     steps: list[Step] = module.STEPS
     return steps
 

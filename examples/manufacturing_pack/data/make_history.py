@@ -35,7 +35,7 @@ approvals of the orders this leaves in approval, and fires the transitions it le
 (``Result.pending``: a few newest drafts to submit, whose stock check then runs for real).
 The database is deployed first when it is empty. Events are written in time order (a heap
 merges each order's future events with the orders created later), a batch of 2,000 orders per
-transaction, stored by one background thread while the next batch is made (``WriteBehind``).
+transaction, stored by a second process while the next batch is made (``StoreBehind``).
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ import csv
 import hashlib
 import heapq
 import math
+import multiprocessing
 import queue
 import random
 import sys
-import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -66,6 +67,7 @@ PACK = HERE.parent
 sys.path.insert(0, str(PACK.parents[1]))
 
 from engine.compile import compile_app  # noqa: E402
+from engine.demo.modules import call_in_file  # noqa: E402
 from engine.deploy.apply import bundle_sources, deploy, latest_deployment  # noqa: E402
 from engine.expressions import EvalEnv  # noqa: E402
 from engine.expressions.evaluate import AppRuntime  # noqa: E402
@@ -617,48 +619,94 @@ class Writer:
             self.has_head = True
 
 
-class WriteBehind:
-    """Stores the writer's batches in one background thread while the next ones are made:
-    the database driver lets go of the GIL while SQLite inserts (the indexes of a million
-    events take about as long as making them), so making and writing overlap. Batches are
-    stored in order, at most ``depth`` wait; a failure is raised by the next write or close."""
+def store_batches(url: str, metadata: sa.MetaData, batches: Any, done: Any) -> None:
+    """The storing process of :class:`StoreBehind`: stores each batch from ``batches`` in one
+    transaction, in order, until None; then puts None on ``done`` — or, on a failure, a
+    :class:`StoreFailed` with its traceback (and stores nothing more)."""
+    engine = create_db_engine(url)
+    tune_for_bulk_load(engine)
+    try:
+        writer = Writer(engine, metadata)
+        while (batch := batches.get()) is not None:
+            writer.store(batch)
+        done.put(None)
+    except BaseException as exc:  # told to the making process, which raises it
+        done.put(StoreFailed("".join(traceback.format_exception(exc)).rstrip()))
+    finally:
+        engine.dispose()
 
-    def __init__(self, writer: Writer, depth: int = 2) -> None:
+
+class StoreFailed(Exception):
+    """The storing process failed; the message is its traceback."""
+
+
+class StoreBehind:
+    """Stores the writer's batches in a second process while the next ones are made. Making
+    and chaining the orders' events and inserting them (the event log's indexes take most
+    inserts at a random place) each take most of a core; in one process, the writing thread
+    and the making one shared a GIL. The process is started with ``spawn`` (the demo runs
+    server threads beside it) through :func:`engine.demo.modules.call_in_file`, as this file
+    is loaded by path. Batches are stored in order, at most ``depth`` wait; a failure is
+    raised by the next write or by close."""
+
+    def __init__(self, writer: Writer, url: str, depth: int = 2) -> None:
         self.writer = writer
-        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._store_all, name="history-writer")
-        self.thread.start()
+        context = multiprocessing.get_context("spawn")
+        self.batches: Any = context.Queue(maxsize=depth)
+        self.done: Any = context.Queue()
+        name = "make_history" if __name__ == "__main__" else __name__
+        self.process = context.Process(
+            target=call_in_file,
+            args=(__file__, name, "store_batches", url, writer.metadata, self.batches, self.done),
+            name="history-writer",
+            daemon=True,
+        )
+        self.process.start()
 
     def write(self, rows: Mapping[str, list[dict[str, Any]]], events: list[dict]) -> None:
-        self._raise_failure()
-        self.queue.put(self.writer.batch(rows, events))
+        self._put(self.writer.batch(rows, events))
 
     def close(self) -> None:
         """Wait until every batch is stored."""
-        self.queue.put(None)
-        self.thread.join()
-        self._raise_failure()
-
-    def _store_all(self) -> None:
-        while (batch := self.queue.get()) is not None:
-            if self.failure is None:  # after one, drain the queue so that write never blocks
+        self._put(None)
+        try:
+            while True:
                 try:
-                    self.writer.store(batch)
-                except BaseException as exc:  # raised in the making thread
-                    self.failure = exc
+                    outcome = self.done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    if not self.process.is_alive():
+                        raise self._ended() from None
+        finally:
+            self.process.join(timeout=10)
+        if outcome is not None:
+            raise outcome
 
-    def _raise_failure(self) -> None:
-        if self.failure is not None:
-            raise self.failure
+    def _put(self, batch: Batch | None) -> None:
+        while True:
+            if not self.done.empty():
+                raise self.done.get()
+            if not self.process.is_alive():
+                raise self._ended()
+            try:
+                self.batches.put(batch, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _ended(self) -> StoreFailed:
+        return StoreFailed(
+            f"the history's storing process ended (exit code {self.process.exitcode}) "
+            "before its batches were stored"
+        )
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, items: list[dict[str, Any]]) -> None:
     """``table.insert()`` of ``items`` (dicts with the keys of the first), each value through
     its column type's own bind processor (the values SQLAlchemy would send), handed straight
     to the driver: SQLAlchemy's per-row parameter handling cost more than the insert. On
-    SQLite many rows go in one statement (``VALUES (…), (…)``): the driver then lets go of the
-    GIL for the whole statement, not for each row (see :class:`WriteBehind`)."""
+    SQLite many rows go in one statement (``VALUES (…), (…)``): one call into the driver per
+    few thousand rows, not one per row."""
     dialect = conn.dialect
     compiled = table.insert().compile(dialect=dialect, column_keys=list(items[0]))
     names = list(compiled.positiontup or items[0])
@@ -1143,7 +1191,7 @@ def generate(
         existing = prefix_counters(engine, metadata)
         h.counters.update(existing)
         aside = set_indexes_aside(engine) if bulk else []
-        behind = WriteBehind(writer)
+        behind = StoreBehind(writer, url)
         try:
             gen = Generator(h, writer, cust, prod, behind.write)
             older, recent = creation_times(h, orders, start)
