@@ -8,12 +8,18 @@ inquiries), and both pack dashboards have a value for every KPI."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -219,3 +225,44 @@ def test_a_storing_process_that_died_is_raised_not_waited_for(db_url: str) -> No
             behind.write({"f_order": [ROW]}, [])
         with pytest.raises(StoreFailed, match="exit code -9"):
             behind.close()
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (an unreaped zombie counts: nobody may be left to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_a_storing_process_ends_when_the_making_process_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the generator must not leave its storing process holding the database."""
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = [{str(PACK / "data")!r}]
+        from make_history import PACK, StoreBehind, Writer
+        from engine.compile import compile_app
+        from engine.store.storage import create_db_engine
+        from engine.store.tables import build_metadata
+        metadata = build_metadata(compile_app(PACK).app)
+        engine = create_db_engine({url!r})
+        metadata.tables["sl_chain_head"].create(engine)
+        behind = StoreBehind(Writer(engine, metadata), {url!r})
+        print(behind.process.pid, flush=True)
+        time.sleep(120)
+    """)
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as maker:
+        try:
+            assert maker.stdout is not None
+            child = int(maker.stdout.readline())
+            assert not gone(child)
+        finally:
+            os.kill(maker.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60  # a liveness bound, not a speed check: it polls each 1 s
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(child)

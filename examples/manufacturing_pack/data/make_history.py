@@ -49,6 +49,7 @@ import math
 import multiprocessing
 import queue
 import random
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -622,12 +623,24 @@ class Writer:
 def store_batches(url: str, metadata: sa.MetaData, batches: Any, done: Any) -> None:
     """The storing process of :class:`StoreBehind`: stores each batch from ``batches`` in one
     transaction, in order, until None; then puts None on ``done`` — or, on a failure, a
-    :class:`StoreFailed` with its traceback (and stores nothing more)."""
+    :class:`StoreFailed` with its traceback (and stores nothing more). Ctrl-C is the making
+    process's to handle (it waits for the batches handed over, as it did for its thread); a
+    making process that is gone ends this one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
     engine = create_db_engine(url)
     tune_for_bulk_load(engine)
     try:
         writer = Writer(engine, metadata)
-        while (batch := batches.get()) is not None:
+        while True:
+            try:
+                batch = batches.get(timeout=1)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    raise StoreFailed("the making process ended before its last batch") from None
+                continue
+            if batch is None:
+                break
             writer.store(batch)
         done.put(None)
     except BaseException as exc:  # told to the making process, which raises it
