@@ -27,6 +27,7 @@ from apihelp import PACK
 
 from engine.compile import compile_app
 from engine.dashboards.compute import dashboard_values
+from engine.demo.modules import load_module
 from engine.forms.records import SYSTEM_ACTOR, RecordService
 from engine.model.spec import App
 from engine.store.events import verify_chain
@@ -266,3 +267,33 @@ def test_a_storing_process_ends_when_the_making_process_is_killed(tmp_path: Path
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone(child)
+
+
+def test_generate_after_the_file_is_loaded_again(tmp_path: Path) -> None:
+    """The demo loads make_history.py by path under the same name a test imported it by: the
+    batches and failures that cross to the storing process must not depend on which class
+    object ``make_history.Batch`` names (an item the queue cannot pickle is silently lost)."""
+    first = sys.modules["make_history"]
+    again = load_module("make_history", PACK / "data" / "make_history.py")
+    try:
+        assert again is not None and again.Batch is not first.Batch
+        result = generate(
+            f"sqlite:///{tmp_path / 'h.db'}",
+            40,
+            seed=3,
+            customers=5,
+            products=10,
+            end=END,
+            progress=False,
+        )
+    finally:
+        sys.modules["make_history"] = first
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT count(*) FROM sl_events")).scalar_one()
+            orders = conn.execute(sa.text("SELECT count(*) FROM f_order")).scalar_one()
+    finally:
+        engine.dispose()
+    assert orders == result.orders > 0
+    assert stored == result.events + 1  # and the deploy event

@@ -47,6 +47,7 @@ import hashlib
 import heapq
 import math
 import multiprocessing
+import pickle
 import queue
 import random
 import signal
@@ -622,8 +623,9 @@ class Writer:
 
 def store_batches(url: str, metadata: sa.MetaData, batches: Any, done: Any) -> None:
     """The storing process of :class:`StoreBehind`: stores each batch from ``batches`` in one
-    transaction, in order, until None; then puts None on ``done`` — or, on a failure, a
-    :class:`StoreFailed` with its traceback (and stores nothing more). Ctrl-C is the making
+    transaction, in order, until None; then puts None on ``done`` — or, on a failure, its
+    traceback as text (and stores nothing more; plain values cross the process boundary, see
+    :meth:`StoreBehind.write`). Ctrl-C is the making
     process's to handle (it waits for the batches handed over, as it did for its thread); a
     making process that is gone ends this one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -641,16 +643,16 @@ def store_batches(url: str, metadata: sa.MetaData, batches: Any, done: Any) -> N
                 continue
             if batch is None:
                 break
-            writer.store(batch)
+            writer.store(Batch(*pickle.loads(batch)))
         done.put(None)
     except BaseException as exc:  # told to the making process, which raises it
-        done.put(StoreFailed("".join(traceback.format_exception(exc)).rstrip()))
+        done.put("".join(traceback.format_exception(exc)).rstrip())
     finally:
         engine.dispose()
 
 
 class StoreFailed(Exception):
-    """The storing process failed; the message is its traceback."""
+    """The storing process failed; the message is its traceback (or why it ended)."""
 
 
 class StoreBehind:
@@ -677,7 +679,12 @@ class StoreBehind:
         self.process.start()
 
     def write(self, rows: Mapping[str, list[dict[str, Any]]], events: list[dict]) -> None:
-        self._put(self.writer.batch(rows, events))
+        batch = self.writer.batch(rows, events)
+        # pickled here, as plain values: the queue's feeder thread would drop an item it cannot
+        # pickle with only a message on stderr — and a Batch from a second load of this file
+        # (a test and the demo both load it) does not pickle by name
+        values = (batch.rows, batch.events, batch.last_id, batch.last_hash)
+        self._put(pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL))
 
     def close(self) -> None:
         """Wait until every batch is stored."""
@@ -693,12 +700,12 @@ class StoreBehind:
         finally:
             self.process.join(timeout=10)
         if outcome is not None:
-            raise outcome
+            raise StoreFailed(outcome)
 
-    def _put(self, batch: Batch | None) -> None:
+    def _put(self, batch: bytes | None) -> None:
         while True:
             if not self.done.empty():
-                raise self.done.get()
+                raise StoreFailed(self.done.get())
             if not self.process.is_alive():
                 raise self._ended()
             try:
