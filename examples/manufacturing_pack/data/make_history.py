@@ -624,10 +624,10 @@ class Writer:
 def store_batches(url: str, metadata: sa.MetaData, batches: Any, done: Any) -> None:
     """The storing process of :class:`StoreBehind`: stores each batch from ``batches`` in one
     transaction, in order, until None; then puts None on ``done`` — or, on a failure, its
-    traceback as text (and stores nothing more; plain values cross the process boundary, see
-    :meth:`StoreBehind.write`). Ctrl-C is the making
-    process's to handle (it waits for the batches handed over, as it did for its thread); a
-    making process that is gone ends this one."""
+    traceback as text, and stores nothing more (only plain values cross the process boundary,
+    see :meth:`StoreBehind.write`). Ctrl-C is the making process's to handle: it waits for the
+    batches it handed over, as it did for its thread. A making process that is gone ends this
+    one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     engine = create_db_engine(url)
@@ -668,6 +668,9 @@ class StoreBehind:
         self.writer = writer
         context = multiprocessing.get_context("spawn")
         self.batches: Any = context.Queue(maxsize=depth)
+        # exiting must not wait for the queue's feeder thread if the storing process is gone
+        # with a batch half sent: close() waits for that process's own answer instead
+        self.batches.cancel_join_thread()
         self.done: Any = context.Queue()
         name = "make_history" if __name__ == "__main__" else __name__
         self.process = context.Process(
