@@ -77,6 +77,34 @@ def test_reset_starts_over(tmp_path: Path) -> None:
     assert "deployed" in out and "销售订单 30" in counts(out)
 
 
+def test_a_load_that_stopped_half_way_is_refused_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run interrupted after the history's rows are in (here: starting the approvals
+    fails) leaves data without its approvals; the next run says so instead of serving it."""
+    from engine.demo import build
+
+    def interrupted(live: object) -> int:
+        raise KeyboardInterrupt
+
+    folder = tmp_path / "d"
+    with monkeypatch.context() as patch:
+        patch.setattr(build, "start_waiting_approvals", interrupted)
+        code, out = demo("--dir", str(folder), "--orders", "20")
+    assert code != 0
+    assert (folder / "loading").is_file()
+
+    code, out = demo("--dir", str(folder), "--orders", "20")
+    assert code == 1
+    assert "stopped half-way" in out and "--reset" in out
+    assert "in the database" not in out and "li.sales" not in out
+
+    code, out = demo("--dir", str(folder), "--orders", "20", "--reset")
+    assert code == 0, out
+    assert "销售订单 20" in counts(out)
+    assert not (folder / "loading").exists()
+
+
 def test_reset_never_empties_a_folder_the_demo_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me", encoding="utf-8")
     code, out = demo("--dir", str(tmp_path), "--reset")

@@ -374,7 +374,13 @@ def demo_command(
         say(ctx, f"reusing {where}", f"沿用已有数据库 {where}")
     live = deployed_live(ctx, result, engine)
     demo.give_demo_passwords(engine, live.app)
-    loaded = demo.load_sample_data(engine, live, app_dir, orders, lambda t: tell(ctx, t))
+    try:
+        loaded = demo.load_sample_data(
+            engine, live, app_dir, orders, lambda t: tell(ctx, t), folder.loading
+        )
+    except demo.DemoError as failed:
+        tell(ctx, failed.text, err=True)
+        sys.exit(1)
     counts = ", ".join(f"{live.app.forms[f].title} {n:,}" for f, n in loaded.counts.items())
     say(ctx, f"in the database: {counts}", f"数据库中：{counts}")
     if no_serve and not scenario:

@@ -42,6 +42,7 @@ DB_FILE = "seamline-demo.db"
 MESSAGES_FILE = "messages.jsonl"
 SECRET_FILE = "secret_key"
 MARKER = ".seamline-demo"  # names a folder the demo made, so --reset never empties another
+LOADING_FILE = "loading"  # names the database the sample data is being loaded into, until done
 START_TIMEOUT = 15.0
 
 Say = Callable[[Text], None]
@@ -69,6 +70,10 @@ class DemoFolder:
     @property
     def messages(self) -> Path:
         return self.path / MESSAGES_FILE
+
+    @property
+    def loading(self) -> Path:
+        return self.path / LOADING_FILE
 
     def create(self) -> None:
         if self.path.exists() and not (self.path / MARKER).exists() and any(self.path.iterdir()):
@@ -213,10 +218,27 @@ def form_counts(engine: sa.Engine, app: App) -> dict[str, int]:
     return counts
 
 
-def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, say: Say) -> Loaded:
-    """Load the app's sample data once: its history generator or its CSV files."""
-    if any(form_counts(engine, live.app).values()):
-        return Loaded(form_counts(engine, live.app), False)
+def load_sample_data(
+    engine: sa.Engine, live: Any, app_dir: Path, orders: int, say: Say, loading: Path | None = None
+) -> Loaded:
+    """Load the app's sample data once: its history generator or its CSV files. ``loading``
+    names the database while it loads: a later run that finds it (the load was interrupted —
+    Ctrl-C, a kill, a full disk) refuses the half-loaded data rather than serve it."""
+    where = engine.url.render_as_string(hide_password=True)
+    counts = form_counts(engine, live.app)
+    if any(counts.values()):
+        if loading is not None and _names(loading, where):
+            raise DemoError(
+                Text(
+                    "the sample data an earlier run was loading into {db} stopped half-way: "
+                    "start again with `seamline demo --reset` (with --db, on an empty database)",
+                    "上次运行向 {db} 载入示例数据时中途停止：请用 `seamline demo --reset` "
+                    "重新开始（使用 --db 时请换一个空数据库）",
+                ).format(db=where)
+            )
+        return Loaded(counts, False)
+    if loading is not None:
+        loading.write_text(where + "\n", encoding="utf-8")
     generator = app_dir / "data" / "make_history.py"
     if generator.is_file():
         module = load_module("make_history", generator)
@@ -258,7 +280,13 @@ def load_sample_data(engine: sa.Engine, live: Any, app_dir: Path, orders: int, s
             )
     else:
         _import_csvs(live, app_dir, say)
+    if loading is not None:
+        loading.unlink(missing_ok=True)
     return Loaded(form_counts(engine, live.app), True)
+
+
+def _names(loading: Path, where: str) -> bool:
+    return loading.is_file() and loading.read_text(encoding="utf-8").strip() == where
 
 
 def start_waiting_approvals(live: Any) -> int:
