@@ -41,6 +41,7 @@ from fakes import (  # noqa: E402
     fake_wecom,
 )
 
+from engine.demo.modules import load_module  # noqa: E402
 from engine.flows.machine import fire_transition  # noqa: E402
 from engine.flows.runner import FlowRuntime  # noqa: E402
 from engine.forms.records import SYSTEM_ACTOR  # noqa: E402
@@ -112,13 +113,8 @@ def fresh_database(server: str | None, tmp: Path, name: str) -> Iterator[str]:
 
 
 def load_mock() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mock_wms"] = module
-    spec.loader.exec_module(module)
+    module = load_module("mock_wms", PACK / "mock_wms.py")
+    assert module is not None
     return module.create_app()
 
 

@@ -3,8 +3,6 @@ fakes, each a real HTTP server on 127.0.0.1, with the environment the pack's con
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,14 +13,13 @@ import pytest
 from apihelp import PACK
 from fakes import AsgiServer, FakeDingTalk, FakeWeCom, fake_dingtalk, fake_wecom
 
+from engine.demo.modules import load_module
+
 
 def mock_wms_module() -> ModuleType:
     """examples/manufacturing_pack/mock_wms.py, imported as ``mock_wms``."""
-    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mock_wms"] = module
-    spec.loader.exec_module(module)
+    module = load_module("mock_wms", PACK / "mock_wms.py")
+    assert module is not None
     return module
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -19,16 +18,15 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
+from engine.demo.modules import load_module
+
 PACK = Path(__file__).resolve().parents[1] / "examples" / "manufacturing_pack"
 BASE = date(2026, 11, 30)
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mock_wms", PACK / "mock_wms.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mock_wms"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_module("mock_wms", PACK / "mock_wms.py")  # registered: dataclasses look it up
+    assert module is not None
     return module
 
 

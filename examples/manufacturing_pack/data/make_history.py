@@ -1235,21 +1235,23 @@ def generate(
         existing = prefix_counters(engine, metadata)
         h.counters.update(existing)
         aside = set_indexes_aside(engine) if bulk else []
-        behind = StoreBehind(writer, url)
-        try:
-            gen = Generator(h, writer, cust, prod, behind.write)
-            older, recent = creation_times(h, orders, start)
-            newest = gen.newest(recent, seed)
-            plan = sorted([*((t, None) for t in older), *newest], key=lambda p: p[0])
-            first = writer.next_id("f_order")
-            for i, (created, halt) in _progress(plan, progress):
-                gen.add(first + i, created, halt)
-                if (i + 1) % BATCH == 0:
-                    gen.flush()
-            gen.release(None)
-            gen.flush()
+        try:  # the indexes come back even when storing failed or never started
+            behind = StoreBehind(writer, url)
+            try:
+                gen = Generator(h, writer, cust, prod, behind.write)
+                older, recent = creation_times(h, orders, start)
+                newest = gen.newest(recent, seed)
+                plan = sorted([*((t, None) for t in older), *newest], key=lambda p: p[0])
+                first = writer.next_id("f_order")
+                for i, (created, halt) in _progress(plan, progress):
+                    gen.add(first + i, created, halt)
+                    if (i + 1) % BATCH == 0:
+                        gen.flush()
+                gen.release(None)
+                gen.flush()
+            finally:
+                behind.close()
         finally:
-            behind.close()
             restore_indexes(engine, aside)
         save_counters(engine, metadata, h.counters)
         fix_sequences(engine)
