@@ -271,3 +271,60 @@ def test_event_hash_is_the_sha256_of_the_canonical_list(actor: str, record_id) -
     )
     expected = hashlib.sha256(body.encode("utf-8")).hexdigest()
     assert event_hash("ab", 7, at, actor, "order", record_id, "x", payload) == expected
+
+
+def test_a_numbered_create_takes_the_chain_head_before_its_counter(db_url: str) -> None:
+    """Every writer takes the chain head before an autonumber's counter. A transaction that
+    appended an event and then creates an order (the head, then the counter) and a plain
+    create beside it (before: the counter, then the head) deadlocked on PostgreSQL."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time; the lock order matters on PostgreSQL")
+    import threading
+    import time
+
+    api = start_api(db_url)
+    records = api.live.records
+    c = records.create("customer", {"code": "C00001", "name": "客户", "tier": "A"}, SYSTEM_ACTOR)
+    p = records.create(
+        "product",
+        {"code": "SD-100001", "name": "面套", "unit_price": 10, "lead_days": 5},
+        SYSTEM_ACTOR,
+    )
+    order = {
+        "customer": c["id"],
+        "product": p["id"],
+        "quantity": 1,
+        "desired_date": FAR,
+        "order_type": "normal",
+    }
+    records.create("order", order, SYSTEM_ACTOR)  # the counter's row exists
+    beside: dict[str, object] = {}
+
+    def create_beside() -> None:
+        try:
+            beside["order"] = records.create("order", order, SYSTEM_ACTOR)
+        except Exception as error:  # reported by the assertion below
+            beside["error"] = error
+
+    def waiting_on_a_lock(conn: sa.Connection) -> bool:
+        query = sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return bool(conn.execute(query).scalar_one())
+
+    try:
+        with api.engine.connect() as watch:
+            watch.execution_options(isolation_level="AUTOCOMMIT")
+            with api.engine.begin() as conn:
+                append_events(conn, system_metadata(), _event(1))  # holds the head
+                thread = threading.Thread(target=create_beside)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not waiting_on_a_lock(watch) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                mine = records.create("order", order, SYSTEM_ACTOR, conn=conn)
+            thread.join(timeout=60)
+        assert "error" not in beside, beside.get("error")
+        numbers = {mine["order_no"], beside["order"]["order_no"]}  # type: ignore[index]
+        assert len(numbers) == 2
+        assert _verify(api).ok
+    finally:
+        api.engine.dispose()

@@ -29,6 +29,7 @@ __all__ = [
     "append_events",
     "canonical",
     "event_hash_of",
+    "hold_chain_head",
     "verify_chain",
 ]
 
@@ -162,6 +163,16 @@ def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
         row = conn.execute(query).first()
         assert row is not None
     return int(row.last_id), str(row.last_hash)
+
+
+def hold_chain_head(conn: sa.Connection, metadata: sa.MetaData) -> None:
+    """Take the chain head now, inside the caller's transaction (its row lock on PostgreSQL),
+    for a write that will append events and first takes another serialised lock (an
+    autonumber's counter). Writers then queue on one lock, always the head first: two locks
+    taken in either order could deadlock, and the counter's upsert, when contended, lets late
+    arrivals overtake (p99 3.3–4.1× p50 at 8 concurrent creations), where the head's
+    ``SELECT … FOR UPDATE`` keeps closer to arrival order."""
+    _lock_head(conn, _events(metadata)[1])
 
 
 def append_events(
