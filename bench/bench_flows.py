@@ -193,14 +193,17 @@ def effect_counts(engine: sa.Engine) -> tuple[int, int]:
 
 
 def wait_delivered(engine: sa.Engine) -> None:
-    """Until the background worker has finished every effect (a failure ends the run)."""
+    """Until the background worker has finished every effect (a failure ends the run).
+    Looks every 50 ms: at 10 ms this loop (a COUNT over sl_jobs, in the worker's process)
+    took about a fifth of the process's CPU from the worker it times; 50 ms adds at most
+    50 ms to a run of 2–3 s, against the worker."""
     while True:
         waiting, failed = effect_counts(engine)
         if failed:
             raise RuntimeError(f"{failed} effects failed; the figure would be meaningless")
         if not waiting:
             return
-        time.sleep(0.01)
+        time.sleep(0.05)
 
 
 def outbox_seconds(

@@ -122,6 +122,28 @@ def test_one_dispatch_claims_a_batch_and_takes_the_others_out_of_line(pg) -> Non
     assert len(second) == 10 and not {job.id for job in second} & set(ids)
 
 
+def test_a_batch_takes_a_share_of_the_line_and_at_least_the_least(pg) -> None:
+    """A long line goes in large batches, its end in small ones (for the other job slots)."""
+    engine, _ = pg
+    with engine.begin() as conn:
+        for i in range(40):
+            _effect(conn, i)
+    sizes, taken_ids, next_key = [], set(), 0
+    while next_key < 40:
+        taken = jobs.claim_dispatched(
+            engine, "w1", _fetched(engine, f"effect:q:{next_key}"), limit=20, least=3, share=4
+        )
+        sizes.append(len(taken))
+        taken_ids |= {job.id for job in taken}
+        next_key += len(taken)
+    # 39 wait beside the first: a quarter of them (9) with it; then 29 → 7, 21 → 5, 15 → 3;
+    # below that the least (3 in all); never more than the limit
+    assert sizes == [10, 8, 6, 4, 3, 3, 3, 3]
+    assert len(taken_ids) == 40
+    with engine.connect() as conn:
+        assert not conn.execute(WAITING).all()
+
+
 def test_flow_steps_are_never_batched(pg) -> None:
     engine, _ = pg
     with engine.begin() as conn:

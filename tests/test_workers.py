@@ -19,7 +19,7 @@ from engine.compile import compile_app
 from engine.deploy.apply import bundle_sources, deploy
 from engine.outbox import jobs
 from engine.outbox import worker as worker_module
-from engine.outbox.worker import BATCH, Worker
+from engine.outbox.worker import BATCH, BATCH_MOST, Worker
 from engine.runtime import LiveApp
 from engine.store.storage import create_db_engine
 
@@ -121,8 +121,8 @@ def test_sigkill_mid_flight_then_restart_delivers_everything_once(tmp_path, db_u
     assert hook.applied == N  # every effect applied exactly once at the receiver
     # a repeat can only be a delivery of a batch the worker had not committed as done when it
     # died, resent with its key: one batch on the table loop, one per concurrent job on
-    # procrastinate (`seamline worker`'s default concurrency 4)
-    in_flight = BATCH * (4 if db_url.startswith("postgresql") else 1)
+    # procrastinate (`seamline worker`'s default concurrency 4, up to BATCH_MOST each)
+    in_flight = BATCH_MOST * 4 if db_url.startswith("postgresql") else BATCH
     assert hook.repeats <= in_flight, hook.repeats
     print(
         f"\nSIGKILL after {delivered_before} of {N}: repeats delivered again with the same "

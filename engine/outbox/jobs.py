@@ -145,10 +145,14 @@ def claim_dispatched(
     job_id: int,
     limit: int,
     batched: tuple[str, ...] = ("effect",),
+    *,
+    least: int | None = None,
+    share: int = 1,
 ) -> list[Job]:
     """Take the dispatched job ``job_id``; if it is of a ``batched`` kind (outbox messages),
     also up to ``limit - 1`` more of those kinds that wait in procrastinate's line — one
-    transaction, the batch of one procrastinate job.
+    transaction, the batch of one procrastinate job. With ``share`` > 1 the batch is at most
+    1/``share`` of the line, and at least ``least`` (see ``procrastinate_queue.steal``).
 
     The other rows' waiting procrastinate jobs are taken out of the line in the same
     transaction (``procrastinate_queue.steal``), so no worker fetches them for nothing; a row
@@ -163,7 +167,14 @@ def claim_dispatched(
             return []
         if limit < 2 or own[0].kind not in batched:
             return [_job(own[0])]
-        stolen = procrastinate_queue.steal(conn, limit - 1, job_id, batched)
+        stolen = procrastinate_queue.steal(
+            conn,
+            limit - 1,
+            job_id,
+            batched,
+            least=None if least is None else least - 1,
+            share=share,
+        )
         rows = _claim_ids(conn, worker, stolen, now) if stolen else []
         claimed = {row.id for row in rows}
         _dispatch_again(conn, [i for i in stolen if i not in claimed])

@@ -121,17 +121,35 @@ _STEAL = sa.text(
       WHERE p.status = 'todo' AND p.queue_name = :queue AND p.task_name = :task
         AND p.queueing_lock <> :own AND (p.scheduled_at IS NULL OR p.scheduled_at <= now())
         AND j.kind = ANY(:kinds)
-      ORDER BY p.priority DESC, p.id LIMIT :limit
+      ORDER BY p.priority DESC, p.id
+      LIMIT LEAST(:limit, GREATEST(:least, (
+        SELECT count(*) FROM (
+          SELECT 1 FROM procrastinate_jobs w
+          WHERE w.status = 'todo' AND w.queue_name = :queue AND w.task_name = :task
+            AND (w.scheduled_at IS NULL OR w.scheduled_at <= now())
+          LIMIT :limit * :share) line) / :share))
       FOR UPDATE OF p SKIP LOCKED)
     RETURNING CAST(args ->> 'job_id' AS bigint)
     """
 )
 
 
-def steal(conn: sa.Connection, limit: int, running: int, kinds: tuple[str, ...]) -> list[int]:
+def steal(
+    conn: sa.Connection,
+    limit: int,
+    running: int,
+    kinds: tuple[str, ...],
+    *,
+    least: int | None = None,
+    share: int = 1,
+) -> list[int]:
     """Take up to ``limit`` due ``seamline.run_job`` jobs for ``sl_jobs`` rows of ``kinds``
     (other than ``running``, the row being run) out of procrastinate's line, in the caller's
     transaction; returns their ``sl_jobs`` ids for the caller to claim and run.
+
+    With ``share`` > 1, no more than 1/``share`` of the due line (counted up to ``limit`` ×
+    ``share``) but at least ``least``: a long line goes in large batches, and its end in
+    small ones that the workers' job slots run side by side.
 
     The same pick as procrastinate's own fetch (todo, due, by priority then id, SKIP LOCKED);
     deleting a waiting job is what procrastinate itself does when a job finishes."""
@@ -141,6 +159,8 @@ def steal(conn: sa.Connection, limit: int, running: int, kinds: tuple[str, ...])
         "queue": QUEUE,
         "task": RUN_JOB,
         "limit": limit,
+        "least": limit if least is None else min(least, limit),
+        "share": max(1, share),
         "own": queueing_lock(running),
         "kinds": list(kinds),
     }

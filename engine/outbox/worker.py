@@ -30,6 +30,12 @@ from engine.outbox.procrastinate_queue import ProcrastinateWorker
 log = logger(__name__)
 SCHEDULE_EVERY = 15.0  # seconds between looks at the schedule: automations (cron: minutes)
 BATCH = 20  # jobs one claim takes (the table loop's round; messages for one procrastinate job)
+# A procrastinate job takes up to BATCH_MOST messages while the line is long: its fetch, its
+# claim and its commit are then shared by more messages (outbox at concurrency 4: 1.9–2.0× the
+# direct time with batches of 20, 1.6–1.7× with this). It takes at most 1/(2 × concurrency) of
+# the line, as if a second worker like it were there, and at least BATCH: the end of the line
+# goes in batches of 20 that the workers' job slots run side by side (a slow receiver).
+BATCH_MOST = 50
 # a batch that has run this long gives its unstarted jobs back, well before their lease ends
 BATCH_BUDGET = jobs.LEASE.total_seconds() / 3
 
@@ -92,12 +98,15 @@ def procrastinate_worker(
     engine: sa.Engine, runtime: Callable[[], JobRunner], concurrency: int = 4
 ) -> ProcrastinateWorker:
     """The PostgreSQL worker: procrastinate dispatches one job; its task claims that row by id
-    and, for an outbox message, up to ``BATCH - 1`` more messages whose dispatches wait in
-    line (taking those out of it)."""
+    and, for an outbox message, more messages whose dispatches wait in line (taking those
+    out of it): ``BATCH`` to ``BATCH_MOST`` in all, by the length of the line."""
     name = worker_name()
 
     def run(job_id: int) -> None:
-        run_batch(engine, runtime(), name, jobs.claim_dispatched(engine, name, job_id, BATCH))
+        taken = jobs.claim_dispatched(
+            engine, name, job_id, BATCH_MOST, least=BATCH, share=2 * concurrency
+        )
+        run_batch(engine, runtime(), name, taken)
 
     return ProcrastinateWorker(
         engine, run, lambda: runtime().periodic(), name=name, concurrency=concurrency
