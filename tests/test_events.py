@@ -27,14 +27,19 @@ def api(db_url: str):
     api.engine.dispose()
 
 
-def _orders(api, n: int) -> list[int]:
-    records = api.live.records
+def _customer_and_product(records) -> tuple[dict, dict]:
     c = records.create("customer", {"code": "C00001", "name": "客户", "tier": "A"}, SYSTEM_ACTOR)
     p = records.create(
         "product",
         {"code": "SD-100001", "name": "面套", "unit_price": 10, "lead_days": 5},
         SYSTEM_ACTOR,
     )
+    return c, p
+
+
+def _orders(api, n: int) -> list[int]:
+    records = api.live.records
+    c, p = _customer_and_product(records)
     ids = []
     for i in range(n):
         o = records.create(
@@ -211,12 +216,7 @@ def test_parallel_autonumbers_on_several_processes(db_url: str, tmp_path) -> Non
         pytest.skip("SQLite has one writer at a time by design; the PostgreSQL case matters")
     api = start_api(db_url)
     records = api.live.records
-    c = records.create("customer", {"code": "C00001", "name": "客户", "tier": "A"}, SYSTEM_ACTOR)
-    p = records.create(
-        "product",
-        {"code": "SD-100001", "name": "面套", "unit_price": 10, "lead_days": 5},
-        SYSTEM_ACTOR,
-    )
+    c, p = _customer_and_product(records)
     script = tmp_path / "worker.py"
     script.write_text(
         textwrap.dedent(f"""
@@ -284,12 +284,7 @@ def test_a_numbered_create_takes_the_chain_head_before_its_counter(db_url: str) 
 
     api = start_api(db_url)
     records = api.live.records
-    c = records.create("customer", {"code": "C00001", "name": "客户", "tier": "A"}, SYSTEM_ACTOR)
-    p = records.create(
-        "product",
-        {"code": "SD-100001", "name": "面套", "unit_price": 10, "lead_days": 5},
-        SYSTEM_ACTOR,
-    )
+    c, p = _customer_and_product(records)
     order = {
         "customer": c["id"],
         "product": p["id"],
