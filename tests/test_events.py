@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from apihelp import start_api
 
 from engine.forms.records import SYSTEM_ACTOR
-from engine.store.events import EventIn, append_events, canonical, event_hash, verify_chain
+from engine.store.events import (
+    EventIn,
+    append_events,
+    canonical,
+    event_hash,
+    hold_chain_head,
+    verify_chain,
+)
 from engine.store.storage import create_db_engine
 from engine.store.system_tables import system_metadata
 
@@ -185,9 +192,12 @@ def test_appends_in_one_transaction_read_the_head_once(api) -> None:
                 append_events(conn, metadata, _event(i))
         with api.engine.begin() as conn:  # a new transaction reads it again
             append_events(conn, metadata, _event(3))
+        with api.engine.begin() as conn:  # taken ahead of the append (a numbered create)
+            hold_chain_head(conn, metadata)
+            append_events(conn, metadata, _event(4))
     finally:
         sa.event.remove(api.engine, "before_cursor_execute", count)
-    assert len(reads) == 2
+    assert len(reads) == 3
     assert _verify(api).ok
 
 

@@ -124,13 +124,14 @@ def _head_statements(head: sa.Table, dialect: str) -> tuple[sa.Select[Any], sa.U
     return query, move
 
 
-_HELD = "seamline.chain_head"  # conn.info key: the head as this transaction last moved it
+_HELD = "seamline.chain_head"  # conn.info key: the head as this transaction last took it
 
 
 def _held_head(conn: sa.Connection) -> tuple[int, str] | None:
-    """The head this transaction moved last, while it still holds it: the same transaction
-    and the same savepoint (a savepoint released or rolled back since, or a new one, reads
-    the row again). The row stays locked until the transaction ends, so nobody else moved it."""
+    """The head this transaction took last (read under its lock, or moved), while it still
+    holds it: the same transaction and the same savepoint (a savepoint released or rolled
+    back since, or a new one, reads the row again). The row stays locked until the
+    transaction ends, so nobody else moved it."""
     held = conn.info.get(_HELD)
     if held is None:
         return None
@@ -172,7 +173,17 @@ def hold_chain_head(conn: sa.Connection, metadata: sa.MetaData) -> None:
     taken in either order could deadlock, and the counter's upsert, when contended, lets late
     arrivals overtake (p99 3.3–4.1× p50 at 8 concurrent creations), where the head's
     ``SELECT … FOR UPDATE`` keeps closer to arrival order."""
-    _lock_head(conn, _events(metadata)[1])
+    last_id, last_hash = _lock_head(conn, _events(metadata)[1])
+    _hold(conn, last_id, last_hash)
+
+
+def _hold(conn: sa.Connection, last_id: int, last_hash: str) -> None:
+    """Remember the head this transaction holds, so its next append skips the read."""
+    transaction = conn.get_transaction()
+    if transaction is not None:
+        nested = conn.get_nested_transaction()
+        savepoint = weakref.ref(nested) if nested is not None else None
+        conn.info[_HELD] = (weakref.ref(transaction), savepoint, last_id, last_hash)
 
 
 def append_events(
@@ -212,11 +223,7 @@ def append_events(
     conn.execute(table.insert(), rows)
     _query, move = _head_statements(head, conn.dialect.name)
     conn.execute(move, {"new_id": last_id, "new_hash": last_hash})
-    transaction = conn.get_transaction()
-    if transaction is not None:  # the next append in this transaction skips the read
-        nested = conn.get_nested_transaction()
-        savepoint = weakref.ref(nested) if nested is not None else None
-        conn.info[_HELD] = (weakref.ref(transaction), savepoint, last_id, last_hash)
+    _hold(conn, last_id, last_hash)
     return [r["id"] for r in rows]
 
 
