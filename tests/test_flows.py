@@ -268,3 +268,54 @@ def test_runs_and_dead_letters_in_the_api_and_the_page(world) -> None:
     worker.run_until_idle()
     assert len(wecom.messages) == 1
     assert client.get("/api/outbox?status=dead").json() == []
+
+
+def test_the_branch_taken_is_saved_before_a_call_and_kept_on_retry(world) -> None:
+    """An ``if`` moves the run on without a write of its own, but the branch it took is saved
+    before the call inside it: a retry of that call goes on from the call (same position,
+    so the same idempotency key), not from the ``if``."""
+    from engine.flows.machine import fire_transition
+
+    api, worker, wms, _ding, _wecom, customer = world
+    records = api.live.records
+    order = records.create(
+        "order",
+        {
+            "customer": customer,
+            "product": _product(api, "SD-100000"),
+            "quantity": 2,
+            "desired_date": FAR,
+            "order_type": "normal",
+        },
+        SYSTEM_ACTOR,
+    )
+    held = httpx.post(  # a re-submitted order holds last time's reservation
+        wms.base_url + "/api/reservations",
+        json={"sku": "SD-100000", "quantity": 2, "order_no": order["order_no"]},
+        headers={**WMS_AUTH, "Idempotency-Key": "last-time"},
+    ).json()
+    table = api.live.metadata.tables["f_order"]
+    with api.engine.begin() as conn:
+        conn.execute(
+            table.update().where(table.c.id == order["id"]).values(reservation_id=held["id"])
+        )
+    httpx.post(wms.base_url + "/_control", json={"mode": "fail", "status": 500, "count": 1})
+    fire_transition(records, "order", order["id"], "submit", SYSTEM_ACTOR)
+    worker.run_once()  # `if reservation_id` → then → the release call fails (transient)
+    with api.engine.connect() as conn:
+        run = conn.execute(
+            sa.select(RUNS.c.position, RUNS.c.status).where(RUNS.c.automation == "stock_check")
+        ).one()
+    assert run.status == "running" and list(run.position) == [0, "then", 0]
+    with api.engine.begin() as conn:
+        conn.execute(
+            JOBS.update().where(JOBS.c.status == "ready").values(due_at=sa.func.current_timestamp())
+        )
+    worker.run_until_idle()
+    calls = [
+        e["payload"]["operation"]
+        for e in records.events("order", order["id"])
+        if e["kind"] == "flow_step" and e["payload"].get("action") == "call"
+    ]
+    assert calls == ["release", "stock", "reserve"]
+    assert records.get("order", order["id"])["state"] == "stock_checked"

@@ -1,4 +1,5 @@
-"""`on: {schedule: cron}` automations: fired by the worker's clock, once per slot."""
+"""`on: {schedule: cron}` automations: fired by the worker's clock, once per slot; and an
+event automation's `when`."""
 
 from __future__ import annotations
 
@@ -117,6 +118,45 @@ def test_a_step_and_the_run_progress_commit_together(make_app, db_url, monkeypat
             conn.execute(jobs.JOBS.update().values(due_at=datetime.now(UTC)))
         worker.run_until_idle()
         assert api.live.records.get("task", task["id"])["reminders"] == 1
+    finally:
+        api.live.flows.connectors.close()
+        api.engine.dispose()
+
+
+WHEN = (
+    FLOW
+    + """\
+  on_close:
+    on: {transition: close}
+    steps:
+      - set: {title: "title + ' closed'"}
+  on_close_reminded:
+    on: {transition: close}
+    when: "reminders > 0"
+    steps:
+      - set: {reminders: "reminders + 10"}
+"""
+)
+
+
+def test_an_event_automation_starts_only_where_its_when_holds(make_app, db_url) -> None:
+    """Automations on the same event: the one without ``when`` always starts, the one with it
+    only where it holds (read from the record as the event left it)."""
+    from engine.flows.machine import fire_transition
+
+    result = make_app({"app.yaml": APP, "forms/task.yaml": FORM, "flows/task.yaml": WHEN})
+    api = start_api(db_url, result.workspace.root)
+    try:
+        records = api.live.records
+        quiet = records.create("task", {"title": "q"}, SYSTEM_ACTOR)
+        reminded = records.create("task", {"title": "r", "reminders": 2}, SYSTEM_ACTOR)
+        for task in (quiet, reminded):
+            fire_transition(records, "task", task["id"], "close", SYSTEM_ACTOR)
+        Worker(api.engine, lambda: api.live.flows, schedules=False).run_until_idle()
+        assert records.get("task", quiet["id"])["title"] == "q closed"
+        assert records.get("task", quiet["id"])["reminders"] == 0
+        assert records.get("task", reminded["id"])["title"] == "r closed"
+        assert records.get("task", reminded["id"])["reminders"] == 12
     finally:
         api.live.flows.connectors.close()
         api.engine.dispose()

@@ -103,11 +103,14 @@ class FlowRuntime:
         if not candidates:
             return
         form = self.records.form(event.form)
-        row = self.records.row(conn, form, event.record_id)
-        context = self.effects.context(conn, form.name, row)
+        context: dict[str, Any] | None = None  # read only for a ``when`` (most have none)
         for automation in candidates:
-            if automation.when is not None and not self._truthy(automation.when, context):
-                continue
+            if automation.when is not None:
+                if context is None:
+                    row = self.records.row(conn, form, event.record_id)
+                    context = self.effects.context(conn, form.name, row)
+                if not self._truthy(automation.when, context):
+                    continue
             self.start(conn, automation, event)
 
     def start(self, conn: sa.Connection, automation: AutomationSpec, event: RecordEvent) -> int:
@@ -243,6 +246,7 @@ class FlowRuntime:
             return self._fail(job, run, f"automation '{run.automation}' is no longer deployed")
         position: Path = list(run.position)
         results: dict[str, Any] = dict(run.results)
+        moved = False  # the position moved past an ``if`` or a skipped step, not saved yet
         for _ in range(200):  # bounded: a run never spins forever inside one job
             step = step_at(automation.steps, position)
             if step is None:
@@ -251,9 +255,11 @@ class FlowRuntime:
                     return self._finish_run(job, run, results)
                 position = after
                 continue
-            outcome = self._do(job, run, automation, step, position, results)
-            if outcome != "next":
+            outcome = self._do(job, run, automation, step, position, results, moved)
+            moved = outcome == "moved"
+            if outcome not in ("next", "moved"):
                 return outcome
+        self._save(run, position, results)  # the next job goes on from here
         return "retry"
 
     def _do(
@@ -264,27 +270,35 @@ class FlowRuntime:
         step: StepSpec,
         position: Path,
         results: dict[str, Any],
+        moved: bool = False,
     ) -> str:
+        """Do one step. "next": done and saved; "moved": only the position moved (an ``if``,
+        a step its ``when`` skips), to be saved with the next step; else what ``advance``
+        returns. ``moved``: the position has moved since the last save."""
         form = self.records.form(run.form)
         with self.records.reads.connect() as conn:
             row = self.records.row(conn, form, run.record_id)
             context = self.effects.context(conn, form.name, row, results)
         where = ".".join(str(p) for p in position)
+        # a step skipped by its ``when`` and an ``if`` only move the position: it is saved
+        # with the next step that does something (a worker that dies before that evaluates
+        # them again, as if it had died before them — they have no effect to repeat)
         if step.when is not None and not self._truthy(step.when, context):
-            self._save(run, _next(position), results)
             position[:] = _next(position)
-            return "next"
+            return "moved"
         if step.action == "if":
             branch = "then" if self._truthy(step.condition, context) else "else"
-            target = (
+            position[:] = (
                 [*position, branch, 0]
                 if (step.then if branch == "then" else step.otherwise)
                 else _next(position)
             )
-            self._save(run, target, results)
-            position[:] = target
-            return "next"
+            return "moved"
         if step.action == "call":
+            if moved:
+                # the branch taken is saved before a call to the outside: the call's retries
+                # carry the same idempotency key (its position) whatever changes meanwhile
+                self._save(run, position, results)
             return self._call(job, run, step, position, results, context, row)
         if step.action == "notify":
             return self._notify(job, run, step, position, results, context, row)
