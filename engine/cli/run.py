@@ -469,7 +469,9 @@ def worker_command(ctx: click.Context, poll: float, drain: bool, concurrency: in
         return
     deployments.start()
     if uses_procrastinate(engine):
-        queue = procrastinate_worker(engine, lambda: deployments.current.flows, concurrency)
+        queue = procrastinate_worker(
+            engine, lambda: deployments.current.flows, concurrency, poll=poll
+        )
         say(
             ctx,
             f"worker {queue.name} running on procrastinate (concurrency {concurrency})",

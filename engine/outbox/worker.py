@@ -95,7 +95,10 @@ def run_batch(engine: sa.Engine, runtime: JobRunner, name: str, taken: list[jobs
 
 
 def procrastinate_worker(
-    engine: sa.Engine, runtime: Callable[[], JobRunner], concurrency: int = 4
+    engine: sa.Engine,
+    runtime: Callable[[], JobRunner],
+    concurrency: int = 4,
+    poll: float = procrastinate_queue.POLL,
 ) -> ProcrastinateWorker:
     """The PostgreSQL worker: procrastinate dispatches one job; its task claims that row by id
     and, for an outbox message, more messages whose dispatches wait in line (taking those
@@ -109,7 +112,7 @@ def procrastinate_worker(
         run_batch(engine, runtime(), name, taken)
 
     return ProcrastinateWorker(
-        engine, run, lambda: runtime().periodic(), name=name, concurrency=concurrency
+        engine, run, lambda: runtime().periodic(), name=name, concurrency=concurrency, poll=poll
     )
 
 
