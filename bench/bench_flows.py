@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -32,7 +31,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from apihelp import PACK, Api, start_api  # noqa: E402
+from apihelp import Api, start_api  # noqa: E402
 from fakes import (  # noqa: E402
     AsgiServer,
     FakeWebhook,
@@ -40,8 +39,8 @@ from fakes import (  # noqa: E402
     fake_webhook,
     fake_wecom,
 )
+from packservices import mock_wms_module  # noqa: E402
 
-from engine.demo.modules import load_module  # noqa: E402
 from engine.flows.machine import fire_transition  # noqa: E402
 from engine.flows.runner import FlowRuntime  # noqa: E402
 from engine.forms.records import SYSTEM_ACTOR  # noqa: E402
@@ -110,12 +109,6 @@ def fresh_database(server: str | None, tmp: Path, name: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.dispose()
-
-
-def load_mock() -> Any:
-    module = load_module("mock_wms", PACK / "mock_wms.py")
-    assert module is not None
-    return module.create_app()
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -299,7 +292,7 @@ def main() -> None:
         paths.append(WorkerPath(args.concurrency))
     tmp = Path(tempfile.mkdtemp())
     with (
-        AsgiServer(load_mock()) as wms,
+        AsgiServer(mock_wms_module().create_app()) as wms,
         fake_dingtalk(secret="s") as ding,
         fake_wecom() as wecom,
         fake_webhook() as hook,

@@ -33,7 +33,7 @@ from engine.model.i18n import Lang, Text, lang_from_locale
 from engine.model.permissions import Action, Resource, allowed, is_system, refusal, require
 from engine.model.spec import App, FieldSpec, FormSpec
 from engine.store.autonumber import next_number
-from engine.store.events import EventIn, append_events, hold_chain_head
+from engine.store.events import EventIn, append_events
 from engine.store.files import file_infos
 from engine.store.storage import reader
 from engine.store.tables import build_metadata, child_table_name, table_name
@@ -573,13 +573,11 @@ class RecordService(RecordChecks):
             if draft.errors:
                 raise Invalid(draft.errors)
             now = self._now()
-            numbered = [f for f in form.fields if f.type == "autonumber" and f.format]
-            if numbered:  # the head first, then the counters: one order for every writer
-                hold_chain_head(conn, self.metadata)
-            for f in numbered:
-                draft.values[f.name] = next_number(
-                    conn, self.metadata, form.name, f, now, self.app.timezone
-                )
+            for f in form.fields:
+                if f.type == "autonumber" and f.format:
+                    draft.values[f.name] = next_number(
+                        conn, self.metadata, form.name, f, now, self.app.timezone
+                    )
             row = {k: _store(v) for k, v in draft.values.items() if form.by_name[k].type != "table"}
             row.update(
                 state=state, version=1, created_at=now, updated_at=now, created_by=actor.username

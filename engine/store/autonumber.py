@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.model.spec import FieldSpec
+from engine.store.events import hold_chain_head
 
 _SEQ = re.compile(r"\{seq(?::(\d+))?\}")
 
@@ -51,6 +52,9 @@ def next_number(
     local = now.astimezone(ZoneInfo(timezone))
     text = render_prefix(field.format, local)
     series = f"{form}.{field.name}:{_SEQ.sub('#', text)}"
+    # the chain head first (the record's events follow), then the counter: one lock order
+    # for every writer, and writers queue on the head (see hold_chain_head)
+    hold_chain_head(conn, metadata)
     upsert = _bump(metadata.tables["sl_counters"], conn.dialect.name)
     value = int(conn.execute(upsert, {"series": series}).scalar_one())
 

@@ -169,10 +169,10 @@ def _lock_head(conn: sa.Connection, head: sa.Table) -> tuple[int, str]:
 def hold_chain_head(conn: sa.Connection, metadata: sa.MetaData) -> None:
     """Take the chain head now, inside the caller's transaction (its row lock on PostgreSQL),
     for a write that will append events and first takes another serialised lock (an
-    autonumber's counter). Writers then queue on one lock, always the head first: two locks
-    taken in either order could deadlock, and the counter's upsert, when contended, lets late
-    arrivals overtake (p99 3.3–4.1× p50 at 8 concurrent creations), where the head's
-    ``SELECT … FOR UPDATE`` keeps closer to arrival order."""
+    autonumber's counter: ``next_number`` calls this). Writers then queue on one lock, always
+    the head first: two locks taken in either order could deadlock, and the counter's upsert,
+    when contended, lets late arrivals overtake (p99 3.3–4.1× p50 at 8 concurrent creations),
+    where the head's ``SELECT … FOR UPDATE`` keeps closer to arrival order."""
     last_id, last_hash = _lock_head(conn, _events(metadata)[1])
     _hold(conn, last_id, last_hash)
 
