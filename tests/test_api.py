@@ -149,6 +149,41 @@ def test_bad_bodies_are_4xx_not_500(api) -> None:
     assert client.get(url + "?cursor=!!!").status_code == 400
 
 
+def test_a_request_is_judged_who_then_csrf_then_body_and_the_body_is_bounded(api) -> None:
+    """``guarded``: 401 before 403 before 400/415, whatever the body; a body over MAX_BODY is
+    refused (413) by its Content-Length or, sent without one, as soon as it passes the limit;
+    nothing is created by any of them."""
+    from starlette.testclient import TestClient
+
+    from engine.runtime import Deployments
+    from engine.web.jsonio import MAX_BODY
+    from engine.web.server import create_web_app
+
+    url = "/api/forms/order/records"
+    broken = {"content": b"{", "headers": {"content-type": "application/json"}}
+    anon = TestClient(create_web_app(api.engine, Deployments(api.engine, api.live)))
+    assert anon.post(url, **broken).status_code == 401
+    session, token = api.browser("li.sales")
+    no_csrf = session.post(url, **broken)
+    assert no_csrf.status_code == 403 and codes(no_csrf) == ["csrf"]
+    with_csrf = session.post(
+        url, content=b"{", headers={"content-type": "application/json", "x-csrf-token": token}
+    )
+    assert with_csrf.status_code == 400 and codes(with_csrf) == ["json"]
+    client = api.client("li.sales")
+    big = b'{"note": "' + b"x" * MAX_BODY + b'"}'
+    declared = client.post(url, content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and codes(declared) == ["too_large"]
+    pieces = (big[i : i + 65536] for i in range(0, len(big), 65536))
+    streamed = client.post(url, content=pieces, headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and codes(streamed) == ["too_large"]
+    assert client.get(url).json()["items"] == []
+
+
+def codes(response) -> list[str]:
+    return [e["code"] for e in response.json()["errors"]]
+
+
 def test_field_permission_by_role_is_enforced(api) -> None:
     sales = api.client("li.sales")
     r = sales.post(

@@ -196,11 +196,18 @@ def gate_status(
 
 
 def gates_of(
-    records: RecordService, conn: sa.Connection, form: FormSpec, record: Mapping[str, Any]
+    records: RecordService,
+    conn: sa.Connection,
+    form: FormSpec,
+    record: Mapping[str, Any],
+    transitions: Sequence[TransitionSpec] | None = None,
 ) -> dict[str, GateStatus]:
-    """Every gate of the record's form, by transition name (empty when it has none)."""
-    machine = records.app.state_machines.get(form.name)
-    gated = [t for t in machine.transitions if t.confirm] if machine else []
+    """The gates of the record's form, by transition name: every gate, or those among
+    ``transitions`` (empty when there is none, and then nothing is read)."""
+    if transitions is None:
+        machine = records.app.state_machines.get(form.name)
+        transitions = machine.transitions if machine else ()
+    gated = [t for t in transitions if t.confirm]
     if not gated:
         return {}
     found = standing(conn, records.metadata, form.name, record["id"])

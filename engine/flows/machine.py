@@ -4,7 +4,7 @@ the fields they require and their guard expression. A refusal always says why.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,19 +117,18 @@ def check_transition(
 
 
 def _judged(
-    records: RecordService, conn: Any, form: FormSpec, record: Mapping[str, Any]
+    records: RecordService,
+    conn: Any,
+    form: FormSpec,
+    record: Mapping[str, Any],
+    transitions: Sequence[TransitionSpec],
 ) -> tuple[dict[str, Any], dict[str, GateStatus]]:
-    """The record with the child rows its guards count, and its gates."""
-    machine = records.app.state_machines.get(form.name)
+    """The record with the child rows the guards of ``transitions`` count, and the gates of
+    those that have one (nothing is read for a transition without guard or gate)."""
     tables = {f.name for f in form.fields if f.type == "table"}
-    counted = {
-        n.split(".")[0]
-        for t in (machine.transitions if machine else ())
-        if t.guard is not None and record["state"] in t.sources
-        for n in t.guard.names
-    }
+    counted = {n.split(".")[0] for t in transitions if t.guard is not None for n in t.guard.names}
     rows = records.child_rows(conn, form, record["id"], sorted(counted & tables))
-    return {**record, **rows}, gates_of(records, conn, form, record)
+    return {**record, **rows}, gates_of(records, conn, form, record, transitions)
 
 
 def available_transitions(
@@ -143,14 +142,18 @@ def available_transitions(
     machine = records.app.state_machines.get(form.name)
     if machine is None:
         return []
-    with records.reads.connect() as conn:
-        loaded = records.load_refs(conn, form, record)
-        judged, gates = _judged(records, conn, form, record)
-    return [
-        (t, check_transition(records, form, judged, t, actor, loaded, gates.get(t.name)))
+    offered = [
+        t
         for t in machine.transitions
         if record["state"] in t.sources
         and allowed(records.app, actor, "transition", Resource(form, transition=t))
+    ]
+    with records.reads.connect() as conn:
+        loaded = records.load_refs(conn, form, record)
+        judged, gates = _judged(records, conn, form, record, offered)
+    return [
+        (t, check_transition(records, form, judged, t, actor, loaded, gates.get(t.name)))
+        for t in offered
     ]
 
 
@@ -172,7 +175,7 @@ def fire_transition(
         record = records.row(conn, form, record_id, lock=True)
         check_version(record, expected_version)
         loaded = records.load_refs(conn, form, record)
-        judged, gates = _judged(records, conn, form, record)
+        judged, gates = _judged(records, conn, form, record, [transition])
         refusal = check_transition(
             records, form, judged, transition, actor, loaded, gates.get(transition.name)
         )

@@ -528,7 +528,7 @@ class RecordService(RecordChecks):
         super().__init__(app, now)
         self.engine = engine
         self.metadata = metadata if metadata is not None else build_metadata(app)
-        self._by_id: dict[str, sa.Select[Any]] = {}
+        self._built: dict[tuple[str, ...], sa.Select[Any]] = {}
         self.reads = reader(engine)
         self.listeners: list[Listener] = []
 
@@ -915,11 +915,10 @@ class RecordService(RecordChecks):
     def row(
         self, conn: sa.Connection, form: FormSpec, record_id: int, lock: bool = False
     ) -> dict[str, Any]:
-        table = self.table(form.name)
-        query = sa.select(table).where(table.c.id == record_id)
+        query = self.by_id(form.name)
         if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+            query = self._statement(("by_id_locked", form.name), query.with_for_update)
+        row = conn.execute(query, {"rid": record_id}).first()
         if row is None:
             raise NotFound(form.name, record_id)
         return as_read(row._mapping)
@@ -944,10 +943,7 @@ class RecordService(RecordChecks):
         """The rows of the named child tables of one record, in their order."""
         out = {}
         for name in children:
-            table = self.child_table(form.name, name)
-            rows = conn.execute(
-                sa.select(table).where(table.c.parent_id == record_id).order_by(table.c.position)
-            ).all()
+            rows = conn.execute(self._rows_of(form.name, name), {"pid": record_id}).all()
             out[name] = [_row_json(r._mapping) for r in rows]
         return out
 
@@ -963,9 +959,7 @@ class RecordService(RecordChecks):
             ids = {r[spec.name] for r in records if r.get(spec.name) is not None}
             if not ids:
                 continue
-            table = self.table(target.name)
-            title_col = table.c[target.title_field] if target.title_field else table.c.id
-            rows = conn.execute(sa.select(table.c.id, title_col).where(table.c.id.in_(ids)))
+            rows = conn.execute(self._titles_of(target), {"ids": list(ids)})
             titles = {row[0]: str(row[1]) for row in rows}
             for r in records:
                 if r.get(spec.name) in titles:
@@ -1040,13 +1034,43 @@ class RecordService(RecordChecks):
             ]
 
     # ------------------------------------------------------------------ checks
+    def _statement(self, key: tuple[str, ...], build: Callable[[], sa.Select[Any]]) -> Any:
+        """A read statement with bound parameters, built once per key: a statement built per
+        call costs its construction and its cache key on every execution."""
+        stmt = self._built.get(key)
+        if stmt is None:
+            stmt = self._built[key] = build()
+        return stmt
+
+    def _rows_of(self, form: str, child: str) -> sa.Select[Any]:
+        """A child table's rows of the parent ``:pid``, in their order."""
+        table = self.child_table(form, child)
+        return self._statement(
+            ("child_rows", form, child),
+            lambda: (
+                sa.select(table)
+                .where(table.c.parent_id == sa.bindparam("pid"))
+                .order_by(table.c.position)
+            ),
+        )
+
+    def _titles_of(self, target: FormSpec) -> sa.Select[Any]:
+        """(id, title) of the ``target`` records whose ids are in ``:ids``."""
+        table = self.table(target.name)
+        title = table.c[target.title_field] if target.title_field else table.c.id
+        return self._statement(
+            ("titles", target.name),
+            lambda: sa.select(table.c.id, title).where(
+                table.c.id.in_(sa.bindparam("ids", expanding=True))
+            ),
+        )
+
     def by_id(self, form: str) -> sa.Select[Any]:
         """``SELECT * FROM f_<form> WHERE id = :rid``, built once per form."""
-        stmt = self._by_id.get(form)
-        if stmt is None:
-            table = self.table(form)
-            stmt = self._by_id[form] = sa.select(table).where(table.c.id == sa.bindparam("rid"))
-        return stmt
+        table = self.table(form)
+        return self._statement(
+            ("by_id", form), lambda: sa.select(table).where(table.c.id == sa.bindparam("rid"))
+        )
 
     def load_refs(
         self, conn: sa.Connection, form: FormSpec, values: Mapping[str, Any]

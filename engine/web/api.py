@@ -15,42 +15,36 @@ from engine.flows.confirm import confirm_gate, gates_of
 from engine.flows.machine import fire_transition
 from engine.model import permissions
 from engine.model.errors import BadRequest, FieldError, NotFound, ValidationFailed
-from engine.model.i18n import Text
+from engine.model.i18n import Lang, Text
 from engine.model.permissions import Action, Resource, allowed
 from engine.model.spec import App, FieldSpec, FormSpec
 from engine.outbox.monitor import JOB_STATUSES, list_jobs, list_runs, retry_job
 from engine.web.current import live, request_lang
-from engine.web.jsonio import error, error_response, json_response, read_json, status_of
+from engine.web.jsonio import (
+    error,
+    error_response,
+    json_response,
+    parse_json,
+    read_body,
+    status_of,
+)
 from engine.web.openapi import build_openapi
-from engine.web.security import check_csrf, current_user
+from engine.web.security import check_csrf, user_of
 
 Handler = Callable[[Request], Awaitable[Response]]
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
-    """Authenticate, check CSRF for cookie sessions, read the JSON body, run the (blocking)
-    handler in the thread pool, and turn known failures into 4xx answers."""
+    """Read the body (at most MAX_BODY), then on one worker thread: authenticate, check CSRF for
+    cookie sessions, parse the JSON and run the (blocking) handler; known failures become 4xx
+    answers. One thread hop per request: the user's lookup and the handler share it."""
 
     async def endpoint(request: Request) -> Response:
         lang = request_lang(request, accept_language=True)
-        user = await current_user(request)
-        if user is None:
-            return error(
-                401,
-                "unauthenticated",
-                "sign in or send a Bearer token",
-                "请先登录或提供 Bearer 令牌",
-                lang,
-            )
-        if request.method in UNSAFE and not check_csrf(
-            request, request.headers.get("x-csrf-token")
-        ):
-            return error(403, "csrf", "missing or wrong CSRF token", "缺少或错误的 CSRF 令牌", lang)
         try:
-            has_body = request.method in ("POST", "PATCH") and bool(await request.body())
-            data = await read_json(request) if has_body else None
-            return await run_in_threadpool(handler, request, user, data)
+            body = await read_body(request) if request.method in ("POST", "PATCH") else b""
+            return await run_in_threadpool(_checked, handler, request, body, lang)
         except ValidationFailed as failed:
             return error_response(failed.errors, lang, status_of(failed))
         except NotFound as missing:
@@ -63,6 +57,26 @@ def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
             )
 
     return endpoint
+
+
+def _checked(
+    handler: Callable[[Request, Any, Any], Response], request: Request, body: bytes, lang: Lang
+) -> Response:
+    """The part of :func:`guarded` on the worker thread, in the order a request is judged:
+    who asks (401), CSRF (403), the body (400/415), then the handler."""
+    user = user_of(request)
+    if user is None:
+        return error(
+            401,
+            "unauthenticated",
+            "sign in or send a Bearer token",
+            "请先登录或提供 Bearer 令牌",
+            lang,
+        )
+    if request.method in UNSAFE and not check_csrf(request, request.headers.get("x-csrf-token")):
+        return error(403, "csrf", "missing or wrong CSRF token", "缺少或错误的 CSRF 令牌", lang)
+    data = parse_json(request, body) if body else None
+    return handler(request, user, data)
 
 
 def _record_id(request: Request) -> int:

@@ -72,8 +72,28 @@ def error(
     return error_response([FieldError(field, code, Text(en, zh))], lang, status)
 
 
-async def read_json(request: Request) -> Any:
-    """The request body as JSON, or ValidationFailed (400/413/415) saying what is wrong."""
+def _too_large() -> TooLarge:
+    return TooLarge([FieldError(None, "too_large", Text("the body is too large", "请求体过大"))])
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it is over MAX_BODY — by its Content-Length,
+    else while it arrives — so no more than MAX_BODY is ever held for it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(request: Request, body: bytes) -> Any:
+    """A read body as JSON, or ValidationFailed (400/415) saying what is wrong."""
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type:
         raise Unsupported(
@@ -85,9 +105,6 @@ async def read_json(request: Request) -> Any:
                 )
             ],
         )
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise TooLarge([FieldError(None, "too_large", Text("the body is too large", "请求体过大"))])
     try:
         return json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):

@@ -7,7 +7,8 @@ How views use this module
   ``{"errors": [{"field": null, "code": ..., "message": ...}]}`` with its status).
 * ``request.app.state.db`` (an Engine) and ``request.app.state.metadata`` must be set.
 * ``await current_user(request)`` gives the :class:`~engine.accounts.auth.User` or None (cached on
-  the request); ``await require_user(request)`` raises a 401 :class:`SecurityError` instead.
+  the request; ``user_of(request)`` is the same on a worker thread);
+  ``await require_user(request)`` raises a 401 :class:`SecurityError` instead.
   API routes let it propagate; page routes catch it (or test for None) and redirect.
 * Every view that changes something (POST/PUT/PATCH/DELETE) calls
   ``await require_csrf(request)`` before acting — the login view too. Pages put
@@ -229,14 +230,22 @@ def _resolve(request: Request) -> User | None:
     return user
 
 
+def user_of(request: Request) -> User | None:
+    """:func:`current_user` for code already on a worker thread (it reads the database)."""
+    cached = getattr(request.state, "seamline_user", _UNSET)
+    if cached is not _UNSET:
+        return cast(User | None, cached)
+    user = _resolve(request)
+    request.state.seamline_user = user
+    return user
+
+
 async def current_user(request: Request) -> User | None:
     """The signed-in user (Bearer token first, else the session), or None."""
     cached = getattr(request.state, "seamline_user", _UNSET)
     if cached is not _UNSET:
         return cast(User | None, cached)
-    user = await run_in_threadpool(_resolve, request)
-    request.state.seamline_user = user
-    return user
+    return await run_in_threadpool(user_of, request)
 
 
 async def require_user(request: Request) -> User:

@@ -59,6 +59,30 @@ APPROVALS = _META.tables["sl_approvals"]
 TASKS = _META.tables["sl_approval_tasks"]
 ASSIGNEES = _META.tables["sl_task_assignees"]
 DELEGATIONS = _META.tables["sl_delegations"]
+# reads built once (a statement built per call pays its construction and cache key each time);
+# the locked forms for PostgreSQL, where two decisions may race
+_ACTIVE = sa.select(APPROVALS).where(
+    APPROVALS.c.form == sa.bindparam("form"),
+    APPROVALS.c.record_id == sa.bindparam("rid"),
+    APPROVALS.c.status == "active",
+)
+_ACTIVE_LOCKED = _ACTIVE.with_for_update()
+_APPROVED_IN_STEP = (
+    sa.select(sa.func.count())
+    .select_from(TASKS)
+    .where(
+        TASKS.c.approval_id == sa.bindparam("approval_id"),
+        TASKS.c.step == sa.bindparam("step"),
+        TASKS.c.status == "approved",
+    )
+)
+_BY_ID = {
+    (table.name, locked): query.with_for_update() if locked else query
+    for table in (APPROVALS, TASKS)
+    for query in (sa.select(table).where(table.c.id == sa.bindparam("rid")),)
+    for locked in (False, True)
+}
+_ASSIGNEES_OF = sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == sa.bindparam("task_id"))
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
 # record events that change a record under approval (lock refuses them, restart re-routes);
 # "children_changed" is an update that replaced child rows only
@@ -210,8 +234,9 @@ class ApprovalRuntime:
             start_states=tuple(start_states),
             record_label=record_label(form, context),
         )
-        approval_id = conn.execute(
-            APPROVALS.insert().values(
+        row = conn.execute(
+            APPROVALS.insert()
+            .values(
                 approval=spec.name,
                 form=form_name,
                 record_id=record_id,
@@ -223,7 +248,9 @@ class ApprovalRuntime:
                 config_hash=self.app.content_hash,
                 started_at=now,
             )
-        ).inserted_primary_key[0]  # type: ignore[index]
+            .returning(*APPROVALS.c)  # the row _open_step reads, without reading it back
+        ).one()
+        approval_id = int(row.id)
         self._event(
             conn,
             "approval",
@@ -240,10 +267,9 @@ class ApprovalRuntime:
             },
             now,
         )
-        row = conn.execute(sa.select(APPROVALS).where(APPROVALS.c.id == approval_id)).one()
         self._open_step(conn, row, 0, now, context)
         self._flush(conn)
-        return int(approval_id)
+        return approval_id
 
     def _open_step(
         self,
@@ -261,7 +287,8 @@ class ApprovalRuntime:
             due = self._business_later(calendar, now, sla.business_hours)
             if sla.remind_after_hours is not None:
                 remind = self._business_later(calendar, now, sla.remind_after_hours)
-        conn.execute(APPROVALS.update().where(APPROVALS.c.id == approval.id).values(step=index))
+        if approval.step != index:  # an approval just started is at step 0 already
+            conn.execute(APPROVALS.update().where(APPROVALS.c.id == approval.id).values(step=index))
         if context is None:
             context = self._record_context(
                 conn, self.records.form(approval.form), approval.record_id
@@ -430,13 +457,7 @@ class ApprovalRuntime:
             return status
         step = plan.steps[task.step]
         approved = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(TASKS)
-            .where(
-                TASKS.c.approval_id == approval.id,
-                TASKS.c.step == task.step,
-                TASKS.c.status == "approved",
-            )
+            _APPROVED_IN_STEP, {"approval_id": approval.id, "step": task.step}
         ).scalar_one()
         if approved < step.needed:
             return "active"
@@ -530,11 +551,7 @@ class ApprovalRuntime:
                 "you cannot decide a record you created or submitted for approval",
                 "不能审批自己创建或提交审批的单据",
             )
-        assignees = set(
-            conn.execute(
-                sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == task.id)
-            ).scalars()
-        )
+        assignees = set(conn.execute(_ASSIGNEES_OF, {"task_id": task.id}).scalars())
         on_behalf_of = None
         if actor.username not in assignees:
             principals = sorted(set(delegators(conn, actor.username, now)) & assignees)
@@ -793,21 +810,14 @@ class ApprovalRuntime:
 
     # ------------------------------------------------------------------ reads
     def _active(self, conn: sa.Connection, form: str, record_id: int) -> Any:
-        query = sa.select(APPROVALS).where(
-            APPROVALS.c.form == form,
-            APPROVALS.c.record_id == record_id,
-            APPROVALS.c.status == "active",
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return conn.execute(query).first()
+        locked = conn.dialect.name == "postgresql"
+        query = _ACTIVE_LOCKED if locked else _ACTIVE
+        return conn.execute(query, {"form": form, "rid": record_id}).first()
 
     @staticmethod
     def _lock(conn: sa.Connection, table: sa.Table, row_id: int) -> Any:
-        query = sa.select(table).where(table.c.id == row_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return conn.execute(query).first()
+        locked = conn.dialect.name == "postgresql"
+        return conn.execute(_BY_ID[table.name, locked], {"rid": row_id}).first()
 
     def _record_context(
         self, conn: sa.Connection, form: FormSpec, record_id: int
