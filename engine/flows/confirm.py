@@ -11,6 +11,7 @@ them up), and only those of the field's current value count.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,21 +94,29 @@ def standing(
     return standing_many(conn, metadata, form, [record_id]).get(record_id, {})
 
 
+@functools.lru_cache(maxsize=8)
+def _gate_events(events: sa.Table) -> sa.Select[Any]:
+    """The events that open and close gates, of the records ``:ids`` of ``:form``; built
+    once per events table (a statement built per call pays its cache key each time)."""
+    return (
+        sa.select(events.c.record_id, events.c.at, events.c.actor, events.c.kind, events.c.payload)
+        .where(
+            events.c.form == sa.bindparam("form"),
+            events.c.record_id.in_(sa.bindparam("ids", expanding=True)),
+            events.c.kind.in_((CONFIRMED, REOPENED, "transition")),
+        )
+        .order_by(events.c.record_id, events.c.id)
+    )
+
+
 def standing_many(
     conn: sa.Connection, metadata: sa.MetaData, form: str, record_ids: Sequence[int]
 ) -> dict[int, dict[str, list[Confirmation]]]:
     """:func:`standing` for several records of ``form`` in one query (the worklist)."""
     if not record_ids:
         return {}
-    events = metadata.tables["sl_events"]
     rows = conn.execute(
-        sa.select(events.c.record_id, events.c.at, events.c.actor, events.c.kind, events.c.payload)
-        .where(
-            events.c.form == form,
-            events.c.record_id.in_(list(record_ids)),
-            events.c.kind.in_((CONFIRMED, REOPENED, "transition")),
-        )
-        .order_by(events.c.record_id, events.c.id)
+        _gate_events(metadata.tables["sl_events"]), {"form": form, "ids": list(record_ids)}
     ).all()
     found: dict[int, dict[str, list[Confirmation]]] = {}
     for row in rows:

@@ -128,19 +128,20 @@ class FlowRuntime:
             },
         }
         inserted = conn.execute(
-            RUNS.insert().values(
-                automation=automation.name,
-                form=event.form,
-                record_id=event.record_id,
-                status="running",
-                position=[0],
-                results={},
-                trigger=trigger,
-                error=None,
-                config_hash=self.app.content_hash,
-                started_at=now,
-                updated_at=now,
-            )
+            RUNS.insert(),
+            {
+                "automation": automation.name,
+                "form": event.form,
+                "record_id": event.record_id,
+                "status": "running",
+                "position": [0],
+                "results": {},
+                "trigger": trigger,
+                "error": None,
+                "config_hash": self.app.content_hash,
+                "started_at": now,
+                "updated_at": now,
+            },
         ).inserted_primary_key
         assert inserted is not None
         run_id = inserted[0]

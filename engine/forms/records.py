@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -75,6 +75,7 @@ class RecordEvent:
 
 
 Listener = Callable[[sa.Connection, RecordEvent], None]
+_Stmt = TypeVar("_Stmt", sa.Select[Any], sa.Update)
 
 
 @dataclass
@@ -528,7 +529,7 @@ class RecordService(RecordChecks):
         super().__init__(app, now)
         self.engine = engine
         self.metadata = metadata if metadata is not None else build_metadata(app)
-        self._built: dict[tuple[str, ...], sa.Select[Any]] = {}
+        self._built: dict[tuple[str, ...], Any] = {}
         self.reads = reader(engine)
         self.listeners: list[Listener] = []
 
@@ -653,20 +654,17 @@ class RecordService(RecordChecks):
         """Move a (locked) record to ``target`` inside the caller's transaction: the state
         column, the version, a "transition" event, and the listeners."""
         now = self._now()
-        table = self.table(form.name)
         record_id = current["id"]
         changes = {k: v for k, v in (values or {}).items() if _differs(current.get(k), v)}
         conn.execute(
-            table.update()
-            .where(table.c.id == record_id)
-            .values(
-                {
-                    **{k: _store(v) for k, v in changes.items()},
-                    "state": target,
-                    "version": current["version"] + 1,
-                    "updated_at": now,
-                }
-            )
+            self._set_by_id(form.name),
+            {
+                **{k: _store(v) for k, v in changes.items()},
+                "state": target,
+                "version": current["version"] + 1,
+                "updated_at": now,
+                "_rid": record_id,
+            },
         )
         payload: dict[str, Any] = {"name": transition, "from": current["state"], "to": target}
         if changes:
@@ -1034,13 +1032,13 @@ class RecordService(RecordChecks):
             ]
 
     # ------------------------------------------------------------------ checks
-    def _statement(self, key: tuple[str, ...], build: Callable[[], sa.Select[Any]]) -> Any:
-        """A read statement with bound parameters, built once per key: a statement built per
-        call costs its construction and its cache key on every execution."""
+    def _statement(self, key: tuple[str, ...], build: Callable[[], _Stmt]) -> _Stmt:
+        """A statement with bound parameters, built once per key: a statement built per call
+        costs its construction and its cache key on every execution."""
         stmt = self._built.get(key)
         if stmt is None:
             stmt = self._built[key] = build()
-        return stmt
+        return cast(_Stmt, stmt)
 
     def _rows_of(self, form: str, child: str) -> sa.Select[Any]:
         """A child table's rows of the parent ``:pid``, in their order."""
@@ -1063,6 +1061,14 @@ class RecordService(RecordChecks):
             lambda: sa.select(table.c.id, title).where(
                 table.c.id.in_(sa.bindparam("ids", expanding=True))
             ),
+        )
+
+    def _set_by_id(self, form: str) -> sa.Update:
+        """``UPDATE f_<form> SET … WHERE id = :_rid``: the columns set are the parameters'
+        keys (field names never start with ``_``)."""
+        table = self.table(form)
+        return self._statement(
+            ("set_by_id", form), lambda: table.update().where(table.c.id == sa.bindparam("_rid"))
         )
 
     def by_id(self, form: str) -> sa.Select[Any]:

@@ -82,6 +82,7 @@ _BY_ID = {
     for query in (sa.select(table).where(table.c.id == sa.bindparam("rid")),)
     for locked in (False, True)
 }
+_SET_TASK = TASKS.update().where(TASKS.c.id == sa.bindparam("_task_id"))  # SET from the keys
 _ASSIGNEES_OF = sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == sa.bindparam("task_id"))
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
 # record events that change a record under approval (lock refuses them, restart re-routes);
@@ -295,16 +296,17 @@ class ApprovalRuntime:
             )
         for slot, users in enumerate(step.slots):
             task_id = conn.execute(
-                TASKS.insert().values(
-                    approval_id=approval.id,
-                    step=index,
-                    slot=slot,
-                    status="open",
-                    created_at=now,
-                    due_at=due,
-                    remind_at=remind,
-                    escalations=0,
-                )
+                TASKS.insert(),
+                {
+                    "approval_id": approval.id,
+                    "step": index,
+                    "slot": slot,
+                    "status": "open",
+                    "created_at": now,
+                    "due_at": due,
+                    "remind_at": remind,
+                    "escalations": 0,
+                },
             ).inserted_primary_key[0]  # type: ignore[index]
             self._assign(conn, task_id, users, fresh=True)
             self._arm_timers(conn, approval, task_id, 0, due, remind)
@@ -409,15 +411,15 @@ class ApprovalRuntime:
                 )
             status = DECISIONS[decision]
             conn.execute(
-                TASKS.update()
-                .where(TASKS.c.id == task_id)
-                .values(
-                    status=status,
-                    decided_at=now,
-                    decided_by=actor.username,
-                    on_behalf_of=on_behalf_of,
-                    comment=comment or None,
-                )
+                _SET_TASK,
+                {
+                    "status": status,
+                    "decided_at": now,
+                    "decided_by": actor.username,
+                    "on_behalf_of": on_behalf_of,
+                    "comment": comment or None,
+                    "_task_id": task_id,
+                },
             )
             step = plan.steps[task.step]
             self._event(
