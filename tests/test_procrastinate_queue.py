@@ -70,6 +70,24 @@ def test_deploy_installs_the_queue_and_enqueue_dispatches_in_the_same_transactio
     assert abs((waiting[1].scheduled_at - later).total_seconds()) < 0.01  # a timer waits
 
 
+def test_a_batched_block_dispatches_each_job_it_added_once_at_its_due_time(pg) -> None:
+    engine, _ = pg
+    later = datetime.now(UTC) + timedelta(hours=2)
+    with engine.begin() as conn:
+        _effect(conn, 1)
+    with engine.begin() as conn, jobs.batched(conn):
+        _effect(conn, 1)  # there already: neither a row nor a dispatch
+        _effect(conn, 2, due=later)
+        _effect(conn, 3)
+        _effect(conn, 3)
+    with engine.connect() as conn:
+        waiting = conn.execute(WAITING).all()
+    ids = [_job_id(engine, f"effect:q:{i}") for i in (1, 2, 3)]
+    assert sorted(w.queueing_lock for w in waiting) == sorted(f"sl-job:{i}" for i in ids)
+    timer = next(w for w in waiting if w.args == {"job_id": ids[1]})
+    assert abs((timer.scheduled_at - later).total_seconds()) < 0.01
+
+
 def test_claim_by_id_runs_a_job_once_however_often_it_is_dispatched(pg) -> None:
     engine, _ = pg
     with engine.begin() as conn:

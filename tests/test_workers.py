@@ -205,3 +205,40 @@ def test_a_batch_that_runs_long_gives_its_unstarted_jobs_back(
     assert [tuple(r) for r in rows] == [("done", 1, None), ("ready", 0, None), ("ready", 0, None)]
     assert hook.applied == 1
     engine.dispose()
+
+
+def test_a_batched_block_writes_its_jobs_in_one_statement(tmp_path, db_url) -> None:
+    """``jobs.batched``: the jobs enqueued inside (an inner block adds to the outer one) are one
+    INSERT at the end; a key already there, or twice in the block, is one row; a block that
+    raises writes nothing."""
+    _root, engine = _setup(tmp_path, db_url, n=1)
+    inserts: list[str] = []
+
+    def count(_conn, _cursor, statement, *_rest) -> None:
+        if statement.startswith("INSERT INTO sl_jobs"):
+            inserts.append(statement)
+
+    def job(conn: sa.Connection, i: int) -> None:
+        payload = {"connector": "hook", "title": f"#{i}", "text": "t", "todo": False, "to": []}
+        jobs.enqueue(conn, "effect", f"effect:test:{i}", payload)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as conn, jobs.batched(conn):
+            job(conn, 0)  # already there (from _setup)
+            job(conn, 1)
+            with jobs.batched(conn):
+                job(conn, 2)
+                job(conn, 2)
+            assert inserts == []  # nothing yet: the block is still open
+        assert len(inserts) == 1
+        with pytest.raises(RuntimeError), engine.begin() as conn, jobs.batched(conn):
+            job(conn, 3)
+            raise RuntimeError("the change rolls back")
+        assert len(inserts) == 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    with engine.connect() as conn:
+        keys = conn.execute(sa.select(jobs.JOBS.c.key).order_by(jobs.JOBS.c.id)).scalars().all()
+    engine.dispose()
+    assert keys == ["effect:test:0", "effect:test:1", "effect:test:2"]

@@ -16,6 +16,7 @@ from engine.model.errors import Conflict, FieldError, Forbidden, Invalid, NotFou
 from engine.model.i18n import Text
 from engine.model.permissions import Resource, allowed, refusal
 from engine.model.spec import FormSpec, StateMachineSpec, TransitionSpec
+from engine.outbox import jobs
 
 __all__ = ["Refusal", "available_transitions", "check_transition", "fire_transition"]
 
@@ -171,7 +172,7 @@ def fire_transition(
     (unless ``read_back`` is false). With ``conn`` it runs inside the caller's transaction."""
     form = records.form(form_name)
     transition = _transition(_machine(records, form), name)
-    with records.transaction(conn) as conn:
+    with records.transaction(conn) as conn, jobs.batched(conn):  # its listeners' jobs: one insert
         record = records.row(conn, form, record_id, lock=True)
         check_version(record, expected_version)
         loaded = records.load_refs(conn, form, record)

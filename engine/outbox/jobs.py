@@ -10,10 +10,11 @@ the job is dead (the dead-letter list) until someone retries it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from engine.store.system_tables import system_metadata
 __all__ = [
     "Job",
     "backoff",
+    "batched",
     "claim",
     "claim_dispatched",
     "claim_one",
@@ -70,9 +72,35 @@ def _now() -> datetime:
 @functools.lru_cache(maxsize=2)
 def _enqueue_statement(dialect: str) -> sa.Insert:
     """The outbox insert, built once per dialect (a statement built per call pays its cache
-    key each time, and a change enqueues several jobs): values come as parameters."""
+    key each time, and a change enqueues several jobs): values come as parameters; it returns
+    the rows it added (none for a key already there)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(JOBS).on_conflict_do_nothing(index_elements=[JOBS.c.key]).returning(JOBS.c.id)
+    return (
+        insert(JOBS)
+        .on_conflict_do_nothing(index_elements=[JOBS.c.key])
+        .returning(JOBS.c.id, JOBS.c.key)
+    )
+
+
+_BATCH = "seamline_job_batch"  # conn.info: the jobs a ``batched`` block has enqueued so far
+
+
+@contextlib.contextmanager
+def batched(conn: sa.Connection) -> Iterator[None]:
+    """Write the jobs enqueued inside the block in one statement when it ends (an approval
+    step that opens several tasks arms their timers and messages together). Inside an outer
+    block it adds to that one. If the block raises, its jobs are dropped with it: the caller's
+    transaction is rolling back."""
+    if _BATCH in conn.info:
+        yield
+        return
+    pending: list[dict[str, Any]] = []
+    conn.info[_BATCH] = pending
+    try:
+        yield
+    finally:
+        conn.info.pop(_BATCH, None)
+    _insert(conn, pending)
 
 
 def enqueue(
@@ -87,27 +115,41 @@ def enqueue(
     due_at: datetime | None = None,
     max_attempts: int = 10,
 ) -> None:
-    """Add a job unless one with the same key exists (the key makes enqueueing idempotent)."""
+    """Add a job unless one with the same key exists (the key makes enqueueing idempotent);
+    inside :func:`batched`, when the block ends."""
     now = _now()
-    due = due_at or now
-    added = conn.execute(
-        _enqueue_statement(conn.dialect.name),
-        {
-            "kind": kind,
-            "key": key,
-            "payload": dict(payload),
-            "run_id": run_id,
-            "form": form,
-            "record_id": record_id,
-            "status": "ready",
-            "due_at": due,
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "created_at": now,
-        },
-    ).scalar()
-    if added is not None and procrastinate_queue.active(conn):
-        procrastinate_queue.dispatch(conn, added, due, may_exist=False)
+    row = {
+        "kind": kind,
+        "key": key,
+        "payload": dict(payload),
+        "run_id": run_id,
+        "form": form,
+        "record_id": record_id,
+        "status": "ready",
+        "due_at": due_at or now,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "created_at": now,
+    }
+    pending = conn.info.get(_BATCH)
+    if pending is not None:
+        pending.append(row)
+    else:
+        _insert(conn, [row])
+
+
+def _insert(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (one statement: several rows go as one multi-row INSERT), skipping keys
+    already there, and hand the added ones to procrastinate when it runs the jobs."""
+    if not rows:
+        return
+    statement = _enqueue_statement(conn.dialect.name)
+    params: Any = rows[0] if len(rows) == 1 else list(rows)
+    added = conn.execute(statement, params).all()
+    if added and procrastinate_queue.active(conn):
+        due = {row["key"]: row["due_at"] for row in rows}
+        for job_id, key in added:
+            procrastinate_queue.dispatch(conn, job_id, due[key], may_exist=False)
 
 
 def _job(r: Any) -> Job:

@@ -82,6 +82,8 @@ _BY_ID = {
     for query in (sa.select(table).where(table.c.id == sa.bindparam("rid")),)
     for locked in (False, True)
 }
+# the tasks of a step, their ids in the order of the rows (one multi-row INSERT)
+_INSERT_TASKS = TASKS.insert().returning(TASKS.c.id, sort_by_parameter_order=True)
 _SET_TASK = TASKS.update().where(TASKS.c.id == sa.bindparam("_task_id"))  # SET from the keys
 _ASSIGNEES_OF = sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == sa.bindparam("task_id"))
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
@@ -294,23 +296,32 @@ class ApprovalRuntime:
             context = self._record_context(
                 conn, self.records.form(approval.form), approval.record_id
             )
-        for slot, users in enumerate(step.slots):
-            task_id = conn.execute(
-                TASKS.insert(),
-                {
-                    "approval_id": approval.id,
-                    "step": index,
-                    "slot": slot,
-                    "status": "open",
-                    "created_at": now,
-                    "due_at": due,
-                    "remind_at": remind,
-                    "escalations": 0,
-                },
-            ).inserted_primary_key[0]  # type: ignore[index]
-            self._assign(conn, task_id, users, fresh=True)
-            self._arm_timers(conn, approval, task_id, 0, due, remind)
-            self._message(conn, approval, task_id, 0, step, users, "new", context, due)
+        # the step's tasks, their assignees, and their timers and messages: one statement each
+        rows = [
+            {
+                "approval_id": approval.id,
+                "step": index,
+                "slot": slot,
+                "status": "open",
+                "created_at": now,
+                "due_at": due,
+                "remind_at": remind,
+                "escalations": 0,
+            }
+            for slot in range(len(step.slots))
+        ]
+        task_ids = list(conn.execute(_INSERT_TASKS, rows).scalars()) if rows else []
+        assignees = [
+            {"task_id": task_id, "user": user}
+            for task_id, users in zip(task_ids, step.slots, strict=True)
+            for user in users
+        ]
+        if assignees:
+            conn.execute(ASSIGNEES.insert(), assignees)
+        with jobs.batched(conn):
+            for task_id, users in zip(task_ids, step.slots, strict=True):
+                self._arm_timers(conn, approval, task_id, 0, due, remind)
+                self._message(conn, approval, task_id, 0, step, users, "new", context, due)
         self._event(
             conn,
             "approval",
@@ -332,12 +343,9 @@ class ApprovalRuntime:
         """``hours`` business hours after ``start``, in UTC (how times are stored)."""
         return calendar.add_business_hours(start, hours).astimezone(UTC)
 
-    def _assign(
-        self, conn: sa.Connection, task_id: int, users: Sequence[str], fresh: bool = False
-    ) -> None:
-        """Make ``users`` the task's assignees (``fresh``: a task just created has none)."""
-        if not fresh:
-            conn.execute(ASSIGNEES.delete().where(ASSIGNEES.c.task_id == task_id))
+    def _assign(self, conn: sa.Connection, task_id: int, users: Sequence[str]) -> None:
+        """Make ``users`` the task's assignees."""
+        conn.execute(ASSIGNEES.delete().where(ASSIGNEES.c.task_id == task_id))
         if users:
             conn.execute(ASSIGNEES.insert(), [{"task_id": task_id, "user": u} for u in users])
 
@@ -480,11 +488,6 @@ class ApprovalRuntime:
     def _finish(
         self, conn: sa.Connection, approval: Any, outcome: str, actor: str, now: datetime
     ) -> None:
-        conn.execute(
-            APPROVALS.update()
-            .where(APPROVALS.c.id == approval.id)
-            .values(status=outcome, finished_at=now)
-        )
         self._event(
             conn,
             actor,
@@ -497,27 +500,30 @@ class ApprovalRuntime:
         event_id = self._flush(conn)[-1]
         digest = event_hash_of(conn, self.records.metadata, event_id)
         conn.execute(
-            APPROVALS.update().where(APPROVALS.c.id == approval.id).values(outcome_hash=digest)
+            APPROVALS.update()
+            .where(APPROVALS.c.id == approval.id)
+            .values(status=outcome, finished_at=now, outcome_hash=digest)
         )
         transition = plan_of(approval).outcome_transition(outcome)
-        if transition:
-            fire_transition(
-                self.records,
-                approval.form,
-                approval.record_id,
-                transition,
-                Acting(actor),
-                conn=conn,
-                read_back=False,
+        with jobs.batched(conn):  # the outcome's automations and the PDF record: one insert
+            if transition:
+                fire_transition(
+                    self.records,
+                    approval.form,
+                    approval.record_id,
+                    transition,
+                    Acting(actor),
+                    conn=conn,
+                    read_back=False,
+                )
+            jobs.enqueue(
+                conn,
+                "approval",
+                f"approval:{approval.id}:record",
+                {"approval_id": approval.id, "action": "record"},
+                form=approval.form,
+                record_id=approval.record_id,
             )
-        jobs.enqueue(
-            conn,
-            "approval",
-            f"approval:{approval.id}:record",
-            {"approval_id": approval.id, "action": "record"},
-            form=approval.form,
-            record_id=approval.record_id,
-        )
 
     def _close(self, conn: sa.Connection, approval: Any, why: str, actor: str) -> None:
         """End an approval that no decision finished: the record left the approving state
