@@ -9,6 +9,7 @@ within one process on a lock, in arrival order (:mod:`engine.store.sqlite_gate`)
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +114,24 @@ def _tune_sqlite(engine: Engine) -> None:
     def _begin(conn: sa.Connection) -> None:
         # Writers take the write lock up front (no deadlock upgrading a read lock); readers,
         # marked by reader(), start a plain deferred transaction and run beside writers (WAL).
+        # The driver's connection runs the BEGIN: it is not a statement of the app's, and every
+        # request pays it (a token lookup is a read transaction of its own).
+        dbapi: Any = conn.connection.dbapi_connection  # sqlite3's, which has execute()
         if conn.get_execution_options().get("seamline_read"):
-            conn.exec_driver_sql("BEGIN")
+            dbapi.execute("BEGIN")
+        elif isinstance(dbapi, GatedConnection):
+            dbapi.begin_write()
         else:
-            dbapi = conn.connection.dbapi_connection
-            if isinstance(dbapi, GatedConnection):
-                dbapi.begin_write()
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi.execute("BEGIN IMMEDIATE")
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def reader(engine: Engine) -> Engine:
-    """The same engine (same pool) for read-only work: no write lock on SQLite."""
-    return engine.execution_options(seamline_read=True)
+    """The same engine (same pool) for read-only work: no write lock on SQLite. One per
+    engine (every request asks for it)."""
+    found = _READERS.get(engine)
+    if found is None:
+        found = _READERS[engine] = engine.execution_options(seamline_read=True)
+    return found
