@@ -75,7 +75,7 @@ class RecordEvent:
 
 
 Listener = Callable[[sa.Connection, RecordEvent], None]
-_Stmt = TypeVar("_Stmt", sa.Select[Any], sa.Update)
+_Stmt = TypeVar("_Stmt", sa.Select[Any], sa.Update, sa.Insert)
 
 
 @dataclass
@@ -583,7 +583,7 @@ class RecordService(RecordChecks):
             row.update(
                 state=state, version=1, created_at=now, updated_at=now, created_by=actor.username
             )
-            inserted = conn.execute(self.table(form.name).insert(), row).inserted_primary_key
+            inserted = conn.execute(self._insert_into(form.name), row).inserted_primary_key
             assert inserted is not None  # a single-row insert always has one
             record_id = inserted[0]
             events = [
@@ -1062,6 +1062,10 @@ class RecordService(RecordChecks):
                 table.c.id.in_(sa.bindparam("ids", expanding=True))
             ),
         )
+
+    def _insert_into(self, form: str) -> sa.Insert:
+        """``INSERT INTO f_<form>``: the columns are the parameters' keys."""
+        return self._statement(("insert", form), self.table(form).insert)
 
     def _set_by_id(self, form: str) -> sa.Update:
         """``UPDATE f_<form> SET … WHERE id = :_rid``: the columns set are the parameters'

@@ -124,6 +124,12 @@ def _head_statements(head: sa.Table, dialect: str) -> tuple[sa.Select[Any], sa.U
     return query, move
 
 
+@functools.lru_cache(maxsize=32)
+def _insert_of(table: sa.Table) -> sa.Insert:
+    """``INSERT INTO sl_events``, built once per table (values come as parameters)."""
+    return table.insert()
+
+
 _HELD = "seamline.chain_head"  # conn.info key: the head as this transaction last took it
 
 
@@ -220,7 +226,7 @@ def append_events(
             }
         )
         last_hash = digest
-    conn.execute(table.insert(), rows)
+    conn.execute(_insert_of(table), rows)
     _query, move = _head_statements(head, conn.dialect.name)
     conn.execute(move, {"new_id": last_id, "new_hash": last_hash})
     _hold(conn, last_id, last_hash)
