@@ -161,8 +161,18 @@ def test_a_request_is_judged_who_then_csrf_then_body_and_the_body_is_bounded(api
 
     url = "/api/forms/order/records"
     broken = {"content": b"{", "headers": {"content-type": "application/json"}}
+    big = b'{"note": "' + b"x" * MAX_BODY + b'"}'
     anon = TestClient(create_web_app(api.engine, Deployments(api.engine, api.live)))
     assert anon.post(url, **broken).status_code == 401
+    # no credentials at all: refused before the body is read, however large it says it is
+    oversized = anon.post(url, content=big, headers={"content-type": "application/json"})
+    assert oversized.status_code == 401 and codes(oversized) == ["unauthenticated"]
+    forged = anon.post(
+        url,
+        content=b"{",
+        headers={"content-type": "application/json", "authorization": "Bearer sl_forged"},
+    )
+    assert forged.status_code == 401
     session, token = api.browser("li.sales")
     no_csrf = session.post(url, **broken)
     assert no_csrf.status_code == 403 and codes(no_csrf) == ["csrf"]
@@ -171,13 +181,44 @@ def test_a_request_is_judged_who_then_csrf_then_body_and_the_body_is_bounded(api
     )
     assert with_csrf.status_code == 400 and codes(with_csrf) == ["json"]
     client = api.client("li.sales")
-    big = b'{"note": "' + b"x" * MAX_BODY + b'"}'
     declared = client.post(url, content=big, headers={"content-type": "application/json"})
     assert declared.status_code == 413 and codes(declared) == ["too_large"]
     pieces = (big[i : i + 65536] for i in range(0, len(big), 65536))
     streamed = client.post(url, content=pieces, headers={"content-type": "application/json"})
     assert streamed.status_code == 413 and codes(streamed) == ["too_large"]
     assert client.get(url).json()["items"] == []
+
+
+def test_a_body_is_refused_as_soon_as_it_passes_the_limit() -> None:
+    """``read_body`` stops taking chunks once the body is over MAX_BODY (a body sent without
+    Content-Length is never held whole), and trusts only a plain ASCII Content-Length."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from engine.model.errors import TooLarge
+    from engine.web.jsonio import MAX_BODY, read_body
+
+    chunk = b"x" * 100_000
+    taken: list[int] = []
+
+    def request(headers: list[tuple[bytes, bytes]], chunks: int) -> Request:
+        async def receive() -> dict[str, object]:
+            taken.append(1)
+            return {"type": "http.request", "body": chunk, "more_body": len(taken) < chunks}
+
+        scope = {"type": "http", "method": "POST", "headers": headers, "path": "/"}
+        return Request(scope, receive)
+
+    with pytest.raises(TooLarge):
+        asyncio.run(read_body(request([], chunks=1000)))
+    assert len(taken) == MAX_BODY // len(chunk) + 1  # 21 chunks of 1,000 taken, not all
+    taken.clear()
+    with pytest.raises(TooLarge):  # a declared length over the limit: nothing is read
+        asyncio.run(read_body(request([(b"content-length", b"99999999")], chunks=1000)))
+    assert taken == []
+    odd = [(b"content-length", "²".encode())]  # str.isdigit() says yes; int() would fail
+    assert asyncio.run(read_body(request(odd, chunks=2))) == chunk * 2
 
 
 def codes(response) -> list[str]:

@@ -78,6 +78,7 @@ def test_a_batched_block_dispatches_each_job_it_added_once_at_its_due_time(pg) -
     with engine.begin() as conn, jobs.batched(conn):
         _effect(conn, 1)  # there already: neither a row nor a dispatch
         _effect(conn, 2, due=later)
+        _effect(conn, 2)  # the same key again: stored, and so dispatched, as first given
         _effect(conn, 3)
         _effect(conn, 3)
     with engine.connect() as conn:

@@ -210,7 +210,7 @@ def test_a_batch_that_runs_long_gives_its_unstarted_jobs_back(
 def test_a_batched_block_writes_its_jobs_in_one_statement(tmp_path, db_url) -> None:
     """``jobs.batched``: the jobs enqueued inside (an inner block adds to the outer one) are one
     INSERT at the end; a key already there, or twice in the block, is one row; a block that
-    raises writes nothing."""
+    raises writes nothing, an inner one that raises takes its own jobs back."""
     _root, engine = _setup(tmp_path, db_url, n=1)
     inserts: list[str] = []
 
@@ -230,6 +230,9 @@ def test_a_batched_block_writes_its_jobs_in_one_statement(tmp_path, db_url) -> N
             with jobs.batched(conn):
                 job(conn, 2)
                 job(conn, 2)
+            with pytest.raises(ValueError), jobs.batched(conn):
+                job(conn, 4)
+                raise ValueError("an inner block fails; the caller goes on")
             assert inserts == []  # nothing yet: the block is still open
         assert len(inserts) == 1
         with pytest.raises(RuntimeError), engine.begin() as conn, jobs.batched(conn):

@@ -656,14 +656,15 @@ class RecordService(RecordChecks):
         now = self._now()
         record_id = current["id"]
         changes = {k: v for k, v in (values or {}).items() if _differs(current.get(k), v)}
-        conn.execute(
-            self._set_by_id(form.name),
+        self._set(
+            conn,
+            form.name,
+            record_id,
             {
                 **{k: _store(v) for k, v in changes.items()},
                 "state": target,
                 "version": current["version"] + 1,
                 "updated_at": now,
-                "_rid": record_id,
             },
         )
         payload: dict[str, Any] = {"name": transition, "from": current["state"], "to": target}
@@ -737,17 +738,15 @@ class RecordService(RecordChecks):
             now = self._now()
             events: list[EventIn] = []
             if changes:
-                conn.execute(
-                    self.table(form.name)
-                    .update()
-                    .where(self.table(form.name).c.id == record_id)
-                    .values(
-                        {
-                            **{k: _store(v[1]) for k, v in changes.items()},
-                            "version": current["version"] + 1,
-                            "updated_at": now,
-                        }
-                    )
+                self._set(
+                    conn,
+                    form.name,
+                    record_id,
+                    {
+                        **{k: _store(v[1]) for k, v in changes.items()},
+                        "version": current["version"] + 1,
+                        "updated_at": now,
+                    },
                 )
                 events.append(
                     EventIn(
@@ -1067,13 +1066,20 @@ class RecordService(RecordChecks):
         """``INSERT INTO f_<form>``: the columns are the parameters' keys."""
         return self._statement(("insert", form), self.table(form).insert)
 
-    def _set_by_id(self, form: str) -> sa.Update:
-        """``UPDATE f_<form> SET … WHERE id = :_rid``: the columns set are the parameters'
-        keys (field names never start with ``_``)."""
+    def _set(
+        self, conn: sa.Connection, form: str, record_id: int, values: Mapping[str, Any]
+    ) -> None:
+        """``UPDATE f_<form> SET <values> WHERE id = :_rid``, the statement built once per form:
+        the columns set are the values' keys (field names never start with ``_``). A key that
+        is no column is refused, as ``.values()`` refuses it (SQLAlchemy would skip it)."""
         table = self.table(form)
-        return self._statement(
+        unknown = [k for k in values if k not in table.c]
+        if unknown:
+            raise sa.exc.ArgumentError(f"no such columns in {table.name}: {unknown}")
+        statement = self._statement(
             ("set_by_id", form), lambda: table.update().where(table.c.id == sa.bindparam("_rid"))
         )
+        conn.execute(statement, {**values, "_rid": record_id})
 
     def by_id(self, form: str) -> sa.Select[Any]:
         """``SELECT * FROM f_<form> WHERE id = :rid``, built once per form."""

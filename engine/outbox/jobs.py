@@ -89,10 +89,18 @@ _BATCH = "seamline_job_batch"  # conn.info: the jobs a ``batched`` block has enq
 def batched(conn: sa.Connection) -> Iterator[None]:
     """Write the jobs enqueued inside the block in one statement when it ends (an approval
     step that opens several tasks arms their timers and messages together). Inside an outer
-    block it adds to that one. If the block raises, its jobs are dropped with it: the caller's
-    transaction is rolling back."""
-    if _BATCH in conn.info:
-        yield
+    block it adds to that one. If the block raises, the jobs it enqueued are dropped (an
+    inner block's too, even when the caller goes on). Nothing in the same transaction sees
+    the jobs before the block ends, and a savepoint rolled back inside the block does not
+    take back the jobs enqueued under it: open savepoints outside a batch."""
+    outer = conn.info.get(_BATCH)
+    if outer is not None:
+        mark = len(outer)
+        try:
+            yield
+        except BaseException:
+            del outer[mark:]
+            raise
         return
     pending: list[dict[str, Any]] = []
     conn.info[_BATCH] = pending
@@ -147,7 +155,9 @@ def _insert(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     params: Any = rows[0] if len(rows) == 1 else list(rows)
     added = conn.execute(statement, params).all()
     if added and procrastinate_queue.active(conn):
-        due = {row["key"]: row["due_at"] for row in rows}
+        due: dict[str, datetime] = {}
+        for row in rows:  # a key given twice is stored as first given
+            due.setdefault(row["key"], row["due_at"])
         for job_id, key in added:
             procrastinate_queue.dispatch(conn, job_id, due[key], may_exist=False)
 

@@ -9,7 +9,6 @@ within one process on a lock, in arrival order (:mod:`engine.store.sqlite_gate`)
 from __future__ import annotations
 
 import os
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +124,14 @@ def _tune_sqlite(engine: Engine) -> None:
             dbapi.execute("BEGIN IMMEDIATE")
 
 
-_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_READER = "_seamline_reader"  # the engine's attribute holding its reader
 
 
 def reader(engine: Engine) -> Engine:
     """The same engine (same pool) for read-only work: no write lock on SQLite. One per
-    engine (every request asks for it)."""
-    found = _READERS.get(engine)
+    engine, kept on it (every request asks for it; the pair goes when the engine goes)."""
+    found: Engine | None = engine.__dict__.get(_READER)
     if found is None:
-        found = _READERS[engine] = engine.execution_options(seamline_read=True)
+        found = engine.execution_options(seamline_read=True)
+        engine.__dict__[_READER] = found
     return found

@@ -29,19 +29,22 @@ from engine.web.jsonio import (
     status_of,
 )
 from engine.web.openapi import build_openapi
-from engine.web.security import check_csrf, user_of
+from engine.web.security import check_csrf, has_credentials, user_of
 
 Handler = Callable[[Request], Awaitable[Response]]
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
-    """Read the body (at most MAX_BODY), then on one worker thread: authenticate, check CSRF for
-    cookie sessions, parse the JSON and run the (blocking) handler; known failures become 4xx
-    answers. One thread hop per request: the user's lookup and the handler share it."""
+    """Refuse a request with no credentials at all (401) at once; else read the body (at most
+    MAX_BODY), then on one worker thread: authenticate, check CSRF for cookie sessions, parse
+    the JSON and run the (blocking) handler; known failures become 4xx answers. One thread hop
+    per request: the user's lookup and the handler share it."""
 
     async def endpoint(request: Request) -> Response:
         lang = request_lang(request, accept_language=True)
+        if not has_credentials(request):  # no token, no session: nothing of it is read
+            return _unauthenticated(lang)
         try:
             body = await read_body(request) if request.method in ("POST", "PATCH") else b""
             return await run_in_threadpool(_checked, handler, request, body, lang)
@@ -59,6 +62,12 @@ def guarded(handler: Callable[[Request, Any, Any], Response]) -> Handler:
     return endpoint
 
 
+def _unauthenticated(lang: Lang) -> Response:
+    return error(
+        401, "unauthenticated", "sign in or send a Bearer token", "请先登录或提供 Bearer 令牌", lang
+    )
+
+
 def _checked(
     handler: Callable[[Request, Any, Any], Response], request: Request, body: bytes, lang: Lang
 ) -> Response:
@@ -66,13 +75,7 @@ def _checked(
     who asks (401), CSRF (403), the body (400/415), then the handler."""
     user = user_of(request)
     if user is None:
-        return error(
-            401,
-            "unauthenticated",
-            "sign in or send a Bearer token",
-            "请先登录或提供 Bearer 令牌",
-            lang,
-        )
+        return _unauthenticated(lang)
     if request.method in UNSAFE and not check_csrf(request, request.headers.get("x-csrf-token")):
         return error(403, "csrf", "missing or wrong CSRF token", "缺少或错误的 CSRF 令牌", lang)
     data = parse_json(request, body) if body else None

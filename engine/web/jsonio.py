@@ -80,7 +80,7 @@ async def read_body(request: Request) -> bytes:
     """The request body, refused (413) as soon as it is over MAX_BODY — by its Content-Length,
     else while it arrives — so no more than MAX_BODY is ever held for it."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0

@@ -230,6 +230,14 @@ def _resolve(request: Request) -> User | None:
     return user
 
 
+def has_credentials(request: Request) -> bool:
+    """Whether the request carries a Bearer token or a session id at all (no database read):
+    a request with neither is refused before anything of it is read."""
+    if _bearer(request) is not None:
+        return True
+    return "session" in request.scope and isinstance(request.session.get(_SID_KEY), str)
+
+
 def user_of(request: Request) -> User | None:
     """:func:`current_user` for code already on a worker thread (it reads the database)."""
     cached = getattr(request.state, "seamline_user", _UNSET)

@@ -82,8 +82,9 @@ _BY_ID = {
     for query in (sa.select(table).where(table.c.id == sa.bindparam("rid")),)
     for locked in (False, True)
 }
-# the tasks of a step, their ids in the order of the rows (one multi-row INSERT)
-_INSERT_TASKS = TASKS.insert().returning(TASKS.c.id, sort_by_parameter_order=True)
+# the tasks of a step, each id with its slot (one multi-row INSERT: asking for the rows' order
+# instead would make SQLite insert them one by one)
+_INSERT_TASKS = TASKS.insert().returning(TASKS.c.id, TASKS.c.slot)
 _SET_TASK = TASKS.update().where(TASKS.c.id == sa.bindparam("_task_id"))  # SET from the keys
 _ASSIGNEES_OF = sa.select(ASSIGNEES.c.user).where(ASSIGNEES.c.task_id == sa.bindparam("task_id"))
 DECISIONS = {"approve": "approved", "reject": "rejected", "return": "returned"}
@@ -310,7 +311,8 @@ class ApprovalRuntime:
             }
             for slot in range(len(step.slots))
         ]
-        task_ids = list(conn.execute(_INSERT_TASKS, rows).scalars()) if rows else []
+        slot_ids = {r.slot: r.id for r in conn.execute(_INSERT_TASKS, rows)} if rows else {}
+        task_ids = [slot_ids[slot] for slot in range(len(rows))]
         assignees = [
             {"task_id": task_id, "user": user}
             for task_id, users in zip(task_ids, step.slots, strict=True)
