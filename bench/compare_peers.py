@@ -25,11 +25,10 @@ no checks) and the same filtered select.
 Directus is measured only when ``--directus URL --directus-token TOKEN`` (a static admin token)
 are given; ``--directus-create`` creates the ``orders`` collection and its 10 fields through
 ``POST /collections`` when it does not exist (``--directus-index`` declares ``customer`` indexed).
-That half was written against Directus 12's documented REST API and has not been run on this
-machine (Directus 12 needs Node >= 22 and a native isolated-vm build; the machine has Node 20);
-its requests were only checked against a stand-in serving those few endpoints.
-Without it the Directus column shows the figures measured earlier on this machine kind, marked
-as not measured in this sitting.
+``bench/directus.sh`` installs and starts Directus 12 here (Node.js 22 from the npm registry,
+since Debian's is 20; SQLite; the token ``bench-admin-token``): it ran against it on 2026-12-07.
+Without ``--directus`` the Directus column shows the figures measured earlier on this machine
+kind, marked as not measured in this sitting.
 """
 
 from __future__ import annotations
