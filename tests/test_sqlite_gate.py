@@ -1,6 +1,7 @@
 """SQLite writers of one process queue on the file's write gate (engine.store.sqlite_gate):
 held from BEGIN IMMEDIATE to the end of COMMIT / ROLLBACK / close, however the transaction
-ends, so concurrent writers never sleep in SQLite's busy handler and none is lost."""
+ends, so concurrent writers never sleep in SQLite's busy handler and none is lost. Readers
+queue on the read gate, briefly, and never when their thread holds a gate already."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.store.sqlite_gate import write_gate
+from engine.store import sqlite_gate
+from engine.store.sqlite_gate import read_gate, write_gate
 from engine.store.storage import create_db_engine, reader
 
 
@@ -95,3 +97,84 @@ def test_concurrent_writers_all_land(db) -> None:
 
 def test_in_memory_databases_have_no_gate() -> None:
     assert write_gate(":memory:") is None and write_gate("") is None
+    assert read_gate(":memory:") is None
+
+
+def _read(engine: sa.Engine) -> list[str]:
+    with reader(engine).connect() as conn:
+        return conn.exec_driver_sql("SELECT who FROM t").scalars().all()
+
+
+def _in_thread(call) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+
+    def run() -> None:
+        call()
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
+def test_readers_take_turns_and_release_the_read_gate_however_they_end(
+    db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = db
+    gate = read_gate(str(tmp_path / "gate.db"))
+    assert gate is not None
+    monkeypatch.setattr(sqlite_gate, "READ_WAIT", 30.0)
+    with reader(engine).connect() as conn:
+        conn.exec_driver_sql("SELECT 1").all()
+        assert gate.locked()
+        thread, done = _in_thread(lambda: _read(engine))
+        assert not done.wait(0.3)  # the second reader waits for the first
+    thread.join(10)
+    assert done.is_set() and not gate.locked()
+    with pytest.raises(ZeroDivisionError), reader(engine).connect() as conn:
+        conn.exec_driver_sql("SELECT 1").all()
+        1 / 0  # noqa: B018
+    assert not gate.locked()
+
+
+def test_a_thread_holding_a_gate_reads_without_waiting(
+    db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read inside a read, or inside a write transaction, does not take the read gate: else
+    it would wait for itself, or for a reader that waits for its write."""
+    engine, write = db
+    gate = read_gate(str(tmp_path / "gate.db"))
+    assert gate is not None
+    monkeypatch.setattr(sqlite_gate, "READ_WAIT", 30.0)
+
+    def nested_read() -> None:
+        with reader(engine).connect() as outer:
+            outer.exec_driver_sql("SELECT 1").all()
+            assert _read(engine) == []
+
+    def read_in_write() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (who) VALUES ('w')")
+            assert write.locked() and not gate.locked()
+            assert _read(engine) == []  # its own connection: the write is not committed yet
+
+    for call in (nested_read, read_in_write):
+        thread, done = _in_thread(call)
+        thread.join(10)
+        assert done.is_set(), call.__name__
+    assert not gate.locked() and not write.locked()
+
+
+def test_a_reader_goes_on_beside_a_long_one_after_the_read_wait(
+    db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = db
+    gate = read_gate(str(tmp_path / "gate.db"))
+    monkeypatch.setattr(sqlite_gate, "READ_WAIT", 0.05)
+    with reader(engine).connect() as conn:
+        conn.exec_driver_sql("SELECT 1").all()
+        assert gate is not None and gate.locked()
+        thread, done = _in_thread(lambda: _read(engine))
+        thread.join(10)
+        assert done.is_set()  # it read while the first reader still held the gate
+    assert not gate.locked()

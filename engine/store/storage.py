@@ -3,7 +3,8 @@
 ``database_url`` picks the URL (``--db``, then ``SEAMLINE_DB``, then app.yaml's ``database``,
 then ``seamline.db`` in the workspace). SQLite connections run with foreign keys on, WAL, a
 busy timeout, and ``BEGIN IMMEDIATE`` so that two writers queue instead of failing halfway —
-within one process on a lock, in arrival order (:mod:`engine.store.sqlite_gate`).
+within one process on a lock, in arrival order; readers take turns on a lock of their own, for
+a short while at most (:mod:`engine.store.sqlite_gate`).
 """
 
 from __future__ import annotations
@@ -116,12 +117,13 @@ def _tune_sqlite(engine: Engine) -> None:
         # The driver's connection runs the BEGIN: it is not a statement of the app's, and every
         # request pays it (a token lookup is a read transaction of its own).
         dbapi: Any = conn.connection.dbapi_connection  # sqlite3's, which has execute()
-        if conn.get_execution_options().get("seamline_read"):
-            dbapi.execute("BEGIN")
+        reading = conn.get_execution_options().get("seamline_read")
+        if isinstance(dbapi, GatedConnection) and reading:
+            dbapi.begin_read()
         elif isinstance(dbapi, GatedConnection):
             dbapi.begin_write()
         else:
-            dbapi.execute("BEGIN IMMEDIATE")
+            dbapi.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 _READER = "_seamline_reader"  # the engine's attribute holding its reader
