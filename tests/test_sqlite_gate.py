@@ -164,6 +164,19 @@ def test_a_thread_holding_a_gate_reads_without_waiting(
         assert done.is_set(), call.__name__
     assert not gate.locked() and not write.locked()
 
+    def read_in_write_beside_a_reader() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (who) VALUES ('v')")
+            assert len(_read(engine)) == 1  # 'w' only: it did not wait for the gate's holder
+
+    with reader(engine).connect() as held:  # another thread's reader holds the read gate
+        held.exec_driver_sql("SELECT 1").all()
+        assert gate.locked()
+        thread, done = _in_thread(read_in_write_beside_a_reader)
+        thread.join(10)
+        assert done.is_set()
+    assert not gate.locked() and not write.locked()
+
 
 def test_a_reader_goes_on_beside_a_long_one_after_the_read_wait(
     db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
