@@ -88,7 +88,11 @@ def spiff_runner(engine: sa.Engine) -> Callable[[int, dict[str, str]], None]:
     spec = parser.get_spec(PROCESS)
     serializer = BpmnWorkflowSerializer()
     PEER.create_all(engine)
-    load = sa.select(INSTANCES.c.state).where(INSTANCES.c.id == sa.bindparam("iid"))
+    # locked while it is decided, as two decisions of one instance must not both save
+    # (PostgreSQL; SQLite's writers take turns anyway)
+    load = (
+        sa.select(INSTANCES.c.state).where(INSTANCES.c.id == sa.bindparam("iid")).with_for_update()
+    )
     save = (
         INSTANCES.update()
         .where(INSTANCES.c.id == sa.bindparam("iid"))
