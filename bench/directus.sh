@@ -29,7 +29,7 @@ export KEY=seamline-bench-key SECRET=seamline-bench-secret-0123456789abcdef
 export ADMIN_EMAIL=admin@example.com ADMIN_PASSWORD=bench-pass-2026 ADMIN_TOKEN=bench-admin-token
 export HOST=127.0.0.1 PORT=${PORT:-8055} TELEMETRY=false LOG_LEVEL=warn
 npx directus bootstrap
-nohup npx directus start > "$DIR/directus.log" 2>&1 &
+nohup "$DIR/node_modules/.bin/directus" start > "$DIR/directus.log" 2>&1 &  # node itself: its pid stops it
 echo $! > "$DIR/directus.pid"
 for _ in $(seq 60); do
   if curl -sf -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" "http://$HOST:$PORT/users/me"; then
