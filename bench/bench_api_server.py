@@ -180,7 +180,7 @@ def main() -> None:
         )
         print(
             f"  {b_rate / a_rate:.2f}x the baseline's time; {a_rate / 82:.1f}x the issue's "
-            f"82 orders/s for Directus (goal 5x; Directus run here made 119-132/s: "
+            f"82 orders/s for Directus (goal 5x; Directus run here made 90-132/s: "
             f"bench/compare_peers.py with bench/directus.sh); p99 {a_p99 / a_p50:.1f}x p50 "
             f"(goal < 3x)"
         )

@@ -76,9 +76,9 @@ class GatedConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
         timeout = kwargs.get("timeout", args[0] if args else 5.0)
         self.gate_wait = float(timeout)
-        gates = _gates(os.fspath(database))
-        self.gate: threading.Lock | None = gates[0] if gates is not None else None
-        self.reading_gate: threading.Lock | None = gates[1] if gates is not None else None
+        self.gate: threading.Lock | None
+        self.reading_gate: threading.Lock | None
+        self.gate, self.reading_gate = _gates(os.fspath(database)) or (None, None)
         self.holding: threading.Lock | None = None  # the gate this transaction took
         self.held_in: set[GatedConnection] | None = None  # the taking thread's set
 

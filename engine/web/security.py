@@ -211,10 +211,8 @@ def _resolve(request: Request) -> User | None:
             return None
         with _db(request).connect() as conn:
             return user_for_token(conn, token)
-    if "session" not in request.scope:
-        return None
-    session_id = request.session.get(_SID_KEY)
-    if not isinstance(session_id, str):
+    session_id = _session_id(request)
+    if session_id is None:
         return None
     with _db(request).connect() as conn:
         found = user_for_session(conn, session_id)
@@ -233,9 +231,15 @@ def _resolve(request: Request) -> User | None:
 def has_credentials(request: Request) -> bool:
     """Whether the request carries a Bearer token or a session id at all (no database read):
     a request with neither is refused before anything of it is read."""
-    if _bearer(request) is not None:
-        return True
-    return "session" in request.scope and isinstance(request.session.get(_SID_KEY), str)
+    return _bearer(request) is not None or _session_id(request) is not None
+
+
+def _session_id(request: Request) -> str | None:
+    """The session id the signed session cookie carries, if any (no database read)."""
+    if "session" not in request.scope:
+        return None
+    session_id = request.session.get(_SID_KEY)
+    return session_id if isinstance(session_id, str) else None
 
 
 def user_of(request: Request) -> User | None:

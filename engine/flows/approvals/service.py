@@ -76,12 +76,10 @@ _APPROVED_IN_STEP = (
         TASKS.c.status == "approved",
     )
 )
-_BY_ID = {
-    (table.name, locked): query.with_for_update() if locked else query
-    for table in (APPROVALS, TASKS)
-    for query in (sa.select(table).where(table.c.id == sa.bindparam("rid")),)
-    for locked in (False, True)
-}
+_BY_ID: dict[tuple[str, bool], sa.Select[Any]] = {}
+for _table in (APPROVALS, TASKS):
+    _BY_ID[_table.name, False] = sa.select(_table).where(_table.c.id == sa.bindparam("rid"))
+    _BY_ID[_table.name, True] = _BY_ID[_table.name, False].with_for_update()
 # the tasks of a step, each id with its slot (one multi-row INSERT: asking for the rows' order
 # instead would make SQLite insert them one by one)
 _INSERT_TASKS = TASKS.insert().returning(TASKS.c.id, TASKS.c.slot)
